@@ -1,0 +1,208 @@
+"""Load models by (kind, dataset) and sample them by label and seed: the library's front door."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genmodels.checkpoint import CheckpointError, checkpoint_path, load_model
+from genmodels.data import dataset_info
+from genmodels.models import GENERATOR_KINDS, Classifier, CondGenerator, Generator, Mapper, VAE
+
+MAX_SAMPLES = 10_000
+MAX_SEED = 2**63 - 1
+TEMPERATURE_RANGE = (0.05, 3.0)
+PREDICT_BATCH = 2_000
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_seed(seed: Any) -> int:
+    """A seed as an int in [0, 2^63 - 1]; ValueError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer between 0 and {MAX_SEED}, got {seed!r}")
+    return seed
+
+
+def check_count(n: Any, limit: int = MAX_SAMPLES) -> int:
+    """A sample count as an int in [1, limit]; ValueError otherwise."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit:
+        raise ValueError(f"number of images must be an integer between 1 and {limit}, got {n!r}")
+    return n
+
+
+def check_temperature(temperature: Any) -> float:
+    """A truncation / temperature factor in TEMPERATURE_RANGE; ValueError otherwise."""
+    low, high = TEMPERATURE_RANGE
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not low <= float(temperature) <= high:
+        raise ValueError(f"temperature must be a number between {low} and {high}, got {temperature!r}")
+    return float(temperature)
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU torch.Generator seeded with `seed` (noise drawn on the CPU is the same on every device)."""
+    return torch.Generator(device="cpu").manual_seed(check_seed(seed))
+
+
+def resolve_labels(label: int | str | None, n: int, num_classes: int) -> torch.Tensor | None:
+    """None -> None (unconditional); K -> n copies of K; 'all' -> n of each class in class order."""
+    if label is None:
+        check_count(n)
+        return None
+    if label == "all":
+        check_count(n, MAX_SAMPLES // num_classes)
+        return torch.arange(num_classes).repeat_interleave(n)
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_classes:
+        raise ValueError(f"label must be an integer between 0 and {num_classes - 1}, 'all', or omitted; got {label!r}")
+    check_count(n)
+    return torch.full((n,), label, dtype=torch.int64)
+
+
+@dataclass
+class Samples:
+    """Generated images [N, 1, 28, 28] in [0, 1] on the CPU, the labels requested (or None) and latents [N, L]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    latents: torch.Tensor
+
+
+@dataclass
+class GenerativeModel:
+    """A loaded generator ready to sample: 'cgan', 'gan' (with its label mapper when shipped) or 'vae'."""
+
+    kind: str
+    dataset: str
+    module: nn.Module
+    meta: dict[str, Any]
+    mapper: Mapper | None = None
+    mapper_meta: dict[str, Any] | None = field(default=None)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.module.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @property
+    def num_classes(self) -> int:
+        return len(dataset_info(self.dataset).classes)
+
+    @property
+    def supports_labels(self) -> bool:
+        return self.kind != "gan" or self.mapper is not None
+
+    @torch.no_grad()
+    def latents(self, labels: torch.Tensor | None, n: int, seed: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(latents [n, L] on the model's device, labels [n] or None); same seed, same latents."""
+        generator = seeded_generator(seed)
+        temperature = check_temperature(temperature)
+        noise = torch.randn(n, self.latent_dim, generator=generator) * temperature
+        if self.kind == "cgan" and labels is None:
+            labels = torch.randint(0, self.num_classes, (n,), generator=generator)
+        if labels is not None and self.kind == "gan":
+            if self.mapper is None:
+                raise ValueError(f"the {self.dataset} gan has no label mapper checkpoint; sample it without a label")
+            return self.mapper(labels.to(self.device), noise.to(self.device)), labels
+        if labels is not None and self.kind == "vae":
+            vae: VAE = self.module
+            labels_d = labels.to(self.device)
+            z = vae.class_means[labels_d] + torch.einsum("nij,nj->ni", vae.class_scale_tril[labels_d], noise.to(self.device))
+            return z, labels
+        return noise.to(self.device), labels
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """latents [N, L] (+ labels [N] for the cgan) -> images [N, 1, 28, 28] in [0, 1] on the CPU."""
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must have shape [N, {self.latent_dim}], got {tuple(z.shape)}")
+        if not torch.isfinite(z).all():
+            raise ValueError("latents must be finite")
+        z = z.to(self.device, torch.float32)
+        if self.kind == "cgan":
+            if labels is None or len(labels) != len(z):
+                raise ValueError("the cgan needs one label per latent")
+            return self.module.decode(z, labels.to(self.device)).cpu()
+        return self.module.decode(z).cpu()
+
+    def sample(self, n: int = 10, label: int | str | None = None, seed: int = 0, temperature: float = 1.0) -> Samples:
+        """n images (of class `label`, of every class for 'all', or unconditional for None)."""
+        labels = resolve_labels(label, n, self.num_classes)
+        count = n if labels is None else len(labels)
+        z, labels = self.latents(labels, count, seed, temperature)
+        return Samples(self.decode(z, labels), labels, z.cpu())
+
+
+def load_generator(
+    kind: str,
+    dataset: str,
+    checkpoint: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+) -> GenerativeModel:
+    """Load a generator: the shipped one of (kind, dataset), or the file `checkpoint` (a mapper beside it is used for 'gan')."""
+    if kind not in GENERATOR_KINDS:
+        raise ValueError(f"unknown generator {kind!r}; choose one of: {', '.join(GENERATOR_KINDS)}")
+    dataset_info(dataset)
+    device = torch.device(device) if device is not None else default_device()
+    path = Path(checkpoint) if checkpoint is not None else checkpoint_path(kind, dataset, root)
+    module, meta = load_model(path, kind=kind, dataset=dataset, device=device)
+    mapper = mapper_meta = None
+    if kind == "gan":
+        mapper_file = path.with_name("mapper.safetensors")
+        if mapper_file.exists():
+            mapper, mapper_meta = load_model(mapper_file, kind="mapper", dataset=dataset, device=device)
+            if mapper_meta.get("generator_sha256") not in (None, meta["weights_sha256"]):
+                raise CheckpointError(mapper_file, f"was trained for another generator than {path}")
+    return GenerativeModel(kind, dataset, module, meta, mapper, mapper_meta)
+
+
+def load_classifier(
+    dataset: str,
+    checkpoint: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+) -> Classifier:
+    """Load the project classifier of `dataset` (eval mode)."""
+    device = torch.device(device) if device is not None else default_device()
+    path = Path(checkpoint) if checkpoint is not None else checkpoint_path("classifier", dataset, root)
+    return load_model(path, kind="classifier", dataset=dataset, device=device)[0]
+
+
+def load_vae(dataset: str, checkpoint: str | os.PathLike | None = None, root: str | os.PathLike | None = None,
+             device: str | torch.device | None = None) -> VAE:
+    """Load the VAE of `dataset` for encoding and decoding (eval mode)."""
+    return load_generator("vae", dataset, checkpoint, root, device).module
+
+
+@torch.no_grad()
+def predict(classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities [N, C] (CPU) for images [N, 1, 28, 28] or [N, 28, 28] in [0, 1]."""
+    device = next(classifier.parameters()).device
+    images = images.reshape(-1, 1, 28, 28)
+    out = [classifier.predict_unit(chunk.to(device, torch.float32)).cpu() for chunk in images.split(PREDICT_BATCH)]
+    return torch.cat(out) if out else torch.empty(0, classifier.config.num_classes)
+
+
+@torch.no_grad()
+def encode(vae: VAE, images: torch.Tensor) -> torch.Tensor:
+    """Latent means [N, L] (CPU) of images [N, 1, 28, 28] or [N, 28, 28] in [0, 1]."""
+    device = next(vae.parameters()).device
+    images = images.reshape(-1, 1, 28, 28)
+    out = [vae.encode(chunk.to(device, torch.float32))[0].cpu() for chunk in images.split(PREDICT_BATCH)]
+    return torch.cat(out) if out else torch.empty(0, vae.latent_dim)
+
+
+__all__ = [
+    "CheckpointError", "GenerativeModel", "Samples", "default_device", "encode", "load_classifier",
+    "load_generator", "load_vae", "predict", "seeded_generator", "Generator", "CondGenerator",
+]

@@ -1,0 +1,184 @@
+"""Checkpoints: safetensors weights with JSON metadata, written atomically, verified on load.
+
+A model file holds the module's tensors and, in its safetensors header, a JSON document
+(kind, dataset, config, recipe, metrics, sha256 of the weights); a `<name>.json` sidecar
+repeats it for people and tools. Nothing here unpickles anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from genmodels.data import dataset_info
+from genmodels.models import build_model, config_to_dict, model_kind
+from genmodels.paths import checkpoints_dir
+
+FORMAT_VERSION = 1
+META_KEY = "genmodels"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, corrupt, or not the model that was asked for."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"checkpoint {self.path}: {reason}")
+
+
+def checkpoint_path(kind: str, dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """Where the shipped checkpoint of (kind, dataset) lives: <checkpoints>/<dataset>/<kind>.safetensors."""
+    model_kind(kind)
+    dataset_info(dataset)
+    return checkpoints_dir(root) / dataset / f"{kind}.safetensors"
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON sidecar beside a .safetensors file."""
+    return Path(path).with_suffix(".json")
+
+
+def weights_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write `payload` to `path` via a temp file in the same folder and a rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Atomically write tensors plus JSON metadata (with their sha256 added) and the sidecar; returns the metadata."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {**meta, "format_version": FORMAT_VERSION, "weights_sha256": weights_sha256(tensors)}
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta)}))
+    atomic_write_bytes(sidecar_path(path), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    return meta
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read tensors and metadata from a safetensors file, verifying the weights' sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "file is empty (0 bytes)")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as exc:  # safetensors raises SafetensorError/OSError on anything malformed
+        raise CheckpointError(path, f"not a readable safetensors file (truncated or another format?): {exc}") from None
+    try:
+        meta = json.loads(header[META_KEY])
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not a JSON object")
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(path, f"missing or malformed genmodels metadata: {exc}") from None
+    expected = meta.get("weights_sha256")
+    if expected != weights_sha256(tensors):
+        raise CheckpointError(path, "weights do not match their sha256 (file corrupted or edited)")
+    return tensors, meta
+
+
+def save_model(path: str | os.PathLike, module: nn.Module, kind: str, dataset: str, **meta: Any) -> dict[str, Any]:
+    """Save a model's state dict with kind, dataset, config and any extra metadata (recipe, metrics...)."""
+    model_kind(kind)
+    dataset_info(dataset)
+    header = {"kind": kind, "dataset": dataset, "config": config_to_dict(module.config), **meta}
+    return save_tensors(path, module.state_dict(), header)
+
+
+def load_model(
+    path: str | os.PathLike, kind: str | None = None, dataset: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from its file, in eval mode on `device`; checks kind, dataset, shapes and hash."""
+    tensors, meta = load_tensors(path)
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(path, f"holds a {meta.get('kind')!r} model, not {kind!r}")
+    if dataset is not None and meta.get("dataset") != dataset:
+        raise CheckpointError(path, f"was trained on {meta.get('dataset')!r}, not {dataset!r}")
+    try:
+        module = build_model(meta.get("kind"), meta.get("config"))
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(path, f"cannot rebuild the model from its metadata: {exc}") from None
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(path, f"tensor names do not match the {meta['kind']} model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for name, tensor in expected.items():
+        if tensors[name].shape != tensor.shape or tensors[name].dtype != tensor.dtype:
+            raise CheckpointError(
+                path, f"tensor {name} is {tuple(tensors[name].shape)} {tensors[name].dtype}, the model needs {tuple(tensor.shape)} {tensor.dtype}"
+            )
+    module.load_state_dict(tensors)
+    return module.to(device).eval(), meta
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a checkpoint file (verified like a load)."""
+    return load_tensors(path)[1]
+
+
+def update_metadata(path: str | os.PathLike, **updates: Any) -> dict[str, Any]:
+    """Merge `updates` into a checkpoint's metadata (e.g. new metrics), rewriting file and sidecar atomically."""
+    tensors, meta = load_tensors(path)
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(meta.get(key), dict):
+            meta[key] = {**meta[key], **value}
+        else:
+            meta[key] = value
+    return save_tensors(path, tensors, meta)
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state dict into tensors (for safetensors) and JSON-able rest."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.{index}.{slot}"] = value
+            else:
+                scalars[f"{index}.{slot}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> None:
+    """Inverse of `optimizer_tensors`."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "."):
+            index, slot = name[len(prefix) + 1:].split(".", 1)
+            state.setdefault(int(index), {})[slot] = value
+    for key, value in rest["scalars"].items():
+        index, slot = key.split(".", 1)
+        state.setdefault(int(index), {})[slot] = value
+    optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})

@@ -1,0 +1,236 @@
+"""Training run folders: names, status, metrics logs, and launching `python -m train` as a process.
+
+A run folder holds config.json, status.json, metrics.jsonl, grids/epoch_NNN.png, the model
+file <kind>.safetensors and the resumable training state state.safetensors. The training
+process writes them; the app and the CLI read them through the functions here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from genmodels.checkpoint import atomic_write_bytes
+from genmodels.paths import REPO_ROOT, runs_dir
+
+RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+ACTIVE_STATES = ("starting", "running")
+STDERR_FILE = "stderr.log"
+
+
+def check_run_name(name: Any) -> str:
+    """A run folder name: letters, digits, '_', '.', '-', at most 100 characters, no path parts."""
+    if not isinstance(name, str) or "\x00" in name or not RUN_NAME_PATTERN.match(name) or name in (".", ".."):
+        raise ValueError(f"invalid run name {name!r}: use 1-100 letters, digits, '_', '.', '-' (starting with a letter or digit)")
+    return name
+
+
+def run_path(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of run `name` inside the runs folder; never outside it."""
+    base = runs_dir(root).resolve()
+    path = (base / check_run_name(name)).resolve()
+    if path.parent != base:
+        raise ValueError(f"run name {name!r} escapes the runs folder")
+    return path
+
+
+def new_run_name(kind: str, dataset: str) -> str:
+    """A fresh, collision-free run name: <kind>-<dataset>-<UTC time>-<random>."""
+    return f"{kind}-{dataset}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Atomically write a JSON document."""
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A JSON document, or None when absent or unreadable."""
+    try:
+        value = json.loads(Path(path).read_text())
+        return value if isinstance(value, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file; torn or malformed lines (a killed writer) are skipped."""
+    records = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+    except OSError:
+        return []
+    return records
+
+
+class MetricsLog:
+    """Append-only JSONL writer; each record is one flushed line."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, allow_nan=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this pid exists (and is not a zombie)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child that nobody reaped yet still answers kill(0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class RunInfo:
+    """What the app shows of a run: its folder, config, status (with stale-process detection) and progress."""
+
+    name: str
+    path: Path
+    config: dict[str, Any]
+    status: dict[str, Any]
+
+    @property
+    def state(self) -> str:
+        return self.status.get("state", "unknown")
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def kind(self) -> str | None:
+        return self.config.get("kind")
+
+    @property
+    def dataset(self) -> str | None:
+        return self.config.get("dataset")
+
+    @property
+    def model_file(self) -> Path | None:
+        path = self.path / f"{self.kind}.safetensors"
+        return path if self.kind and path.exists() else None
+
+    @property
+    def progress(self) -> float:
+        total = self.status.get("total_steps") or 0
+        return min(1.0, self.status.get("step", 0) / total) if total else 0.0
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join((self.path / STDERR_FILE).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def run_info(path: str | os.PathLike) -> RunInfo:
+    """Read a run folder; an active status whose process is gone becomes 'crashed'."""
+    path = Path(path)
+    config = read_json(path / "config.json") or {}
+    status = read_json(path / "status.json") or {"state": "unknown"}
+    if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid")):
+        status = {**status, "state": "crashed", "reason": status.get("reason") or "the training process is gone"}
+    return RunInfo(path.name, path, config, status)
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
+    """All run folders under the runs folder, newest first."""
+    base = runs_dir(root)
+    if not base.is_dir():
+        return []
+    folders = [p for p in base.iterdir() if p.is_dir() and RUN_NAME_PATTERN.match(p.name) and (p / "config.json").exists()]
+    return [run_info(p) for p in sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def iter_active_runs(root: str | os.PathLike | None = None) -> Iterator[RunInfo]:
+    """The runs whose process is still going."""
+    return (r for r in list_runs(root) if r.active)
+
+
+class LaunchError(RuntimeError):
+    """A training run could not be started."""
+
+
+def max_concurrent_runs() -> int:
+    """At most one training process per CPU core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def launch_run(
+    kind: str, dataset: str, *, epochs: int, batch_size: int, lr: float, seed: int,
+    root: str | os.PathLike | None = None, device: str = "auto", extra: list[str] | None = None,
+) -> RunInfo:
+    """Start `python -m train KIND ...` as a detached process writing to a new run folder."""
+    base = runs_dir(root)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        probe = base / f".write-probe-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise LaunchError(f"the runs folder {base} is not writable: {exc.strerror or exc}") from None
+    lock = base / ".launch.lock"
+    import fcntl  # serialises launches from concurrent app sessions so the run limit holds
+
+    with open(lock, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        active = list(iter_active_runs(base))
+        if len(active) >= max_concurrent_runs():
+            raise LaunchError(f"{len(active)} runs are already going (at most {max_concurrent_runs()} on this machine); wait for one to finish or cancel it")
+        name = new_run_name(kind, dataset)
+        path = run_path(name, base)
+        path.mkdir(parents=False, exist_ok=False)
+        command = [
+            sys.executable, "-m", "train", kind, "--dataset", dataset, "--epochs", str(epochs),
+            "--batch-size", str(batch_size), "--lr", repr(float(lr)), "--seed", str(seed),
+            "--device", device, "--run-dir", str(path), *(extra or []),
+        ]
+        write_json(path / "status.json", {"state": "starting", "pid": None, "updated": time.time()})
+        with open(path / STDERR_FILE, "wb") as stderr, open(path / "stdout.log", "wb") as stdout:
+            process = subprocess.Popen(
+                command, cwd=REPO_ROOT, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        write_json(path / "status.json", {"state": "starting", "pid": process.pid, "updated": time.time()})
+    return run_info(path)
+
+
+def cancel_run(info: RunInfo) -> bool:
+    """Ask a run to stop (SIGTERM: it finishes the step, saves and exits); False when it is not running."""
+    pid = info.status.get("pid")
+    if not info.active or not pid_alive(pid):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True

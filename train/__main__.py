@@ -1,0 +1,6 @@
+"""Entry point of `python -m train`."""
+import sys
+
+from train.cli import main
+
+sys.exit(main())

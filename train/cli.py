@@ -1,0 +1,163 @@
+"""The training command line: validates every flag before any work, then trains one model or all."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from genmodels.api import MAX_SEED
+from genmodels.data import DATASETS
+from genmodels.paths import checkpoints_dir, runs_dir
+from genmodels.runs import new_run_name, read_metrics
+from train.recipes import KINDS, default_recipe
+
+MAX_EPOCHS = 10_000
+MAX_BATCH = 8_192
+USAGE_EXIT = 2
+
+
+class UsageError(ValueError):
+    """A flag value that is refused before any work."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2, no usage dump
+        print(f"error: {message} (see python -m train --help)", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m train", description="Train genmodels models on MNIST / Fashion-MNIST.")
+    parser.add_argument("kind", choices=[*KINDS, "all"], help="model to train; 'all' trains every model and publishes them as the shipped checkpoints")
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--epochs", type=int, help="epochs (default: the shipped recipe's)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimisation steps")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--run-dir", type=Path, help="run folder (for 'all': the parent of one folder per model)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    parser.add_argument("--classifier", type=Path, help="classifier checkpoint that judges sample quality (default: the shipped one)")
+    parser.add_argument("--gan", type=Path, help="mapper only: the gan checkpoint to map into (default: the shipped one)")
+    parser.add_argument("--checkpoints", type=Path, help="'all' only: where to publish the checkpoints (default: the repo's checkpoints/)")
+    parser.add_argument("--model-config", type=json.loads, help='JSON overrides of the model config, e.g. \'{"hidden": [1024, 512]}\'')
+    parser.add_argument("--log-every", type=int, default=100, help="steps between metric records")
+    parser.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
+    return parser
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Range checks that argparse cannot express; raises UsageError."""
+    if args.epochs is not None and not 1 <= args.epochs <= MAX_EPOCHS:
+        raise UsageError(f"--epochs must be between 1 and {MAX_EPOCHS}, got {args.epochs}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
+    if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH:
+        raise UsageError(f"--batch-size must be between 1 and {MAX_BATCH}, got {args.batch_size}")
+    if args.lr is not None and not (math.isfinite(args.lr) and 0 < args.lr <= 1):
+        raise UsageError(f"--lr must be a number in (0, 1], got {args.lr}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {args.seed}")
+    if not 1 <= args.log_every <= 100_000:
+        raise UsageError(f"--log-every must be between 1 and 100000, got {args.log_every}")
+    if args.model_config is not None and not isinstance(args.model_config, dict):
+        raise UsageError("--model-config must be a JSON object")
+    if args.resume and args.run_dir is None:
+        raise UsageError("--resume needs --run-dir of the run to continue")
+    if args.resume and args.kind == "all":
+        raise UsageError("--resume works on a single model's run, not on 'all'")
+    for flag in ("classifier", "gan"):
+        path = getattr(args, flag)
+        if path is not None and not path.is_file():
+            raise UsageError(f"--{flag} {path}: no such file")
+
+
+def check_writable(folder: Path, need_bytes: int = 200_000_000) -> None:
+    """Refuse an unwritable folder or a nearly full disk before training starts."""
+    target = folder
+    while not target.exists():
+        target = target.parent
+    if not os.access(target, os.W_OK):
+        raise UsageError(f"{folder} is not writable")
+    free = shutil.disk_usage(target).free
+    if free < need_bytes:
+        raise UsageError(f"only {free // 1_000_000} MB free on the disk of {folder}; training needs about {need_bytes // 1_000_000} MB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        validate(args)
+        from train.run import resolve_device
+
+        device = resolve_device(args.device)
+        run_dir = args.run_dir or runs_dir() / new_run_name(args.kind, args.dataset)
+        check_writable(run_dir)
+        if args.kind == "all":
+            check_writable(args.checkpoints or checkpoints_dir())
+        if args.run_dir is not None and not args.resume and args.kind != "all" and (run_dir / "metrics.jsonl").exists():
+            raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+    except (UsageError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    if args.kind == "all":
+        return train_all(args, device, run_dir)
+    return train_one(args, args.kind, device, run_dir)
+
+
+def train_one(args: argparse.Namespace, kind: str, device, run_dir: Path, classifier: Path | None = None, gan: Path | None = None) -> int:
+    from train.run import RunRequest, train_model
+
+    recipe = default_recipe(kind, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    if args.model_config:
+        recipe.model = {**recipe.model, **args.model_config}
+    request = RunRequest(kind, args.dataset, recipe, run_dir, device, max_steps=args.max_steps, resume=args.resume,
+                         classifier=classifier or args.classifier, gan=gan or args.gan, log_every=args.log_every, data_root=args.data)
+    return train_model(request)
+
+
+def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
+    """Train classifier, gan, mapper, cgan and vae in order, publishing each into the checkpoints folder."""
+    target = (args.checkpoints or checkpoints_dir()) / args.dataset
+    target.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for kind in KINDS:
+        run_dir = run_root / kind
+        classifier = target / "classifier.safetensors" if kind != "classifier" else None
+        gan = target / "gan.safetensors" if kind == "mapper" else None
+        print(f"== {kind} on {args.dataset} -> {run_dir}", flush=True)
+        code = train_one(args, kind, device, run_dir, classifier=classifier, gan=gan)
+        if code != 0:
+            print(f"error: training {kind} failed (exit {code}); see {run_dir}", file=sys.stderr)
+            return code
+        publish(run_dir, kind, target)
+    print(f"all models of {args.dataset} trained and published to {target} in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+def publish(run_dir: Path, kind: str, target: Path) -> None:
+    """Copy a finished run's model, metrics log, config and grids into the shipped checkpoints folder."""
+    from genmodels.checkpoint import load_tensors, save_tensors
+
+    tensors, meta = load_tensors(run_dir / f"{kind}.safetensors")
+    save_tensors(target / f"{kind}.safetensors", tensors, meta)
+    logs = target / "logs"
+    logs.mkdir(exist_ok=True)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    with open(logs / f".{kind}.jsonl.tmp", "w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    os.replace(logs / f".{kind}.jsonl.tmp", logs / f"{kind}.jsonl")
+    shutil.copyfile(run_dir / "config.json", logs / f"{kind}.config.json")
+    grids = sorted((run_dir / "grids").glob("epoch_*.png"))
+    if grids:
+        shutil.rmtree(logs / f"{kind}_grids", ignore_errors=True)
+        (logs / f"{kind}_grids").mkdir()
+        for grid in grids:
+            shutil.copyfile(grid, logs / f"{kind}_grids" / grid.name)

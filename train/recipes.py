@@ -1,0 +1,57 @@
+"""Training recipes: the hyper-parameters of each shipped checkpoint, per model kind and dataset."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+KINDS = ("classifier", "gan", "mapper", "cgan", "vae")
+
+
+@dataclass
+class Recipe:
+    """How one model is trained; recorded in its run's config.json and its checkpoint."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"  # or "cosine": decays to 5% of lr over the run
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0  # one-sided, on D's real targets
+    augment: str = "none"  # classifier / mapper input jitter: "shift" or "shift_flip"
+    steps_per_epoch: int = 0  # mapper only: it trains on sampled labels, not on the dataset
+    prior_weight: float = 0.0  # mapper only: pull of its latents towards the generator's prior
+    model: dict = dataclasses.field(default_factory=dict)  # overrides of the model config's defaults
+
+
+_GAN = dict(lr=2e-4, betas=(0.5, 0.999), label_smoothing=0.1)
+
+DEFAULTS: dict[str, dict[str, Recipe]] = {
+    "classifier": {
+        "mnist": Recipe(epochs=20, batch_size=128, lr=2e-3, schedule="cosine", weight_decay=1e-4, augment="shift"),
+        "fashion": Recipe(epochs=40, batch_size=128, lr=2e-3, schedule="cosine", weight_decay=1e-4, augment="shift_flip",
+                          model={"channels": [64, 128]}),
+    },
+    "gan": {
+        "mnist": Recipe(epochs=100, batch_size=128, **_GAN),
+        "fashion": Recipe(epochs=100, batch_size=128, **_GAN),
+    },
+    "mapper": {
+        "mnist": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine"),
+        "fashion": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine"),
+    },
+    "cgan": {
+        "mnist": Recipe(epochs=60, batch_size=128, **_GAN),
+        "fashion": Recipe(epochs=60, batch_size=128, **_GAN),
+    },
+    "vae": {
+        "mnist": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine"),
+        "fashion": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine"),
+    },
+}
+
+
+def default_recipe(kind: str, dataset: str, **overrides) -> Recipe:
+    """The shipped recipe of (kind, dataset) with the given fields replaced (None values ignored)."""
+    return dataclasses.replace(DEFAULTS[kind][dataset], **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,474 @@
+"""One task per model kind: its modules, optimisers, training step, epoch-end evaluation and state.
+
+Each `step` follows pytorch/examples: D on `fake.detach()`, then G; losses come from pure
+functions; randomness comes only from the task's own torch.Generator.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genmodels import api, metrics
+from genmodels.checkpoint import optimizer_tensors, restore_optimizer
+from genmodels.data import to_signed, to_unit
+from genmodels.models import (
+    CGANConfig, Classifier, ClassifierConfig, CondDiscriminator, CondGenerator, Discriminator, GANConfig,
+    Generator, Mapper, MapperConfig, VAE, VAEConfig, vae_loss,
+)
+from train.recipes import Recipe
+
+EVAL_SAMPLES_PER_CLASS = 100  # 1,000 images per epoch-end quality check
+GRID_SIZE = 100  # 10 x 10 fixed-noise grid per epoch
+GRID_SEED = 1234
+EVAL_SEED = 4321
+
+
+def make_adam(params, recipe: Recipe, device: torch.device) -> torch.optim.Adam:
+    """Adam (AdamW when weight decay is set), fused where this torch build supports it."""
+    cls = torch.optim.AdamW if recipe.weight_decay else torch.optim.Adam
+    kwargs: dict[str, Any] = dict(lr=recipe.lr, betas=tuple(recipe.betas))
+    if recipe.weight_decay:
+        kwargs["weight_decay"] = recipe.weight_decay
+    try:
+        return cls(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, foreach=True, **kwargs)
+
+
+def lr_factor(recipe: Recipe, step: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate at a global step."""
+    if recipe.schedule == "cosine" and total_steps > 0:
+        progress = min(step / total_steps, 1.0)
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def jitter(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to 2 px (and a horizontal flip for 'shift_flip'), per image."""
+    if mode == "none":
+        return images
+    n = len(images)
+    shift = (torch.randint(-2, 3, (n, 2), generator=generator, device=generator.device).to(images.device).float()) * (2.0 / 28.0)
+    theta = torch.zeros(n, 2, 3, device=images.device)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    if mode == "shift_flip":
+        flip = torch.rand(n, generator=generator, device=generator.device).to(images.device) < 0.5
+        theta[:, 0, 0] = torch.where(flip, -1.0, 1.0)
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    background = images.amin(dim=(1, 2, 3), keepdim=True)
+    return F.grid_sample(images - background, grid, mode="nearest", padding_mode="zeros", align_corners=False) + background
+
+
+def bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Binary cross-entropy of logits against a constant target."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def gan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss on real, loss on fake) for the discriminator, with one-sided label smoothing."""
+    return bce_logits(d_real, 1.0 - smoothing), bce_logits(d_fake, 0.0)
+
+
+class BaseTask:
+    """Shared plumbing: device, generators, learning-rate schedule and resumable state."""
+
+    kind = ""
+    needs_judge = False
+
+    def __init__(self, recipe: Recipe, device: torch.device, total_steps: int):
+        self.recipe = recipe
+        self.device = device
+        self.total_steps = total_steps
+        self.step_count = 0
+        self.rng = torch.Generator(device=device).manual_seed(recipe.seed + 1)
+        self.judge: Classifier | None = None
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    # -- data
+    def prepare(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        """Whole-split uint8 images -> the float tensor this task trains on (on its device)."""
+        return to_signed(images_uint8).to(self.device)
+
+    # -- loop hooks
+    def train_mode(self) -> None:
+        for module in self.trainable():
+            module.train()
+
+    def trainable(self) -> list[nn.Module]:
+        return [m for name, m in self.modules.items() if name in self.optimizers]
+
+    def _schedule(self) -> None:
+        factor = lr_factor(self.recipe, self.step_count, self.total_steps)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = self.recipe.lr * factor
+        self.step_count += 1
+
+    # -- outputs
+    def model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def grid_images(self) -> torch.Tensor | None:
+        return None
+
+    def evaluate(self, test_images: torch.Tensor, test_labels: torch.Tensor) -> dict[str, float]:
+        return {}
+
+    def finalize(self, train_images: torch.Tensor, train_labels: torch.Tensor) -> None:
+        """Work after the last epoch (and before any checkpoint), e.g. the VAE's class Gaussians."""
+
+    # -- resumable state
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors: dict[str, torch.Tensor] = {}
+        meta: dict[str, Any] = {"step_count": self.step_count, "optimizers": {}}
+        for name, module in self.modules.items():
+            if name in self.optimizers:
+                tensors.update({f"module.{name}.{k}": v for k, v in module.state_dict().items()})
+        for name, opt in self.optimizers.items():
+            opt_tensors, rest = optimizer_tensors(opt, f"optim.{name}")
+            tensors.update(opt_tensors)
+            meta["optimizers"][name] = rest
+        tensors["rng.task"] = self.rng.get_state()
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        for name, module in self.modules.items():
+            if name in self.optimizers:
+                prefix = f"module.{name}."
+                module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        for name, opt in self.optimizers.items():
+            restore_optimizer(opt, f"optim.{name}", {k: v.to(self.device) for k, v in tensors.items()}, meta["optimizers"][name])
+        self.rng.set_state(tensors["rng.task"])
+        self.step_count = meta["step_count"]
+
+    # -- quality checks with the project classifier
+    def _judge_probs(self, images_unit: torch.Tensor) -> torch.Tensor:
+        return api.predict(self.judge, images_unit)
+
+    def _eval_labels(self, num_classes: int) -> torch.Tensor:
+        return torch.arange(num_classes).repeat_interleave(EVAL_SAMPLES_PER_CLASS)
+
+
+class ClassifierTask(BaseTask):
+    """The CNN classifier: cross-entropy with Adam, shift (and flip) jitter."""
+
+    kind = "classifier"
+
+    def __init__(self, config: ClassifierConfig, recipe: Recipe, device: torch.device, total_steps: int):
+        super().__init__(recipe, device, total_steps)
+        torch.manual_seed(recipe.seed)
+        self.classifier = Classifier(config).to(device)
+        self.modules = {"classifier": self.classifier}
+        self.optimizers = {"classifier": make_adam(self.classifier.parameters(), recipe, device)}
+
+    def step(self, images, labels):
+        self._schedule()
+        logits = self.classifier(jitter(images, self.recipe.augment, self.rng))
+        loss = F.cross_entropy(logits, labels)
+        opt = self.optimizers["classifier"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        accuracy = (logits.detach().argmax(1) == labels).float().mean()
+        return {"loss": loss.detach(), "accuracy": accuracy}
+
+    @torch.no_grad()
+    def evaluate(self, test_images, test_labels):
+        self.classifier.eval()
+        losses, hits = [], 0
+        for images, labels in zip(test_images.split(2000), test_labels.split(2000)):
+            logits = self.classifier(images)
+            losses.append(F.cross_entropy(logits, labels, reduction="sum"))
+            hits += int((logits.argmax(1) == labels).sum())
+        return {"test_loss": float(torch.stack(losses).sum()) / len(test_labels), "test_accuracy": hits / len(test_labels)}
+
+    def model(self):
+        return self.classifier
+
+
+class GANTask(BaseTask):
+    """The unconditional MLP GAN (report 001): BCE, Adam, D step then G step."""
+
+    kind = "gan"
+    needs_judge = True
+
+    def __init__(self, config: GANConfig, recipe: Recipe, device: torch.device, total_steps: int):
+        super().__init__(recipe, device, total_steps)
+        torch.manual_seed(recipe.seed)
+        self.generator = Generator(config).to(device)
+        self.discriminator = Discriminator(config).to(device)
+        self.modules = {"generator": self.generator, "discriminator": self.discriminator}
+        self.optimizers = {
+            "generator": make_adam(self.generator.parameters(), recipe, device),
+            "discriminator": make_adam(self.discriminator.parameters(), recipe, device),
+        }
+        self.fixed_noise = torch.randn(GRID_SIZE, config.latent_dim, generator=torch.Generator().manual_seed(GRID_SEED)).to(device)
+
+    def step(self, images, labels):
+        self._schedule()
+        z = torch.randn(len(images), self.generator.latent_dim, generator=self.rng, device=self.device)
+        fake = self.generator(z)
+        d_real = self.discriminator(images)
+        d_fake = self.discriminator(fake.detach())
+        loss_d_real, loss_d_fake = gan_d_loss(d_real, d_fake, self.recipe.label_smoothing)
+        loss_d = loss_d_real + loss_d_fake
+        opt_d, opt_g = self.optimizers["discriminator"], self.optimizers["generator"]
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        self.discriminator.requires_grad_(False)  # G's step needs gradients through D, not of D
+        loss_g = bce_logits(self.discriminator(fake), 1.0)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+        return {
+            "loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
+            "d_real": torch.sigmoid(d_real.detach()).mean(), "d_fake": torch.sigmoid(d_fake.detach()).mean(),
+        }
+
+    @torch.no_grad()
+    def grid_images(self):
+        self.generator.eval()
+        return self.generator.decode(self.fixed_noise).cpu()
+
+    @torch.no_grad()
+    def evaluate(self, test_images, test_labels):
+        if self.judge is None:
+            return {}
+        self.generator.eval()
+        gen = torch.Generator().manual_seed(EVAL_SEED)
+        z = torch.randn(10 * EVAL_SAMPLES_PER_CLASS, self.generator.latent_dim, generator=gen).to(self.device)
+        probs = self._judge_probs(self.generator.decode(z))
+        reference = torch.bincount(test_labels.cpu(), minlength=probs.shape[1])
+        return {"classifier_confidence": metrics.mean_confidence(probs), "coverage_kl": metrics.coverage_kl(probs, reference)}
+
+    def model(self):
+        return self.generator
+
+
+class CGANTask(BaseTask):
+    """The conditional MLP GAN (report 000) with a projection + auxiliary-class discriminator."""
+
+    kind = "cgan"
+    needs_judge = True
+
+    def __init__(self, config: CGANConfig, recipe: Recipe, device: torch.device, total_steps: int):
+        super().__init__(recipe, device, total_steps)
+        torch.manual_seed(recipe.seed)
+        self.config = config
+        self.generator = CondGenerator(config).to(device)
+        self.discriminator = CondDiscriminator(config).to(device)
+        self.modules = {"generator": self.generator, "discriminator": self.discriminator}
+        self.optimizers = {
+            "generator": make_adam(self.generator.parameters(), recipe, device),
+            "discriminator": make_adam(self.discriminator.parameters(), recipe, device),
+        }
+        gen = torch.Generator().manual_seed(GRID_SEED)
+        self.fixed_noise = torch.randn(GRID_SIZE, config.latent_dim, generator=gen).to(device)
+        self.fixed_labels = torch.arange(config.num_classes).repeat(GRID_SIZE // config.num_classes).to(device)
+
+    def step(self, images, labels):
+        self._schedule()
+        n = len(images)
+        z = torch.randn(n, self.config.latent_dim, generator=self.rng, device=self.device)
+        fake_labels = torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
+        fake = self.generator(z, fake_labels)
+        d_real, class_real = self.discriminator(images, labels)
+        d_fake, _ = self.discriminator(fake.detach(), fake_labels)
+        loss_d_real, loss_d_fake = gan_d_loss(d_real, d_fake, self.recipe.label_smoothing)
+        loss_d_class = F.cross_entropy(class_real, labels)
+        loss_d = loss_d_real + loss_d_fake + self.config.aux_weight * loss_d_class
+        opt_d, opt_g = self.optimizers["discriminator"], self.optimizers["generator"]
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        self.discriminator.requires_grad_(False)
+        d_fake_g, class_fake = self.discriminator(fake, fake_labels)
+        loss_g_adv = bce_logits(d_fake_g, 1.0)
+        loss_g_class = F.cross_entropy(class_fake, fake_labels)
+        loss_g = loss_g_adv + self.config.aux_weight * loss_g_class
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+        return {
+            "loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
+            "loss_d_class": loss_d_class.detach(), "loss_g_class": loss_g_class.detach(),
+            "d_real": torch.sigmoid(d_real.detach()).mean(), "d_fake": torch.sigmoid(d_fake.detach()).mean(),
+        }
+
+    @torch.no_grad()
+    def grid_images(self):
+        self.generator.eval()
+        return self.generator.decode(self.fixed_noise, self.fixed_labels).cpu()
+
+    @torch.no_grad()
+    def evaluate(self, test_images, test_labels):
+        if self.judge is None:
+            return {}
+        self.generator.eval()
+        labels = self._eval_labels(self.config.num_classes)
+        z = torch.randn(len(labels), self.config.latent_dim, generator=torch.Generator().manual_seed(EVAL_SEED))
+        probs = self._judge_probs(self.generator.decode(z.to(self.device), labels.to(self.device)))
+        return {"class_accuracy": metrics.class_accuracy(probs, labels), "classifier_confidence": metrics.mean_confidence(probs)}
+
+    def model(self):
+        return self.generator
+
+
+class VAETask(BaseTask):
+    """The MLP VAE (report 000): BCE summed over pixels + KL, Adam; class Gaussians for labelled sampling."""
+
+    kind = "vae"
+    needs_judge = True
+
+    def __init__(self, config: VAEConfig, recipe: Recipe, device: torch.device, total_steps: int):
+        super().__init__(recipe, device, total_steps)
+        torch.manual_seed(recipe.seed)
+        self.config = config
+        self.vae = VAE(config).to(device)
+        self.modules = {"vae": self.vae}
+        self.optimizers = {"vae": make_adam(self.vae.parameters(), recipe, device)}
+        self.fixed_noise = torch.randn(GRID_SIZE, config.latent_dim, generator=torch.Generator().manual_seed(GRID_SEED)).to(device)
+        self.train_images: torch.Tensor | None = None
+        self.train_labels: torch.Tensor | None = None
+
+    def prepare(self, images_uint8):
+        return to_unit(images_uint8).to(self.device)
+
+    def step(self, images, labels):
+        self._schedule()
+        logits, mu, logvar = self.vae(images, generator=self.rng)
+        recon, kl = vae_loss(logits, images, mu, logvar)
+        loss = recon + kl
+        opt = self.optimizers["vae"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
+
+    @torch.no_grad()
+    def grid_images(self):
+        self.vae.eval()
+        return self.vae.decode(self.fixed_noise).cpu()
+
+    @torch.no_grad()
+    def fit_classes(self) -> None:
+        self.vae.eval()
+        mu = torch.cat([self.vae.encode(chunk)[0] for chunk in self.train_images.split(5000)])
+        self.vae.fit_class_gaussians(mu, self.train_labels)
+
+    @torch.no_grad()
+    def evaluate(self, test_images, test_labels):
+        self.vae.eval()
+        gen = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
+        recon_sum = kl_sum = 0.0
+        for chunk in test_images.split(2000):
+            logits, mu, logvar = self.vae(chunk, generator=gen)
+            recon, kl = vae_loss(logits, chunk, mu, logvar)
+            recon_sum += float(recon) * len(chunk)
+            kl_sum += float(kl) * len(chunk)
+        out = {"test_recon": recon_sum / len(test_images), "test_kl": kl_sum / len(test_images)}
+        out["test_neg_elbo"] = out["test_recon"] + out["test_kl"]
+        if self.judge is not None and self.train_images is not None:
+            self.fit_classes()
+            labels = self._eval_labels(self.config.num_classes)
+            images = self.vae.sample(len(labels), labels.to(self.device), generator=torch.Generator().manual_seed(EVAL_SEED))
+            probs = self._judge_probs(images)
+            out.update(class_accuracy=metrics.class_accuracy(probs, labels), classifier_confidence=metrics.mean_confidence(probs))
+        return out
+
+    def finalize(self, train_images, train_labels):
+        self.fit_classes()
+
+    def model(self):
+        return self.vae
+
+
+class MapperTask(BaseTask):
+    """Report 001's question 10: class + noise -> latent of the frozen GAN generator.
+
+    Trained through the frozen generator against the frozen classifier (cross-entropy on
+    jittered images, so pixel-level adversarial tricks do not pay), with a penalty that
+    keeps its latents near the noise it was given, i.e. on the generator's prior.
+    """
+
+    kind = "mapper"
+    needs_judge = True
+
+    def __init__(self, config: MapperConfig, recipe: Recipe, device: torch.device, total_steps: int, generator: Generator, judge: Classifier):
+        super().__init__(recipe, device, total_steps)
+        torch.manual_seed(recipe.seed)
+        self.config = config
+        self.generator = generator.to(device).eval().requires_grad_(False)
+        self.judge = judge
+        self.critic = judge.to(device).eval()
+        self.mapper = Mapper(config).to(device)
+        self.modules = {"mapper": self.mapper}
+        self.optimizers = {"mapper": make_adam(self.mapper.parameters(), recipe, device)}
+        gen = torch.Generator().manual_seed(GRID_SEED)
+        self.fixed_noise = torch.randn(GRID_SIZE, config.latent_dim, generator=gen).to(device)
+        self.fixed_labels = torch.arange(config.num_classes).repeat(GRID_SIZE // config.num_classes).to(device)
+
+    def step(self, images, labels):
+        self._schedule()
+        noise = torch.randn(len(labels), self.config.latent_dim, generator=self.rng, device=self.device)
+        z = self.mapper(labels, noise)
+        fake = self.generator(z)
+        logits = self.critic(jitter(fake, self.recipe.augment, self.rng))
+        loss_class = F.cross_entropy(logits, labels)
+        loss_prior = (z - noise).pow(2).mean()
+        loss = loss_class + self.recipe.prior_weight * loss_prior
+        opt = self.optimizers["mapper"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        accuracy = (logits.detach().argmax(1) == labels).float().mean()
+        return {"loss": loss.detach(), "loss_class": loss_class.detach(), "loss_prior": loss_prior.detach(), "accuracy": accuracy}
+
+    @torch.no_grad()
+    def grid_images(self):
+        self.mapper.eval()
+        return self.generator.decode(self.mapper(self.fixed_labels, self.fixed_noise)).cpu()
+
+    @torch.no_grad()
+    def evaluate(self, test_images, test_labels):
+        self.mapper.eval()
+        labels = self._eval_labels(self.config.num_classes)
+        z = self.mapper.latents(labels, generator=torch.Generator().manual_seed(EVAL_SEED))
+        probs = self._judge_probs(self.generator.decode(z))
+        return {
+            "class_accuracy": metrics.class_accuracy(probs, labels),
+            "classifier_confidence": metrics.mean_confidence(probs),
+            "latent_norm": float(z.norm(dim=1).mean() / math.sqrt(self.config.latent_dim)),
+        }
+
+    def model(self):
+        return self.mapper
+
+
+class LabelBatches:
+    """Mapper 'epochs': `steps` batches of uniformly drawn labels (no images), fixed per (seed, epoch)."""
+
+    def __init__(self, num_classes: int, batch_size: int, steps: int, seed: int, device: torch.device):
+        self.num_classes, self.batch_size, self.steps = num_classes, batch_size, steps
+        self.seed, self.device, self.epoch = seed, device, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        for _ in range(self.steps):
+            yield None, torch.randint(0, self.num_classes, (self.batch_size,), generator=generator).to(self.device)
