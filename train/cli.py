@@ -156,6 +156,7 @@ def publish(run_dir: Path, kind: str, target: Path) -> None:
     os.replace(logs / f".{kind}.jsonl.tmp", logs / f"{kind}.jsonl")
     shutil.copyfile(run_dir / "config.json", logs / f"{kind}.config.json")
     grids = sorted((run_dir / "grids").glob("epoch_*.png"))
+    grids = [g for i, g in enumerate(grids, 1) if i <= 10 or i % 5 == 0 or i == len(grids)]  # keeps the repo small
     if grids:
         shutil.rmtree(logs / f"{kind}_grids", ignore_errors=True)
         (logs / f"{kind}_grids").mkdir()

@@ -22,6 +22,7 @@ class Recipe:
     augment: str = "none"  # classifier / mapper input jitter: "shift" or "shift_flip"
     steps_per_epoch: int = 0  # mapper only: it trains on sampled labels, not on the dataset
     prior_weight: float = 0.0  # mapper only: pull of its latents towards the generator's prior
+    ema_decay: float = 0.0  # GANs: sample from an exponential moving average of G's weights (0 = off)
     model: dict = dataclasses.field(default_factory=dict)  # overrides of the model config's defaults
 
 
@@ -43,7 +44,7 @@ DEFAULTS: dict[str, dict[str, Recipe]] = {
     },
     "cgan": {
         "mnist": Recipe(epochs=60, batch_size=128, **_GAN),
-        "fashion": Recipe(epochs=60, batch_size=128, **_GAN),
+        "fashion": Recipe(epochs=60, batch_size=128, ema_decay=0.999, model={"aux_weight": 2.0}, **_GAN),
     },
     "vae": {
         "mnist": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine"),

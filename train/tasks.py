@@ -5,6 +5,7 @@ functions; randomness comes only from the task's own torch.Generator.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -75,6 +76,21 @@ def gan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor, smoothing: float) -> 
     return bce_logits(d_real, 1.0 - smoothing), bce_logits(d_fake, 0.0)
 
 
+class GeneratorAverage:
+    """Exponential moving average of a generator's weights, the usual cure for GAN sample noise."""
+
+    def __init__(self, generator: nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(generator).requires_grad_(False).eval()
+        self._source = list(generator.parameters())
+        self._target = list(self.module.parameters())
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))  # warm-up: early averages forget the random init
+        torch._foreach_lerp_(self._target, self._source, 1.0 - decay)
+
+
 class BaseTask:
     """Shared plumbing: device, generators, learning-rate schedule and resumable state."""
 
@@ -129,8 +145,7 @@ class BaseTask:
         tensors: dict[str, torch.Tensor] = {}
         meta: dict[str, Any] = {"step_count": self.step_count, "optimizers": {}}
         for name, module in self.modules.items():
-            if name in self.optimizers:
-                tensors.update({f"module.{name}.{k}": v for k, v in module.state_dict().items()})
+            tensors.update({f"module.{name}.{k}": v for k, v in module.state_dict().items()})
         for name, opt in self.optimizers.items():
             opt_tensors, rest = optimizer_tensors(opt, f"optim.{name}")
             tensors.update(opt_tensors)
@@ -140,9 +155,8 @@ class BaseTask:
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         for name, module in self.modules.items():
-            if name in self.optimizers:
-                prefix = f"module.{name}."
-                module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            prefix = f"module.{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
         for name, opt in self.optimizers.items():
             restore_optimizer(opt, f"optim.{name}", {k: v.to(self.device) for k, v in tensors.items()}, meta["optimizers"][name])
         self.rng.set_state(tensors["rng.task"])
@@ -209,6 +223,9 @@ class GANTask(BaseTask):
             "generator": make_adam(self.generator.parameters(), recipe, device),
             "discriminator": make_adam(self.discriminator.parameters(), recipe, device),
         }
+        self.average = GeneratorAverage(self.generator, recipe.ema_decay) if recipe.ema_decay else None
+        if self.average is not None:
+            self.modules["generator_ema"] = self.average.module
         self.fixed_noise = torch.randn(GRID_SIZE, config.latent_dim, generator=torch.Generator().manual_seed(GRID_SEED)).to(device)
 
     def step(self, images, labels):
@@ -229,6 +246,8 @@ class GANTask(BaseTask):
         loss_g.backward()
         opt_g.step()
         self.discriminator.requires_grad_(True)
+        if self.average is not None:
+            self.average.update(self.step_count)
         return {
             "loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
             "d_real": torch.sigmoid(d_real.detach()).mean(), "d_fake": torch.sigmoid(d_fake.detach()).mean(),
@@ -236,22 +255,21 @@ class GANTask(BaseTask):
 
     @torch.no_grad()
     def grid_images(self):
-        self.generator.eval()
-        return self.generator.decode(self.fixed_noise).cpu()
+        return self.model().eval().decode(self.fixed_noise).cpu()
 
     @torch.no_grad()
     def evaluate(self, test_images, test_labels):
         if self.judge is None:
             return {}
-        self.generator.eval()
+        generator = self.model().eval()
         gen = torch.Generator().manual_seed(EVAL_SEED)
-        z = torch.randn(10 * EVAL_SAMPLES_PER_CLASS, self.generator.latent_dim, generator=gen).to(self.device)
-        probs = self._judge_probs(self.generator.decode(z))
+        z = torch.randn(10 * EVAL_SAMPLES_PER_CLASS, generator.latent_dim, generator=gen).to(self.device)
+        probs = self._judge_probs(generator.decode(z))
         reference = torch.bincount(test_labels.cpu(), minlength=probs.shape[1])
         return {"classifier_confidence": metrics.mean_confidence(probs), "coverage_kl": metrics.coverage_kl(probs, reference)}
 
     def model(self):
-        return self.generator
+        return self.average.module if self.average is not None else self.generator
 
 
 class CGANTask(BaseTask):
@@ -271,6 +289,9 @@ class CGANTask(BaseTask):
             "generator": make_adam(self.generator.parameters(), recipe, device),
             "discriminator": make_adam(self.discriminator.parameters(), recipe, device),
         }
+        self.average = GeneratorAverage(self.generator, recipe.ema_decay) if recipe.ema_decay else None
+        if self.average is not None:
+            self.modules["generator_ema"] = self.average.module
         gen = torch.Generator().manual_seed(GRID_SEED)
         self.fixed_noise = torch.randn(GRID_SIZE, config.latent_dim, generator=gen).to(device)
         self.fixed_labels = torch.arange(config.num_classes).repeat(GRID_SIZE // config.num_classes).to(device)
@@ -299,6 +320,8 @@ class CGANTask(BaseTask):
         loss_g.backward()
         opt_g.step()
         self.discriminator.requires_grad_(True)
+        if self.average is not None:
+            self.average.update(self.step_count)
         return {
             "loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
             "loss_d_class": loss_d_class.detach(), "loss_g_class": loss_g_class.detach(),
@@ -307,21 +330,19 @@ class CGANTask(BaseTask):
 
     @torch.no_grad()
     def grid_images(self):
-        self.generator.eval()
-        return self.generator.decode(self.fixed_noise, self.fixed_labels).cpu()
+        return self.model().eval().decode(self.fixed_noise, self.fixed_labels).cpu()
 
     @torch.no_grad()
     def evaluate(self, test_images, test_labels):
         if self.judge is None:
             return {}
-        self.generator.eval()
         labels = self._eval_labels(self.config.num_classes)
         z = torch.randn(len(labels), self.config.latent_dim, generator=torch.Generator().manual_seed(EVAL_SEED))
-        probs = self._judge_probs(self.generator.decode(z.to(self.device), labels.to(self.device)))
+        probs = self._judge_probs(self.model().eval().decode(z.to(self.device), labels.to(self.device)))
         return {"class_accuracy": metrics.class_accuracy(probs, labels), "classifier_confidence": metrics.mean_confidence(probs)}
 
     def model(self):
-        return self.generator
+        return self.average.module if self.average is not None else self.generator
 
 
 class VAETask(BaseTask):

@@ -1,0 +1,53 @@
+"""What every page shares: the current dataset, cached model loaders, and friendly error display."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from genmodels import api
+from genmodels.checkpoint import CheckpointError
+from genmodels.data import DATASETS, dataset_info
+
+DATASET_KEY = "dataset"
+DEFAULT_DATASET = "mnist"
+
+
+def current_dataset() -> str:
+    """The dataset picked in the sidebar (the entry point owns the widget; pages only read it)."""
+    name = st.session_state.get(DATASET_KEY, DEFAULT_DATASET)
+    return name if name in DATASETS else DEFAULT_DATASET
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    return dataset_info(dataset).classes
+
+
+@st.cache_resource(show_spinner="Loading model...", max_entries=32)
+def generator(kind: str, dataset: str, checkpoint: str | None = None) -> api.GenerativeModel:
+    """A generator, loaded once per process (never mutated by pages)."""
+    return api.load_generator(kind, dataset, checkpoint=checkpoint)
+
+
+@st.cache_resource(show_spinner="Loading classifier...", max_entries=8)
+def classifier(dataset: str):
+    """The project classifier of a dataset, loaded once per process."""
+    return api.load_classifier(dataset)
+
+
+def try_generator(kind: str, dataset: str, checkpoint: str | None = None) -> api.GenerativeModel | None:
+    """The generator, or None after showing why it cannot be loaded (other pages keep working)."""
+    try:
+        return generator(kind, dataset, checkpoint)
+    except (CheckpointError, ValueError) as exc:
+        st.error(f"The {kind} model for {dataset_info(dataset).title} is unavailable: {exc}")
+        return None
+
+
+def try_classifier(dataset: str):
+    """The classifier, or None after showing why it cannot be loaded."""
+    try:
+        return classifier(dataset)
+    except (CheckpointError, ValueError) as exc:
+        st.error(f"The classifier for {dataset_info(dataset).title} is unavailable: {exc}")
+        return None
