@@ -208,12 +208,17 @@ class CondDiscriminator(nn.Module):
 
 @dataclass
 class VAEConfig:
-    """MLP VAE of report 000 (Linear + LeakyReLU 0.2), Bernoulli decoder on [0, 1] pixels."""
+    """MLP VAE of report 000 (Linear + LeakyReLU 0.2), Bernoulli decoder on [0, 1] pixels.
+
+    Beyond the report: an optional linear class head on the latent code (training only),
+    which separates the classes in latent space so the per-class Gaussians decode to their class.
+    """
 
     latent_dim: int = 32
     hidden: tuple[int, ...] = (512, 512)
     negative_slope: float = 0.2
     num_classes: int = 10
+    class_weight: float = 0.0  # > 0: a linear class head on z shapes the latent space into class clusters
 
 
 class VAE(nn.Module):
@@ -230,6 +235,7 @@ class VAE(nn.Module):
         self.to_stats = nn.Linear(config.hidden[-1], 2 * config.latent_dim)
         self.decoder = mlp([config.latent_dim, *reversed(config.hidden)], config.negative_slope)
         self.to_pixels = nn.Linear(config.hidden[0], IMAGE_PIXELS)
+        self.to_class = nn.Linear(config.latent_dim, config.num_classes) if config.class_weight > 0 else None
         eye = torch.eye(config.latent_dim).expand(config.num_classes, -1, -1).clone()
         self.register_buffer("class_means", torch.zeros(config.num_classes, config.latent_dim))
         self.register_buffer("class_scale_tril", eye)
@@ -247,11 +253,12 @@ class VAE(nn.Module):
         """latents [N, latent_dim] -> pixel logits [N, 1, 28, 28]."""
         return self.to_pixels(self.decoder(z)).view(-1, *IMAGE_SHAPE)
 
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """images -> (pixel logits, mu, logvar, the sampled z)."""
         mu, logvar = self.encode(images)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device) if generator is not None else torch.randn_like(mu)
         z = mu + eps * torch.exp(0.5 * logvar)
-        return self.decode_logits(z), mu, logvar
+        return self.decode_logits(z), mu, logvar, z
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:

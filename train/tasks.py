@@ -367,14 +367,19 @@ class VAETask(BaseTask):
 
     def step(self, images, labels):
         self._schedule()
-        logits, mu, logvar = self.vae(images, generator=self.rng)
+        logits, mu, logvar, z = self.vae(images, generator=self.rng)
         recon, kl = vae_loss(logits, images, mu, logvar)
         loss = recon + kl
+        losses = {"recon": recon.detach(), "kl": kl.detach()}
+        if self.vae.to_class is not None:
+            loss_class = F.cross_entropy(self.vae.to_class(z), labels)
+            loss = loss + self.config.class_weight * loss_class
+            losses["loss_class"] = loss_class.detach()
         opt = self.optimizers["vae"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
+        return {"loss": loss.detach(), **losses}
 
     @torch.no_grad()
     def grid_images(self):
@@ -393,7 +398,7 @@ class VAETask(BaseTask):
         gen = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
         recon_sum = kl_sum = 0.0
         for chunk in test_images.split(2000):
-            logits, mu, logvar = self.vae(chunk, generator=gen)
+            logits, mu, logvar, _ = self.vae(chunk, generator=gen)
             recon, kl = vae_loss(logits, chunk, mu, logvar)
             recon_sum += float(recon) * len(chunk)
             kl_sum += float(kl) * len(chunk)
