@@ -47,7 +47,7 @@ DEFAULTS: dict[str, dict[str, Recipe]] = {
         "fashion": Recipe(epochs=60, batch_size=128, ema_decay=0.999, model={"aux_weight": 2.0}, **_GAN),
     },
     "vae": {
-        "mnist": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine"),
+        "mnist": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine", model={"class_weight": 30.0}),
         "fashion": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine"),
     },
 }
