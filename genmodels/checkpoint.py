@@ -124,8 +124,11 @@ def load_model(
         raise CheckpointError(path, f"holds a {meta.get('kind')!r} model, not {kind!r}")
     if dataset is not None and meta.get("dataset") != dataset:
         raise CheckpointError(path, f"was trained on {meta.get('dataset')!r}, not {dataset!r}")
-    try:
-        module = build_model(meta.get("kind"), meta.get("config"))
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(path, "cannot rebuild the model from its metadata: no config object")
+    try:  # on the meta device first: a hostile config cannot make us allocate a huge model before the shape check
+        with torch.device("meta"):
+            module = build_model(meta.get("kind"), meta.get("config"))
     except (ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(path, f"cannot rebuild the model from its metadata: {exc}") from None
     expected = module.state_dict()
@@ -138,6 +141,10 @@ def load_model(
             raise CheckpointError(
                 path, f"tensor {name} is {tuple(tensors[name].shape)} {tensors[name].dtype}, the model needs {tuple(tensor.shape)} {tensor.dtype}"
             )
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(path, f"tensor {bad[0]} holds non-finite values (NaN/inf): the run that wrote it diverged")
+    module = build_model(meta["kind"], meta["config"])
     module.load_state_dict(tensors)
     return module.to(device).eval(), meta
 

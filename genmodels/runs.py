@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from genmodels.checkpoint import atomic_write_bytes
 from genmodels.paths import REPO_ROOT, runs_dir
 
-RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: "$" would accept a trailing newline
 ACTIVE_STATES = ("starting", "running")
 STDERR_FILE = "stderr.log"
 
