@@ -1,0 +1,149 @@
+"""Latent-space tools: straight-line interpolation, latent edits, and PCA maps of VAE codes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+
+from genmodels.api import GenerativeModel, check_count, encode
+from genmodels.models import VAE
+from genmodels.summary import DataSummary
+
+MAX_STRIP = 50
+
+
+def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
+    """`steps` points [steps, L] on the straight line from latent `start` [L] to `end` [L], both included."""
+    if start.shape != end.shape or start.ndim != 1:
+        raise ValueError(f"endpoints must be two latents of the same shape [L], got {tuple(start.shape)} and {tuple(end.shape)}")
+    steps = check_count(steps, MAX_STRIP)
+    if steps < 2:
+        raise ValueError("an interpolation needs at least 2 steps")
+    weights = torch.linspace(0.0, 1.0, steps, dtype=start.dtype, device=start.device).unsqueeze(1)
+    return start.unsqueeze(0) * (1 - weights) + end.unsqueeze(0) * weights
+
+
+def edit_latents(z: torch.Tensor, offsets: Sequence[float], first_only: bool) -> torch.Tensor:
+    """A copy of z [N, L] with offsets added to its first len(offsets) dimensions (of row 0 only, or of every row)."""
+    if len(offsets) > z.shape[1]:
+        raise ValueError(f"{len(offsets)} offsets for {z.shape[1]} latent dimensions")
+    edited = z.clone()
+    shift = torch.tensor(list(offsets), dtype=z.dtype, device=z.device)
+    rows = slice(0, 1) if first_only else slice(None)
+    edited[rows, : len(offsets)] += shift
+    return edited
+
+
+@torch.no_grad()
+def _decode_cgan_blend(model: GenerativeModel, z: torch.Tensor, start_label: int, end_label: int) -> torch.Tensor:
+    """cgan images for latents z [S, L] whose label embedding moves linearly from one class to the other."""
+    generator = model.module
+    device = model.device
+    weights = torch.linspace(0.0, 1.0, len(z), device=device).unsqueeze(1)
+    embeddings = generator.embed(torch.tensor([start_label, end_label], device=device))
+    # the cgan's class input is an embedding vector, so blending it is the continuous path between classes
+    blended = embeddings[0] * (1 - weights) + embeddings[1] * weights
+    hidden = generator.body(torch.cat([z.to(device, torch.float32), blended], dim=1))
+    return torch.tanh(generator.to_pixels(hidden)).view(-1, 1, 28, 28).add(1.0).mul(0.5).cpu()
+
+
+def interpolation_strip(
+    model: GenerativeModel,
+    start_label: int | None,
+    end_label: int | None,
+    start_seed: int,
+    end_seed: int,
+    steps: int = 10,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Images [steps, 1, 28, 28] along the straight latent line between (class, seed) endpoints (labels None: unconditional)."""
+    if (start_label is None) != (end_label is None):
+        raise ValueError("give both endpoint classes or neither")
+    if start_label is not None and not model.supports_labels:
+        raise ValueError(f"the {model.dataset} {model.kind} cannot be sampled by class")
+    ends = []
+    for label, seed in ((start_label, start_seed), (end_label, end_seed)):
+        labels = None if label is None else torch.tensor([label])
+        if labels is not None and not 0 <= label < model.num_classes:
+            raise ValueError(f"class must be between 0 and {model.num_classes - 1}, got {label}")
+        z, _ = model.latents(labels, 1, seed, temperature)
+        ends.append(z[0].cpu())
+    path = interpolate(ends[0], ends[1], steps)
+    if model.kind != "cgan":
+        return model.decode(path)
+    if start_label is None:
+        # an unconditional cgan draw picks its class from the seed; keep the start's class along the path
+        start_label = end_label = int(model.latents(None, 1, start_seed, temperature)[1][0])
+    if start_label == end_label:
+        return model.decode(path, torch.full((steps,), start_label))
+    return _decode_cgan_blend(model, path, start_label, end_label)
+
+
+@dataclass
+class LatentMap:
+    """Latent codes [N, L] of real images with their 2-D PCA projection, labels and test-set indices."""
+
+    latents: np.ndarray
+    coords: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    mean: np.ndarray
+    components: np.ndarray  # [2, L]
+    explained_variance_ratio: np.ndarray  # [2]
+
+    def to_latent(self, points: np.ndarray) -> np.ndarray:
+        """PCA-plane points [M, 2] -> latents [M, L] (the inverse transform: the plane through the mean)."""
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+        if not np.isfinite(points).all():
+            raise ValueError("plane coordinates must be finite")
+        return (points @ self.components + self.mean).astype(np.float32)
+
+    def project(self, latents: np.ndarray) -> np.ndarray:
+        """Latents [M, L] -> PCA-plane points [M, 2]."""
+        return ((np.asarray(latents, dtype=np.float32) - self.mean) @ self.components.T).astype(np.float32)
+
+    def nearest(self, row: int, k: int = 8) -> np.ndarray:
+        """Rows of the k codes nearest to code `row` in the full latent space (itself excluded), nearest first."""
+        if not 0 <= row < len(self.latents):
+            raise ValueError(f"point must be between 0 and {len(self.latents) - 1}, got {row}")
+        distances = np.linalg.norm(self.latents - self.latents[row], axis=1)
+        distances[row] = np.inf
+        k = min(k, len(self.latents) - 1)
+        return np.argsort(distances, kind="stable")[:k]
+
+
+def fit_latent_map(latents: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, indices: torch.Tensor | np.ndarray) -> LatentMap:
+    """Fit a 2-component PCA (scikit-learn, deterministic full SVD) to latent codes [N, L]."""
+    latents = np.asarray(latents, dtype=np.float32)
+    if latents.ndim != 2 or len(latents) < 3:
+        raise ValueError(f"need at least 3 latent codes [N, L], got shape {latents.shape}")
+    pca = PCA(n_components=2, svd_solver="full").fit(latents)
+    return LatentMap(
+        latents=latents,
+        coords=pca.transform(latents).astype(np.float32),
+        labels=np.asarray(labels),
+        indices=np.asarray(indices),
+        mean=pca.mean_.astype(np.float32),
+        components=pca.components_.astype(np.float32),
+        explained_variance_ratio=pca.explained_variance_ratio_.astype(np.float64),
+    )
+
+
+def real_latent_map(vae: VAE, summary: DataSummary) -> LatentMap:
+    """The PCA map of the VAE latent means of a data summary's real test images."""
+    latents = encode(vae, unit_images(summary.subset_images))
+    return fit_latent_map(latents, summary.subset_labels, summary.subset_indices)
+
+
+def unit_images(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, 28, 28] -> float images [N, 1, 28, 28] in [0, 1]."""
+    return pixels.reshape(-1, 1, 28, 28).float().div(255.0)
+
+
+@torch.no_grad()
+def reconstruct(vae: VAE, images: torch.Tensor) -> torch.Tensor:
+    """VAE reconstructions (decoded latent means) of images [N, 1, 28, 28] in [0, 1]."""
+    return vae.decode(encode(vae, images).to(next(vae.parameters()).device)).cpu()
