@@ -83,6 +83,8 @@ def check_writable(folder: Path, need_bytes: int = 200_000_000) -> None:
     target = folder
     while not target.exists():
         target = target.parent
+    if not target.is_dir():  # e.g. a path below a regular file: mkdir would fail with a traceback later
+        raise UsageError(f"{folder} cannot be created: {target} is a file, not a folder")
     if not os.access(target, os.W_OK):
         raise UsageError(f"{folder} is not writable")
     free = shutil.disk_usage(target).free
