@@ -67,9 +67,9 @@ st.caption("Generate images by model, class and seed. Every image is captioned w
            "prediction and confidence (✗ marks a disagreement with the requested class).")
 
 preset_cols = st.columns(3)
-preset_cols[0].button("10×10 grid of 100 (report 001)", on_click=apply_preset, args=("Every class", 10), use_container_width=True)
-preset_cols[1].button("10 images, one per class (report 000)", on_click=apply_preset, args=("Every class", 1), use_container_width=True)
-preset_cols[2].button("5 images of the chosen class", on_click=apply_preset, args=("One class", 5), use_container_width=True)
+preset_cols[0].button("10×10 grid of 100 (report 001)", on_click=apply_preset, args=("Every class", 10), width="stretch")
+preset_cols[1].button("10 images, one per class (report 000)", on_click=apply_preset, args=("Every class", 1), width="stretch")
+preset_cols[2].button("5 images of the chosen class", on_click=apply_preset, args=("One class", 5), width="stretch")
 
 left, middle, right = st.columns(3)
 kind = left.selectbox("Model", list(MODEL_TITLES), format_func=MODEL_TITLES.get, key="sample_kind")
@@ -84,7 +84,7 @@ label_index = middle.selectbox("Class", range(len(names)), format_func=lambda c:
 n = right.number_input("Images (per class with 'Every class')", min_value=1, max_value=MAX_GALLERY, step=1, key="sample_n")
 seed_col, roll_col = right.columns([3, 1], vertical_alignment="bottom")
 seed = seed_col.number_input("Seed", min_value=0, max_value=2**32 - 1, step=1, key="sample_seed")
-roll_col.button("🎲", on_click=reroll, help="Re-roll the seed", use_container_width=True)
+roll_col.button("🎲", on_click=reroll, help="Re-roll the seed", width="stretch")
 temperature = right.slider("Truncation / temperature", 0.1, 2.0, step=0.05, key="sample_temperature",
                            help="Scale of the latent noise: below 1 trades variety for cleaner images.")
 

@@ -1,0 +1,173 @@
+"""Latent space page: the VAE codes of real test images in a PCA plane; inspect points, decode anywhere, interpolate."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.express as px
+import streamlit as st
+import torch
+
+from genmodels.api import predict
+from genmodels.checkpoint import CheckpointError
+from genmodels.gallery import display_pixels, prediction_captions
+from genmodels.latent import LatentMap, interpolate, real_latent_map, reconstruct, unit_images
+from genmodels.summary import load_summary
+from pages import common
+
+NEIGHBOURS = 8
+SCATTER_KEY = "latent_scatter"
+
+
+@st.cache_data(show_spinner="Encoding the real test images...", max_entries=4)
+def latent_map(dataset: str) -> LatentMap:
+    """The PCA map of the VAE latent means of the bundled real test subset."""
+    return real_latent_map(common.generator("vae", dataset).module, load_summary(dataset, prefer_full=False))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def real_predictions(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's predicted class and confidence for each real image of the map."""
+    probs = predict(common.classifier(dataset), unit_images(load_summary(dataset, prefer_full=False).subset_images))
+    confidence, predicted = probs.max(1)
+    return predicted.numpy(), confidence.numpy()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def scatter_figure(dataset: str, with_predictions: bool) -> go.Figure:
+    """The scatter of the map, one trace per class, with the map row in customdata for selections."""
+    lmap = latent_map(dataset)
+    names = common.class_names(dataset)
+    predicted, confidence = real_predictions(dataset) if with_predictions else (None, None)
+    colours = px.colors.qualitative.Plotly
+    fig = go.Figure()
+    for c, name in enumerate(names):
+        rows = np.flatnonzero(lmap.labels == c)
+        verdict = ([f"{names[p]} ({q:.0%})" for p, q in zip(predicted[rows], confidence[rows])]
+                   if with_predictions else ["classifier unavailable"] * len(rows))
+        fig.add_trace(go.Scattergl(
+            x=lmap.coords[rows, 0], y=lmap.coords[rows, 1], mode="markers", name=name,
+            marker=dict(size=5, color=colours[c % len(colours)], opacity=0.75),
+            customdata=np.stack([rows, lmap.indices[rows], np.array(verdict, dtype=object)], axis=1),
+            hovertemplate=f"class: {name}<br>test index: %{{customdata[1]}}<br>classifier: %{{customdata[2]}}<extra></extra>",
+        ))
+    ratio = lmap.explained_variance_ratio
+    fig.update_layout(
+        height=560, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="class", dragmode="pan",
+        xaxis_title=f"PC1 ({ratio[0]:.1%} of variance)", yaxis_title=f"PC2 ({ratio[1]:.1%} of variance)",
+    )
+    return fig
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def decode_latents(dataset: str, latents: np.ndarray) -> torch.Tensor:
+    """VAE images of latents [M, L]."""
+    return common.generator("vae", dataset).decode(torch.from_numpy(np.ascontiguousarray(latents)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def reconstruction(dataset: str, row: int) -> torch.Tensor:
+    """The VAE reconstruction of one real image of the map."""
+    pixels = load_summary(dataset, prefer_full=False).subset_images[row: row + 1]
+    return reconstruct(common.generator("vae", dataset).module, unit_images(pixels))
+
+
+def classify(dataset: str, images: torch.Tensor, enabled: bool) -> list[str]:
+    """Captions with the classifier's verdict (blank when it is unavailable)."""
+    return prediction_captions(predict(common.classifier(dataset), images) if enabled else None, names, count=len(images))
+
+
+def select_from_chart(row_key: str) -> None:
+    """Make the clicked point of the scatter the inspected one (extra overlay traces carry no map row)."""
+    points = st.session_state[SCATTER_KEY].selection.points
+    rows = [p["customdata"][0] for p in points if p.get("customdata")]
+    if rows:
+        st.session_state[row_key] = int(rows[0])
+
+
+def point_label(row: int) -> str:
+    return f"{names[int(lmap.labels[row])]}, test index {int(lmap.indices[row])}"
+
+
+dataset = common.current_dataset()
+names = common.class_names(dataset)
+st.title("Latent space")
+st.caption("Latent means of the VAE for 200 real test images per class, projected onto their first two principal "
+           "components. Hover for class, test index and the classifier's verdict; click a point to inspect it.")
+
+vae = common.try_generator("vae", dataset)
+if vae is None:
+    st.stop()
+try:
+    lmap = latent_map(dataset)
+except CheckpointError as exc:
+    st.error(f"The real test images of {dataset} are unavailable: {exc}")
+    st.stop()
+has_classifier = common.try_classifier(dataset) is not None
+row_key, a_key, b_key = f"latent_row_{dataset}", f"latent_from_{dataset}", f"latent_to_{dataset}"
+per_class = len(lmap.labels) // len(names)
+st.session_state.setdefault(row_key, 0)
+st.session_state.setdefault(a_key, 0)
+st.session_state.setdefault(b_key, per_class)
+
+ratio = lmap.explained_variance_ratio
+variance_cols = st.columns(3)
+variance_cols[0].metric("PC1 explains", f"{ratio[0]:.1%}")
+variance_cols[1].metric("PC2 explains", f"{ratio[1]:.1%}")
+variance_cols[2].metric("Together", f"{ratio.sum():.1%}", help=f"of the variance of the {lmap.latents.shape[1]}-dimensional latent means")
+
+x_range = (float(np.floor(lmap.coords[:, 0].min())), float(np.ceil(lmap.coords[:, 0].max())))
+y_range = (float(np.floor(lmap.coords[:, 1].min())), float(np.ceil(lmap.coords[:, 1].max())))
+pc1 = float(st.session_state.get(f"latent_pc1_{dataset}", 0.0))
+pc2 = float(st.session_state.get(f"latent_pc2_{dataset}", 0.0))
+
+a_row, b_row = int(st.session_state[a_key]), int(st.session_state[b_key])
+path = lmap.project(interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), 2).numpy())
+selected = int(st.session_state[row_key])
+fig = go.Figure(scatter_figure(dataset, has_classifier))
+fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="interpolation",
+                         line=dict(color="black", dash="dot"), marker=dict(size=9, symbol="diamond"), hoverinfo="skip"))
+fig.add_trace(go.Scatter(x=[lmap.coords[selected, 0]], y=[lmap.coords[selected, 1]], mode="markers", name="inspected",
+                         marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="black", width=2)), hoverinfo="skip"))
+fig.add_trace(go.Scatter(x=[pc1], y=[pc2], mode="markers", name="decoded point",
+                         marker=dict(size=16, symbol="star", color="gold", line=dict(color="black", width=1)), hoverinfo="skip"))
+st.plotly_chart(fig, on_select=lambda: select_from_chart(row_key), selection_mode="points", key=SCATTER_KEY,
+                width="stretch")
+
+inspect_col, decode_col = st.columns([3, 1])
+with inspect_col:
+    st.subheader("Inspected point")
+    row = st.number_input(f"Point (0-{len(lmap.labels) - 1}, or click the chart)", 0, len(lmap.labels) - 1, step=1, key=row_key)
+    st.write(point_label(row))
+    with st.spinner("Reconstructing..."):
+        pair = torch.cat([unit_images(load_summary(dataset, prefer_full=False).subset_images[row: row + 1]), reconstruction(dataset, row)])
+    st.image(display_pixels(pair, 4), caption=["real", "VAE reconstruction"], width=112)
+    neighbours = lmap.nearest(row, NEIGHBOURS)
+    distances = np.linalg.norm(lmap.latents[neighbours] - lmap.latents[row], axis=1)
+    st.write(f"{NEIGHBOURS} nearest neighbours in the {lmap.latents.shape[1]}-D latent space")
+    neighbour_images = unit_images(load_summary(dataset, prefer_full=False).subset_images[torch.from_numpy(neighbours)])
+    st.image(display_pixels(neighbour_images), width=84,
+             caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances)])
+with decode_col:
+    st.subheader("Decode anywhere")
+    pc1 = st.slider("PC1", *x_range, value=0.0, step=0.05, key=f"latent_pc1_{dataset}")
+    pc2 = st.slider("PC2", *y_range, value=0.0, step=0.05, key=f"latent_pc2_{dataset}")
+    point_latent = lmap.to_latent(np.array([[pc1, pc2]]))
+    decoded = decode_latents(dataset, point_latent)
+    st.image(display_pixels(decoded, 5), caption=classify(dataset, decoded, has_classifier), width=140)
+    st.caption(f"({pc1:.2f}, {pc2:.2f}) in the PCA plane, mapped back to the latent space by the PCA inverse "
+               "transform (the other components at their mean) and decoded.")
+
+st.subheader("Interpolation between two real images")
+from_col, to_col, steps_col = st.columns(3)
+from_col.number_input("From point", 0, len(lmap.labels) - 1, step=1, key=a_key)
+from_col.caption(point_label(a_row))
+to_col.number_input("To point", 0, len(lmap.labels) - 1, step=1, key=b_key)
+to_col.caption(point_label(b_row))
+steps = steps_col.slider("Steps", 3, 20, 10, key="latent_steps")
+steps_col.button("Start from the inspected point", on_click=lambda: st.session_state.update({a_key: row}))
+line = interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), steps).numpy()
+with st.spinner("Decoding the line..."):
+    strip = decode_latents(dataset, line)
+st.image(display_pixels(strip), caption=classify(dataset, strip, has_classifier), width=72)
+st.caption("A straight line between the two latent means in the full latent space (dotted on the chart), decoded "
+           "at evenly spaced points.")
