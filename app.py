@@ -1,0 +1,16 @@
+"""genmodels studio: the entry point; run with `streamlit run app.py`."""
+import streamlit as st
+
+from pages import sidebar
+
+st.set_page_config(page_title="genmodels studio", page_icon=":material/auto_awesome:", layout="wide")
+
+navigation = st.navigation([
+    st.Page("pages/sample.py", title="Sample", icon=":material/draw:", default=True),
+    st.Page("pages/latent_space.py", title="Latent space", icon=":material/scatter_plot:"),
+    st.Page("pages/gan_vs_vae.py", title="GAN vs VAE", icon=":material/compare:"),
+    st.Page("pages/training.py", title="Training", icon=":material/monitoring:"),
+    st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+])
+sidebar.render()
+navigation.run()

@@ -1,0 +1,193 @@
+"""Training logs for display: the shipped runs' logs and the user's runs, their metric series, smoothing, grids and CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genmodels.checkpoint import checkpoint_path
+from genmodels.data import dataset_info
+from genmodels.paths import checkpoints_dir
+from genmodels.runs import RunInfo, list_runs, read_json, read_metrics
+
+GRID_PATTERN = re.compile(r"^epoch_(\d+)\.png$")
+SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
+SHIPPED_KINDS = ("classifier", "gan", "mapper", "cgan", "vae")
+KIND_TITLES = {"classifier": "Classifier (CNN)", "gan": "GAN", "cgan": "Conditional GAN", "vae": "VAE",
+               "mapper": "Label mapper for the GAN"}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart of a training log: a title, the metric keys it plots and the y-axis label."""
+
+    title: str
+    keys: tuple[str, ...]
+    y_label: str
+
+
+# What each model kind logs, grouped into the charts the Training page draws (report 000 / 001 curves).
+CHARTS: dict[str, tuple[Chart, ...]] = {
+    "gan": (
+        Chart("Losses: discriminator vs generator", ("loss_d", "loss_g"), "BCE loss"),
+        Chart("Discriminator outputs: D(x) on real, D(G(z)) on fake", ("d_real", "d_fake"), "mean probability"),
+        Chart("Sample quality judged by the classifier (per epoch)", ("classifier_confidence",), "mean top-class probability"),
+    ),
+    "cgan": (
+        Chart("Losses: discriminator vs generator", ("loss_d", "loss_g", "loss_d_class", "loss_g_class"), "loss"),
+        Chart("Discriminator outputs: D(x) on real, D(G(z)) on fake", ("d_real", "d_fake"), "mean probability"),
+        Chart("Class accuracy of the samples (per epoch)", ("class_accuracy", "classifier_confidence"), "fraction"),
+    ),
+    "vae": (
+        Chart("Loss = reconstruction + KL (nats per image)", ("loss", "recon", "kl"), "nats"),
+        Chart("Test negative ELBO (per epoch)", ("test_neg_elbo", "test_recon", "test_kl"), "nats"),
+        Chart("Class accuracy of the samples (per epoch)", ("class_accuracy", "classifier_confidence"), "fraction"),
+    ),
+    "classifier": (
+        Chart("Loss (cross-entropy)", ("loss", "test_loss"), "loss"),
+        Chart("Accuracy", ("accuracy", "test_accuracy"), "accuracy"),
+    ),
+    "mapper": (
+        Chart("Losses", ("loss", "loss_class", "loss_prior"), "loss"),
+        Chart("Class accuracy of the mapped samples", ("accuracy", "class_accuracy", "classifier_confidence"), "fraction"),
+    ),
+}
+
+
+@dataclass
+class TrainingLog:
+    """A training log to show: shipped (the run behind a shipped checkpoint) or one of the user's runs."""
+
+    label: str
+    kind: str
+    dataset: str
+    metrics_file: Path
+    config: dict[str, Any]
+    grids_dir: Path
+    model_file: Path | None
+    run: RunInfo | None = None  # None for the shipped logs
+
+    @property
+    def key(self) -> str:
+        """A stable identifier: 'shipped/<dataset>/<kind>' or 'run/<name>'."""
+        return f"shipped/{self.dataset}/{self.kind}" if self.run is None else f"run/{self.run.name}"
+
+    @property
+    def shipped(self) -> bool:
+        return self.run is None
+
+    @property
+    def state(self) -> str:
+        return "finished" if self.run is None else self.run.state
+
+    @property
+    def active(self) -> bool:
+        return self.run is not None and self.run.active
+
+
+@dataclass
+class Series:
+    """One metric over training: x in epochs (fractional for step records), y values."""
+
+    key: str
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+    per_epoch: bool = False  # True when only the per-epoch records carry this metric
+
+
+def shipped_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
+    """The training logs of the shipped checkpoints of `dataset` that are present."""
+    info = dataset_info(dataset)
+    logs_dir = checkpoints_dir(root) / dataset / "logs"
+    found = []
+    for kind in SHIPPED_KINDS:
+        metrics_file = logs_dir / f"{kind}.jsonl"
+        if metrics_file.is_file():
+            found.append(TrainingLog(
+                label=f"Shipped {KIND_TITLES[kind]} ({info.title})", kind=kind, dataset=dataset, metrics_file=metrics_file,
+                config=read_json(logs_dir / f"{kind}.config.json") or {}, grids_dir=logs_dir / f"{kind}_grids",
+                model_file=checkpoint_path(kind, dataset, root),
+            ))
+    return found
+
+
+def run_log(run: RunInfo) -> TrainingLog:
+    """The training log of one of the user's runs."""
+    return TrainingLog(
+        label=f"Your run {run.name} ({run.state})", kind=run.kind or "unknown", dataset=run.dataset or "unknown",
+        metrics_file=run.path / "metrics.jsonl", config=run.config, grids_dir=run.path / "grids",
+        model_file=run.path / f"{run.kind}.safetensors" if run.kind else None, run=run,
+    )
+
+
+def user_logs(dataset: str | None = None, root: str | None = None) -> list[TrainingLog]:
+    """The user's runs (newest first), optionally only those on `dataset`."""
+    return [run_log(r) for r in list_runs(root) if dataset is None or r.dataset == dataset]
+
+
+def metric_series(records: list[dict[str, Any]], key: str) -> Series:
+    """The values of `key`: from the step records when they carry it (finer), else from the per-epoch records."""
+    for types, per_epoch in ((("step",), False), (SUMMARY_RECORD_TYPES, True)):
+        series = Series(key, per_epoch=per_epoch)
+        for record in records:
+            x, y = record.get("epoch"), record.get(key)
+            if record.get("type") in types and _finite(x) and _finite(y):
+                series.x.append(float(x))
+                series.y.append(float(y))
+        if series.x:
+            return series
+    return Series(key)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """Exponential moving average with bias correction (TensorBoard's smoothing); weight in [0, 1)."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    smoothed, average = [], 0.0
+    for i, value in enumerate(values, 1):
+        average = weight * average + (1.0 - weight) * value
+        smoothed.append(average / (1.0 - weight ** i))  # early points are not pulled towards 0
+    return smoothed
+
+
+def charts_for(kind: str, records: list[dict[str, Any]]) -> list[tuple[Chart, list[Series]]]:
+    """The charts of a kind with the series the log actually holds; charts with no data are left out."""
+    charts = []
+    for chart in CHARTS.get(kind, ()):
+        series = [s for s in (metric_series(records, key) for key in chart.keys) if s.x]
+        if series:
+            charts.append((chart, series))
+    return charts
+
+
+def grid_images(grids_dir: str | Path) -> dict[int, Path]:
+    """The fixed-noise sample grids of a run by epoch number, in epoch order."""
+    try:
+        files = [(int(m.group(1)), p) for p in Path(grids_dir).iterdir() if (m := GRID_PATTERN.match(p.name))]
+    except OSError:
+        return {}
+    return dict(sorted(files))
+
+
+def metrics_csv(records: list[dict[str, Any]]) -> str:
+    """The records as CSV: one row per record, one column per key seen (type, step, epoch first)."""
+    leading = ["type", "step", "epoch"]
+    columns = leading + sorted({k for r in records for k in r} - set(leading))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def read_log(log: TrainingLog) -> list[dict[str, Any]]:
+    """The metric records of a log (torn trailing lines of a live run are skipped)."""
+    return read_metrics(log.metrics_file)

@@ -1,0 +1,113 @@
+"""The sidebar of every page: dataset picker, training launcher and the live status of training runs."""
+from __future__ import annotations
+
+import streamlit as st
+
+from genmodels.data import DATASETS, dataset_info
+from genmodels.logs import KIND_TITLES
+from genmodels.launch import BATCH_RANGE, EPOCH_RANGE, LAUNCH_KINDS, MAX_STEPS_RANGE, SEED_RANGE, check_request, start
+from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, run_info
+from pages.common import DATASET_KEY, current_dataset
+
+LAUNCHED_KEY = "launched_runs"  # names of the runs started from this browser session, newest last
+NOTICE_KEY = "runs_notice"  # one message for the runs panel (e.g. the outcome of a Cancel click)
+REFRESH_S = 2.0
+ENDED_SHOWN = 3
+
+
+def dataset_picker() -> None:
+    """The dataset every page shows; its value lives in st.session_state[DATASET_KEY] across page switches."""
+    if st.session_state.get(DATASET_KEY) not in DATASETS:
+        st.session_state[DATASET_KEY] = current_dataset()
+    st.selectbox("Dataset", list(DATASETS), key=DATASET_KEY, format_func=lambda name: dataset_info(name).title)
+
+
+def launcher() -> None:
+    """The training form: Start runs `python -m train` as a separate process in a new run folder."""
+    with st.expander("Train a model", expanded=False):
+        with st.form("launcher", border=False):
+            kind = st.selectbox("Model", LAUNCH_KINDS, format_func=KIND_TITLES.get)
+            names = list(DATASETS)
+            dataset = st.selectbox("Training data", names, index=names.index(current_dataset()),
+                                   format_func=lambda name: dataset_info(name).title)
+            epochs = st.number_input("Epochs", *EPOCH_RANGE, value=5, step=1)
+            batch_size = st.number_input("Batch size", *BATCH_RANGE, value=128, step=8)
+            lr = st.text_input("Learning rate", placeholder="the recipe's (e.g. 2e-4)",
+                               help="Leave empty for the shipped recipe's learning rate.")
+            seed = st.number_input("Seed", *SEED_RANGE, value=0, step=1)
+            max_steps = st.number_input("Stop after steps (0 = no limit)", 0, MAX_STEPS_RANGE[1], value=0, step=100,
+                                        help="A quick trial: stop after this many optimisation steps.")
+            submitted = st.form_submit_button("Start training", type="primary", width="stretch")
+        if submitted:
+            try:
+                info = start(check_request(kind, dataset, epochs, batch_size, lr, seed, max_steps))
+            except ValueError as exc:
+                st.error(f"Not started: {exc}.")
+            except LaunchError as exc:
+                st.error(f"Training refused: {exc}.")
+            else:
+                st.session_state.setdefault(LAUNCHED_KEY, []).append(info.name)
+                st.success(f"Started {info.name}. Follow it below or on the Training page.")
+
+
+def _cancel(run: RunInfo) -> None:
+    fresh = run_info(run.path)
+    if cancel_run(fresh):
+        st.session_state[NOTICE_KEY] = f"Asked {run.name} to stop; it saves its checkpoint and exits."
+    else:
+        st.session_state[NOTICE_KEY] = f"{run.name} had already stopped ({fresh.state})."
+
+
+def _progress_text(run: RunInfo) -> str:
+    status = run.status
+    if not status.get("total_steps"):
+        return f"{run.kind} on {run.dataset}: starting (loading data)"
+    epoch = min(status.get("epoch", 0) + 1, status.get("epochs") or 1)
+    return (f"{run.kind} on {run.dataset}: epoch {epoch}/{status.get('epochs', '?')}, "
+            f"step {status.get('step', 0)}/{status['total_steps']}")
+
+
+def show_ended(run: RunInfo) -> None:
+    """How a run ended: finished, cancelled, or failed / crashed with its reason and the tail of its stderr."""
+    reason = run.status.get("reason") or ""
+    if run.state == "finished":
+        st.success(f"{run.name} finished{': ' + reason if reason else ''}.")
+    elif run.state == "cancelled":
+        st.warning(f"{run.name} was cancelled ({reason or 'stopped'}); its last checkpoint is kept.")
+    else:
+        st.error(f"{run.name} {run.state}: {reason or 'no reason recorded'}.")
+        tail = run.stderr_tail()
+        if tail:
+            st.code(tail, language=None)
+
+
+@st.fragment(run_every=REFRESH_S)
+def runs_panel() -> None:
+    """Active runs with a progress bar and Cancel, then how this session's recent runs ended; refreshes itself."""
+    try:
+        runs = list_runs()
+    except OSError as exc:
+        st.error(f"Cannot read the runs folder: {exc}")
+        return
+    launched = st.session_state.get(LAUNCHED_KEY, [])
+    active = [r for r in runs if r.active]
+    ended = [r for r in runs if not r.active and r.name in launched][:ENDED_SHOWN]
+    if not active and not ended:
+        return
+    st.subheader("Training runs")
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if notice:
+        st.info(notice)
+    for run in active:
+        st.progress(run.progress, text=_progress_text(run))
+        st.button("Cancel", key=f"cancel-{run.name}", on_click=_cancel, args=(run,), help=f"Stop {run.name}")
+    for run in ended:
+        show_ended(run)
+
+
+def render() -> None:
+    """Everything the sidebar holds (called by the entry point on every page)."""
+    with st.sidebar:
+        dataset_picker()
+        launcher()
+        runs_panel()

@@ -1,0 +1,183 @@
+"""Training page: live loss curves of the shipped and the user's runs, per-epoch sample grids, architectures, CSV export."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import plotly.colors
+import plotly.graph_objects as go
+import streamlit as st
+
+from genmodels.architecture import NetworkTable, architecture
+from genmodels.checkpoint import CheckpointError, read_metadata
+from genmodels.data import dataset_info
+from genmodels.logs import (
+    Chart, Series, TrainingLog, charts_for, grid_images, metrics_csv, run_log, shipped_logs, smooth, user_logs,
+)
+from genmodels.runs import read_metrics, run_info
+from pages.common import current_dataset
+from pages.sidebar import REFRESH_S, show_ended
+
+PALETTE = plotly.colors.qualitative.Plotly
+SHIPPED_ORDER = ("gan", "cgan", "vae", "classifier", "mapper")
+
+
+def _file_stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, -1)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_records(path: str, stamp: tuple[int, int]) -> list[dict[str, Any]]:
+    """The records of a metrics file; `stamp` (mtime, size) makes a growing file re-read."""
+    return read_metrics(path)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_metadata(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
+    """A checkpoint's verified metadata (raises CheckpointError)."""
+    return read_metadata(path)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_architecture(kind: str, config_json: str) -> list[NetworkTable]:
+    return architecture(kind, json.loads(config_json) if config_json else None)
+
+
+def records_of(log: TrainingLog) -> list[dict[str, Any]]:
+    return cached_records(str(log.metrics_file), _file_stamp(log.metrics_file))
+
+
+def chart_figure(chart: Chart, series: list[Series], smoothing: float) -> go.Figure:
+    """Raw values faintly, smoothed values on top (TensorBoard style); per-epoch metrics get markers."""
+    figure = go.Figure()
+    for i, s in enumerate(series):
+        color = PALETTE[i % len(PALETTE)]
+        mode = "lines+markers" if s.per_epoch and len(s.x) <= 60 else "lines"
+        if smoothing > 0:
+            figure.add_scatter(x=s.x, y=s.y, mode="lines", line=dict(color=color, width=1), opacity=0.25,
+                               legendgroup=s.key, showlegend=False, hoverinfo="skip")
+        figure.add_scatter(x=s.x, y=smooth(s.y, smoothing) if smoothing > 0 else s.y, mode=mode, name=s.key,
+                           line=dict(color=color, width=2), legendgroup=s.key)
+    figure.update_layout(title=dict(text=chart.title, font=dict(size=14)), xaxis_title="epoch", yaxis_title=chart.y_label,
+                         height=330, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.25),
+                         hovermode="x unified")
+    return figure
+
+
+def show_status(log: TrainingLog) -> None:
+    """Where the run stands: shipped provenance, live progress, or how it ended (with its reason)."""
+    if log.shipped:
+        recipe = log.config.get("recipe", {})
+        st.caption(f"The log of the run behind the shipped {log.kind} checkpoint: {recipe.get('epochs', '?')} epochs, "
+                   f"batch {recipe.get('batch_size', '?')}, lr {recipe.get('lr', '?')}, on {log.config.get('device', '?')}.")
+    elif log.active:
+        st.progress(log.run.progress, text=f"{log.run.state}: step {log.run.status.get('step', 0)}"
+                                           f"/{log.run.status.get('total_steps') or '?'} (refreshes every {REFRESH_S:g} s)")
+    else:
+        show_ended(log.run)
+
+
+def show_charts(log: TrainingLog, records: list[dict[str, Any]], smoothing: float) -> None:
+    charts = charts_for(log.kind, records)
+    if not charts:
+        st.info("No metrics logged yet." if log.active or not records else f"Nothing to chart for a {log.kind!r} log.")
+        return
+    columns = st.columns(2)
+    for i, (chart, series) in enumerate(charts):
+        with columns[i % 2]:
+            st.plotly_chart(chart_figure(chart, series, smoothing), key=f"chart-{i}")
+
+
+def show_grids(log: TrainingLog) -> None:
+    grids = grid_images(log.grids_dir)
+    if not grids:
+        st.caption("No sample grids: the classifier draws none." if log.kind == "classifier"
+                   else "No sample grid yet (one is drawn at the end of each epoch).")
+        return
+    epochs = list(grids)
+    epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key=f"grid-epoch-{log.key}",
+                             help="The same fixed noise (and labels) every epoch: watch the model learn.")
+    try:
+        st.image(grids[epoch].read_bytes(), caption=f"{log.kind} samples after epoch {epoch}", width=420)
+    except OSError as exc:
+        st.warning(f"Cannot read the grid of epoch {epoch}: {exc.strerror or exc}")
+
+
+def live_view(log: TrainingLog, smoothing: float) -> None:
+    """Charts, grids and CSV of a log; while its run is active this part re-runs by itself."""
+    if log.active:
+        log = run_log(run_info(log.run.path))
+        if not log.active:  # it just ended: a full rerun shows the outcome and stops the timer
+            st.rerun()
+        show_status(log)
+    records = records_of(log)
+    show_charts(log, records, smoothing)
+    st.subheader("Samples per epoch")
+    show_grids(log)
+    if records:
+        st.download_button("Download metrics (CSV)", metrics_csv(records), file_name=f"{log.key.replace('/', '-')}.csv",
+                           mime="text/csv", on_click="ignore", key="metrics-csv")
+
+
+def show_architecture(log: TrainingLog) -> None:
+    """The layers of each network, built from the checkpoint's config (else from the log's config)."""
+    config, source = log.config.get("model"), "the training log's config"
+    if log.model_file is not None and log.model_file.exists():
+        try:
+            meta = cached_metadata(str(log.model_file), _file_stamp(log.model_file))
+        except CheckpointError as exc:
+            st.error(f"The {log.kind} checkpoint is unusable: {exc.reason}. The curves above come from its log.")
+        else:
+            config, source = meta.get("config"), f"`{log.model_file.name}`"
+            facts = {"epochs trained": meta.get("epochs_trained"), "steps": meta.get("steps_trained"),
+                     "training time (s)": meta.get("training_wall_time_s"), "device": meta.get("device")}
+            st.caption(" · ".join(f"{k}: {v}" for k, v in facts.items() if v is not None))
+            if meta.get("metrics"):
+                st.json(meta["metrics"], expanded=False)
+    elif log.shipped:
+        st.error(f"The shipped {log.kind} checkpoint is missing ({log.model_file}). The curves above come from its log.")
+    elif not log.active:
+        st.caption("This run saved no model file.")
+    if not isinstance(config, dict):
+        st.info("No model config recorded, so no architecture to show.")
+        return
+    try:
+        tables = cached_architecture(log.kind, json.dumps(config, sort_keys=True))
+    except (ValueError, TypeError) as exc:
+        st.error(f"Cannot rebuild the {log.kind} architecture from {source}: {exc}")
+        return
+    st.caption(f"Built from {source}.")
+    for table in tables:
+        st.markdown(f"**{table.title}**: {table.parameters:,} trainable parameters")
+        st.dataframe(table.rows, hide_index=True, column_config={"parameters": st.column_config.NumberColumn(format="%d")})
+
+
+dataset = current_dataset()
+st.title("Training")
+shipped = sorted(shipped_logs(dataset), key=lambda log: SHIPPED_ORDER.index(log.kind))
+try:
+    runs = user_logs(dataset)
+except OSError as exc:
+    st.error(f"Cannot read your runs: {exc}")
+    runs = []
+logs = {log.key: log for log in [*(r for r in runs if r.active), *shipped, *(r for r in runs if not r.active)]}
+if not logs:
+    st.info(f"No training logs for {dataset_info(dataset).title}: the shipped logs are missing and you have no runs. "
+            "Start one from the sidebar.")
+    st.stop()
+
+pick_col, smooth_col = st.columns([3, 2])
+key = pick_col.selectbox("Training log", list(logs), format_func=lambda k: logs[k].label, key="training_log")
+smoothing = smooth_col.slider("Smoothing", 0.0, 0.99, 0.6, step=0.01, key="training_smoothing",
+                              help="Exponential moving average of the curves; 0 shows the raw values.")
+log = logs[key]
+if not log.active:
+    show_status(log)
+st.fragment(live_view, run_every=REFRESH_S if log.active else None)(log, smoothing)
+st.subheader("Architecture")
+show_architecture(log)
