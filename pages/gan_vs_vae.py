@@ -1,0 +1,161 @@
+"""GAN vs VAE page: the same class and seed side by side, and report 000's comparison backed by live numbers."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from genmodels.api import predict
+from genmodels.checkpoint import CheckpointError, checkpoint_path
+from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, GeneratedScores, epoch_series, generated_scores, jump_ratio,
+                               real_scores, shipped_log, stored_metrics, training_stability)
+from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
+from genmodels.latent import interpolation_strip
+from genmodels.summary import load_summary
+from pages import common
+
+TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
+SIDE_BY_SIDE = 8
+S_PER_CLASS = 10  # report 001: S0 and S1 hold 100 images, 10 of each class
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def side_by_side(kind: str, dataset: str, label: int, seed: int) -> Gallery:
+    model = common.generator(kind, dataset)
+    return generate_gallery(model, common.classifier(dataset), label if model.supports_labels else None, SIDE_BY_SIDE, seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def scores(kind: str, dataset: str, n_per_class: int, seed: int) -> GeneratedScores:
+    return generated_scores(common.generator(kind, dataset), common.classifier(dataset), n_per_class, seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def s0_scores(dataset: str) -> tuple[float, float]:
+    return real_scores(common.classifier(dataset), load_summary(dataset, prefer_full=False), S_PER_CLASS)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def strip(kind: str, dataset: str, labels: tuple[int, int], seed: int, steps: int):
+    images = interpolation_strip(common.generator(kind, dataset), *labels, seed, seed, steps)
+    return images, predict(common.classifier(dataset), images)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def stability(kind: str, dataset: str) -> tuple[dict, tuple[list[float], list[float]]]:
+    records = shipped_log(kind, dataset)
+    return training_stability(kind, records), epoch_series(records, LOSS_KEYS[kind])
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+dataset = common.current_dataset()
+names = common.class_names(dataset)
+st.title("GAN vs VAE")
+st.caption("Report 000 compared the models on image quality, training stability and latent space. "
+           "Here every claim is checked against numbers measured live from the shipped checkpoints.")
+
+controls = st.columns(3)
+label = controls[0].selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="compare_class")
+seed = controls[1].number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, step=1, key="compare_seed")
+n_per_class = controls[2].slider("Samples per class for the accuracies", 10, 200, 50, step=10, key="compare_n")
+
+classifier = common.try_classifier(dataset)
+if classifier is None:
+    st.info("Without the classifier only the training-log numbers can be shown.")
+models = {kind: common.try_generator(kind, dataset) for kind in COMPARED_KINDS}
+available = [kind for kind, model in models.items() if model is not None]
+
+st.subheader(f"Same class ({names[label]}), same seed ({seed})")
+if classifier is not None and available:
+    columns = st.columns(len(available))
+    for column, kind in zip(columns, available):
+        with column, st.spinner(f"Sampling the {TITLES[kind]}..."):
+            gallery = side_by_side(kind, dataset, int(label), int(seed))
+            st.markdown(f"**{TITLES[kind]}**")
+            if not models[kind].supports_labels:
+                st.caption("No label mapper: unconditional samples.")
+            st.image(display_pixels(gallery.images, 2), caption=gallery.captions(names), width=56)
+
+    with st.spinner(f"Classifying {n_per_class} samples per class from each model..."):
+        measured = {kind: scores(kind, dataset, int(n_per_class), int(seed)) for kind in available}
+        s0_accuracy, s0_midtones = s0_scores(dataset)
+        s1 = {kind: scores(kind, dataset, S_PER_CLASS, int(seed)) for kind in available}
+
+    st.subheader("Image quality")
+    rows = [{
+        "model": TITLES[kind],
+        f"accuracy on {names[label]}": percent(measured[kind].per_class[label]),
+        "accuracy, all classes": percent(measured[kind].accuracy),
+        "S1 accuracy (100 generated)": percent(s1[kind].accuracy),
+        "mean confidence": percent(measured[kind].confidence),
+        "class coverage KL (nats)": f"{measured[kind].coverage_kl:.3f}",
+        "mid-grey pixels": percent(measured[kind].midtone_share),
+    } for kind in available]
+    rows.append({"model": "Real test images (S0)", f"accuracy on {names[label]}": "", "accuracy, all classes": "",
+                 "S1 accuracy (100 generated)": f"S0: {s0_accuracy:.0%}", "mean confidence": "",
+                 "class coverage KL (nats)": "", "mid-grey pixels": percent(s0_midtones)})
+    st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
+    st.caption(f"Accuracies: the share of {n_per_class} samples per class that the {dataset} classifier puts in the "
+               "requested class. S0/S1 as in report 001: 100 real test images vs 100 generated, 10 per class. "
+               "Mid-grey pixels (between 0.1 and 0.9) measure blur: crisp strokes are nearly black or white.")
+    sharpest = min(available, key=lambda k: measured[k].midtone_share)
+    st.markdown(f"Report 000: *the GAN's images are sharper, the VAE's blurrier.* Measured: the {TITLES[sharpest]} has "
+                f"the fewest mid-grey pixels ({measured[sharpest].midtone_share:.1%}; real images "
+                f"{s0_midtones:.1%}).")
+elif not available:
+    st.error("None of the generators could be loaded.")
+
+st.subheader("Training stability")
+stability_rows, curves = [], {}
+for kind in COMPARED_KINDS:
+    numbers, curve = stability(kind, dataset)
+    if curve[0]:
+        curves[kind] = curve
+        stability_rows.append({"model": TITLES[kind], "loss": LOSS_KEYS[kind], **numbers})
+if stability_rows:
+    st.dataframe(pd.DataFrame(stability_rows).set_index("model"), width="stretch")
+    fig = make_subplots(rows=1, cols=len(curves), subplot_titles=[f"{TITLES[k]}: {LOSS_KEYS[k]}" for k in curves])
+    for i, (kind, (epochs, losses)) in enumerate(curves.items(), start=1):
+        fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines", name=TITLES[kind]), row=1, col=i)
+        fig.update_xaxes(title_text="epoch", row=1, col=i)
+    fig.update_layout(height=300, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, width="stretch")
+    st.caption("Numbers over the last 10 epochs of the shipped training logs. Report 000: *the GAN was harder to "
+               "train (a min-max game)*; the VAE minimises one loss, so its curve only goes down. Compare the "
+               "relative wobble (std / mean) and the epoch-end classifier checks.")
+else:
+    st.info("No shipped training logs found for this dataset.")
+
+st.subheader("Latent space: interpolation")
+steps_col, from_col, to_col = st.columns(3)
+start = from_col.selectbox("From class", range(len(names)), format_func=lambda c: names[c], key="compare_from")
+end = to_col.selectbox("To class", range(len(names)), index=1, format_func=lambda c: names[c], key="compare_to")
+steps = steps_col.slider("Steps", 3, 16, 10, key="compare_steps")
+if classifier is not None:
+    for kind in available:
+        if not models[kind].supports_labels:
+            st.caption(f"{TITLES[kind]}: no label mapper, no class-to-class strip.")
+            continue
+        with st.spinner(f"Interpolating the {TITLES[kind]}..."):
+            images, probs = strip(kind, dataset, (int(start), int(end)), int(seed), int(steps))
+        st.markdown(f"**{TITLES[kind]}**: largest frame-to-frame change = {jump_ratio(images):.2f} × the mean change")
+        st.image(display_pixels(images, 2), caption=prediction_captions(probs, names, count=len(images)), width=56)
+    st.caption("Same seed and the same two classes for every model, on a straight line through each model's latent "
+               "space. Report 000: *GAN latent spaces are unstructured, VAE latent spaces continuous.* A ratio near 1 "
+               "is an even morph; a large one means the image jumps somewhere along the line.")
+
+st.subheader("Stored evaluation metrics")
+table = {}
+for kind in COMPARED_KINDS:
+    try:
+        table[TITLES[kind]] = stored_metrics(checkpoint_path(kind, dataset))
+    except CheckpointError as exc:
+        st.caption(f"{TITLES[kind]}: no metrics ({exc.reason}).")
+if table:
+    st.dataframe(pd.DataFrame(table).T, width="stretch")
+    st.caption("Measured at the end of training, plus what `python -m genmodels evaluate` stored (FID on classifier "
+               "features, precision/recall...) when it has been run.")
