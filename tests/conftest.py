@@ -57,3 +57,47 @@ def tiny_checkpoints(tmp_path_factory):
                 extra["generator_sha256"] = read_metadata(root / dataset / "gan.safetensors")["weights_sha256"]
             save_model(root / dataset / f"{kind}.safetensors", build_model(kind, config), kind, dataset, **extra)
     return root
+
+
+# --- app frame / Data / Training page fixtures (issue #3) ---
+import json as _json
+import os as _os
+import time as _time
+
+
+@_pytest.fixture
+def shipped_logs_dir():
+    """The shipped checkpoints folder with its training logs; skips when they are absent."""
+    from genmodels.paths import checkpoints_dir
+
+    root = checkpoints_dir()
+    if not all((root / ds / "logs" / "gan.jsonl").is_file() for ds in ("mnist", "fashion")):
+        _pytest.skip(f"the shipped training logs are not in {root}")
+    return root
+
+
+@_pytest.fixture
+def runs_root(tmp_path, monkeypatch):
+    """An empty runs folder used through GENMODELS_RUNS."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("GENMODELS_RUNS", str(root))
+    return root
+
+
+@_pytest.fixture
+def make_run(runs_root):
+    """Write a fake run folder: make_run(name, state, kind=, dataset=, pid=, reason=, records=, stderr=) -> its path."""
+
+    def make(name, state, kind="gan", dataset="mnist", pid=None, reason="", records=None, stderr="", **status):
+        path = runs_root / name
+        path.mkdir()
+        (path / "config.json").write_text(_json.dumps({"kind": kind, "dataset": dataset, "model": {}, "recipe": {"epochs": 2}}))
+        (path / "status.json").write_text(_json.dumps({"state": state, "pid": pid, "reason": reason, "epochs": 2,
+                                                       "updated": _time.time(), **status}))
+        (path / "metrics.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in records or []))
+        (path / "stderr.log").write_text(stderr)
+        _os.utime(path)
+        return path
+
+    return make

@@ -1,0 +1,131 @@
+"""Training page: shipped and user logs render, widgets change the charts, ended and broken runs are shown as such."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from genmodels.paths import REPO_ROOT
+
+PAGE = str(REPO_ROOT / "pages" / "training.py")
+GAN_RECORDS = [
+    {"type": "step", "step": s, "epoch": s / 10, "loss_d": 1.0 + (s % 3) * 0.3, "loss_g": 2.0 - (s % 2) * 0.5,
+     "d_real": 0.7, "d_fake": 0.3} for s in range(1, 21)
+] + [{"type": "epoch", "step": 10 * e, "epoch": e, "loss_d": 1.1, "loss_g": 1.8, "d_real": 0.7, "d_fake": 0.3,
+      "classifier_confidence": 0.8 + e / 100} for e in (1, 2)]
+
+
+def open_page(dataset="mnist", **state):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["dataset"] = dataset
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def charts(at):
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def errors(at):
+    return " ".join(e.value for e in at.error)
+
+
+@pytest.mark.checkpoints
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_shipped_logs_render_with_their_charts(shipped_logs_dir, runs_root, dataset):
+    at = open_page(dataset)
+    assert not at.exception and not at.error
+    assert at.selectbox(key="training_log").value == f"shipped/{dataset}/gan"
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert any("D(x)" in t for t in titles) and any("discriminator vs generator" in t for t in titles)
+    assert at.get("download_button") and at.get("image")
+    assert any("Discriminator" in m.value for m in at.markdown), "the architecture lists G and D"
+
+
+@pytest.mark.checkpoints
+def test_picking_another_log_changes_the_charts(shipped_logs_dir, runs_root):
+    at = open_page()
+    gan_titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    at.selectbox(key="training_log").select("shipped/mnist/vae").run()
+    vae_titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert vae_titles != gan_titles and any("KL" in t for t in vae_titles)
+    at.selectbox(key="training_log").select("shipped/mnist/classifier").run()
+    assert any("Accuracy" in c["layout"]["title"]["text"] for c in charts(at))
+    assert not at.exception and not at.error
+
+
+@pytest.mark.checkpoints
+def test_smoothing_slider_changes_the_plotted_series(shipped_logs_dir, runs_root):
+    at = open_page()
+    smoothed = charts(at)[0]["data"]
+    at.slider(key="training_smoothing").set_value(0.0).run()
+    raw = charts(at)[0]["data"]
+    at.slider(key="training_smoothing").set_value(0.95).run()
+    heavy = charts(at)[0]["data"]
+    assert len(raw) == 2 and len(smoothed) == 4, "raw: one line per metric; smoothed: a faint raw line under each"
+    assert raw[0]["y"] == smoothed[0]["y"] and raw[0]["y"] != smoothed[1]["y"] != heavy[1]["y"]
+
+
+@pytest.mark.checkpoints
+def test_grid_slider_shows_the_chosen_epoch(shipped_logs_dir, runs_root):
+    at = open_page()
+    slider = at.select_slider(key="grid-epoch-shipped/mnist/gan")
+    assert slider.value == 100
+    slider.set_value(1).run()
+    assert "after epoch 1" in at.get("image")[0].captions[0]
+
+
+def test_cancelled_run_is_shown_as_cancelled_with_its_curves(runs_root, make_run):
+    make_run("gan-mnist-a", "cancelled", reason="stopped by SIGTERM", records=GAN_RECORDS)
+    at = open_page(training_log="run/gan-mnist-a")
+    assert not at.exception
+    assert "cancelled (stopped by SIGTERM)" in " ".join(w.value for w in at.warning)
+    assert len(charts(at)) == 3
+    csv = at.get("download_button")[0]
+    assert csv.proto.label == "Download metrics (CSV)"
+
+
+def test_crashed_and_failed_runs_show_the_reason_and_stderr(runs_root, make_run):
+    make_run("gan-mnist-dead", "running", pid=2**22 + 12345, records=GAN_RECORDS[:3], stderr="Traceback...\nKilled")
+    make_run("vae-mnist-bad", "failed", kind="vae", reason="non-finite loss: training diverged", stderr="error: diverged")
+    at = open_page(training_log="run/gan-mnist-dead")
+    assert "crashed: the training process is gone" in errors(at)
+    assert any("Killed" in c.value for c in at.code)
+    at.selectbox(key="training_log").select("run/vae-mnist-bad").run()
+    assert "failed: non-finite loss" in errors(at) and not at.exception
+
+
+def test_active_run_shows_progress(runs_root, make_run):
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        make_run("gan-mnist-live", "running", pid=sleeper.pid, records=GAN_RECORDS[:5], step=5, total_steps=20)
+        at = open_page()
+        assert at.selectbox(key="training_log").value == "run/gan-mnist-live", "an active run is picked first"
+        progress = at.get("progress")[0].proto
+        assert progress.value == 25 and "step 5/20" in progress.text
+        assert not at.exception
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+@pytest.mark.checkpoints
+def test_missing_or_corrupt_checkpoint_keeps_the_page_working(shipped_logs_dir, runs_root, tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    shutil.copytree(shipped_logs_dir / "mnist" / "logs", root / "mnist" / "logs")
+    (root / "mnist" / "gan.safetensors").write_bytes(b"not a safetensors file")
+    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(root))
+    at = open_page()
+    assert "checkpoint is unusable" in errors(at) and len(charts(at)) == 3
+    assert any("training log's config" in c.value for c in at.caption), "the architecture falls back to the log's config"
+    at.selectbox(key="training_log").select("shipped/mnist/vae").run()
+    assert "checkpoint is missing" in errors(at) and charts(at) and not at.exception
+
+
+def test_no_logs_at_all_gives_one_clear_message(runs_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tmp_path / "nothing"))
+    at = open_page("fashion")
+    assert not at.exception and "No training logs for Fashion-MNIST" in at.info[0].value
