@@ -92,10 +92,10 @@ def runs_panel() -> None:
     launched = st.session_state.get(LAUNCHED_KEY, [])
     active = [r for r in runs if r.active]
     ended = [r for r in runs if not r.active and r.name in launched][:ENDED_SHOWN]
-    if not active and not ended:
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if not active and not ended and not notice:
         return
     st.subheader("Training runs")
-    notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
         st.info(notice)
     for run in active:
