@@ -96,7 +96,8 @@ def training_stability(kind: str, records: list[dict[str, Any]], last: int = 10)
     """Loss level and wobble over the last `last` epochs, and the spread of the epoch-end classifier checks."""
     _, losses = epoch_series(records, LOSS_KEYS[kind])
     mean, std = _spread(losses[-last:])
-    steps = [abs(b - a) for a, b in zip(losses[-last - 1:], losses[-last:])]
+    window = losses[-last - 1:]  # one more epoch, so each of the last epochs has a change into it
+    steps = [abs(b - a) for a, b in zip(window, window[1:])]
     return {
         "epochs logged": float(len(losses)),
         "loss mean": mean,

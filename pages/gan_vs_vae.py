@@ -78,7 +78,7 @@ if classifier is not None and available:
             st.markdown(f"**{TITLES[kind]}**")
             if not models[kind].supports_labels:
                 st.caption("No label mapper: unconditional samples.")
-            st.image(display_pixels(gallery.images, 2), caption=gallery.captions(names), width=56)
+            st.image(display_pixels(gallery.images, 2), caption=gallery.captions(names), width=56, output_format="PNG")
 
     with st.spinner(f"Classifying {n_per_class} samples per class from each model..."):
         measured = {kind: scores(kind, dataset, int(n_per_class), int(seed)) for kind in available}
@@ -143,7 +143,7 @@ if classifier is not None:
         with st.spinner(f"Interpolating the {TITLES[kind]}..."):
             images, probs = strip(kind, dataset, (int(start), int(end)), int(seed), int(steps))
         st.markdown(f"**{TITLES[kind]}**: largest frame-to-frame change = {jump_ratio(images):.2f} × the mean change")
-        st.image(display_pixels(images, 2), caption=prediction_captions(probs, names, count=len(images)), width=56)
+        st.image(display_pixels(images, 2), caption=prediction_captions(probs, names, count=len(images)), width=56, output_format="PNG")
     st.caption("Same seed and the same two classes for every model, on a straight line through each model's latent "
                "space. Report 000: *GAN latent spaces are unstructured, VAE latent spaces continuous.* A ratio near 1 "
                "is an even morph; a large one means the image jumps somewhere along the line.")

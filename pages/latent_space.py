@@ -140,20 +140,20 @@ with inspect_col:
     st.write(point_label(row))
     with st.spinner("Reconstructing..."):
         pair = torch.cat([unit_images(load_summary(dataset, prefer_full=False).subset_images[row: row + 1]), reconstruction(dataset, row)])
-    st.image(display_pixels(pair, 4), caption=["real", "VAE reconstruction"], width=112)
+    st.image(display_pixels(pair, 4), caption=["real", "VAE reconstruction"], width=112, output_format="PNG")
     neighbours = lmap.nearest(row, NEIGHBOURS)
     distances = np.linalg.norm(lmap.latents[neighbours] - lmap.latents[row], axis=1)
     st.write(f"{NEIGHBOURS} nearest neighbours in the {lmap.latents.shape[1]}-D latent space")
     neighbour_images = unit_images(load_summary(dataset, prefer_full=False).subset_images[torch.from_numpy(neighbours)])
     st.image(display_pixels(neighbour_images), width=84,
-             caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances)])
+             caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances)], output_format="PNG")
 with decode_col:
     st.subheader("Decode anywhere")
     pc1 = st.slider("PC1", *x_range, value=0.0, step=0.05, key=f"latent_pc1_{dataset}")
     pc2 = st.slider("PC2", *y_range, value=0.0, step=0.05, key=f"latent_pc2_{dataset}")
     point_latent = lmap.to_latent(np.array([[pc1, pc2]]))
     decoded = decode_latents(dataset, point_latent)
-    st.image(display_pixels(decoded, 5), caption=classify(dataset, decoded, has_classifier), width=140)
+    st.image(display_pixels(decoded, 5), caption=classify(dataset, decoded, has_classifier), width=140, output_format="PNG")
     st.caption(f"({pc1:.2f}, {pc2:.2f}) in the PCA plane, mapped back to the latent space by the PCA inverse "
                "transform (the other components at their mean) and decoded.")
 
@@ -168,6 +168,6 @@ steps_col.button("Start from the inspected point", on_click=lambda: st.session_s
 line = interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), steps).numpy()
 with st.spinner("Decoding the line..."):
     strip = decode_latents(dataset, line)
-st.image(display_pixels(strip), caption=classify(dataset, strip, has_classifier), width=72)
+st.image(display_pixels(strip), caption=classify(dataset, strip, has_classifier), width=72, output_format="PNG")
 st.caption("A straight line between the two latent means in the full latent space (dotted on the chart), decoded "
            "at evenly spaced points.")

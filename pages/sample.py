@@ -121,7 +121,7 @@ if gallery.accuracy is not None:
     st.metric("Classifier agrees with the requested class", f"{gallery.accuracy:.0%}",
               help=f"{len(gallery.images)} images classified by the {dataset} classifier.")
 columns_per_row = len(names) if mode == "Every class" else min(10, len(gallery.images))
-st.image(display_pixels(gallery.images), caption=gallery.captions(names), width=84)
+st.image(display_pixels(gallery.images), caption=gallery.captions(names), width=84, output_format="PNG")
 st.download_button("Download the grid (PNG)", grid_png(gallery.images, nrow=columns_per_row, scale=2),
                    file_name=f"{dataset}-{kind}-seed{seed}.png", mime="image/png")
 
@@ -148,4 +148,4 @@ try:
 except ValueError as exc:
     st.error(f"Cannot interpolate with these settings: {exc}")
 else:
-    st.image(display_pixels(strip), caption=prediction_captions(strip_probs, names, count=len(strip)), width=72)
+    st.image(display_pixels(strip), caption=prediction_captions(strip_probs, names, count=len(strip)), width=72, output_format="PNG")

@@ -1,0 +1,90 @@
+"""genmodels.compare: live scores, S0, sharpness, training-log stability, stored metrics."""
+import json
+
+import pytest
+import torch
+
+from genmodels import api
+from genmodels.checkpoint import update_metadata
+from genmodels.compare import (epoch_series, generated_scores, jump_ratio, midtone_share, real_scores, shipped_log,
+                               stored_metrics, training_stability)
+from genmodels.summary import DataSummary
+
+
+def test_midtone_share_separates_crisp_from_blurry():
+    assert midtone_share(torch.tensor([0.0, 1.0, 0.05, 0.95])) == 0.0
+    assert midtone_share(torch.tensor([0.5, 0.5, 0.0, 1.0])) == 0.5
+
+
+@pytest.mark.parametrize("kind", ["cgan", "gan", "vae"])
+def test_generated_scores_of_tiny_models(tiny_checkpoints, kind):
+    model = api.load_generator(kind, "mnist", root=tiny_checkpoints, device="cpu")
+    classifier = api.load_classifier("mnist", root=tiny_checkpoints, device="cpu")
+    scores = generated_scores(model, classifier, 3, seed=0)
+    assert 0 <= scores.accuracy <= 1 and len(scores.per_class) == 10 and all(a is not None for a in scores.per_class)
+    assert 0 <= scores.confidence <= 1 and scores.coverage_kl >= 0 and 0 <= scores.midtone_share <= 1
+
+
+def test_generated_scores_without_labels(tiny_checkpoints, tmp_path):
+    root = tmp_path / "ckpt"
+    (root / "mnist").mkdir(parents=True)
+    (root / "mnist" / "gan.safetensors").write_bytes((tiny_checkpoints / "mnist" / "gan.safetensors").read_bytes())
+    model = api.load_generator("gan", "mnist", root=root, device="cpu")
+    scores = generated_scores(model, api.load_classifier("mnist", root=tiny_checkpoints, device="cpu"), 2, seed=0)
+    assert scores.accuracy is None and scores.per_class == [None] * 10
+
+
+def test_real_scores_use_per_class_images(tiny_checkpoints):
+    pixels = torch.zeros(40, 28, 28, dtype=torch.uint8)
+    summary = DataSummary("mnist", torch.zeros(10), torch.zeros(10), torch.zeros(10, 28, 28), torch.zeros(256),
+                          pixels, torch.arange(40) % 10, torch.arange(40), "bundled summary")
+    accuracy, midtones = real_scores(api.load_classifier("mnist", root=tiny_checkpoints, device="cpu"), summary, 2)
+    assert accuracy in (pytest.approx(0.0), pytest.approx(0.1)) and midtones == 0.0
+
+
+def records(losses, accuracies=None):
+    out = [{"type": "step", "epoch": 0.5, "loss_g": 99.0}]
+    for i, loss in enumerate(losses):
+        record = {"type": "epoch", "epoch": i + 1, "loss_g": loss, "classifier_confidence": 0.9}
+        if accuracies:
+            record["class_accuracy"] = accuracies[i]
+        out.append(record)
+    return out
+
+
+def test_epoch_series_keeps_finite_epoch_values_only():
+    log = records([1.0, float("nan"), 3.0])
+    assert epoch_series(log, "loss_g") == ([1.0, 3.0], [1.0, 3.0])
+    assert epoch_series(log, "missing") == ([], [])
+
+
+def test_training_stability_measures_the_last_epochs():
+    steady = training_stability("gan", records([5.0] * 5 + [1.0, 1.0, 1.0]), last=3)
+    assert steady["loss mean"] == 1.0 and steady["loss std"] == 0.0 and steady["epoch-end class accuracy std"] is None
+    assert steady["mean epoch-to-epoch loss change"] == pytest.approx(4 / 3)
+    wobbly = training_stability("cgan", records([1.0, 2.0, 1.0, 2.0], [0.5, 0.7, 0.5, 0.7]), last=4)
+    assert wobbly["loss std"] == pytest.approx(0.5) and wobbly["loss std / mean"] == pytest.approx(1 / 3)
+    assert wobbly["mean epoch-to-epoch loss change"] == pytest.approx(1.0) and wobbly["epoch-end class accuracy std"] == pytest.approx(0.1)
+    assert training_stability("vae", [])["loss mean"] is None
+
+
+def test_shipped_log_reads_a_checkpoint_folder(tmp_path):
+    (tmp_path / "mnist" / "logs").mkdir(parents=True)
+    (tmp_path / "mnist" / "logs" / "vae.jsonl").write_text(json.dumps({"type": "epoch", "epoch": 1, "loss": 3.0}) + "\n{torn")
+    assert shipped_log("vae", "mnist", tmp_path) == [{"type": "epoch", "epoch": 1, "loss": 3.0}]
+    assert shipped_log("gan", "mnist", tmp_path) == []
+
+
+def test_jump_ratio_is_one_for_an_even_morph_and_large_for_a_jump():
+    even = torch.linspace(0, 1, 5).view(5, 1, 1, 1).expand(5, 1, 28, 28)
+    assert jump_ratio(even) == pytest.approx(1.0)
+    jump = torch.zeros(5, 1, 28, 28)
+    jump[3:] = 1.0
+    assert jump_ratio(jump) == pytest.approx(4.0)
+
+
+def test_stored_metrics_flattens_training_and_evaluation_numbers(tiny_checkpoints, tmp_path):
+    path = tmp_path / "vae.safetensors"
+    path.write_bytes((tiny_checkpoints / "mnist" / "vae.safetensors").read_bytes())
+    update_metadata(path, metrics={"class_accuracy": 0.5, "note": "text"}, evaluation={"fid": 12.0, "pr": {"precision": 0.7}})
+    assert stored_metrics(path) == {"class_accuracy": 0.5, "evaluation.fid": 12.0, "evaluation.pr.precision": 0.7}
