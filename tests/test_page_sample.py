@@ -1,0 +1,135 @@
+"""Sample page (AppTest): renders for both datasets; class, seed, latent shifts, presets and checkpoints change the output."""
+import shutil
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from genmodels.checkpoint import checkpoint_path
+from genmodels.data import dataset_info
+from genmodels.paths import REPO_ROOT
+
+PAGE = str(REPO_ROOT / "pages" / "sample.py")
+pytestmark = pytest.mark.checkpoints
+
+
+def open_page(dataset="mnist"):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["dataset"] = dataset
+    return at.run()
+
+
+def gallery(at):
+    """The generated images (content-addressed URLs) and their captions."""
+    images = at.get("image")[0]
+    return images.value, images.captions
+
+
+def ok(at):
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_renders_with_class_names(dataset):
+    at = ok(open_page(dataset))
+    names = dataset_info(dataset).classes
+    assert [at.selectbox(key="sample_class").format_func(c) for c in range(10)] == list(names)
+    urls, captions = gallery(at)
+    assert len(urls) == 10 and sum(c.startswith(names[0]) for c in captions) >= 7
+    assert at.get("download_button")[0].label == "Download the grid (PNG)"
+    assert len(at.get("image")[1].value) == 10  # the interpolation strip
+
+
+@pytest.mark.parametrize("dataset, label", [("mnist", 7), ("fashion", 9)])
+def test_another_class_gives_other_images_that_the_classifier_agrees_with(dataset, label):
+    at = open_page(dataset)
+    before, _ = gallery(at)
+    at = ok(at.selectbox(key="sample_class").set_value(label).run())
+    after, captions = gallery(at)
+    assert set(after).isdisjoint(before)
+    name = dataset_info(dataset).classes[label]
+    assert sum(c.startswith(name) for c in captions) >= 8
+    assert float(at.metric[0].value.rstrip("%")) >= 80
+
+
+def test_another_seed_and_a_reroll_give_other_images():
+    at = open_page()
+    first, _ = gallery(at)
+    at = ok(at.number_input(key="sample_seed").set_value(5).run())
+    second, _ = gallery(at)
+    assert set(second).isdisjoint(first)
+    roll = next(b for b in at.button if b.help == "Re-roll the seed")
+    at = ok(roll.click().run())
+    assert at.session_state["sample_seed"] not in (0, 5)
+    assert set(gallery(at)[0]).isdisjoint(second)
+
+
+def test_temperature_and_latent_shift_change_the_images():
+    at = open_page()
+    plain, _ = gallery(at)
+    shifted = gallery(ok(at.slider(key="sample_dz0").set_value(2.5).run()))[0]
+    assert shifted[0] != plain[0] and shifted[1:] == plain[1:]
+    every = gallery(ok(at.radio(key="sample_edit_scope").set_value("All images").run()))[0]
+    assert set(every).isdisjoint(plain)
+    cooler = gallery(ok(at.slider(key="sample_temperature").set_value(0.5).run()))[0]
+    assert cooler != every
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_other_models_render(kind):
+    at = ok(open_page().selectbox(key="sample_kind").set_value(kind).run())
+    assert len(gallery(at)[0]) == 10 and at.metric
+
+
+def test_presets():
+    at = open_page("fashion")
+    at = ok(next(b for b in at.button if b.label.startswith("10×10")).click().run())
+    urls, captions = gallery(at)
+    assert len(urls) == 100
+    at = ok(next(b for b in at.button if b.label.startswith("10 images, one per class")).click().run())
+    assert len(gallery(at)[0]) == 10
+    at.selectbox(key="sample_class").set_value(9)
+    at = ok(next(b for b in at.button if b.label.startswith("5 images")).click().run())
+    urls, captions = gallery(at)
+    assert len(urls) == 5 and sum(c.startswith("Ankle boot") for c in captions) >= 4
+
+
+def test_too_many_images_per_class_is_a_clear_message():
+    at = open_page()
+    at.radio(key="sample_mode").set_value("Every class")
+    at = at.number_input(key="sample_n").set_value(11).run()
+    assert not at.exception and "at most 100" in at.error[0].value
+
+
+def test_interpolation_between_two_seeds():
+    at = open_page()
+    at = ok(at.radio(key="sample_interp_between").set_value("Two seeds").run())
+    strip = at.get("image")[1].value
+    at = ok(at.number_input(key="sample_interp_seed").set_value(3).run())
+    changed = at.get("image")[1].value
+    assert strip[0] == changed[0] and strip[-1] != changed[-1]
+
+
+def test_a_finished_run_checkpoint_can_be_picked(make_run):
+    run = make_run("cgan-mnist-mine", "finished", kind="cgan", dataset="mnist")
+    shutil.copy(checkpoint_path("cgan", "mnist"), run / "cgan.safetensors")
+    at = open_page()
+    picker = at.selectbox(key="sample_checkpoint_cgan_mnist")
+    assert picker.options == ["Shipped", "Run cgan-mnist-mine"]
+    at = ok(picker.set_value("cgan-mnist-mine").run())
+    assert len(gallery(at)[0]) == 10
+
+
+def test_a_missing_checkpoint_is_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tmp_path))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        at = open_page()
+        assert not at.exception
+        assert "The cgan model for MNIST is unavailable" in at.error[0].value and "file not found" in at.error[0].value
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()
