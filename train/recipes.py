@@ -31,7 +31,7 @@ _GAN = dict(lr=2e-4, betas=(0.5, 0.999), label_smoothing=0.1)
 DEFAULTS: dict[str, dict[str, Recipe]] = {
     "classifier": {
         "mnist": Recipe(epochs=20, batch_size=128, lr=2e-3, schedule="cosine", weight_decay=1e-4, augment="shift"),
-        "fashion": Recipe(epochs=40, batch_size=128, lr=2e-3, schedule="cosine", weight_decay=1e-4, augment="shift_flip",
+        "fashion": Recipe(epochs=40, batch_size=128, lr=2e-3, schedule="cosine", weight_decay=1e-4, augment="shift_flip_blur",
                           model={"channels": [64, 128]}),
     },
     "gan": {
@@ -48,7 +48,7 @@ DEFAULTS: dict[str, dict[str, Recipe]] = {
     },
     "vae": {
         "mnist": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine", model={"class_weight": 30.0}),
-        "fashion": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine"),
+        "fashion": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine", model={"class_weight": 100.0}),
     },
 }
 
