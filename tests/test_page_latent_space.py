@@ -1,0 +1,94 @@
+"""Latent space page (AppTest): PCA scatter for both datasets; inspect, decode anywhere and interpolate change the output."""
+import json
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from genmodels.data import dataset_info
+from genmodels.paths import REPO_ROOT
+
+PAGE = str(REPO_ROOT / "pages" / "latent_space.py")
+pytestmark = pytest.mark.checkpoints
+
+
+def open_page(dataset="mnist"):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["dataset"] = dataset
+    return at.run()
+
+
+def ok(at):
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def images(at):
+    """URLs of the image lists: inspected pair, neighbours, decoded point, interpolation strip."""
+    pair, neighbours, decoded, strip = (element.value for element in at.get("image"))
+    return {"pair": pair, "neighbours": neighbours, "decoded": decoded, "strip": strip}
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_renders_the_pca_scatter_by_class(dataset):
+    at = ok(open_page(dataset))
+    spec = json.loads(at.get_by_key("latent_scatter").proto.spec)
+    names = dataset_info(dataset).classes
+    class_traces = [trace for trace in spec["data"] if trace["name"] in names]
+    assert [trace["name"] for trace in class_traces] == list(names)
+    assert sum(len(trace["customdata"]) for trace in class_traces) == 2000
+    assert "test index" in class_traces[0]["hovertemplate"] and "classifier" in class_traces[0]["hovertemplate"]
+    assert "%" in class_traces[9]["customdata"][0][2]  # the classifier's verdict with its confidence
+    variance = {m.label: float(m.value.rstrip("%")) for m in at.metric}
+    assert 0 < variance["PC2 explains"] <= variance["PC1 explains"] and variance["Together"] <= 100
+    shown = images(at)
+    assert len(shown["pair"]) == 2 and len(shown["neighbours"]) == 8 and len(shown["decoded"]) == 1 and len(shown["strip"]) == 10
+
+
+def test_decode_anywhere_changes_the_decoded_image():
+    at = open_page()
+    before = images(at)
+    at = ok(at.slider(key="latent_pc1_mnist").set_value(2.0).run())
+    after = images(at)
+    assert after["decoded"] != before["decoded"] and after["pair"] == before["pair"]
+    at = ok(at.slider(key="latent_pc2_mnist").set_value(-1.5).run())
+    assert images(at)["decoded"] != after["decoded"]
+    spec = json.loads(at.get_by_key("latent_scatter").proto.spec)
+    star = next(trace for trace in spec["data"] if trace["name"] == "decoded point")
+    assert (star["x"], star["y"]) == ([2.0], [-1.5])
+
+
+def test_inspecting_another_point_shows_its_image_reconstruction_and_neighbours():
+    at = open_page("fashion")
+    before = images(at)
+    at = ok(at.number_input(key="latent_row_fashion").set_value(1900).run())
+    after = images(at)
+    assert set(after["pair"]).isdisjoint(before["pair"]) and after["neighbours"] != before["neighbours"]
+    assert any("Ankle boot" in m.value for m in at.markdown)
+    assert sum(c.startswith("Ankle boot") for c in at.get("image")[1].captions) >= 4
+
+
+def test_interpolation_endpoints_and_steps_change_the_strip():
+    at = open_page()
+    strip = images(at)["strip"]
+    at = ok(at.number_input(key="latent_to_mnist").set_value(1500).run())
+    changed = images(at)["strip"]
+    assert changed[0] == strip[0] and changed[-1] != strip[-1]
+    at = ok(at.slider(key="latent_steps").set_value(5).run())
+    assert len(images(at)["strip"]) == 5
+    at = ok(at.number_input(key="latent_row_mnist").set_value(42).run())
+    at = ok(next(b for b in at.button if b.label == "Start from the inspected point").click().run())
+    assert at.session_state["latent_from_mnist"] == 42
+
+
+def test_a_missing_vae_is_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tmp_path))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        at = open_page()
+        assert not at.exception and "The vae model for MNIST is unavailable" in at.error[0].value
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()
