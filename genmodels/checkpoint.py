@@ -112,7 +112,11 @@ def save_model(path: str | os.PathLike, module: nn.Module, kind: str, dataset: s
     model_kind(kind)
     dataset_info(dataset)
     header = {"kind": kind, "dataset": dataset, "config": config_to_dict(module.config), **meta}
-    return save_tensors(path, module.state_dict(), header)
+    state = module.state_dict()
+    bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # a diverged model must never replace the last good file
+        raise CheckpointError(path, f"refusing to save: tensor {bad[0]} holds non-finite values (NaN/inf), training diverged")
+    return save_tensors(path, state, header)
 
 
 def load_model(

@@ -146,6 +146,10 @@ def train_model(req: RunRequest) -> int:
                 raise ValueError(f"--resume: {run_dir} holds a different run ({saved.get('kind')}/{saved.get('dataset')})")
             tensors, meta = load_tensors(state_path)
             task.load_state({k: v.to(req.device) if not k.startswith("rng.") else v for k, v in tensors.items()}, meta["task"])
+            if "rng.torch" in tensors:  # dropout draws from the global generators: resume them too
+                torch.set_rng_state(tensors["rng.torch"])
+            if "rng.cuda" in tensors and req.device.type == "cuda":
+                torch.cuda.set_rng_state(tensors["rng.cuda"], req.device)
             progress = Progress(epoch=meta["epoch"], step_in_epoch=meta["step_in_epoch"], global_step=meta["global_step"],
                                 images_seen=meta["images_seen"], wall_offset=meta["wall_time"])
             skip = progress.step_in_epoch
@@ -163,6 +167,9 @@ def train_model(req: RunRequest) -> int:
                        steps_trained=progress.global_step, device=str(req.device), metrics=final_metrics,
                        training_wall_time_s=round(progress.wall_time, 1), **extra)
             tensors, task_meta = task.state()
+            tensors["rng.torch"] = torch.get_rng_state()
+            if req.device.type == "cuda":
+                tensors["rng.cuda"] = torch.cuda.get_rng_state(req.device)
             save_tensors(state_path, tensors, {"task": task_meta, "epoch": progress.epoch, "step_in_epoch": progress.step_in_epoch,
                                                "global_step": progress.global_step, "images_seen": progress.images_seen,
                                                "wall_time": progress.wall_time, "kind": req.kind, "dataset": req.dataset})
