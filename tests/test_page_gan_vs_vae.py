@@ -1,0 +1,86 @@
+"""GAN vs VAE page (AppTest): both datasets render; class, seed and interpolation classes change the numbers and images."""
+import shutil
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from genmodels.checkpoint import checkpoint_path
+from genmodels.paths import REPO_ROOT
+
+PAGE = str(REPO_ROOT / "pages" / "gan_vs_vae.py")
+MODELS = ["Conditional GAN", "GAN + label mapper", "VAE"]
+pytestmark = pytest.mark.checkpoints
+
+
+def open_page(dataset="mnist"):
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.session_state["dataset"] = dataset
+    return at.run()
+
+
+def ok(at):
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def quality(at):
+    return at.dataframe[0].value
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_renders_quality_stability_and_stored_metrics(dataset):
+    at = ok(open_page(dataset))
+    table = quality(at)
+    assert list(table.index) == [*MODELS, "Real test images (S0)"]
+    assert table.loc["Real test images (S0)", "S1 accuracy (100 generated)"].startswith("S0: ")
+    assert all(table.loc[m, "accuracy, all classes"].endswith("%") for m in MODELS)
+    stability = at.dataframe[1].value
+    assert list(stability.index) == MODELS and (stability["epochs logged"] > 0).all()
+    assert list(stability["loss"]) == ["loss_g", "loss_g", "loss"]
+    stored = at.dataframe[2].value
+    assert "class_accuracy" in stored.columns and list(stored.index) == MODELS
+    assert len(at.get("image")) == 6  # three side-by-side galleries and three interpolation strips
+
+
+def test_another_class_changes_the_numbers_and_images():
+    at = open_page("fashion")
+    before, images = quality(at), at.get("image")[0].value
+    at = ok(at.selectbox(key="compare_class").set_value(6).run())
+    after = quality(at)
+    assert "accuracy on Shirt" in after.columns and "accuracy on T-shirt/top" in before.columns
+    assert list(after["accuracy on Shirt"][:3]) != list(before["accuracy on T-shirt/top"][:3])
+    assert set(at.get("image")[0].value).isdisjoint(images)
+    assert all(c.endswith("%") for c in at.get("image")[0].captions)
+
+
+def test_another_seed_changes_the_samples_and_the_interpolation_classes_the_strips():
+    at = open_page()
+    side, strip = at.get("image")[0].value, at.get("image")[3].value
+    at = ok(at.number_input(key="compare_seed").set_value(7).run())
+    assert set(at.get("image")[0].value).isdisjoint(side)
+    strip = at.get("image")[3].value
+    at = ok(at.selectbox(key="compare_to").set_value(8).run())
+    changed = at.get("image")[3].value
+    assert changed[0] == strip[0] and changed[-1] != strip[-1]
+    assert any("8" == c.split(" ")[0] for c in at.get("image")[3].captions[-2:])
+
+
+def test_missing_and_corrupt_generators_leave_the_rest_working(tmp_path, monkeypatch):
+    for kind in ("classifier", "vae"):
+        (tmp_path / "mnist").mkdir(exist_ok=True)
+        shutil.copy(checkpoint_path(kind, "mnist"), tmp_path / "mnist" / f"{kind}.safetensors")
+    (tmp_path / "mnist" / "cgan.safetensors").write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tmp_path))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        at = open_page()
+        assert not at.exception
+        errors = " ".join(e.value for e in at.error)
+        assert "The cgan model for MNIST is unavailable" in errors and "The gan model for MNIST is unavailable" in errors
+        assert list(quality(at).index) == ["VAE", "Real test images (S0)"]
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()
