@@ -1,0 +1,319 @@
+"""Evaluate the shipped generators of a dataset against its real data with every measure in genmodels.metrics."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genmodels import metrics
+from genmodels.api import GenerativeModel, load_classifier, load_generator, predict
+from genmodels.checkpoint import checkpoint_path, update_metadata
+from genmodels.data import DataMissingError, dataset_info, load_split, missing_files, to_unit
+from genmodels.models import GENERATOR_KINDS, VAE, Classifier, vae_loss
+
+DEFAULT_SAMPLES = 10_000
+MIN_SAMPLES = 100  # ten per class at least, and enough rows for k-NN balls
+EVAL_SEED = 0
+SMALL_SET = 100  # report 001's S0 (real) and S1 (generated) test sets
+MEMORISATION_SAMPLES = 1_000  # generated and test images compared with all 60,000 training images
+SMOOTHNESS_PATHS = 100
+SMOOTHNESS_STEPS = 16
+NEIGHBOURS = 3  # k of the k-NN balls in precision / recall
+BATCH = 1_000
+CROSSCHECK_HIDDEN = 256
+CROSSCHECK_EPOCHS = 3
+CROSSCHECK_BATCH = 256
+CROSSCHECK_LR = 2e-3
+
+
+# ----------------------------------------------------------------------------- classifiers
+
+@torch.no_grad()
+def classifier_outputs(classifier: Classifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden features [N, D], class probabilities [N, C]) on the CPU for images in [0, 1], in one pass."""
+    device = next(classifier.parameters()).device
+    features, probs = [], []
+    for chunk in images.reshape(-1, 1, 28, 28).split(BATCH):
+        hidden = classifier.features(chunk.to(device, torch.float32) * 2.0 - 1.0)
+        features.append(hidden.cpu())
+        probs.append(F.softmax(classifier.to_logits(hidden), dim=1).cpu())  # eval-mode dropout is the identity
+    return torch.cat(features), torch.cat(probs)
+
+
+class PixelMLP(nn.Module):
+    """The cross-check classifier: 2x2-averaged pixels -> one ReLU layer -> class logits; shares nothing with the CNN.
+
+    The averaging makes it cheap to train and damps pixel-level adversarial noise, which a
+    generator or mapper tuned against the CNN could otherwise exploit.
+    """
+
+    def __init__(self, num_classes: int, hidden: int, generator: torch.Generator):
+        super().__init__()
+        self.hidden = nn.Linear(14 * 14, hidden)
+        self.to_logits = nn.Linear(hidden, num_classes)
+        for layer in (self.hidden, self.to_logits):
+            nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            bound = 1.0 / math.sqrt(layer.in_features)
+            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images [N, 1, 28, 28] in [0, 1] -> class logits [N, C]."""
+        return self.to_logits(F.relu(self.hidden(F.avg_pool2d(images.reshape(-1, 1, 28, 28), 2).flatten(1))))
+
+
+def train_crosscheck(images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int = EVAL_SEED,
+                     epochs: int = CROSSCHECK_EPOCHS) -> PixelMLP:
+    """Train the independent pixel MLP on uint8 images [N, 28, 28] (a few seconds on a CPU); deterministic for a seed."""
+    generator = torch.Generator().manual_seed(seed)
+    model = PixelMLP(num_classes, CROSSCHECK_HIDDEN, generator)
+    optimizer = torch.optim.Adam(model.parameters(), lr=CROSSCHECK_LR)
+    inputs = to_unit(images)
+    for _ in range(epochs):
+        order = torch.randperm(len(inputs), generator=generator)
+        for idx in order.split(CROSSCHECK_BATCH):
+            loss = F.cross_entropy(model(inputs[idx]), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def crosscheck_probs(model: PixelMLP, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities [N, C] of the cross-check classifier for images in [0, 1]."""
+    return torch.cat([F.softmax(model(chunk.float()), dim=1) for chunk in images.reshape(-1, 1, 28, 28).cpu().split(BATCH)])
+
+
+# ----------------------------------------------------------------------------- the real side
+
+@dataclass
+class Reference:
+    """Everything about the real data that every generator of a dataset is compared with (computed once)."""
+
+    dataset: str
+    classifier: Classifier
+    crosscheck: PixelMLP
+    test_images: torch.Tensor  # uint8 [10000, 28, 28], the whole test split
+    test_labels: torch.Tensor
+    features: torch.Tensor  # classifier features of `samples` real test images
+    stats: tuple[torch.Tensor, torch.Tensor]  # their Gaussian (mean, covariance)
+    radii: torch.Tensor  # their k-NN radii
+    class_mix: torch.Tensor  # test-split class counts
+    train_pixels: torch.Tensor  # float [60000, 784] in [0, 1], for memorisation
+    test_distances: torch.Tensor  # nearest-training-image distances of MEMORISATION_SAMPLES test images
+    real: dict[str, Any]  # the real data's own numbers: classifier accuracy, FID floor, score...
+
+
+def require_data(dataset: str, root: str | os.PathLike | None = None) -> None:
+    """Raise DataMissingError with a clear message when the real dataset files are absent."""
+    missing = missing_files(dataset, root)
+    if missing:
+        raise DataMissingError(
+            f"evaluation needs the real {dataset_info(dataset).title} files; missing {', '.join(p.name for p in missing)} "
+            f"in {missing[0].parent} (set GENMODELS_DATA to a folder with {dataset_info(dataset).folder}/raw/)"
+        )
+
+
+def check_samples(n: Any) -> int:
+    """A sample count for evaluation in [MIN_SAMPLES, DEFAULT_SAMPLES]; ValueError otherwise."""
+    if isinstance(n, bool) or not isinstance(n, int) or not MIN_SAMPLES <= n <= DEFAULT_SAMPLES:
+        raise ValueError(f"number of samples must be an integer between {MIN_SAMPLES} and {DEFAULT_SAMPLES}, got {n!r}")
+    return n
+
+
+def small_set_indices(labels: torch.Tensor, num_classes: int, size: int = SMALL_SET) -> torch.Tensor:
+    """Indices of the first size / C images of each class (report 001's S0: 100 real test images)."""
+    per_class = size // num_classes
+    return torch.cat([torch.nonzero(labels == c).squeeze(1)[:per_class] for c in range(num_classes)])
+
+
+def build_reference(dataset: str, samples: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED,
+                    data_root: str | os.PathLike | None = None, checkpoints_root: str | os.PathLike | None = None,
+                    device: str | torch.device = "cpu") -> Reference:
+    """Load the real data and the project classifier, train the cross-check, and measure the real data itself."""
+    samples = check_samples(samples)
+    require_data(dataset, data_root)
+    num_classes = dataset_info(dataset).num_classes
+    train_x, train_y = load_split(dataset, "train", data_root, download=False)
+    test_x, test_y = load_split(dataset, "test", data_root, download=False)
+    classifier = load_classifier(dataset, root=checkpoints_root, device=device)
+    crosscheck = train_crosscheck(train_x, train_y, num_classes, seed)
+
+    generator = torch.Generator().manual_seed(seed)
+    test_pick = torch.randperm(len(test_x), generator=generator)[:samples]
+    train_pick = torch.randperm(len(train_x), generator=generator)[:samples]
+    test_features_all, test_probs_all = classifier_outputs(classifier, to_unit(test_x))
+    features = test_features_all[test_pick]
+    train_features, train_probs = classifier_outputs(classifier, to_unit(train_x[train_pick]))
+    radii = metrics.knn_radii(features, NEIGHBOURS)
+    stats = metrics.gaussian_stats(features)
+    train_pixels = to_unit(train_x).flatten(1)
+    memo_pick = test_pick[:MEMORISATION_SAMPLES]
+    test_distances = metrics.nearest_neighbours(to_unit(test_x[memo_pick]), train_pixels)[0][:, 0]
+
+    s0 = small_set_indices(test_y, num_classes)
+    real = {
+        "classifier_test_accuracy": metrics.class_accuracy(test_probs_all, test_y),
+        "classifier_test_confidence": metrics.mean_confidence(test_probs_all),
+        "crosscheck_test_accuracy": metrics.class_accuracy(crosscheck_probs(crosscheck, to_unit(test_x)), test_y),
+        "s0_accuracy": metrics.class_accuracy(test_probs_all[s0], test_y[s0]),
+        "real_classifier_score": metrics.classifier_score(test_probs_all[test_pick]),
+        "real_fid_floor": metrics.frechet_distance(*metrics.gaussian_stats(train_features), *stats),
+        "real_coverage_kl": metrics.coverage_kl(train_probs, torch.bincount(test_y, minlength=num_classes)),
+        **{f"real_{k}": v for k, v in metrics.precision_recall(features, train_features, NEIGHBOURS, radii).items()},
+    }
+    return Reference(
+        dataset=dataset, classifier=classifier, crosscheck=crosscheck, test_images=test_x, test_labels=test_y,
+        features=features, stats=stats, radii=radii, class_mix=torch.bincount(test_y, minlength=num_classes),
+        train_pixels=train_pixels, test_distances=test_distances, real=real,
+    )
+
+
+# ----------------------------------------------------------------------------- the generated side
+
+def conditional_metrics(model: GenerativeModel, classifier: Classifier, per_class: int, seed: int = EVAL_SEED,
+                        crosscheck: PixelMLP | None = None) -> dict[str, Any]:
+    """Class accuracy and confidence (overall, per class, and by the cross-check) of per_class samples of every class."""
+    samples = model.sample(per_class, label="all", seed=seed)
+    probs = predict(classifier, samples.images)
+    num_classes = model.num_classes
+    out: dict[str, Any] = {
+        "class_accuracy": metrics.class_accuracy(probs, samples.labels),
+        "class_confidence": metrics.mean_confidence(probs),
+        "per_class_accuracy": metrics.per_class_accuracy(probs, samples.labels, num_classes),
+        "per_class_confidence": metrics.per_class_confidence(probs, samples.labels, num_classes),
+    }
+    if crosscheck is not None:
+        out["class_accuracy_crosscheck"] = metrics.class_accuracy(crosscheck_probs(crosscheck, samples.images), samples.labels)
+    small = model.sample(SMALL_SET // num_classes, label="all", seed=seed + 1)
+    out["s1_accuracy"] = metrics.class_accuracy(predict(classifier, small.images), small.labels)
+    return out
+
+
+def unconditional_metrics(model: GenerativeModel, classifier: Classifier, n: int, class_mix: torch.Tensor,
+                          seed: int = EVAL_SEED, reference: Reference | None = None) -> dict[str, Any]:
+    """Classifier score and class coverage of n unconditional samples; with a reference also FID, precision / recall, memorisation."""
+    samples = model.sample(n, seed=seed + 2)
+    features, probs = classifier_outputs(classifier, samples.images)
+    out: dict[str, Any] = {
+        "classifier_score": metrics.classifier_score(probs),
+        "coverage_kl": metrics.coverage_kl(probs, class_mix),
+        "class_histogram": metrics.class_histogram(probs, len(class_mix)).tolist(),
+    }
+    if reference is not None:
+        out["fid"] = metrics.frechet_distance(*metrics.gaussian_stats(features), *reference.stats)
+        out.update(metrics.precision_recall(reference.features, features, NEIGHBOURS, reference.radii))
+        memo = metrics.memorisation(samples.images[:MEMORISATION_SAMPLES], reference.train_pixels, test_distances=reference.test_distances)
+        out["memorisation_distance_ratio"] = memo.distance_ratio
+        out["memorisation_copy_share"] = memo.copy_share
+    return out
+
+
+def latent_paths(model: GenerativeModel, paths: int, steps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Straight lines between pairs of prior latents: latents [paths, steps + 1, L] and, for the cgan, one label per path."""
+    z, labels = model.latents(None, 2 * paths, seed)
+    return metrics.interpolate(z[:paths].cpu(), z[paths:].cpu(), steps), None if labels is None else labels[:paths]
+
+
+def smoothness_metrics(model: GenerativeModel, classifier: Classifier, paths: int = SMOOTHNESS_PATHS,
+                       steps: int = SMOOTHNESS_STEPS, seed: int = EVAL_SEED) -> dict[str, float]:
+    """Latent smoothness: classifier-feature steps along straight prior interpolations (unconditional; cgan at a fixed label)."""
+    line, labels = latent_paths(model, paths, steps, seed + 3)
+    flat_labels = None if labels is None else labels.repeat_interleave(steps + 1)
+    images = model.decode(line.reshape(-1, line.shape[2]), flat_labels)
+    features, _ = classifier_outputs(classifier, images)
+    return {f"latent_{k}": v for k, v in metrics.path_smoothness(features.view(paths, steps + 1, -1)).items()}
+
+
+@torch.no_grad()
+def vae_test_neg_elbo(vae: VAE, images: torch.Tensor, seed: int = EVAL_SEED) -> dict[str, float]:
+    """Negative ELBO on images in [0, 1] in nats per image (BCE summed over pixels + KL), one seeded latent draw each."""
+    device = next(vae.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    recon_sum = kl_sum = 0.0
+    for chunk in images.reshape(-1, 1, 28, 28).split(BATCH):
+        chunk = chunk.to(device, torch.float32)
+        logits, mu, logvar, _ = vae(chunk, generator=generator)
+        recon, kl = vae_loss(logits, chunk, mu, logvar)
+        recon_sum += float(recon) * len(chunk)
+        kl_sum += float(kl) * len(chunk)
+    count = len(images)
+    return {"test_recon": recon_sum / count, "test_kl": kl_sum / count, "test_neg_elbo": (recon_sum + kl_sum) / count}
+
+
+def evaluate_generator(model: GenerativeModel, reference: Reference, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED) -> dict[str, Any]:
+    """Every measure of one generator: class accuracy (if it takes labels), FID, score, coverage, precision / recall, memorisation, smoothness."""
+    n = check_samples(n)
+    started = time.perf_counter()
+    out: dict[str, Any] = {}
+    if model.supports_labels:
+        out.update(conditional_metrics(model, reference.classifier, n // model.num_classes, seed, reference.crosscheck))
+    out.update(unconditional_metrics(model, reference.classifier, n, reference.class_mix, seed, reference))
+    out.update(smoothness_metrics(model, reference.classifier, seed=seed))
+    if model.kind == "vae":
+        out.update(vae_test_neg_elbo(model.module, to_unit(reference.test_images), seed))
+    out["seconds"] = round(time.perf_counter() - started, 2)
+    return out
+
+
+def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED, kinds: tuple[str, ...] = GENERATOR_KINDS,
+                     data_root: str | os.PathLike | None = None, checkpoints_root: str | os.PathLike | None = None,
+                     device: str | torch.device = "cpu", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Evaluate the shipped classifier and generators of a dataset -> one flat dict (`<kind>_<measure>` keys)."""
+    dataset_info(dataset)
+    n = check_samples(n)
+    report = progress or (lambda message: None)
+    started = time.perf_counter()
+    report(f"{dataset}: real data, classifier and cross-check")
+    reference = build_reference(dataset, n, seed, data_root, checkpoints_root, device)
+    result: dict[str, Any] = {"dataset": dataset, "samples": n, "seed": seed, **reference.real,
+                              "reference_seconds": round(time.perf_counter() - started, 2)}
+    for kind in kinds:
+        report(f"{dataset}: {kind}")
+        model = load_generator(kind, dataset, root=checkpoints_root, device=device)
+        result.update({f"{kind}_{key}": value for key, value in evaluate_generator(model, reference, n, seed).items()})
+    return result
+
+
+# ----------------------------------------------------------------------------- results into the checkpoints
+
+def model_evaluation(result: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The entries of an evaluate_dataset result that belong to one checkpoint kind, unprefixed ({} if none)."""
+    if kind == "classifier":
+        real_keys = ("classifier_test_accuracy", "classifier_test_confidence", "crosscheck_test_accuracy", "s0_accuracy")
+        values = {k.removeprefix("classifier_"): result[k] for k in real_keys}
+        values.update({k: v for k, v in result.items() if k.startswith("real_")})
+    else:
+        source = "gan" if kind == "mapper" else kind
+        values = {k[len(source) + 1:]: v for k, v in result.items() if k.startswith(f"{source}_")}
+        if kind == "mapper":  # the mapper's own numbers are the gan's labelled ones
+            values = {k: v for k, v in values.items() if k.startswith(("class_", "per_class_", "s1_"))}
+    return {"samples": result["samples"], "seed": result["seed"], **values} if values else {}
+
+
+def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike | None = None,
+                     kinds: tuple[str, ...] = ("classifier", "mapper", *GENERATOR_KINDS)) -> list[Path]:
+    """Merge the numbers of an evaluate_dataset result into each checkpoint's metadata under "evaluation"."""
+    written = []
+    for kind in kinds:
+        path = checkpoint_path(kind, result["dataset"], checkpoints_root)
+        entry = model_evaluation(result, kind)
+        if entry and path.exists():
+            update_metadata(path, evaluation=entry)
+            written.append(path)
+    return written
+
+
+def nearest_training_images(images: torch.Tensor, dataset: str, data_root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pixel distances [N], indices [N]) of the nearest training image of each image in [0, 1]: to show them side by side."""
+    require_data(dataset, data_root)
+    train_x, _ = load_split(dataset, "train", data_root, download=False)
+    distances, indices = metrics.nearest_neighbours(images.reshape(len(images), -1), to_unit(train_x).flatten(1))
+    return distances[:, 0], indices[:, 0]
