@@ -1,0 +1,97 @@
+"""python -m bench [--json] [--quick] [--only SECTION[,SECTION]] [--device cpu|cuda]: measure, then print a table or JSON."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import torch
+
+from bench import report
+from bench.timing import cpu_load
+from genmodels.paths import data_dir
+
+SECTIONS = ("train", "quality", "sample", "app")
+FULL = {"repeats": 5, "seconds": 3.0, "quality_budget_s": 900.0, "check_images": 12_800, "sample_repeats": 50, "page_repeats": 5}
+QUICK = {"repeats": 1, "seconds": 0.2, "quality_budget_s": 3.0, "check_images": 1_280, "sample_repeats": 5, "page_repeats": 1}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--quick", action="store_true", help="tiny repetitions and budgets: checks that everything runs, not how fast")
+    parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS)}")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion"], help="training data of the train and quality sections")
+    args = parser.parse_args(argv)
+    args.sections = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
+    unknown = [s for s in args.sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose among {', '.join(SECTIONS)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU here")
+    return args
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What ran the benchmark: CPU model, cores, threads, torch version and GPU."""
+    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    device = torch.device(args.device)
+    root = str(data_dir())
+    log = (lambda message: print(message, file=sys.stderr, flush=True))
+    results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "load_before": cpu_load()}
+    started = time.perf_counter()
+    if "train" in args.sections:
+        from bench import throughput
+
+        results["train"] = throughput.measure(device, root, args.dataset, settings["repeats"], settings["seconds"], args.quick, log)
+    if "quality" in args.sections:
+        from bench import quality
+
+        results["time_to_quality"] = {"cgan": quality.measure(args.dataset, device, root, settings["quality_budget_s"],
+                                                              settings["check_images"], log)}
+    if "sample" in args.sections:
+        from bench import sampling
+
+        results["sample"] = sampling.measure(device, settings["sample_repeats"], log)
+    if "app" in args.sections:
+        if device.type != "cpu":
+            results["app"] = {"skipped": "the app is measured on the CPU runs only"}
+        elif importlib.util.find_spec("streamlit") is None:
+            results["app"] = {"skipped": "streamlit is not installed"}
+        else:
+            from bench import app
+
+            results["app"] = app.measure(settings["page_repeats"], log)
+    results["load_after"] = cpu_load()
+    results["wall_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(results, indent=2) if args.json else report.table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Run in its own process by bench.app: warm AppTest renders of every page on both datasets, then the peak RSS.
+
+Prints one JSON object: {"pages": {page: {dataset: [seconds, ...]}}, "errors": [...], "peak_rss_mb": float}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from genmodels.data import DATASETS
+
+PAGES_DIR = Path("pages")
+ENTRY_POINT = "app.py"
+PAGE_ORDER = ("sample", "latent_space", "gan_vs_vae", "training", "data")
+TIMEOUT_S = 300
+
+
+def page_files() -> list[str]:
+    """The app's pages that exist, in navigation order."""
+    return [f"{PAGES_DIR / name}.py" for name in PAGE_ORDER if (PAGES_DIR / f"{name}.py").exists()]
+
+
+def render_times(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+    """Seconds per warm render of each page and dataset (the first render of each is the cold one, not kept)."""
+    from streamlit.testing.v1 import AppTest
+
+    times: dict[str, dict[str, list[float]]] = {}
+    errors: list[str] = []
+    for page in page_files():
+        times[page] = {}
+        for dataset in DATASETS:
+            app = AppTest.from_file(ENTRY_POINT, default_timeout=TIMEOUT_S)
+            app.session_state["dataset"] = dataset
+            app.switch_page(page)
+            app.run()
+            if app.exception:
+                errors.append(f"{page} ({dataset}): {app.exception[0].message}")
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                app.run()
+                runs.append(time.perf_counter() - start)
+            times[page][dataset] = runs
+    return times, errors
+
+
+def load_every_model() -> None:
+    """Every shipped model of both datasets, as the app holds them (generators, mappers, classifiers)."""
+    from genmodels import api
+    from genmodels.models import GENERATOR_KINDS
+
+    held = [api.load_generator(kind, dataset, device="cpu") for kind in GENERATOR_KINDS for dataset in DATASETS]
+    held += [api.load_classifier(dataset, device="cpu") for dataset in DATASETS]
+    load_every_model.held = held  # keep them alive until the RSS is read
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.app_probe")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    times, errors = render_times(args.repeats)
+    load_every_model()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    json.dump({"pages": times, "errors": errors, "peak_rss_mb": round(peak_kb / 1024, 1)}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

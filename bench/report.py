@@ -1,0 +1,78 @@
+"""The benchmark's plain-text table, each measure beside its target."""
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = {
+    "train_speedup": 2.0,  # images/s vs the reference loop at batch 64
+    "fraction_of_peak": 0.6,  # gan / cgan at the default batch size
+    "quality_speedup": 3.0,
+    "sample_ms": 10.0,
+    "png_ms": 50.0,
+    "page_s": 1.0,
+    "first_page_s": 6.0,
+    "rss_mb": 1536.0,
+}
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(measure, value, target, met) rows for every section present."""
+    out: list[tuple[str, str, str, str]] = []
+    train = results.get("train")
+    if train:
+        peak = train["matmul_peak_gflops"]
+        out.append(("matmul peak (fp32)", f"{peak:.0f} GFLOP/s", "", ""))
+        for kind in ("gan", "cgan", "vae", "classifier"):
+            t = train[kind]
+            out.append((f"train {kind}, batch {t['batch_size']}: project vs reference",
+                        f"{t['project_images_per_s']} vs {t['reference_images_per_s']} img/s "
+                        f"({t['project_s_per_epoch']} vs {t['reference_s_per_epoch']} s/epoch), x{t['speedup']}",
+                        f">= x{TARGETS['train_speedup']:.0f}", _mark(t["speedup"] >= TARGETS["train_speedup"])))
+            gan = kind in ("gan", "cgan")
+            out.append((f"train {kind}, batch {t['default_batch_size']}: achieved / peak",
+                        f"{t['default_images_per_s']} img/s, {t['default_s_per_epoch']} s/epoch, {t['achieved_gflops']} GFLOP/s = {t['fraction_of_peak']:.2f}",
+                        f">= {TARGETS['fraction_of_peak']}" if gan else "", _mark(t["fraction_of_peak"] >= TARGETS["fraction_of_peak"]) if gan else ""))
+    quality = results.get("time_to_quality", {}).get("cgan")
+    if quality:
+        p, r = quality["project"], quality["reference"]
+        recipe = quality["project_recipe"]
+        bound = ">= " if quality["speedup_is_lower_bound"] else ""
+        out.append(("time to 95% class accuracy (cgan)",
+                    f"project (batch {recipe['batch_size']}, lr {recipe['lr']:g}, EMA {recipe['ema_decay']}) {_reach(p)} vs reference (batch 64, lr 2e-4) {_reach(r)}: x{bound}{quality['speedup']}",
+                    f">= x{TARGETS['quality_speedup']:.0f}", _mark(quality["speedup"] >= TARGETS["quality_speedup"])))
+    for kind, s in results.get("sample", {}).items():
+        out.append((f"sample 100 {kind} images, p50 / p95", f"{s['p50_ms']} / {s['p95_ms']} ms", f"< {TARGETS['sample_ms']:.0f} ms p50",
+                    _mark(s["p50_ms"] < TARGETS["sample_ms"])))
+        out.append((f"  ... as a PNG grid, p50 / p95", f"{s['png_p50_ms']} / {s['png_p95_ms']} ms", f"< {TARGETS['png_ms']:.0f} ms p50",
+                    _mark(s["png_p50_ms"] < TARGETS["png_ms"])))
+    app = results.get("app")
+    if app and "skipped" not in app:
+        out.append(("app: streamlit run -> first page", f"{app['first_page_s']} s", f"< {TARGETS['first_page_s']:.0f} s", _mark(app["first_page_s"] < TARGETS["first_page_s"])))
+        for page, seconds in app["pages_p50_s"].items():
+            out.append((f"app: page {page}, warm AppTest render p50", f"{seconds} s", f"< {TARGETS['page_s']:.0f} s", _mark(seconds < TARGETS["page_s"])))
+        out.append(("app: peak RSS, all models of both datasets", f"{app['peak_rss_mb']:.0f} MB", "< 1.5 GB", _mark(app["peak_rss_mb"] < TARGETS["rss_mb"])))
+    elif app:
+        out.append(("app", app["skipped"], "", ""))
+    return out
+
+
+def _reach(run: dict[str, Any]) -> str:
+    if run["reached"]:
+        return f"{run['train_s']:.0f} s ({run['steps']} steps)"
+    return f"not reached in {run['train_s']:.0f} s ({run['steps']} steps, {run['accuracy']:.1%})"
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown table of every measure, with the machine and load on top."""
+    m = results["machine"]
+    lines = [f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}"
+             + (f" ({m['gpu']})" if "gpu" in m else "")
+             + f"; load average {results['load_before']} -> {results['load_after']}; {results['wall_s']} s"
+             + ("; QUICK mode: numbers are not meaningful" if results["quick"] else ""), "",
+             "| measure | value | target | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(results)]
+    return "\n".join(lines)
