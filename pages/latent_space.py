@@ -18,6 +18,12 @@ NEIGHBOURS = 8
 SCATTER_KEY = "latent_scatter"
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def real_pixels(dataset: str) -> torch.Tensor:
+    """The bundled real test images (uint8 [N, 28, 28]) in the map's row order."""
+    return load_summary(dataset, prefer_full=False).subset_images
+
+
 @st.cache_data(show_spinner="Encoding the real test images...", max_entries=4)
 def latent_map(dataset: str) -> LatentMap:
     """The PCA map of the VAE latent means of the bundled real test subset."""
@@ -27,14 +33,17 @@ def latent_map(dataset: str) -> LatentMap:
 @st.cache_data(show_spinner=False, max_entries=4)
 def real_predictions(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     """The classifier's predicted class and confidence for each real image of the map."""
-    probs = predict(common.classifier(dataset), unit_images(load_summary(dataset, prefer_full=False).subset_images))
+    probs = predict(common.classifier(dataset), unit_images(real_pixels(dataset)))
     confidence, predicted = probs.max(1)
     return predicted.numpy(), confidence.numpy()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def scatter_figure(dataset: str, with_predictions: bool) -> go.Figure:
-    """The scatter of the map, one trace per class, with the map row in customdata for selections."""
+def scatter_spec(dataset: str, with_predictions: bool) -> dict:
+    """The scatter of the map, one trace per class, with the map row in customdata for selections.
+
+    Cached as a plain dict: unpickling a go.Figure re-validates every trace, which costs more than the rest of a rerun.
+    """
     lmap = latent_map(dataset)
     names = common.class_names(dataset)
     predicted, confidence = real_predictions(dataset) if with_predictions else (None, None)
@@ -55,25 +64,21 @@ def scatter_figure(dataset: str, with_predictions: bool) -> go.Figure:
         height=560, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="class", dragmode="pan",
         xaxis_title=f"PC1 ({ratio[0]:.1%} of variance)", yaxis_title=f"PC2 ({ratio[1]:.1%} of variance)",
     )
-    return fig
+    return fig.to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def decode_latents(dataset: str, latents: np.ndarray) -> torch.Tensor:
-    """VAE images of latents [M, L]."""
-    return common.generator("vae", dataset).decode(torch.from_numpy(np.ascontiguousarray(latents)))
+def decode_latents(dataset: str, latents: np.ndarray, with_predictions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """VAE images of latents [M, L] and, when the classifier is available, its class probabilities for them."""
+    images = common.generator("vae", dataset).decode(torch.from_numpy(np.ascontiguousarray(latents)))
+    return images, predict(common.classifier(dataset), images) if with_predictions else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def reconstruction(dataset: str, row: int) -> torch.Tensor:
     """The VAE reconstruction of one real image of the map."""
-    pixels = load_summary(dataset, prefer_full=False).subset_images[row: row + 1]
+    pixels = real_pixels(dataset)[row: row + 1]
     return reconstruct(common.generator("vae", dataset).module, unit_images(pixels))
-
-
-def classify(dataset: str, images: torch.Tensor, enabled: bool) -> list[str]:
-    """Captions with the classifier's verdict (blank when it is unavailable)."""
-    return prediction_captions(predict(common.classifier(dataset), images) if enabled else None, names, count=len(images))
 
 
 def select_from_chart(row_key: str) -> None:
@@ -123,7 +128,7 @@ pc2 = float(st.session_state.get(f"latent_pc2_{dataset}", 0.0))
 a_row, b_row = int(st.session_state[a_key]), int(st.session_state[b_key])
 path = lmap.project(interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), 2).numpy())
 selected = int(st.session_state[row_key])
-fig = go.Figure(scatter_figure(dataset, has_classifier))
+fig = go.Figure(scatter_spec(dataset, has_classifier))
 fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="interpolation",
                          line=dict(color="black", dash="dot"), marker=dict(size=9, symbol="diamond"), hoverinfo="skip"))
 fig.add_trace(go.Scatter(x=[lmap.coords[selected, 0]], y=[lmap.coords[selected, 1]], mode="markers", name="inspected",
@@ -139,12 +144,12 @@ with inspect_col:
     row = st.number_input(f"Point (0-{len(lmap.labels) - 1}, or click the chart)", 0, len(lmap.labels) - 1, step=1, key=row_key)
     st.write(point_label(row))
     with st.spinner("Reconstructing..."):
-        pair = torch.cat([unit_images(load_summary(dataset, prefer_full=False).subset_images[row: row + 1]), reconstruction(dataset, row)])
+        pair = torch.cat([unit_images(real_pixels(dataset)[row: row + 1]), reconstruction(dataset, row)])
     st.image(display_pixels(pair, 4), caption=["real", "VAE reconstruction"], width=112, output_format="PNG")
     neighbours = lmap.nearest(row, NEIGHBOURS)
     distances = np.linalg.norm(lmap.latents[neighbours] - lmap.latents[row], axis=1)
     st.write(f"{NEIGHBOURS} nearest neighbours in the {lmap.latents.shape[1]}-D latent space")
-    neighbour_images = unit_images(load_summary(dataset, prefer_full=False).subset_images[torch.from_numpy(neighbours)])
+    neighbour_images = unit_images(real_pixels(dataset)[torch.from_numpy(neighbours)])
     st.image(display_pixels(neighbour_images), width=84,
              caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances)], output_format="PNG")
 with decode_col:
@@ -152,8 +157,9 @@ with decode_col:
     pc1 = st.slider("PC1", *x_range, value=0.0, step=0.05, key=f"latent_pc1_{dataset}")
     pc2 = st.slider("PC2", *y_range, value=0.0, step=0.05, key=f"latent_pc2_{dataset}")
     point_latent = lmap.to_latent(np.array([[pc1, pc2]]))
-    decoded = decode_latents(dataset, point_latent)
-    st.image(display_pixels(decoded, 5), caption=classify(dataset, decoded, has_classifier), width=140, output_format="PNG")
+    decoded, decoded_probs = decode_latents(dataset, point_latent, has_classifier)
+    st.image(display_pixels(decoded, 5), caption=prediction_captions(decoded_probs, names, count=1), width=140,
+             output_format="PNG")
     st.caption(f"({pc1:.2f}, {pc2:.2f}) in the PCA plane, mapped back to the latent space by the PCA inverse "
                "transform (the other components at their mean) and decoded.")
 
@@ -167,7 +173,8 @@ steps = steps_col.slider("Steps", 3, 20, 10, key="latent_steps")
 steps_col.button("Start from the inspected point", on_click=lambda: st.session_state.update({a_key: row}))
 line = interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), steps).numpy()
 with st.spinner("Decoding the line..."):
-    strip = decode_latents(dataset, line)
-st.image(display_pixels(strip), caption=classify(dataset, strip, has_classifier), width=72, output_format="PNG")
+    strip, strip_probs = decode_latents(dataset, line, has_classifier)
+st.image(display_pixels(strip), caption=prediction_captions(strip_probs, names, count=len(strip)), width=72,
+         output_format="PNG")
 st.caption("A straight line between the two latent means in the full latent space (dotted on the chart), decoded "
            "at evenly spaced points.")
