@@ -137,41 +137,48 @@ def small_set_indices(labels: torch.Tensor, num_classes: int, size: int = SMALL_
 def build_reference(dataset: str, samples: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED,
                     data_root: str | os.PathLike | None = None, checkpoints_root: str | os.PathLike | None = None,
                     device: str | torch.device = "cpu") -> Reference:
-    """Load the real data and the project classifier, train the cross-check, and measure the real data itself."""
+    """Load the real splits and the project classifier, train the cross-check, and measure the real data itself."""
     samples = check_samples(samples)
     require_data(dataset, data_root)
-    num_classes = dataset_info(dataset).num_classes
     train_x, train_y = load_split(dataset, "train", data_root, download=False)
     test_x, test_y = load_split(dataset, "test", data_root, download=False)
     classifier = load_classifier(dataset, root=checkpoints_root, device=device)
-    crosscheck = train_crosscheck(train_x, train_y, num_classes, seed)
+    crosscheck = train_crosscheck(train_x, train_y, dataset_info(dataset).num_classes, seed)
+    return make_reference(dataset, classifier, crosscheck, train_x, test_x, test_y, samples, seed)
 
+
+def make_reference(dataset: str, classifier: Classifier, crosscheck: PixelMLP, train_images: torch.Tensor,
+                   test_images: torch.Tensor, test_labels: torch.Tensor, samples: int, seed: int = EVAL_SEED) -> Reference:
+    """The Reference of given uint8 splits: `samples` test images (and as many train images for the floors)."""
+    num_classes = dataset_info(dataset).num_classes
+    samples = min(samples, len(test_images), len(train_images))
     generator = torch.Generator().manual_seed(seed)
-    test_pick = torch.randperm(len(test_x), generator=generator)[:samples]
-    train_pick = torch.randperm(len(train_x), generator=generator)[:samples]
-    test_features_all, test_probs_all = classifier_outputs(classifier, to_unit(test_x))
+    test_pick = torch.randperm(len(test_images), generator=generator)[:samples]
+    train_pick = torch.randperm(len(train_images), generator=generator)[:samples]
+    test_features_all, test_probs_all = classifier_outputs(classifier, to_unit(test_images))
     features = test_features_all[test_pick]
-    train_features, train_probs = classifier_outputs(classifier, to_unit(train_x[train_pick]))
+    train_features, train_probs = classifier_outputs(classifier, to_unit(train_images[train_pick]))
     radii = metrics.knn_radii(features, NEIGHBOURS)
     stats = metrics.gaussian_stats(features)
-    train_pixels = to_unit(train_x).flatten(1)
+    train_pixels = to_unit(train_images).flatten(1)
     memo_pick = test_pick[:MEMORISATION_SAMPLES]
-    test_distances = metrics.nearest_neighbours(to_unit(test_x[memo_pick]), train_pixels)[0][:, 0]
+    test_distances = metrics.nearest_neighbours(to_unit(test_images[memo_pick]), train_pixels)[0][:, 0]
+    class_mix = torch.bincount(test_labels, minlength=num_classes)
 
-    s0 = small_set_indices(test_y, num_classes)
+    s0 = small_set_indices(test_labels, num_classes)
     real = {
-        "classifier_test_accuracy": metrics.class_accuracy(test_probs_all, test_y),
+        "classifier_test_accuracy": metrics.class_accuracy(test_probs_all, test_labels),
         "classifier_test_confidence": metrics.mean_confidence(test_probs_all),
-        "crosscheck_test_accuracy": metrics.class_accuracy(crosscheck_probs(crosscheck, to_unit(test_x)), test_y),
-        "s0_accuracy": metrics.class_accuracy(test_probs_all[s0], test_y[s0]),
+        "crosscheck_test_accuracy": metrics.class_accuracy(crosscheck_probs(crosscheck, to_unit(test_images)), test_labels),
+        "s0_accuracy": metrics.class_accuracy(test_probs_all[s0], test_labels[s0]),
         "real_classifier_score": metrics.classifier_score(test_probs_all[test_pick]),
         "real_fid_floor": metrics.frechet_distance(*metrics.gaussian_stats(train_features), *stats),
-        "real_coverage_kl": metrics.coverage_kl(train_probs, torch.bincount(test_y, minlength=num_classes)),
+        "real_coverage_kl": metrics.coverage_kl(train_probs, class_mix),
         **{f"real_{k}": v for k, v in metrics.precision_recall(features, train_features, NEIGHBOURS, radii).items()},
     }
     return Reference(
-        dataset=dataset, classifier=classifier, crosscheck=crosscheck, test_images=test_x, test_labels=test_y,
-        features=features, stats=stats, radii=radii, class_mix=torch.bincount(test_y, minlength=num_classes),
+        dataset=dataset, classifier=classifier, crosscheck=crosscheck, test_images=test_images, test_labels=test_labels,
+        features=features, stats=stats, radii=radii, class_mix=class_mix,
         train_pixels=train_pixels, test_distances=test_distances, real=real,
     )
 

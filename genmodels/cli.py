@@ -1,0 +1,250 @@
+"""The `python -m genmodels` command line: sample images, evaluate the shipped checkpoints, rebuild data summaries."""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+USAGE_EXIT = 2
+RUNTIME_EXIT = 1
+OUT_SUFFIXES = (".png", ".npy")
+
+
+class UsageError(ValueError):
+    """A flag value refused before any work (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2, no usage dump
+        print(f"error: {message} (see python -m genmodels --help)", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
+
+
+def _label(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a class index or 'all', got {text!r}") from None
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with the sample, evaluate and summarize subcommands."""
+    from genmodels.data import DATASETS
+    from genmodels.models import GENERATOR_KINDS
+
+    parser = _Parser(prog="python -m genmodels", description="Sample and evaluate the genmodels GANs and VAEs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{sample,evaluate,summarize}", parser_class=_Parser)
+
+    sample = commands.add_parser("sample", help="generate images to a .png grid or a .npy array")
+    sample.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    sample.add_argument("--model", required=True, choices=GENERATOR_KINDS)
+    sample.add_argument("--label", type=_label, help="class index K, or 'all' for N images of every class in class order (default: unconditional)")
+    sample.add_argument("--n", type=int, default=10, help="images (per class with --label all); default 10")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--temperature", type=_finite_float, default=1.0, help="scale of the latent noise; default 1.0")
+    sample.add_argument("--out", type=Path, help="output file, .png (grid) or .npy (uint8 [count, 28, 28]); default samples_<dataset>_<model>.png")
+    sample.add_argument("--checkpoint", type=Path, help="sample from this model file (e.g. a training run's) instead of the shipped one")
+    sample.add_argument("--nrow", type=int, help="images per row of the .png grid; default 10, or N (one class per row) with --label all")
+    sample.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+
+    evaluate = commands.add_parser("evaluate", help="measure the shipped checkpoints of a dataset (needs the real data)")
+    evaluate.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    evaluate.add_argument("--n", type=int, default=10_000, help="generated (and real) images per measure; default 10000")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
+                          help="store the numbers in each checkpoint's metadata under 'evaluation' (default: --write)")
+    evaluate.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
+    evaluate.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+
+    summarize = commands.add_parser("summarize", help="rebuild the bundled data summary of a dataset from the real files")
+    summarize.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    summarize.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
+    summarize.add_argument("--out", type=Path, help="output file (default: genmodels/assets/<dataset>_summary.safetensors)")
+    return parser
+
+
+def _device(choice: str) -> str:
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    return choice
+
+
+def _check_writable(out: Path, suffixes: Sequence[str]) -> None:
+    if out.suffix.lower() not in suffixes:
+        raise UsageError(f"--out {out}: unknown extension {out.suffix or '(none)'!r}; use {' or '.join(suffixes)}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder")
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UsageError(f"--out {out}: not writable")
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """Generate images and write them as a .png grid or a .npy uint8 array."""
+    from genmodels.api import check_seed, check_temperature, load_generator, resolve_labels
+    from genmodels.data import dataset_info, unit_to_uint8
+    from genmodels.images import grid_png
+
+    out = args.out if args.out is not None else Path(f"samples_{args.dataset}_{args.model}.png")
+    num_classes = dataset_info(args.dataset).num_classes
+    try:
+        check_seed(args.seed)
+        check_temperature(args.temperature)
+        resolve_labels(args.label, args.n, num_classes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    nrow = args.nrow if args.nrow is not None else (args.n if args.label == "all" and args.n > 1 else 10)
+    if not 1 <= nrow <= 1000:
+        raise UsageError(f"--nrow must be between 1 and 1000, got {nrow}")
+    _check_writable(out, OUT_SUFFIXES)
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
+
+    model = load_generator(args.model, args.dataset, checkpoint=args.checkpoint, device=_device(args.device))
+    if args.label is not None and not model.supports_labels:
+        raise UsageError(f"the {args.dataset} {args.model} has no label mapper; sample it without --label")
+    samples = model.sample(args.n, label=args.label, seed=args.seed, temperature=args.temperature)
+    if out.suffix.lower() == ".npy":
+        buffer = npy_bytes(unit_to_uint8(samples.images).numpy())
+    else:
+        buffer = grid_png(samples.images, nrow=nrow)
+    try:
+        out.write_bytes(buffer)
+    except OSError as exc:
+        raise OSError(f"cannot write {out}: {exc.strerror or exc}") from None
+    what = "unconditional" if args.label is None else ("every class" if args.label == "all" else f"class {args.label}")
+    print(f"wrote {len(samples.images)} {args.dataset} {args.model} images ({what}, seed {args.seed}) to {out}")
+    return 0
+
+
+def npy_bytes(array: Any) -> bytes:
+    """An array in .npy format (no pickles)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+TABLE_ROWS = (
+    ("class accuracy", "class_accuracy", "{:.2%}"),
+    ("  cross-check (pixel MLP)", "class_accuracy_crosscheck", "{:.2%}"),
+    ("class confidence", "class_confidence", "{:.3f}"),
+    ("S1 accuracy (100 images)", "s1_accuracy", "{:.0%}"),
+    ("FID (classifier features)", "fid", "{:.2f}"),
+    ("classifier score", "classifier_score", "{:.2f}"),
+    ("coverage KL (nats)", "coverage_kl", "{:.4f}"),
+    ("precision", "precision", "{:.3f}"),
+    ("recall", "recall", "{:.3f}"),
+    ("density", "density", "{:.3f}"),
+    ("coverage", "coverage", "{:.3f}"),
+    ("memorisation distance ratio", "memorisation_distance_ratio", "{:.3f}"),
+    ("memorisation copy share", "memorisation_copy_share", "{:.2%}"),
+    ("latent step (features)", "latent_step_mean", "{:.2f}"),
+    ("latent path length (PPL)", "latent_ppl", "{:.0f}"),
+    ("latent jump ratio", "latent_jump_ratio", "{:.2f}"),
+    ("test -ELBO (nats/image)", "test_neg_elbo", "{:.2f}"),
+    ("seconds", "seconds", "{:.1f}"),
+)
+REAL_ROWS = (
+    ("classifier test accuracy", "classifier_test_accuracy", "{:.2%}"),
+    ("cross-check test accuracy", "crosscheck_test_accuracy", "{:.2%}"),
+    ("S0 accuracy (100 real test images)", "s0_accuracy", "{:.0%}"),
+    ("real FID floor (train vs test)", "real_fid_floor", "{:.2f}"),
+    ("real classifier score", "real_classifier_score", "{:.2f}"),
+    ("real precision / recall", None, None),
+)
+
+
+def format_table(result: dict[str, Any], kinds: Sequence[str]) -> str:
+    """A readable table of an evaluate_dataset result: real-data numbers, then one column per generator."""
+    lines = [f"{result['dataset']}: {result['samples']} samples per measure, seed {result['seed']}", ""]
+    for title, key, fmt in REAL_ROWS:
+        value = (f"{result['real_precision']:.3f} / {result['real_recall']:.3f}" if key is None else fmt.format(result[key]))
+        lines.append(f"{title:<36}{value}")
+    lines += ["", f"{'':<30}" + "".join(f"{kind:>12}" for kind in kinds)]
+    for title, key, fmt in TABLE_ROWS:
+        cells = [result.get(f"{kind}_{key}") for kind in kinds]
+        if all(cell is None for cell in cells):
+            continue
+        lines.append(f"{title:<30}" + "".join(f"{'-' if cell is None else fmt.format(cell):>12}" for cell in cells))
+    return "\n".join(lines)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Measure the shipped checkpoints, print them, and store them in the checkpoints' metadata."""
+    from genmodels import evaluation
+    from genmodels.api import check_seed
+    from genmodels.models import GENERATOR_KINDS
+
+    try:
+        evaluation.check_samples(args.n)
+        check_seed(args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    evaluation.require_data(args.dataset, args.data)
+    progress = None if args.json else (lambda message: print(f"... {message}", file=sys.stderr, flush=True))
+    result = evaluation.evaluate_dataset(args.dataset, n=args.n, seed=args.seed, data_root=args.data,
+                                         device=_device(args.device), progress=progress)
+    if args.write:
+        for path in evaluation.write_evaluation(result):
+            print(f"... wrote evaluation into {path}", file=sys.stderr)
+    print(json.dumps(result, indent=2) if args.json else format_table(result, GENERATOR_KINDS))
+    return 0
+
+
+def run_summarize(args: argparse.Namespace) -> int:
+    """Rebuild the bundled summary file of a dataset from the real files."""
+    from genmodels.evaluation import require_data
+    from genmodels.summary import compute_summary, write_summary
+
+    if args.out is not None:
+        _check_writable(args.out, (".safetensors",))
+    require_data(args.dataset, args.data)
+    path = write_summary(compute_summary(args.dataset, args.data), args.out)
+    print(f"wrote the {args.dataset} summary to {path}")
+    return 0
+
+
+COMMANDS = {"sample": run_sample, "evaluate": run_evaluate, "summarize": run_summarize}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments, run the command; errors become one `error: ...` line on stderr and exit code 2 or 1."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (RuntimeError, OSError, ValueError) as exc:  # CheckpointError, DataMissingError, failed writes
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return RUNTIME_EXIT
