@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from genmodels.paths import REPO_ROOT, runs_dir
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: "$" would accept a trailing newline
 ACTIVE_STATES = ("starting", "running")
 STDERR_FILE = "stderr.log"
+MIN_FREE_BYTES = 200_000_000  # what a run needs for checkpoints, grids and logs (as train/cli.py checks)
 
 
 def check_run_name(name: Any) -> str:
@@ -152,13 +154,23 @@ class RunInfo:
             return ""
 
 
+def _tail(path: Path, size: int = 4096) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def run_info(path: str | os.PathLike) -> RunInfo:
     """Read a run folder; an active status whose process is gone becomes 'crashed'."""
     path = Path(path)
     config = read_json(path / "config.json") or {}
     status = read_json(path / "status.json") or {"state": "unknown"}
     if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid")):
-        status = {**status, "state": "crashed", "reason": status.get("reason") or "the training process is gone"}
+        last_error = [line for line in _tail(path / STDERR_FILE).splitlines() if line.strip()][-1:]  # e.g. a refused flag
+        status = {**status, "state": "crashed", "reason": status.get("reason") or (last_error or ["the training process is gone"])[0]}
     return RunInfo(path.name, path, config, status)
 
 
@@ -167,7 +179,9 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
     base = runs_dir(root)
     if not base.is_dir():
         return []
-    folders = [p for p in base.iterdir() if p.is_dir() and RUN_NAME_PATTERN.match(p.name) and (p / "config.json").exists()]
+    # status.json counts too: a just-launched run has no config.json until its process has loaded the data
+    folders = [p for p in base.iterdir() if p.is_dir() and RUN_NAME_PATTERN.match(p.name)
+               and ((p / "config.json").exists() or (p / "status.json").exists())]
     return [run_info(p) for p in sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
@@ -198,6 +212,9 @@ def launch_run(
         probe.unlink()
     except OSError as exc:
         raise LaunchError(f"the runs folder {base} is not writable: {exc.strerror or exc}") from None
+    free = shutil.disk_usage(base).free
+    if free < MIN_FREE_BYTES:
+        raise LaunchError(f"only {free // 1_000_000} MB free on the disk of {base}; a training run needs about {MIN_FREE_BYTES // 1_000_000} MB")
     lock = base / ".launch.lock"
     import fcntl  # serialises launches from concurrent app sessions so the run limit holds
 
@@ -206,20 +223,31 @@ def launch_run(
         active = list(iter_active_runs(base))
         if len(active) >= max_concurrent_runs():
             raise LaunchError(f"{len(active)} runs are already going (at most {max_concurrent_runs()} on this machine); wait for one to finish or cancel it")
-        name = new_run_name(kind, dataset)
-        path = run_path(name, base)
-        path.mkdir(parents=False, exist_ok=False)
+        for _ in range(20):  # a name drawn twice in the same second gets a fresh one, never a shared folder
+            path = run_path(new_run_name(kind, dataset), base)
+            try:
+                path.mkdir(parents=False, exist_ok=False)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise LaunchError(f"could not find a free run folder name in {base}")
         command = [
             sys.executable, "-m", "train", kind, "--dataset", dataset, "--epochs", str(epochs),
             "--batch-size", str(batch_size), "--lr", repr(float(lr)), "--seed", str(seed),
             "--device", device, "--run-dir", str(path), *(extra or []),
         ]
         write_json(path / "status.json", {"state": "starting", "pid": None, "updated": time.time()})
-        with open(path / STDERR_FILE, "wb") as stderr, open(path / "stdout.log", "wb") as stdout:
-            process = subprocess.Popen(
-                command, cwd=REPO_ROOT, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        write_json(path / "config.json", {"kind": kind, "dataset": dataset, "launched": time.time()})  # replaced by the run's own
+        try:
+            with open(path / STDERR_FILE, "wb") as stderr, open(path / "stdout.log", "wb") as stdout:
+                process = subprocess.Popen(
+                    command, cwd=REPO_ROOT, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+        except OSError as exc:
+            write_json(path / "status.json", {"state": "failed", "pid": None, "reason": f"could not start: {exc}", "updated": time.time()})
+            raise LaunchError(f"could not start the training process: {exc.strerror or exc}") from None
         write_json(path / "status.json", {"state": "starting", "pid": process.pid, "updated": time.time()})
     return run_info(path)
 

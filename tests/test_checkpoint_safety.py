@@ -231,8 +231,19 @@ def test_non_finite_weights_are_refused(tmp_path):
     with torch.no_grad():
         gan.to_pixels.bias[3] = float("nan")
     path = tmp_path / "gan.safetensors"
-    save_model(path, gan, "gan", "mnist")
+    save_tensors(path, gan.state_dict(), {"kind": "gan", "dataset": "mnist", "config": {"latent_dim": 8, "g_hidden": [16]}})
     assert_one_clear_error(path, "non-finite|NaN", kind="gan")
+
+
+def test_non_finite_weights_are_never_saved_over_a_good_file(good_vae):
+    """save_model refuses a diverged model, so the last good checkpoint stays in place."""
+    before = good_vae.read_bytes()
+    vae = build_model("vae", {"latent_dim": 4, "hidden": [16]})
+    with torch.no_grad():
+        vae.to_pixels.weight[0, 0] = float("inf")
+    with pytest.raises(CheckpointError, match="non-finite"):
+        save_model(good_vae, vae, "vae", "mnist")
+    assert good_vae.read_bytes() == before
 
 
 def test_sidecar_edits_do_not_change_what_loads(good_vae):
