@@ -49,6 +49,17 @@ def stability(kind: str, dataset: str) -> tuple[dict, tuple[list[float], list[fl
     return training_stability(kind, records), epoch_series(records, LOSS_KEYS[kind])
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def loss_figure(curves: dict[str, tuple[list[float], list[float]]]) -> dict:
+    """One loss-curve panel per model (their losses have different scales), as a plain dict for cheap caching."""
+    fig = make_subplots(rows=1, cols=len(curves), subplot_titles=[f"{TITLES[k]}: {LOSS_KEYS[k]}" for k in curves])
+    for i, (kind, (epochs, losses)) in enumerate(curves.items(), start=1):
+        fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines", name=TITLES[kind]), row=1, col=i)
+        fig.update_xaxes(title_text="epoch", row=1, col=i)
+    fig.update_layout(height=300, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
+    return fig.to_dict()
+
+
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
@@ -119,12 +130,7 @@ for kind in COMPARED_KINDS:
         stability_rows.append({"model": TITLES[kind], "loss": LOSS_KEYS[kind], **numbers})
 if stability_rows:
     st.dataframe(pd.DataFrame(stability_rows).set_index("model"), width="stretch")
-    fig = make_subplots(rows=1, cols=len(curves), subplot_titles=[f"{TITLES[k]}: {LOSS_KEYS[k]}" for k in curves])
-    for i, (kind, (epochs, losses)) in enumerate(curves.items(), start=1):
-        fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines", name=TITLES[kind]), row=1, col=i)
-        fig.update_xaxes(title_text="epoch", row=1, col=i)
-    fig.update_layout(height=300, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(loss_figure(curves), width="stretch")
     st.caption("Numbers over the last 10 epochs of the shipped training logs. Report 000: *the GAN was harder to "
                "train (a min-max game)*; the VAE minimises one loss, so its curve only goes down. Compare the "
                "relative wobble (std / mean) and the epoch-end classifier checks.")
