@@ -76,7 +76,7 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     """Atomically write tensors plus JSON metadata (with their sha256 added) and the sidecar; returns the metadata."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {**meta, "format_version": FORMAT_VERSION, "weights_sha256": weights_sha256(tensors)}
+    meta = json.loads(json.dumps({**meta, "format_version": FORMAT_VERSION, "weights_sha256": weights_sha256(tensors)}))
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta)}))
     atomic_write_bytes(sidecar_path(path), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return meta

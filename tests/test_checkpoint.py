@@ -1,0 +1,32 @@
+"""genmodels.checkpoint: round trip, metadata, atomic writes."""
+import json
+
+import torch
+
+from genmodels.checkpoint import load_model, read_metadata, save_model, sidecar_path, update_metadata
+from genmodels.models import build_model
+
+
+def test_round_trip_rebuilds_the_module(tmp_path):
+    torch.manual_seed(0)
+    module = build_model("cgan", {"latent_dim": 8, "g_hidden": [16], "d_hidden": [16]})
+    path = tmp_path / "mnist" / "cgan.safetensors"
+    meta = save_model(path, module, "cgan", "mnist", recipe={"seed": 3}, metrics={"class_accuracy": 0.5})
+    loaded, loaded_meta = load_model(path, kind="cgan", dataset="mnist")
+    assert loaded_meta == meta and loaded_meta["recipe"] == {"seed": 3}
+    assert loaded.config == module.config and not loaded.training
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name])
+    assert json.loads(sidecar_path(path).read_text())["weights_sha256"] == meta["weights_sha256"]
+    assert [p.name for p in path.parent.iterdir()] and not list(path.parent.glob("*.tmp"))
+
+
+def test_update_metadata_keeps_weights_and_merges(tmp_path):
+    module = build_model("classifier", {"channels": [2, 4], "hidden": 8})
+    path = tmp_path / "classifier.safetensors"
+    before = save_model(path, module, "classifier", "fashion", metrics={"test_accuracy": 0.9})
+    after = update_metadata(path, metrics={"test_loss": 0.3}, evaluation={"fid": 1.0})
+    assert after["weights_sha256"] == before["weights_sha256"]
+    assert read_metadata(path)["metrics"] == {"test_accuracy": 0.9, "test_loss": 0.3}
+    assert read_metadata(path)["evaluation"] == {"fid": 1.0}
+    load_model(path, kind="classifier", dataset="fashion")

@@ -1,0 +1,84 @@
+"""genmodels.models: shapes, output ranges, config round trips, per-class VAE sampling."""
+import pytest
+import torch
+
+from genmodels.models import (
+    MODEL_KINDS, CGANConfig, Classifier, ClassifierConfig, CondDiscriminator, CondGenerator, Discriminator, GANConfig,
+    Generator, Mapper, MapperConfig, VAE, VAEConfig, build_model, config_from_dict, config_to_dict, count_parameters, vae_loss,
+)
+
+
+def test_gan_shapes_and_range():
+    config = GANConfig()
+    generator, discriminator = Generator(config), Discriminator(config)
+    images = generator(torch.randn(5, config.latent_dim))
+    assert images.shape == (5, 1, 28, 28) and images.abs().max() <= 1
+    assert discriminator(images).shape == (5,)
+    samples = generator.sample(4, torch.Generator().manual_seed(0))
+    assert samples.shape == (4, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+
+
+def test_cgan_shapes():
+    config = CGANConfig()
+    generator, discriminator = CondGenerator(config), CondDiscriminator(config)
+    labels = torch.tensor([0, 3, 9])
+    images = generator(torch.randn(3, config.latent_dim), labels)
+    logit, class_logits = discriminator(images, labels)
+    assert images.shape == (3, 1, 28, 28) and logit.shape == (3,) and class_logits.shape == (3, 10)
+    with pytest.raises(ValueError, match="labels must lie in 0..9"):
+        generator.sample(torch.tensor([10]))
+
+
+def test_mapper_keeps_noise_and_shapes():
+    mapper = Mapper(MapperConfig())
+    z = mapper.latents(torch.tensor([1, 2]), torch.Generator().manual_seed(0))
+    assert z.shape == (2, 100)
+
+
+def test_vae_loss_and_class_gaussians():
+    vae = VAE(VAEConfig(latent_dim=4, hidden=(32,), class_weight=1.0))
+    images = torch.rand(6, 1, 28, 28)
+    logits, mu, logvar, z = vae(images)
+    recon, kl = vae_loss(logits, images, mu, logvar)
+    assert logits.shape == (6, 1, 28, 28) and mu.shape == z.shape == (6, 4)
+    assert recon > 0 and kl >= 0
+    assert vae.to_class(z).shape == (6, 10)
+    # classes far apart in latent space: samples of a class come from its own Gaussian
+    mu = torch.cat([torch.randn(50, 4) * 0.1 + 5 * c for c in range(10)])
+    vae.fit_class_gaussians(mu, torch.arange(10).repeat_interleave(50))
+    z = vae.latents(20, torch.full((20,), 7), torch.Generator().manual_seed(0))
+    assert torch.allclose(z.mean(0), torch.full((4,), 35.0), atol=0.2)
+
+
+def test_vae_loss_is_zero_kl_at_the_prior():
+    mu, logvar = torch.zeros(2, 3), torch.zeros(2, 3)
+    _, kl = vae_loss(torch.zeros(2, 1, 28, 28), torch.full((2, 1, 28, 28), 0.5), mu, logvar)
+    assert kl.item() == pytest.approx(0.0)
+
+
+def test_classifier_features_and_logits():
+    classifier = Classifier(ClassifierConfig()).eval()
+    images = torch.rand(3, 1, 28, 28) * 2 - 1
+    assert classifier(images).shape == (3, 10)
+    assert classifier.features(images).shape == (3, 256)
+    probs = classifier.predict_unit((images + 1) / 2)
+    assert torch.allclose(probs.sum(1), torch.ones(3))
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+def test_config_round_trip_rebuilds_the_same_shapes(kind):
+    module = build_model(kind)
+    rebuilt = build_model(kind, config_to_dict(module.config))
+    assert {k: v.shape for k, v in module.state_dict().items()} == {k: v.shape for k, v in rebuilt.state_dict().items()}
+    assert count_parameters(module) > 0
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="unknown GANConfig fields"):
+        config_from_dict(GANConfig, {"latent": 3})
+    with pytest.raises(ValueError, match="list of positive integers"):
+        config_from_dict(GANConfig, {"g_hidden": [0]})
+    with pytest.raises(ValueError, match="must be an integer"):
+        config_from_dict(GANConfig, {"latent_dim": 2.5})
+    with pytest.raises(ValueError, match="unknown model kind"):
+        build_model("diffusion")

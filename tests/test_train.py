@@ -1,0 +1,100 @@
+"""The training CLI: a short real run writes every artefact; signals, resume and bad flags."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from genmodels.checkpoint import load_model
+from genmodels.paths import REPO_ROOT
+from genmodels.runs import read_metrics, run_info
+
+TINY = {"classifier": '{"channels": [4, 8], "hidden": 16}', "gan": '{"g_hidden": [32], "d_hidden": [32]}',
+        "cgan": '{"g_hidden": [32], "d_hidden": [32]}', "vae": '{"hidden": [32], "class_weight": 1.0}'}
+
+
+def run_train(args, data, timeout=240, **kwargs):
+    env = {**os.environ, "GENMODELS_DATA": str(data), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path):
+    """`train all` on synthetic data: every kind trains, its run folder is complete, checkpoints are published."""
+    target = tmp_path / "checkpoints"
+    result = run_train(["all", "--dataset", "mnist", "--max-steps", "4", "--batch-size", "50", "--device", "cpu",
+                        "--run-dir", str(tmp_path / "runs"), "--checkpoints", str(target), "--log-every", "2"], synthetic_data)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for kind in ("classifier", "gan", "mapper", "cgan", "vae"):
+        run_dir = tmp_path / "runs" / kind
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["kind"] == kind and config["dataset"] == "mnist" and config["recipe"]["seed"] == 0
+        assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+        records = read_metrics(run_dir / "metrics.jsonl")
+        assert {"step", "epoch", "wall_time", "images_per_s"} <= set(records[0])
+        assert records[-1]["type"] == "final" and records[-1]["step"] == 4
+        module, meta = load_model(target / "mnist" / f"{kind}.safetensors", kind=kind, dataset="mnist")
+        assert meta["steps_trained"] == 4 and meta["recipe"]["batch_size"] == 50
+        assert (target / "mnist" / "logs" / f"{kind}.jsonl").exists()
+    gan_records = read_metrics(tmp_path / "runs" / "gan" / "metrics.jsonl")
+    assert {"loss_d", "loss_g", "d_real", "d_fake"} <= set(gan_records[0]) and "coverage_kl" in gan_records[-1]
+    vae_records = read_metrics(tmp_path / "runs" / "vae" / "metrics.jsonl")
+    assert {"recon", "kl"} <= set(vae_records[0]) and {"test_neg_elbo", "class_accuracy"} <= set(vae_records[-1])
+    classifier_records = read_metrics(tmp_path / "runs" / "classifier" / "metrics.jsonl")
+    assert {"loss", "accuracy"} <= set(classifier_records[0]) and "test_accuracy" in classifier_records[-1]
+    mapper_meta = json.loads((target / "mnist" / "mapper.json").read_text())
+    gan_meta = json.loads((target / "mnist" / "gan.json").read_text())
+    assert mapper_meta["generator_sha256"] == gan_meta["weights_sha256"]
+
+
+def test_an_epoch_writes_its_record_grid_and_checkpoint(synthetic_data, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(["cgan", "--dataset", "mnist", "--epochs", "2", "--batch-size", "100", "--device", "cpu",
+                        "--run-dir", str(run_dir), "--model-config", TINY["cgan"]], synthetic_data)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Epoch [2/2] loss_d:" in result.stdout
+    epochs = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and all(r["step"] == 6 * r["epoch"] for r in epochs)
+    for epoch in (1, 2):
+        assert (run_dir / "grids" / f"epoch_{epoch:03d}.png").read_bytes()[:4] == b"\x89PNG"
+    _, meta = load_model(run_dir / "cgan.safetensors", kind="cgan", dataset="mnist")
+    assert meta["epochs_trained"] == 2
+
+
+def test_sigterm_finishes_the_step_and_saves(synthetic_data, tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "GENMODELS_DATA": str(synthetic_data)}
+    process = subprocess.Popen([sys.executable, "-m", "train", "gan", "--dataset", "fashion", "--epochs", "1000",
+                                "--batch-size", "20", "--device", "cpu", "--log-every", "2", "--run-dir", str(run_dir),
+                                "--model-config", TINY["gan"]], cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "gan.safetensors").exists():
+        time.sleep(0.2)
+    assert (run_dir / "gan.safetensors").exists(), "no epoch finished in time"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    info = run_info(run_dir)
+    assert info.state == "cancelled" and "SIGTERM" in info.status["reason"]
+    load_model(run_dir / "gan.safetensors", kind="gan", dataset="fashion")
+    assert read_metrics(run_dir / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["vae", "--dataset", "cifar"], "invalid choice"),
+    (["vae", "--dataset", "mnist", "--epochs", "0"], "--epochs must be between 1"),
+    (["vae", "--dataset", "mnist", "--lr", "0"], "--lr must be a number in (0, 1]"),
+    (["vae", "--dataset", "mnist", "--lr", "nan"], "--lr must be a number in (0, 1]"),
+    (["vae", "--dataset", "mnist", "--batch-size", "100000"], "--batch-size must be between 1"),
+    (["vae", "--dataset", "mnist", "--seed", "-1"], "--seed must be between 0"),
+    (["vae", "--dataset", "mnist", "--resume"], "--resume needs --run-dir"),
+    (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/a-file/run"], "is a file, not a folder"),
+])
+def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = run_train([flag.replace("{tmp}", str(tmp_path)) for flag in flags], tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
