@@ -1,0 +1,183 @@
+"""The real app in Debian's Chromium: every page, dataset across page switches, Sample and Latent space interactions,
+and a training run launched from the sidebar, watched and cancelled."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from genmodels.paths import REPO_ROOT
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+REAL_DATA = Path(os.environ.get("GENMODELS_DATA") or "/work/shared/datasets")
+PAGES = ("Sample", "Latent space", "GAN vs VAE", "Training", "Data")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """`streamlit run app.py` on a free port, with an empty runs folder; stopped after the module."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests")
+    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    port = free_port()
+    runs = tmp_path_factory.mktemp("browser_runs")
+    env = {**os.environ, "GENMODELS_RUNS": str(runs), "GENMODELS_DATA": str(REAL_DATA)}
+    log = open(runs.parent / "streamlit.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail(f"streamlit exited with {server.returncode}: {(runs.parent / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield url, runs
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(45_000)
+    page.goto(app_url[0])
+    page.locator('[data-testid="stSidebarNav"]').wait_for()
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def go_to(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+    page.locator("h1").filter(has_text=title.split()[0]).first.wait_for()
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator('[data-testid="stException"]').first.inner_text()
+
+
+def choose(page, container, label: str, option: str) -> None:
+    """Pick `option` in the selectbox labelled `label` inside `container`."""
+    container.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_every_page_and_dataset_across_page_switches(page):
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    for title in PAGES:
+        go_to(page, title)
+        page.wait_for_timeout(1500)  # let the page's first run finish drawing
+        no_exception(page)
+        shot(page, f"page-{title.lower().replace(' ', '_')}-mnist")
+    choose(page, sidebar, "Dataset", "Fashion-MNIST")
+    page.locator("h1", has_text="Data: Fashion-MNIST").wait_for()
+    go_to(page, "Training")
+    training_log = page.get_by_role("combobox", name="Training log", exact=True)
+    training_log.wait_for()
+    assert "Fashion-MNIST" in training_log.input_value()
+    go_to(page, "Data")
+    page.locator("h1", has_text="Data: Fashion-MNIST").wait_for()
+    assert sidebar.get_by_role("combobox", name="Dataset", exact=True).input_value() == "Fashion-MNIST"
+    no_exception(page)
+    shot(page, "data-fashion-after-page-switch")
+
+
+def test_sample_a_class(page):
+    go_to(page, "Sample")
+    main = page.locator('[data-testid="stMain"]')
+    main.locator('[data-testid="stImage"]').first.wait_for()
+    choose(page, main, "Class", "7")
+    page.locator('[data-testid="stImageCaption"]', has_text="7").first.wait_for()
+    before = main.locator('[data-testid="stImage"] img').first.get_attribute("src")
+    main.get_by_role("button", name="🎲").click()
+    page.wait_for_function("src => document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').src !== src", arg=before)
+    no_exception(page)
+    shot(page, "sample-class-7")
+
+
+def test_latent_space_select_a_point(page):
+    go_to(page, "Latent space")
+    plot = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first
+    plot.wait_for()
+    point_input = page.get_by_label("Point (", exact=False)
+    before = point_input.input_value()
+    # the pixel position of a data point far from the inspected one, computed from Plotly's own axes
+    x, y = page.evaluate("""() => {
+        const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+        const layout = gd._fullLayout, trace = gd._fullData.find(t => t._length > 20);
+        const i = Math.floor(trace._length / 2), box = gd.getBoundingClientRect();
+        return [box.left + layout._size.l + layout.xaxis.c2p(trace.x[i]), box.top + layout._size.t + layout.yaxis.c2p(trace.y[i])];
+    }""")
+    page.mouse.click(x, y)
+    page.wait_for_function("([el, v]) => el.value !== v", arg=[point_input.element_handle(), before], timeout=20_000)
+    no_exception(page)
+    shot(page, "latent-space-selected-point")
+
+
+def test_launch_watch_and_cancel_a_training_run(page, app_url):
+    if not (REAL_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"the full MNIST files are not in {REAL_DATA} (set GENMODELS_DATA)")
+    from genmodels.checkpoint import load_model
+    from genmodels.runs import list_runs
+
+    runs = app_url[1]
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("Train a model").click()
+    choose(page, sidebar, "Training data", "MNIST")
+    sidebar.get_by_role("spinbutton", name="Batch size", exact=True).fill("32")
+    sidebar.get_by_role("spinbutton", name="Stop after steps (0 = no limit)", exact=True).fill("5000")
+    sidebar.get_by_role("spinbutton", name="Epochs", exact=True).fill("1")
+    sidebar.get_by_role("spinbutton", name="Epochs", exact=True).press("Tab")
+    sidebar.get_by_role("button", name="Start training").click()
+    sidebar.get_by_text("Started classifier-mnist-").wait_for()
+    progress = sidebar.locator('[data-testid="stProgress"]').first
+    progress.filter(has_text="epoch 1/1, step ").wait_for(timeout=90_000)  # data loaded, the training loop is going
+    shot(page, "training-run-progress")
+    sidebar.get_by_role("button", name="Cancel").click()
+    sidebar.get_by_text("was cancelled").wait_for(timeout=60_000)
+    shot(page, "training-run-cancelled")
+    (run,) = list_runs(runs)
+    assert run.state == "cancelled" and run.status["reason"] == "stopped by SIGTERM"
+    module, meta = load_model(run.model_file, kind="classifier", dataset="mnist")
+    assert meta["steps_trained"] == run.status["step"] >= 1, "the step in progress was finished and saved"
+    go_to(page, "Training")
+    choose(page, page.locator('[data-testid="stMain"]'), "Training log", f"Your run {run.name} (cancelled)")
+    page.locator('[data-testid="stMain"]').get_by_text("was cancelled").wait_for()
+    no_exception(page)
+    shot(page, "training-page-cancelled-run")
