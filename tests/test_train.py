@@ -11,6 +11,7 @@ import pytest
 from genmodels.checkpoint import load_model
 from genmodels.paths import REPO_ROOT
 from genmodels.runs import read_metrics, run_info
+from train.cli import main
 
 TINY = {"classifier": '{"channels": [4, 8], "hidden": 16}', "gan": '{"g_hidden": [32], "d_hidden": [32]}',
         "cgan": '{"g_hidden": [32], "d_hidden": [32]}', "vae": '{"hidden": [32], "class_weight": 1.0}'}
@@ -92,9 +93,19 @@ def test_sigterm_finishes_the_step_and_saves(synthetic_data, tmp_path):
     (["vae", "--dataset", "mnist", "--resume"], "--resume needs --run-dir"),
     (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/a-file/run"], "is a file, not a folder"),
 ])
-def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path):
+def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
-    result = run_train([flag.replace("{tmp}", str(tmp_path)) for flag in flags], tmp_path, timeout=60)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    try:
+        code = main([flag.replace("{tmp}", str(tmp_path)) for flag in flags])
+    except SystemExit as exit_:
+        code = exit_.code
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert message in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("**/metrics.jsonl"))
+
+
+def test_the_cli_process_exits_2_on_a_bad_flag(tmp_path):
+    result = run_train(["gan", "--dataset", "mnist", "--epochs", "-3"], tmp_path, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("error: --epochs") and "Traceback" not in result.stderr
