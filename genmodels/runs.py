@@ -154,23 +154,13 @@ class RunInfo:
             return ""
 
 
-def _tail(path: Path, size: int = 4096) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def run_info(path: str | os.PathLike) -> RunInfo:
     """Read a run folder; an active status whose process is gone becomes 'crashed'."""
     path = Path(path)
     config = read_json(path / "config.json") or {}
     status = read_json(path / "status.json") or {"state": "unknown"}
     if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid")):
-        last_error = [line for line in _tail(path / STDERR_FILE).splitlines() if line.strip()][-1:]  # e.g. a refused flag
-        status = {**status, "state": "crashed", "reason": status.get("reason") or (last_error or ["the training process is gone"])[0]}
+        status = {**status, "state": "crashed", "reason": status.get("reason") or "the training process is gone"}
     return RunInfo(path.name, path, config, status)
 
 
