@@ -10,13 +10,14 @@ from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
 from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, GeneratedScores, epoch_series, generated_scores, jump_ratio,
                                real_scores, shipped_log, stored_metrics, training_stability)
+from genmodels.data import dataset_info
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
 from genmodels.latent import interpolation_strip
 from genmodels.summary import load_summary
 from pages import common
 
 TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
-SIDE_BY_SIDE = 8
+SIDE_BY_SIDE = 10
 S_PER_CLASS = 10  # report 001: S0 and S1 hold 100 images, 10 of each class
 SCORE_SEED = 0  # the measured numbers use one fixed seed, so the seed picker only changes the pictures
 
@@ -66,6 +67,7 @@ def percent(value: float | None) -> str:
 
 dataset = common.current_dataset()
 names = common.class_names(dataset)
+title = dataset_info(dataset).title
 st.title("GAN vs VAE")
 st.caption("Report 000 compared the models on image quality, training stability and latent space. "
            "Here every claim is checked against numbers measured live from the shipped checkpoints.")
@@ -102,16 +104,16 @@ if classifier is not None and available:
         "model": TITLES[kind],
         f"accuracy on {names[label]}": percent(measured[kind].per_class[label]),
         "accuracy, all classes": percent(measured[kind].accuracy),
-        "S1 accuracy (100 generated)": percent(s1[kind].accuracy),
+        "S1 / S0 accuracy (100 images)": percent(s1[kind].accuracy),
         "mean confidence": percent(measured[kind].confidence),
         "class coverage KL (nats)": f"{measured[kind].coverage_kl:.3f}",
         "mid-grey pixels": percent(measured[kind].midtone_share),
     } for kind in available]
     rows.append({"model": "Real test images (S0)", f"accuracy on {names[label]}": "", "accuracy, all classes": "",
-                 "S1 accuracy (100 generated)": f"S0: {s0_accuracy:.0%}", "mean confidence": "",
+                 "S1 / S0 accuracy (100 images)": percent(s0_accuracy), "mean confidence": "",
                  "class coverage KL (nats)": "", "mid-grey pixels": percent(s0_midtones)})
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
-    st.caption(f"Accuracies: the share of {n_per_class} samples per class that the {dataset} classifier puts in the "
+    st.caption(f"Accuracies: the share of {n_per_class} samples per class that the {title} classifier puts in the "
                f"requested class (samples drawn with seed {SCORE_SEED}). S0/S1 as in report 001: 100 real test images vs 100 generated, 10 per class. "
                "Mid-grey pixels (between 0.1 and 0.9) measure blur: crisp strokes are nearly black or white.")
     sharpest = min(available, key=lambda k: measured[k].midtone_share)

@@ -47,7 +47,7 @@ def scatter_spec(dataset: str, with_predictions: bool) -> dict:
     lmap = latent_map(dataset)
     names = common.class_names(dataset)
     predicted, confidence = real_predictions(dataset) if with_predictions else (None, None)
-    colours = px.colors.qualitative.Plotly
+    colours = px.colors.qualitative.T10  # ten clearly distinct hues, one per class
     fig = go.Figure()
     for c, name in enumerate(names):
         rows = np.flatnonzero(lmap.labels == c)

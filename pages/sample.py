@@ -4,10 +4,10 @@ from __future__ import annotations
 import streamlit as st
 
 from genmodels import runs
+from genmodels.api import predict
 from genmodels.gallery import MAX_GALLERY, Gallery, display_pixels, generate_gallery, next_seed, prediction_captions
 from genmodels.images import grid_png
 from genmodels.latent import interpolation_strip
-from genmodels.api import predict
 from pages import common
 
 MODEL_TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
