@@ -1,0 +1,138 @@
+"""Tests of genmodels.evaluation: the cross-check classifier, the whole pipeline on tiny models and data, and the shipped numbers."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+import torch
+
+from genmodels import evaluation, metrics
+from genmodels.api import load_classifier, load_generator, predict
+from genmodels.checkpoint import checkpoint_path, read_metadata
+from genmodels.data import DataMissingError, to_unit
+from genmodels.models import GENERATOR_KINDS, Classifier, ClassifierConfig
+from genmodels.summary import load_summary
+
+
+def striped_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images whose class is which horizontal band is bright: trivially learnable."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = (torch.rand(n, 28, 28, generator=g) * 60).to(torch.uint8)
+    for i, c in enumerate(labels.tolist()):
+        images[i, 2 * c + 4: 2 * c + 6] = 255
+    return images, labels
+
+
+def test_crosscheck_learns_and_is_deterministic():
+    images, labels = striped_images(400, 0)
+    first = evaluation.train_crosscheck(images, labels, 10, seed=3, epochs=2)
+    second = evaluation.train_crosscheck(images, labels, 10, seed=3, epochs=2)
+    test_images, test_labels = striped_images(200, 1)
+    probs = evaluation.crosscheck_probs(first, to_unit(test_images))
+    assert metrics.class_accuracy(probs, test_labels) > 0.9
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_classifier_outputs_agree_with_predict():
+    torch.manual_seed(0)
+    classifier = Classifier(ClassifierConfig(channels=(2, 4), hidden=8)).eval()
+    images = torch.rand(7, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    features, probs = evaluation.classifier_outputs(classifier, images)
+    assert features.shape == (7, 8)
+    assert torch.allclose(probs, predict(classifier, images), atol=1e-6)
+
+
+def test_check_samples_and_missing_data(tmp_path):
+    assert evaluation.check_samples(100) == 100
+    for bad in (99, 10_001, 1.5, True):
+        with pytest.raises(ValueError):
+            evaluation.check_samples(bad)
+    with pytest.raises(DataMissingError, match="GENMODELS_DATA"):
+        evaluation.require_data("mnist", tmp_path)
+
+
+def test_small_set_indices_take_ten_of_each_class():
+    labels = torch.arange(10).repeat(30)
+    picked = evaluation.small_set_indices(labels, 10)
+    assert len(picked) == 100
+    assert torch.equal(torch.bincount(labels[picked]), torch.full((10,), 10))
+
+
+@pytest.fixture
+def tiny_root(tiny_checkpoints, tmp_path):
+    """A private copy of the tiny checkpoints (evaluation writes into their metadata)."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root)
+    return root
+
+
+def test_evaluate_dataset_and_write_on_tiny_models(synthetic_data, tiny_root):
+    result = evaluation.evaluate_dataset("mnist", n=100, data_root=synthetic_data, checkpoints_root=tiny_root)
+    for key in ("classifier_test_accuracy", "crosscheck_test_accuracy", "s0_accuracy", "real_fid_floor", "vae_test_neg_elbo",
+                *(f"{kind}_{m}" for kind in GENERATOR_KINDS for m in (
+                    "class_accuracy", "class_accuracy_crosscheck", "s1_accuracy", "fid", "classifier_score", "coverage_kl",
+                    "precision", "recall", "memorisation_distance_ratio", "latent_ppl", "latent_jump_ratio", "seconds"))):
+        assert key in result, key
+        assert isinstance(result[key], float) and math.isfinite(result[key]), key
+    assert len(result["cgan_per_class_accuracy"]) == 10
+    assert sum(result["gan_class_histogram"]) == pytest.approx(1.0)
+    assert 1.0 <= result["vae_classifier_score"] <= 10.0
+
+    again = evaluation.evaluate_dataset("mnist", n=100, kinds=("vae",), data_root=synthetic_data, checkpoints_root=tiny_root)
+    assert again["vae_fid"] == result["vae_fid"] and again["vae_class_accuracy"] == result["vae_class_accuracy"]
+
+    written = evaluation.write_evaluation(result, tiny_root)
+    assert {p.stem for p in written} == {"classifier", "mapper", *GENERATOR_KINDS}
+    meta = read_metadata(checkpoint_path("gan", "mnist", tiny_root))
+    assert meta["evaluation"]["fid"] == result["gan_fid"] and meta["evaluation"]["samples"] == 100
+    assert read_metadata(checkpoint_path("mapper", "mnist", tiny_root))["evaluation"]["class_accuracy"] == result["gan_class_accuracy"]
+    assert read_metadata(checkpoint_path("classifier", "mnist", tiny_root))["evaluation"]["test_accuracy"] == result["classifier_test_accuracy"]
+    load_generator("gan", "mnist", root=tiny_root)  # the mapper still matches its generator after the rewrite
+
+
+def test_model_evaluation_leaves_out_kinds_not_evaluated():
+    result = {"dataset": "mnist", "samples": 100, "seed": 0, "vae_fid": 1.0}
+    assert evaluation.model_evaluation(result, "vae") == {"samples": 100, "seed": 0, "fid": 1.0}
+    assert evaluation.model_evaluation(result, "gan") == {}
+    assert evaluation.model_evaluation(result, "mapper") == {}
+
+
+# ----------------------------------------------------------------------------- the shipped checkpoints
+
+def shipped_evaluation(kind: str, dataset: str) -> dict:
+    meta = read_metadata(checkpoint_path(kind, dataset))
+    if "evaluation" not in meta:
+        pytest.skip(f"checkpoints/{dataset}/{kind} has no evaluation yet (run python -m genmodels evaluate --dataset {dataset})")
+    return meta["evaluation"]
+
+
+def binomial_tolerance(p: float, n: int, sigmas: float = 4.0, floor: float = 0.01) -> float:
+    return sigmas * math.sqrt(max(p * (1 - p), 1e-4) / n) + floor
+
+
+@pytest.mark.checkpoints
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_shipped_numbers_hold_on_a_subset(dataset):
+    """1,000 fresh samples per generator reproduce the stored 10,000-sample numbers within sampling error."""
+    classifier = load_classifier(dataset, device="cpu")
+    summary = load_summary(dataset, prefer_full=False)  # 200 real test images per class, bundled
+    stored = shipped_evaluation("classifier", dataset)
+    real_probs = predict(classifier, to_unit(summary.subset_images))
+    accuracy = metrics.class_accuracy(real_probs, summary.subset_labels)
+    assert accuracy == pytest.approx(stored["test_accuracy"], abs=binomial_tolerance(stored["test_accuracy"], len(real_probs), floor=0.02))
+    for kind in GENERATOR_KINDS:
+        expected = shipped_evaluation(kind, dataset)
+        model = load_generator(kind, dataset, device="cpu")
+        seed = 11  # not the evaluation's seed: fresh samples
+        labelled = evaluation.conditional_metrics(model, classifier, per_class=100, seed=seed)
+        assert labelled["class_accuracy"] == pytest.approx(expected["class_accuracy"], abs=binomial_tolerance(expected["class_accuracy"], 1000)), kind
+        unlabelled = evaluation.unconditional_metrics(model, classifier, 1000, summary.test_counts, seed=seed)
+        assert unlabelled["coverage_kl"] == pytest.approx(expected["coverage_kl"], abs=0.03), kind
+        assert unlabelled["classifier_score"] == pytest.approx(expected["classifier_score"], rel=0.06), kind
+        smooth = evaluation.smoothness_metrics(model, classifier, paths=30, seed=seed)
+        assert smooth["latent_jump_ratio"] == pytest.approx(expected["latent_jump_ratio"], rel=0.25), kind
+        if kind == "vae":
+            elbo = evaluation.vae_test_neg_elbo(model.module, to_unit(summary.subset_images[::2]), seed)
+            assert elbo["test_neg_elbo"] == pytest.approx(expected["test_neg_elbo"], rel=0.05)

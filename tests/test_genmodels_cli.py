@@ -1,0 +1,184 @@
+"""Tests of the `python -m genmodels` command line (sample, evaluate, summarize) on tiny checkpoints and synthetic data."""
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genmodels import cli
+from genmodels.api import load_generator
+from genmodels.checkpoint import load_tensors, read_metadata
+from genmodels.data import unit_to_uint8
+from genmodels.paths import REPO_ROOT
+
+
+@pytest.fixture
+def tiny(tiny_checkpoints, monkeypatch):
+    """Sample from the tiny random checkpoints (fast) through GENMODELS_CHECKPOINTS."""
+    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tiny_checkpoints))
+    return tiny_checkpoints
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:  # argparse's own refusals exit from parse_args
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ----------------------------------------------------------------------------- sample
+
+def test_sample_npy_is_uint8_and_reproducible(tiny, tmp_path, capsys):
+    a, b, c = tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "c.npy"
+    for out, seed in ((a, "5"), (b, "5"), (c, "6")):
+        code, stdout, _ = run(capsys, "sample", "--dataset", "mnist", "--model", "cgan", "--label", "3", "--n", "4", "--seed", seed, "--out", str(out))
+        assert code == 0 and "wrote 4" in stdout
+    first = np.load(a, allow_pickle=False)
+    assert first.shape == (4, 28, 28) and first.dtype == np.uint8
+    assert np.array_equal(first, np.load(b)) and not np.array_equal(first, np.load(c))
+
+
+def test_sample_label_all_is_n_per_class_in_class_order(tiny, tmp_path, capsys):
+    out = tmp_path / "all.npy"
+    code, _, _ = run(capsys, "sample", "--dataset", "fashion", "--model", "vae", "--label", "all", "--n", "2", "--seed", "1", "--out", str(out))
+    assert code == 0
+    expected = load_generator("vae", "fashion", device="cpu").sample(2, label="all", seed=1)
+    assert expected.labels.tolist() == [c for c in range(10) for _ in range(2)]
+    assert np.array_equal(np.load(out), unit_to_uint8(expected.images).numpy())
+
+
+def test_sample_unconditional_png_grid(tiny, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    code, _, _ = run(capsys, "sample", "--dataset", "mnist", "--model", "gan", "--n", "12", "--temperature", "0.5", "--out", str(out))
+    assert code == 0
+    with Image.open(out) as image:
+        assert image.mode == "L" and image.size == (10 * 30 + 2, 2 * 30 + 2)  # 10 per row, 2 rows, 2 px padding
+
+
+def test_sample_from_a_given_checkpoint(tiny, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(tiny / "mnist" / "gan.safetensors", run_dir / "gan.safetensors")  # no mapper beside it
+    out = tmp_path / "x.npy"
+    code, _, _ = run(capsys, "sample", "--dataset", "mnist", "--model", "gan", "--checkpoint", str(run_dir / "gan.safetensors"), "--n", "3", "--out", str(out))
+    assert code == 0 and np.load(out).shape == (3, 28, 28)
+    code, _, err = run(capsys, "sample", "--dataset", "mnist", "--model", "gan", "--checkpoint", str(run_dir / "gan.safetensors"), "--label", "1", "--out", str(out))
+    assert code == 2 and "mapper" in err
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--dataset", "cifar", "--model", "gan"], 2, "invalid choice"),
+    (["--dataset", "mnist", "--model", "diffusion"], 2, "invalid choice"),
+    (["--dataset", "mnist", "--model", "cgan", "--label", "10"], 2, "label must be"),
+    (["--dataset", "mnist", "--model", "cgan", "--label", "-1"], 2, "label must be"),
+    (["--dataset", "mnist", "--model", "cgan", "--label", "seven"], 2, "class index or 'all'"),
+    (["--dataset", "mnist", "--model", "cgan", "--n", "0"], 2, "between 1 and 10000"),
+    (["--dataset", "mnist", "--model", "cgan", "--n", "10001"], 2, "between 1 and 10000"),
+    (["--dataset", "mnist", "--model", "cgan", "--label", "all", "--n", "1001"], 2, "between 1 and 1000"),
+    (["--dataset", "mnist", "--model", "cgan", "--seed", "-3"], 2, "seed must be"),
+    (["--dataset", "mnist", "--model", "cgan", "--temperature", "inf"], 2, "finite"),
+    (["--dataset", "mnist", "--model", "cgan", "--temperature", "9"], 2, "temperature must be"),
+    (["--dataset", "mnist", "--model", "cgan", "--out", "OUT/x.jpg"], 2, "unknown extension"),
+    (["--dataset", "mnist", "--model", "cgan", "--out", "OUT/missing/x.png"], 2, "does not exist"),
+    (["--dataset", "mnist", "--model", "cgan", "--out", "OUT"], 2, "unknown extension"),
+    (["--dataset", "mnist", "--model", "cgan", "--checkpoint", "OUT/none.safetensors", "--out", "OUT/x.png"], 2, "no such file"),
+])
+def test_sample_bad_input_is_one_error_line(tiny, tmp_path, capsys, argv, code, message):
+    argv = [a.replace("OUT", str(tmp_path)) for a in argv]
+    result, stdout, err = run(capsys, "sample", *argv)
+    assert result == code
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert "Traceback" not in err and stdout == ""
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_sample_corrupt_or_wrong_checkpoint_is_a_runtime_error(tiny, tmp_path, capsys):
+    corrupt = tmp_path / "vae.safetensors"
+    corrupt.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
+    out = tmp_path / "x.png"
+    for path in (corrupt, tiny / "mnist" / "gan.safetensors"):
+        code, stdout, err = run(capsys, "sample", "--dataset", "mnist", "--model", "vae", "--checkpoint", str(path), "--out", str(out))
+        assert code == 1 and err.startswith("error: checkpoint") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_import_does_not_parse_arguments(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["python", "--bogus"])
+    importlib.reload(importlib.import_module("genmodels.__main__"))  # would exit 2 if it parsed at import
+
+
+def test_help_lists_the_commands(capsys):
+    code, stdout, _ = run(capsys, "--help")
+    assert code == 0 and all(name in stdout for name in ("sample", "evaluate", "summarize"))
+
+
+def test_module_entry_point_in_a_subprocess():
+    bad = subprocess.run([sys.executable, "-m", "genmodels", "sample", "--dataset", "mnist", "--model", "vae", "--label", "12"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: label must be") and bad.stderr.count("\n") == 1
+    assert "Traceback" not in bad.stderr
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+@pytest.fixture
+def tiny_copy(tiny_checkpoints, tmp_path, monkeypatch):
+    """A private copy of the tiny checkpoints (evaluate writes into them) used through GENMODELS_CHECKPOINTS."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root)
+    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(root))
+    return root
+
+
+def test_evaluate_json_writes_metadata_and_table(synthetic_data, tiny_copy, capsys):
+    code, stdout, _ = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
+    assert code == 0
+    result = json.loads(stdout)
+    for key in ("classifier_test_accuracy", "cgan_class_accuracy", "gan_class_accuracy", "vae_class_accuracy", "vae_test_neg_elbo",
+                "s0_accuracy", "cgan_s1_accuracy", "gan_s1_accuracy", "vae_s1_accuracy",
+                "cgan_class_accuracy_crosscheck", "gan_class_accuracy_crosscheck", "vae_class_accuracy_crosscheck"):
+        assert isinstance(result[key], float), key
+    assert read_metadata(tiny_copy / "mnist" / "vae.safetensors")["evaluation"]["test_neg_elbo"] == result["vae_test_neg_elbo"]
+
+    table = cli.format_table(result, ("cgan", "gan", "vae"))
+    assert "classifier test accuracy" in table and "cross-check" in table and "FID" in table
+    assert len(table.splitlines()) > 20
+
+
+def test_evaluate_no_write_leaves_checkpoints_alone(synthetic_data, tiny_copy, capsys, monkeypatch):
+    from genmodels import evaluation
+
+    fake = {"dataset": "mnist", "samples": 100, "seed": 0, "vae_fid": 1.0}
+    monkeypatch.setattr(evaluation, "evaluate_dataset", lambda *a, **k: fake)
+    before = (tiny_copy / "mnist" / "vae.safetensors").read_bytes()
+    code, stdout, _ = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--no-write")
+    assert code == 0 and json.loads(stdout) == fake
+    assert (tiny_copy / "mnist" / "vae.safetensors").read_bytes() == before
+
+
+def test_evaluate_refuses_bad_input_and_missing_data(tmp_path, capsys):
+    code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--n", "5", "--data", str(tmp_path))
+    assert code == 2 and "between 100 and 10000" in err
+    code, _, err = run(capsys, "evaluate", "--dataset", "fashion", "--data", str(tmp_path))
+    assert code == 1 and err.startswith("error: evaluation needs the real Fashion-MNIST files") and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- summarize
+
+def test_summarize_rebuilds_a_summary(synthetic_data, tmp_path, capsys):
+    out = tmp_path / "mnist_summary.safetensors"
+    code, stdout, _ = run(capsys, "summarize", "--dataset", "mnist", "--data", str(synthetic_data), "--out", str(out))
+    assert code == 0 and str(out) in stdout
+    tensors, meta = load_tensors(out)
+    assert meta["dataset"] == "mnist" and tensors["train_counts"].sum() == 600
+    code, _, err = run(capsys, "summarize", "--dataset", "mnist", "--data", str(tmp_path / "none"))
+    assert code == 1 and "needs the real MNIST files" in err
