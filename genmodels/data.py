@@ -84,7 +84,7 @@ def _load_split_cached(dataset: str, split: str, root: str, download: bool) -> t
             f"{dataset_info(dataset).title} is not available: missing {names} in {raw}. "
             f"Download it on a machine with internet, or copy the raw IDX files there "
             f"(or point GENMODELS_DATA at a folder that has {dataset_info(dataset).folder}/raw/). "
-            f"Cause: {type(exc).__name__}: {exc}"
+            f"Cause: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         ) from None
     images = ds.data.to(torch.uint8).contiguous()
     labels = ds.targets.to(torch.int64).contiguous()

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from genmodels.checkpoint import CheckpointError, checkpoint_path, load_model, load_tensors, save_model, save_tensors
-from genmodels.data import TensorBatches, dataset_info, load_split
+from genmodels.data import DataMissingError, TensorBatches, dataset_info, load_split
 from genmodels.images import grid_png
 from genmodels.models import CGANConfig, ClassifierConfig, GANConfig, MapperConfig, VAEConfig, config_from_dict
 from genmodels.runs import MetricsLog, read_json, write_json
@@ -216,7 +216,7 @@ def train_model(req: RunRequest) -> int:
         set_status(state="failed", reason=str(exc))
         print(f"error: {exc}; the last good checkpoint is kept", file=sys.stderr)
         return 1
-    except (CheckpointError, ValueError, OSError) as exc:
+    except (CheckpointError, DataMissingError, ValueError, OSError) as exc:
         set_status(state="failed", reason=str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return 1
