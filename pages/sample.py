@@ -54,7 +54,7 @@ def cached_strip(kind: str, dataset: str, checkpoint: str | None, labels: tuple,
 def user_checkpoints(kind: str, dataset: str) -> dict[str, str]:
     """Finished user runs' model files of this kind and dataset, by run name."""
     return {run.name: str(run.model_file) for run in runs.list_runs()
-            if run.kind == kind and run.dataset == dataset and run.model_file is not None and not run.active}
+            if run.kind == kind and run.dataset == dataset and run.state == "finished" and run.model_file is not None}
 
 
 for key, value in DEFAULTS.items():
@@ -121,7 +121,10 @@ if gallery.accuracy is not None:
     st.metric("Classifier agrees with the requested class", f"{gallery.accuracy:.0%}",
               help=f"{len(gallery.images)} images classified by the {dataset} classifier.")
 columns_per_row = len(names) if mode == "Every class" else min(10, len(gallery.images))
-st.image(display_pixels(gallery.images), caption=gallery.captions(names), width=84, output_format="PNG")
+pixels, captions = display_pixels(gallery.images), gallery.captions(names)
+for start in range(0, len(pixels), columns_per_row):  # one image list per grid row, so 'Every class' rows are classes
+    st.image(pixels[start: start + columns_per_row], caption=captions[start: start + columns_per_row], width=84,
+             output_format="PNG")
 st.download_button("Download the grid (PNG)", grid_png(gallery.images, nrow=columns_per_row, scale=2),
                    file_name=f"{dataset}-{kind}-seed{seed}.png", mime="image/png")
 
