@@ -12,7 +12,7 @@ from typing import Any
 from genmodels.checkpoint import checkpoint_path
 from genmodels.data import dataset_info
 from genmodels.paths import checkpoints_dir
-from genmodels.runs import RunInfo, list_runs, read_json, read_metrics
+from genmodels.runs import RunInfo, list_runs, read_json
 
 GRID_PATTERN = re.compile(r"^epoch_(\d+)\.png$")
 SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
@@ -79,10 +79,6 @@ class TrainingLog:
     @property
     def shipped(self) -> bool:
         return self.run is None
-
-    @property
-    def state(self) -> str:
-        return "finished" if self.run is None else self.run.state
 
     @property
     def active(self) -> bool:
@@ -186,8 +182,3 @@ def metrics_csv(records: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(records)
     return buffer.getvalue()
-
-
-def read_log(log: TrainingLog) -> list[dict[str, Any]]:
-    """The metric records of a log (torn trailing lines of a live run are skipped)."""
-    return read_metrics(log.metrics_file)

@@ -21,6 +21,7 @@ def cached_overview(dataset: str, data_folder: str) -> DataOverview:
 
 
 def class_balance_chart(data: DataOverview) -> go.Figure:
+    """Images per class, train and test side by side."""
     figure = go.Figure([
         go.Bar(name="train", x=list(data.classes), y=data.train_counts),
         go.Bar(name="test", x=list(data.classes), y=data.test_counts),
@@ -32,6 +33,7 @@ def class_balance_chart(data: DataOverview) -> go.Figure:
 
 
 def mean_images_chart(data: DataOverview) -> go.Figure:
+    """The mean training image of each class as a grayscale heatmap."""
     figure = px.imshow(data.class_means, facet_col=0, facet_col_wrap=5, color_continuous_scale="gray",
                        zmin=0, zmax=1, labels=dict(color="mean intensity"))
     for annotation in figure.layout.annotations:  # facet titles read "facet_col=3": show the class name instead
@@ -43,6 +45,7 @@ def mean_images_chart(data: DataOverview) -> go.Figure:
 
 
 def histogram_chart(data: DataOverview, bins: int, log_scale: bool) -> go.Figure:
+    """Pixel intensities over the training split."""
     starts, counts = intensity_histogram(data, bins)
     width = 256 / bins
     figure = go.Figure(go.Bar(x=[s + width / 2 for s in starts], y=counts, width=width, marker_line_width=0,

@@ -45,10 +45,12 @@ def cached_metadata(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_architecture(kind: str, config_json: str) -> list[NetworkTable]:
+    """The layer tables of a kind's networks, built once per config."""
     return architecture(kind, json.loads(config_json) if config_json else None)
 
 
 def records_of(log: TrainingLog) -> list[dict[str, Any]]:
+    """The log's records, re-read only when its file changed."""
     return cached_records(str(log.metrics_file), _file_stamp(log.metrics_file))
 
 
@@ -83,6 +85,7 @@ def show_status(log: TrainingLog) -> None:
 
 
 def show_charts(log: TrainingLog, records: list[dict[str, Any]], smoothing: float) -> None:
+    """The kind's charts, two per row."""
     charts = charts_for(log.kind, records)
     if not charts:
         st.info("No metrics logged yet." if log.active or not records else f"Nothing to chart for a {log.kind!r} log.")
@@ -94,6 +97,7 @@ def show_charts(log: TrainingLog, records: list[dict[str, Any]], smoothing: floa
 
 
 def show_grids(log: TrainingLog) -> None:
+    """The fixed-noise sample grid of the epoch picked on a slider."""
     grids = grid_images(log.grids_dir)
     if not grids:
         st.caption("No sample grids: the classifier draws none." if log.kind == "classifier"

@@ -88,6 +88,12 @@ def go_to(page, title: str) -> None:
     page.locator("h1").filter(has_text=title.split()[0]).first.wait_for()
 
 
+def settle(page) -> None:
+    """Wait until the script run in progress (the 'Running...' widget) is over."""
+    page.wait_for_timeout(500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=90_000)
+
+
 def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator('[data-testid="stException"]').first.inner_text()
 
@@ -102,7 +108,7 @@ def test_every_page_and_dataset_across_page_switches(page):
     sidebar = page.locator('[data-testid="stSidebar"]')
     for title in PAGES:
         go_to(page, title)
-        page.wait_for_timeout(1500)  # let the page's first run finish drawing
+        settle(page)
         no_exception(page)
         shot(page, f"page-{title.lower().replace(' ', '_')}-mnist")
     choose(page, sidebar, "Dataset", "Fashion-MNIST")
@@ -168,9 +174,11 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
     sidebar.get_by_text("Started classifier-mnist-").wait_for()
     progress = sidebar.locator('[data-testid="stProgress"]').first
     progress.filter(has_text="epoch 1/1, step ").wait_for(timeout=90_000)  # data loaded, the training loop is going
+    progress.scroll_into_view_if_needed()
     shot(page, "training-run-progress")
     sidebar.get_by_role("button", name="Cancel").click()
     sidebar.get_by_text("was cancelled").wait_for(timeout=60_000)
+    sidebar.get_by_text("was cancelled").scroll_into_view_if_needed()
     shot(page, "training-run-cancelled")
     (run,) = list_runs(runs)
     assert run.state == "cancelled" and run.status["reason"] == "stopped by SIGTERM"

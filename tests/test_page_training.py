@@ -129,3 +129,22 @@ def test_no_logs_at_all_gives_one_clear_message(runs_root, tmp_path, monkeypatch
     monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tmp_path / "nothing"))
     at = open_page("fashion")
     assert not at.exception and "No training logs for Fashion-MNIST" in at.info[0].value
+
+
+def test_log_helpers_series_smoothing_csv_and_grids(tmp_path):
+    from genmodels.logs import charts_for, grid_images, metric_series, metrics_csv, smooth
+
+    series = metric_series(GAN_RECORDS, "loss_d")
+    assert not series.per_epoch and len(series.x) == 20, "step records are preferred when they carry the metric"
+    quality = metric_series(GAN_RECORDS, "classifier_confidence")
+    assert quality.per_epoch and quality.x == [1.0, 2.0]
+    assert metric_series([{"type": "step", "epoch": 1, "loss_d": float("nan")}], "loss_d").x == []
+    assert smooth([1.0, 3.0], 0.0) == [1.0, 3.0] and smooth([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])
+    with pytest.raises(ValueError):
+        smooth([1.0], 1.0)
+    assert [chart.keys for chart, _ in charts_for("gan", GAN_RECORDS)][0] == ("loss_d", "loss_g")
+    header, first = metrics_csv(GAN_RECORDS).splitlines()[:2]
+    assert header.startswith("type,step,epoch,") and first.startswith("step,1,0.1,")
+    for name in ("epoch_010.png", "epoch_002.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert list(grid_images(tmp_path)) == [2, 10] and grid_images(tmp_path / "absent") == {}
