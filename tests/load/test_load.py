@@ -1,0 +1,347 @@
+"""Load test: 8 concurrent browser sessions sample, switch pages and move sliders while a training run goes.
+
+Run on its own: `python -m pytest -m load tests/load -s` (LOAD_SESSIONS, LOAD_DURATION_S override the defaults).
+Results (click-to-image latencies, app RSS over time, errors seen) go to tests/artifacts/load_results.json.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from genmodels.paths import REPO_ROOT
+from genmodels.runs import read_metrics, run_info
+
+pytestmark = pytest.mark.load
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                 "--disable-dev-shm-usage"]
+RESULTS = REPO_ROOT / "tests" / "artifacts" / "load_results.json"
+SESSIONS = int(os.environ.get("LOAD_SESSIONS", "8"))
+DURATION_S = float(os.environ.get("LOAD_DURATION_S", "90"))
+PAGES = ("Latent space", "GAN vs VAE", "Training", "Data")
+FIRST_IMAGE = '[data-testid="stMain"] [data-testid="stImage"] img'
+ERROR_SELECTORS = ('[data-testid="stException"]', '[data-testid="stAlertContentError"]')
+ACTION_TIMEOUT_MS = 60_000
+
+
+def free_port() -> int:
+    """An unused localhost TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def data_root(tmp: Path) -> Path:
+    """The real datasets when present, else small synthetic MNIST-layout IDX files written under tmp."""
+    real = Path(os.environ.get("GENMODELS_DATA") or "/work/shared/datasets")
+    if (real / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        return real
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for folder in ("MNIST", "FashionMNIST"):
+        raw = tmp / "data" / folder / "raw"
+        raw.mkdir(parents=True)
+        for prefix, n in (("train", 2000), ("t10k", 500)):
+            labels = (np.arange(n) % 10).astype(np.uint8)
+            images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+            (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">iiii", 2051, n, 28, 28) + images.tobytes())
+            (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">ii", 2049, n) + labels.tobytes())
+    return tmp / "data"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """`streamlit run app.py` on a free port with an empty runs folder; yields (url, server process, runs folder, env)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: the load test drives Debian's Chromium")
+    pytest.importorskip("playwright.async_api", reason="playwright (python) is not installed")
+    if not (REPO_ROOT / "app.py").exists():
+        pytest.skip("app.py does not exist yet")
+    tmp = tmp_path_factory.mktemp("load")
+    runs = tmp / "runs"
+    runs.mkdir()
+    env = {**os.environ, "GENMODELS_RUNS": str(runs), "GENMODELS_DATA": str(data_root(tmp))}
+    port = free_port()
+    log = open(tmp / "streamlit.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"streamlit did not come up: {(tmp / 'streamlit.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url, server, runs, env
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def training_run(app):
+    """A short VAE training run going in the app's runs folder for the whole test (SIGTERM at the end)."""
+    _, _, runs, env = app
+    run_dir = runs / "load-vae-mnist"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "train", "vae", "--dataset", "mnist", "--epochs", "50", "--batch-size", "128",
+         "--log-every", "20", "--device", "cpu", "--run-dir", str(run_dir)],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(runs / "load-train.stderr", "wb"),
+    )
+    yield run_dir, process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class RssSampler(threading.Thread):
+    """Samples the app server's resident memory (MB, with its children) every `every_s` seconds."""
+
+    def __init__(self, pid: int, every_s: float = 2.0):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.every_s = every_s
+        self.samples: list[tuple[float, float]] = []
+        self.stop_event = threading.Event()
+        self.started_at = time.monotonic()
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        total = 0
+        for proc in [self.process, *self.process.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / 2**20
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.samples.append((round(time.monotonic() - self.started_at, 1), round(self.rss_mb(), 1)))
+            self.stop_event.wait(self.every_s)
+
+
+async def errors_on(page) -> list[str]:
+    """Texts of Streamlit exception boxes and error alerts on the page."""
+    found = []
+    for selector in ERROR_SELECTORS:
+        for element in await page.locator(selector).all():
+            found.append((await element.inner_text())[:300])
+    return found
+
+
+async def settle(page) -> None:
+    """Wait for the running script (the status widget) to finish."""
+    await page.wait_for_timeout(300)
+    await page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=ACTION_TIMEOUT_MS)
+
+
+async def first_image_src(page) -> str:
+    return await page.locator(FIRST_IMAGE).first.get_attribute("src", timeout=ACTION_TIMEOUT_MS) or ""
+
+
+async def wait_for_new_image(page, previous: str) -> None:
+    """Until the Sample page's first image is a different one than `previous`."""
+    await page.wait_for_function(
+        """prev => { const img = document.querySelector('[data-testid="stMain"] [data-testid="stImage"] img');
+                     return img && img.complete && img.src && img.src !== prev; }""",
+        arg=previous, timeout=ACTION_TIMEOUT_MS)
+
+
+async def go_to(page, title: str) -> None:
+    await page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+    await page.locator("h1").filter(has_text=title.split()[0]).first.wait_for(timeout=ACTION_TIMEOUT_MS)
+    await settle(page)
+
+
+class StartLine:
+    """Releases the sessions together once every one has opened the app; then the measured period starts."""
+
+    def __init__(self, count: int, duration_s: float):
+        self.count, self.duration_s = count, duration_s
+        self.arrived = 0
+        self.event = asyncio.Event()
+        self.deadline = 0.0
+        self.released_at = 0.0
+
+    async def wait(self) -> float:
+        self.arrived += 1
+        if self.arrived == self.count:
+            self.released_at = time.monotonic()
+            self.deadline = self.released_at + self.duration_s
+            self.event.set()
+        await self.event.wait()
+        return self.deadline
+
+
+async def session(index: int, browser, url: str, start: StartLine, record: dict) -> None:
+    """One user: open the app, then until the deadline re-roll seeds, nudge the temperature slider and visit other pages."""
+    rng = random.Random(index)
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(ACTION_TIMEOUT_MS)
+    log = record.setdefault(index, {"sample_s": [], "slider_s": [], "page_s": [], "errors": [], "actions": 0, "open_s": None})
+    arrived = False
+
+    async def check(where: str) -> None:
+        for text in await errors_on(page):
+            log["errors"].append(f"{where}: {text}")
+
+    try:
+        opened = time.perf_counter()
+        await page.goto(url)
+        await page.locator('[data-testid="stSidebarNav"]').wait_for(timeout=ACTION_TIMEOUT_MS)
+        await go_to(page, "Sample")
+        await first_image_src(page)
+        log["open_s"] = time.perf_counter() - opened
+        await check("open")
+        arrived = True
+        deadline = await start.wait()
+        while time.monotonic() < deadline:
+            action = rng.choices(["reroll", "slider", "page"], weights=[5, 2, 2])[0]
+            if action == "reroll":
+                before = await first_image_src(page)
+                started = time.perf_counter()
+                await page.get_by_role("button", name="🎲").click()
+                await wait_for_new_image(page, before)
+                log["sample_s"].append(time.perf_counter() - started)
+            elif action == "slider":
+                before = await first_image_src(page)
+                thumb = page.locator('[data-testid="stSlider"]').filter(has_text="temperature").get_by_role("slider")
+                await thumb.focus()
+                started = time.perf_counter()
+                await thumb.press(rng.choice(["ArrowRight", "ArrowLeft"]))
+                await wait_for_new_image(page, before)
+                log["slider_s"].append(time.perf_counter() - started)
+            else:
+                started = time.perf_counter()
+                title = rng.choice(PAGES)
+                await go_to(page, title)
+                await check(title)
+                await go_to(page, "Sample")
+                await first_image_src(page)
+                log["page_s"].append(time.perf_counter() - started)
+            log["actions"] += 1
+            await settle(page)
+            await check(action)
+            await page.wait_for_timeout(rng.randint(100, 600))  # a person's pause between clicks
+    except Exception as exc:  # a timeout or a vanished element is a failure of this session: recorded, asserted below
+        log["errors"].append(f"session {index} aborted: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        try:
+            await page.screenshot(path=str(RESULTS.parent / f"load_session_{index}_failure.png"), full_page=True)
+        except Exception:
+            pass
+    finally:
+        if not arrived:  # never block the others at the start line
+            await start.wait()
+        await context.close()
+
+
+async def drive_sessions(url: str, count: int, duration_s: float, start_times: dict) -> dict:
+    from playwright.async_api import async_playwright
+
+    record: dict = {}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            start = StartLine(count, duration_s)
+            await asyncio.gather(*(session(i, browser, url, start, record) for i in range(count)))
+            start_times["released"] = start.released_at
+        finally:
+            await browser.close()
+    return record
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (nearest rank) of values, or None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def summary(values: list[float]) -> dict:
+    return {"count": len(values), "p50_s": percentile(values, 50), "p95_s": percentile(values, 95),
+            "max_s": max(values) if values else None, "mean_s": statistics.fmean(values) if values else None}
+
+
+def test_eight_sessions_while_training(app, training_run):
+    """8 concurrent sessions for the set duration see no errors; click-to-image p95 and app RSS are recorded."""
+    url, server, runs, _ = app
+    run_dir, trainer = training_run
+    sampler = RssSampler(server.pid)
+    sampler.start()
+    started = time.monotonic()
+    start_times: dict = {}
+    record = asyncio.run(drive_sessions(url, SESSIONS, DURATION_S, start_times))
+    elapsed = time.monotonic() - started
+    sampler.stop_event.set()
+    sampler.join()
+    training_alive = trainer.poll() is None
+    training = run_info(run_dir)
+
+    clicks = [t for log in record.values() for t in log["sample_s"]]
+    sliders = [t for log in record.values() for t in log["slider_s"]]
+    image_updates = clicks + sliders
+    rss = [mb for _, mb in sampler.samples]
+    released = start_times["released"] - sampler.started_at  # every session open: models loaded and cached
+    measured = [mb for t, mb in sampler.samples if t >= released] or rss
+    warm = measured[0]
+    results = {
+        "sessions": SESSIONS, "duration_s": DURATION_S, "elapsed_s": round(elapsed, 1), "cpu_count": os.cpu_count(),
+        "click_to_new_image": summary(clicks), "slider_to_new_image": summary(sliders),
+        "any_action_to_new_image": summary(image_updates),
+        "page_round_trip": summary([t for log in record.values() for t in log["page_s"]]),
+        "first_open": summary([log["open_s"] for log in record.values() if log["open_s"] is not None]),
+        "p95_click_to_image_s": percentile(image_updates, 95), "target_p95_s": 2.0,
+        "actions_per_session": {i: log["actions"] for i, log in sorted(record.items())},
+        "errors": [e for log in record.values() for e in log["errors"]],
+        "rss_mb": {"start": rss[0], "at_release": warm, "end": rss[-1], "max_measured": max(measured),
+                   "release_t_s": round(released, 1), "samples": sampler.samples},
+        "training_run": {"state": training.state, "step": training.status.get("step"), "total_steps": training.status.get("total_steps"),
+                         "still_running_at_end": training_alive, "metric_records": len(read_metrics(run_dir / "metrics.jsonl"))},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "rss_mb"} | {"rss_mb": {k: v for k, v in results["rss_mb"].items() if k != "samples"}}, indent=2))
+
+    assert results["errors"] == []
+    assert len(record) == SESSIONS and all(log["actions"] >= 1 for log in record.values())
+    assert len(clicks) >= SESSIONS, "every session should have re-rolled at least once"
+    assert training_alive and training.state == "running", "the training run must go on during the whole test"
+    assert rss[-1] <= max(1.5 * warm, warm + 500), f"app memory grew from {warm} MB to {rss[-1]} MB"
