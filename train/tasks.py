@@ -250,8 +250,8 @@ class GANTask(BaseTask):
         self._schedule()
         z = torch.randn(len(images), self.generator.latent_dim, generator=self.rng, device=self.device)
         fake = self.generator(z)
-        d_real = self.discriminator(images)
-        d_fake = self.discriminator(fake.detach())
+        # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
+        d_real, d_fake = self.discriminator(torch.cat([images, fake.detach()])).split(len(images))
         loss_d_real, loss_d_fake = gan_d_loss(d_real, d_fake, self.recipe.label_smoothing)
         loss_d = loss_d_real + loss_d_fake
         opt_d, opt_g = self.optimizers["discriminator"], self.optimizers["generator"]
@@ -320,8 +320,10 @@ class CGANTask(BaseTask):
         z = torch.randn(n, self.config.latent_dim, generator=self.rng, device=self.device)
         fake_labels = torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
         fake = self.generator(z, fake_labels)
-        d_real, class_real = self.discriminator(images, labels)
-        d_fake, _ = self.discriminator(fake.detach(), fake_labels)
+        # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
+        logits, classes = self.discriminator(torch.cat([images, fake.detach()]), torch.cat([labels, fake_labels]))
+        d_real, d_fake = logits.split(n)
+        class_real = classes[:n]
         loss_d_real, loss_d_fake = gan_d_loss(d_real, d_fake, self.recipe.label_smoothing)
         loss_d_class = F.cross_entropy(class_real, labels)
         loss_d = loss_d_real + loss_d_fake + self.config.aux_weight * loss_d_class
