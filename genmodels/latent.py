@@ -1,6 +1,7 @@
 """Latent-space tools: straight-line interpolation, latent edits, and PCA maps of VAE codes."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -9,6 +10,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from genmodels.api import GenerativeModel, check_count, encode
+from genmodels.data import load_split
 from genmodels.models import VAE
 from genmodels.summary import DataSummary
 
@@ -132,10 +134,29 @@ def fit_latent_map(latents: torch.Tensor | np.ndarray, labels: torch.Tensor | np
     )
 
 
-def real_latent_map(vae: VAE, summary: DataSummary) -> LatentMap:
-    """The PCA map of the VAE latent means of a data summary's real test images."""
-    latents = encode(vae, unit_images(summary.subset_images))
-    return fit_latent_map(latents, summary.subset_labels, summary.subset_indices)
+@dataclass
+class RealImages:
+    """Real test images (uint8 [N, 28, 28]) with their labels and indices in the test split."""
+
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+
+
+def summary_images(summary: DataSummary) -> RealImages:
+    """The class-balanced real test subset bundled in a data summary."""
+    return RealImages(summary.subset_images, summary.subset_labels, summary.subset_indices)
+
+
+def full_test_images(dataset: str, root: str | os.PathLike | None = None) -> RealImages:
+    """The whole test split (needs the dataset files; raises DataMissingError without them)."""
+    pixels, labels = load_split(dataset, "test", root, download=False)
+    return RealImages(pixels, labels, torch.arange(len(labels)))
+
+
+def real_latent_map(vae: VAE, images: RealImages) -> LatentMap:
+    """The PCA map of the VAE latent means of real test images."""
+    return fit_latent_map(encode(vae, unit_images(images.pixels)), images.labels, images.indices)
 
 
 def unit_images(pixels: torch.Tensor) -> torch.Tensor:

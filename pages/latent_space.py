@@ -10,43 +10,51 @@ import torch
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError
 from genmodels.gallery import display_pixels, prediction_captions
-from genmodels.latent import LatentMap, interpolate, real_latent_map, reconstruct, unit_images
+from genmodels.data import DataMissingError, missing_files
+from genmodels.latent import (LatentMap, RealImages, full_test_images, interpolate, real_latent_map, reconstruct, summary_images,
+                              unit_images)
 from genmodels.summary import load_summary
 from pages import common
 
 NEIGHBOURS = 8
 SCATTER_KEY = "latent_scatter"
+SUBSET, FULL = "subset", "full"  # the bundled 200 test images per class, or the whole test split when its files exist
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def real_pixels(dataset: str) -> torch.Tensor:
-    """The bundled real test images (uint8 [N, 28, 28]) in the map's row order."""
-    return load_summary(dataset, prefer_full=False).subset_images
+@st.cache_data(show_spinner="Reading the real test images...", max_entries=4)
+def real_images(dataset: str, source: str) -> RealImages:
+    """The real test images of the map, in its row order."""
+    return full_test_images(dataset) if source == FULL else summary_images(load_summary(dataset, prefer_full=False))
+
+
+def real_pixels(dataset: str, source: str) -> torch.Tensor:
+    """The uint8 pixels [N, 28, 28] of the map's real images."""
+    return real_images(dataset, source).pixels
 
 
 @st.cache_data(show_spinner="Encoding the real test images...", max_entries=4)
-def latent_map(dataset: str) -> LatentMap:
-    """The PCA map of the VAE latent means of the bundled real test subset."""
-    return real_latent_map(common.generator("vae", dataset).module, load_summary(dataset, prefer_full=False))
+def latent_map(dataset: str, source: str) -> LatentMap:
+    """The PCA map of the VAE latent means of the real test images."""
+    return real_latent_map(common.generator("vae", dataset).module, real_images(dataset, source))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def real_predictions(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+def real_predictions(dataset: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     """The classifier's predicted class and confidence for each real image of the map."""
-    probs = predict(common.classifier(dataset), unit_images(real_pixels(dataset)))
+    probs = predict(common.classifier(dataset), unit_images(real_pixels(dataset, source)))
     confidence, predicted = probs.max(1)
     return predicted.numpy(), confidence.numpy()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def scatter_spec(dataset: str, with_predictions: bool) -> dict:
+def scatter_spec(dataset: str, source: str, with_predictions: bool) -> dict:
     """The scatter of the map, one trace per class, with the map row in customdata for selections.
 
     Cached as a plain dict: unpickling a go.Figure re-validates every trace, which costs more than the rest of a rerun.
     """
-    lmap = latent_map(dataset)
+    lmap = latent_map(dataset, source)
     names = common.class_names(dataset)
-    predicted, confidence = real_predictions(dataset) if with_predictions else (None, None)
+    predicted, confidence = real_predictions(dataset, source) if with_predictions else (None, None)
     colours = px.colors.qualitative.T10  # ten clearly distinct hues, one per class
     fig = go.Figure()
     for c, name in enumerate(names):
@@ -55,7 +63,7 @@ def scatter_spec(dataset: str, with_predictions: bool) -> dict:
                    if with_predictions else ["classifier unavailable"] * len(rows))
         fig.add_trace(go.Scattergl(
             x=lmap.coords[rows, 0], y=lmap.coords[rows, 1], mode="markers", name=name,
-            marker=dict(size=5, color=colours[c % len(colours)], opacity=0.75),
+            marker=dict(size=5 if source == SUBSET else 3, color=colours[c % len(colours)], opacity=0.75),
             customdata=np.stack([rows, lmap.indices[rows], np.array(verdict, dtype=object)], axis=1),
             hovertemplate=f"class: {name}<br>test index: %{{customdata[1]}}<br>classifier: %{{customdata[2]}}<extra></extra>",
         ))
@@ -75,9 +83,9 @@ def decode_latents(dataset: str, latents: np.ndarray, with_predictions: bool) ->
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def reconstruction(dataset: str, row: int) -> torch.Tensor:
+def reconstruction(dataset: str, source: str, row: int) -> torch.Tensor:
     """The VAE reconstruction of one real image of the map."""
-    pixels = real_pixels(dataset)[row: row + 1]
+    pixels = real_pixels(dataset, source)[row: row + 1]
     return reconstruct(common.generator("vae", dataset).module, unit_images(pixels))
 
 
@@ -90,29 +98,35 @@ def select_from_chart(row_key: str) -> None:
 
 
 def point_label(row: int) -> str:
+    """A map row as people read it: its class and test-set index."""
     return f"{names[int(lmap.labels[row])]}, test index {int(lmap.indices[row])}"
 
 
 dataset = common.current_dataset()
 names = common.class_names(dataset)
 st.title("Latent space")
-st.caption("Latent means of the VAE for 200 real test images per class, projected onto their first two principal "
-           "components. Hover for class, test index and the classifier's verdict; click a point to inspect it.")
+st.caption("Latent means of the VAE for real test images, projected onto their first two principal components. "
+           "Hover for class, test index and the classifier's verdict; click a point to inspect it.")
 
 vae = common.try_generator("vae", dataset)
 if vae is None:
     st.stop()
+full_available = not missing_files(dataset)
+source = FULL if full_available and st.toggle(
+    "All 10,000 test images", key=f"latent_full_{dataset}",
+    help="The whole test split (its files are present); off: the bundled 200 test images per class.") else SUBSET
 try:
-    lmap = latent_map(dataset)
-except CheckpointError as exc:
+    lmap = latent_map(dataset, source)
+except (CheckpointError, DataMissingError) as exc:
     st.error(f"The real test images of {dataset} are unavailable: {exc}")
     st.stop()
 has_classifier = common.try_classifier(dataset) is not None
-row_key, a_key, b_key = f"latent_row_{dataset}", f"latent_from_{dataset}", f"latent_to_{dataset}"
-per_class = len(lmap.labels) // len(names)
+suffix = "" if source == SUBSET else "_full"  # each source has its own point numbering and plane
+row_key, a_key, b_key = (f"latent_{name}_{dataset}{suffix}" for name in ("row", "from", "to"))
+pc1_key, pc2_key = f"latent_pc1_{dataset}{suffix}", f"latent_pc2_{dataset}{suffix}"
 st.session_state.setdefault(row_key, 0)
 st.session_state.setdefault(a_key, 0)
-st.session_state.setdefault(b_key, per_class)
+st.session_state.setdefault(b_key, int(np.flatnonzero(lmap.labels != lmap.labels[0])[0]))
 
 ratio = lmap.explained_variance_ratio
 variance_cols = st.columns(3)
@@ -122,13 +136,13 @@ variance_cols[2].metric("Together", f"{ratio.sum():.1%}", help=f"of the variance
 
 x_range = (float(np.floor(lmap.coords[:, 0].min())), float(np.ceil(lmap.coords[:, 0].max())))
 y_range = (float(np.floor(lmap.coords[:, 1].min())), float(np.ceil(lmap.coords[:, 1].max())))
-pc1 = float(st.session_state.get(f"latent_pc1_{dataset}", 0.0))
-pc2 = float(st.session_state.get(f"latent_pc2_{dataset}", 0.0))
+pc1 = float(st.session_state.get(pc1_key, 0.0))
+pc2 = float(st.session_state.get(pc2_key, 0.0))
 
 a_row, b_row = int(st.session_state[a_key]), int(st.session_state[b_key])
 path = lmap.project(interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), 2).numpy())
 selected = int(st.session_state[row_key])
-fig = go.Figure(scatter_spec(dataset, has_classifier))
+fig = go.Figure(scatter_spec(dataset, source, has_classifier))
 fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="interpolation",
                          line=dict(color="black", dash="dot"), marker=dict(size=9, symbol="diamond"), hoverinfo="skip"))
 fig.add_trace(go.Scatter(x=[lmap.coords[selected, 0]], y=[lmap.coords[selected, 1]], mode="markers", name="inspected",
@@ -144,18 +158,18 @@ with inspect_col:
     row = st.number_input(f"Point (0-{len(lmap.labels) - 1}, or click the chart)", 0, len(lmap.labels) - 1, step=1, key=row_key)
     st.write(point_label(row))
     with st.spinner("Reconstructing..."):
-        pair = torch.cat([unit_images(real_pixels(dataset)[row: row + 1]), reconstruction(dataset, row)])
+        pair = torch.cat([unit_images(real_pixels(dataset, source)[row: row + 1]), reconstruction(dataset, source, row)])
     st.image(display_pixels(pair, 4), caption=["real", "VAE reconstruction"], width=112, output_format="PNG")
     neighbours = lmap.nearest(row, NEIGHBOURS)
     distances = np.linalg.norm(lmap.latents[neighbours] - lmap.latents[row], axis=1)
     st.write(f"{NEIGHBOURS} nearest neighbours in the {lmap.latents.shape[1]}-D latent space")
-    neighbour_images = unit_images(real_pixels(dataset)[torch.from_numpy(neighbours)])
+    neighbour_images = unit_images(real_pixels(dataset, source)[torch.from_numpy(neighbours)])
     st.image(display_pixels(neighbour_images), width=84,
              caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances)], output_format="PNG")
 with decode_col:
     st.subheader("Decode anywhere")
-    pc1 = st.slider("PC1", *x_range, value=0.0, step=0.05, key=f"latent_pc1_{dataset}")
-    pc2 = st.slider("PC2", *y_range, value=0.0, step=0.05, key=f"latent_pc2_{dataset}")
+    pc1 = st.slider("PC1", *x_range, value=0.0, step=0.05, key=pc1_key)
+    pc2 = st.slider("PC2", *y_range, value=0.0, step=0.05, key=pc2_key)
     point_latent = lmap.to_latent(np.array([[pc1, pc2]]))
     decoded, decoded_probs = decode_latents(dataset, point_latent, has_classifier)
     st.image(display_pixels(decoded, 5), caption=prediction_captions(decoded_probs, names, count=1), width=140,

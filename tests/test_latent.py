@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from genmodels import api
-from genmodels.latent import edit_latents, fit_latent_map, interpolate, interpolation_strip, real_latent_map, reconstruct, unit_images
+from genmodels.latent import (edit_latents, fit_latent_map, full_test_images, interpolate, interpolation_strip, real_latent_map,
+                              reconstruct, summary_images, unit_images)
 from genmodels.summary import DataSummary
 
 
@@ -103,7 +104,13 @@ def test_real_latent_map_encodes_a_summary(tiny_checkpoints):
     pixels = torch.randint(0, 256, (30, 28, 28), dtype=torch.uint8)
     summary = DataSummary("mnist", torch.zeros(10), torch.zeros(10), torch.zeros(10, 28, 28), torch.zeros(256),
                           pixels, torch.arange(30) % 10, torch.arange(30) * 2, "bundled summary")
-    lmap = real_latent_map(vae, summary)
+    lmap = real_latent_map(vae, summary_images(summary))
     assert lmap.latents.shape == (30, vae.latent_dim) and lmap.indices[3] == 6
     recon = reconstruct(vae, unit_images(pixels[:2]))
     assert recon.shape == (2, 1, 28, 28) and 0 <= recon.min() and recon.max() <= 1
+
+
+def test_full_test_images_reads_the_whole_split(synthetic_data):
+    images = full_test_images("fashion", synthetic_data)
+    assert images.pixels.shape == (200, 28, 28) and images.indices.tolist() == list(range(200))
+    assert torch.equal(images.labels.bincount(), torch.full((10,), 20))

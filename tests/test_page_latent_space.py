@@ -1,5 +1,6 @@
 """Latent space page (AppTest): PCA scatter for both datasets; inspect, decode anywhere and interpolate change the output."""
 import json
+import os
 
 import pytest
 import streamlit as st
@@ -92,3 +93,20 @@ def test_a_missing_vae_is_a_clear_message(tmp_path, monkeypatch):
     finally:
         st.cache_resource.clear()
         st.cache_data.clear()
+
+
+@pytest.mark.realdata
+def test_the_whole_test_split_when_its_files_are_present(monkeypatch):
+    monkeypatch.setenv("GENMODELS_DATA", os.environ.get("GENMODELS_DATA") or "/work/shared/datasets")
+    at = ok(open_page("fashion"))
+    at = ok(at.toggle(key="latent_full_fashion").set_value(True).run())
+    spec = json.loads(at.get_by_key("latent_scatter").proto.spec)
+    assert sum(len(trace["customdata"]) for trace in spec["data"] if "customdata" in trace) == 10_000
+    at = ok(at.number_input(key="latent_row_fashion_full").set_value(9999).run())
+    assert any("test index 9999" in m.value for m in at.markdown)
+    assert ok(at.slider(key="latent_pc1_fashion_full").set_value(1.0).run())
+
+
+def test_no_full_split_toggle_without_the_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENMODELS_DATA", str(tmp_path))
+    assert not ok(open_page()).toggle
