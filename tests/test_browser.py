@@ -119,6 +119,7 @@ def test_every_page_and_dataset_across_page_switches(page):
     assert "Fashion-MNIST" in training_log.input_value()
     go_to(page, "Data")
     page.locator("h1", has_text="Data: Fashion-MNIST").wait_for()
+    settle(page)
     assert sidebar.get_by_role("combobox", name="Dataset", exact=True).input_value() == "Fashion-MNIST"
     no_exception(page)
     shot(page, "data-fashion-after-page-switch")
