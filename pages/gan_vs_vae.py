@@ -24,28 +24,33 @@ SCORE_SEED = 0  # the measured numbers use one fixed seed, so the seed picker on
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def side_by_side(kind: str, dataset: str, label: int, seed: int) -> Gallery:
+    """A few classified samples of one class (unconditional for a gan without mapper)."""
     model = common.generator(kind, dataset)
     return generate_gallery(model, common.classifier(dataset), label if model.supports_labels else None, SIDE_BY_SIDE, seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def scores(kind: str, dataset: str, n_per_class: int, seed: int) -> GeneratedScores:
+    """The classifier's verdicts on n samples per class of one model."""
     return generated_scores(common.generator(kind, dataset), common.classifier(dataset), n_per_class, seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def s0_scores(dataset: str) -> tuple[float, float]:
+    """Accuracy and mid-grey share of report 001's S0: 10 real test images per class."""
     return real_scores(common.classifier(dataset), load_summary(dataset, prefer_full=False), S_PER_CLASS)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def strip(kind: str, dataset: str, labels: tuple[int, int], seed: int, steps: int):
+    """A class-to-class interpolation strip of one model and the classifier's probabilities for it."""
     images = interpolation_strip(common.generator(kind, dataset), *labels, seed, seed, steps)
     return images, predict(common.classifier(dataset), images)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def stability(kind: str, dataset: str) -> tuple[dict, tuple[list[float], list[float]]]:
+    """Stability numbers and the per-epoch loss curve of a shipped training log."""
     records = shipped_log(kind, dataset)
     return training_stability(kind, records), epoch_series(records, LOSS_KEYS[kind])
 
@@ -62,6 +67,7 @@ def loss_figure(curves: dict[str, tuple[list[float], list[float]]]) -> dict:
 
 
 def percent(value: float | None) -> str:
+    """A share as a percentage, or n/a."""
     return "n/a" if value is None else f"{value:.1%}"
 
 

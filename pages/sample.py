@@ -27,10 +27,12 @@ def apply_preset(mode: str, n: int) -> None:
 
 
 def reroll() -> None:
+    """Move to the next seed of the deterministic re-roll sequence."""
     st.session_state["sample_seed"] = next_seed(int(st.session_state["sample_seed"]))
 
 
 def reset_edits() -> None:
+    """Put every latent shift back to zero."""
     for i in range(EDITABLE_DIMS):
         st.session_state[f"sample_dz{i}"] = 0.0
 
