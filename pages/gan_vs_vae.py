@@ -171,6 +171,6 @@ for kind in COMPARED_KINDS:
     except CheckpointError as exc:
         st.caption(f"{TITLES[kind]}: no metrics ({exc.reason}).")
 if table:
-    st.dataframe(pd.DataFrame(table).T, width="stretch")
+    st.dataframe(pd.DataFrame(table), width="stretch")  # one row per metric: `evaluate` stores a couple of dozen
     st.caption("Measured at the end of training, plus what `python -m genmodels evaluate` stored (FID on classifier "
                "features, precision/recall...) when it has been run.")

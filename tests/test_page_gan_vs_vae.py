@@ -40,7 +40,7 @@ def test_renders_quality_stability_and_stored_metrics(dataset):
     assert list(stability.index) == MODELS and (stability["epochs logged"] > 0).all()
     assert list(stability["loss"]) == ["loss_g", "loss_g", "loss"]
     stored = at.dataframe[2].value
-    assert "class_accuracy" in stored.columns and list(stored.index) == MODELS
+    assert "classifier_confidence" in stored.index and list(stored.columns) == MODELS
     assert len(at.get("image")) == 6  # three side-by-side galleries and three interpolation strips
 
 
