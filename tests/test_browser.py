@@ -132,7 +132,7 @@ def test_sample_a_class(page):
     choose(page, main, "Class", "7")
     page.locator('[data-testid="stImageCaption"]', has_text="7").first.wait_for()
     before = main.locator('[data-testid="stImage"] img').first.get_attribute("src")
-    main.get_by_role("button", name="🎲").click()
+    main.get_by_role("button", name="Re-roll").click()
     page.wait_for_function("src => document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').src !== src", arg=before)
     no_exception(page)
     shot(page, "sample-class-7")

@@ -237,7 +237,7 @@ async def session(index: int, browser, url: str, start: StartLine, record: dict)
             if action == "reroll":
                 before = await first_image_src(page)
                 started = time.perf_counter()
-                await page.get_by_role("button", name="🎲").click()
+                await page.get_by_role("button", name="Re-roll").click()
                 await wait_for_new_image(page, before)
                 log["sample_s"].append(time.perf_counter() - started)
             elif action == "slider":
