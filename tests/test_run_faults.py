@@ -226,24 +226,24 @@ def test_resume_after_sigterm_reproduces_the_uninterrupted_loss_curve(synthetic_
     """A run stopped by SIGTERM and resumed logs the same per-step losses and ends with the same weights as one that never stopped."""
     env = training_env(synthetic_data, tmp_path)
     config = '{"hidden": [64]}' if kind == "vae" else '{"channels": [4, 8], "hidden": 16}'
-    common = ("--epochs", "20", "--log-every", "1", "--seed", "3", "--max-steps", str(3 * STEPS_PER_EPOCH), "--model-config", config)
+    common = ("--epochs", "20", "--log-every", "1", "--seed", "3", "--max-steps", str(2 * STEPS_PER_EPOCH), "--model-config", config)
     straight_dir, broken_dir = tmp_path / "runs" / "straight", tmp_path / "runs" / "broken"
-    straight = start_training(straight_dir, env, *common, kind=kind)
-    out, err = straight.communicate(timeout=WAIT_LIMIT_S)
-    assert straight.returncode == 0, err
-
-    stop_at = random.Random(kind).randrange(STEPS_PER_EPOCH + 2, 2 * STEPS_PER_EPOCH - 2)  # mid-epoch, after a checkpoint
+    stop_at = random.Random(kind).randrange(STEPS_PER_EPOCH + 2, 2 * STEPS_PER_EPOCH - 3)  # mid-epoch, after a checkpoint
+    straight = start_training(straight_dir, env, *common, kind=kind)  # both at once: independent processes
     broken = start_training(broken_dir, env, *common, kind=kind)
     try:
         wait_for(lambda: len(step_records(broken_dir)) >= stop_at, broken, f"step {stop_at}", poll_s=0.002)
         broken.send_signal(signal.SIGTERM)
         out, err = broken.communicate(timeout=WAIT_LIMIT_S)
+        straight_out, straight_err = straight.communicate(timeout=WAIT_LIMIT_S)
     finally:
-        if broken.poll() is None:
-            broken.kill()
+        for process in (straight, broken):
+            if process.poll() is None:
+                process.kill()
+    assert straight.returncode == 0, straight_err
     assert broken.returncode == 0 and run_info(broken_dir).state == "cancelled", err
     stopped = run_info(broken_dir).status["step"]
-    assert stopped < 3 * STEPS_PER_EPOCH, "the run finished before SIGTERM arrived"
+    assert stopped < 2 * STEPS_PER_EPOCH, "the run finished before SIGTERM arrived"
     resumed = start_training(broken_dir, env, *common, "--resume", kind=kind)
     out, err = resumed.communicate(timeout=WAIT_LIMIT_S)
     assert resumed.returncode == 0, err
@@ -251,7 +251,7 @@ def test_resume_after_sigterm_reproduces_the_uninterrupted_loss_curve(synthetic_
 
     reference = {r["step"]: r for r in step_records(straight_dir)}
     replay = {r["step"]: r for r in step_records(broken_dir)}
-    assert sorted(replay) == sorted(reference) == list(range(1, 3 * STEPS_PER_EPOCH + 1))
+    assert sorted(replay) == sorted(reference) == list(range(1, 2 * STEPS_PER_EPOCH + 1))
     loss_names = [k for k in reference[1] if k not in ("type", "step", "epoch", "wall_time", "images_per_s")]
     for step in reference:
         for name in loss_names:
