@@ -16,7 +16,7 @@ from genmodels.models import GENERATOR_KINDS, Classifier, CondGenerator, Generat
 MAX_SAMPLES = 10_000
 MAX_SEED = 2**63 - 1
 TEMPERATURE_RANGE = (0.05, 3.0)
-PREDICT_BATCH = 2_000
+PREDICT_BATCH = 500  # images per classifier / encoder pass: its conv activations stay near 100 MB, not 400
 
 
 def default_device() -> torch.device:
