@@ -129,9 +129,11 @@ def test_shipped_numbers_hold_on_a_subset(dataset):
         labelled = evaluation.conditional_metrics(model, classifier, per_class=100, seed=seed)
         assert labelled["class_accuracy"] == pytest.approx(expected["class_accuracy"], abs=binomial_tolerance(expected["class_accuracy"], 1000)), kind
         unlabelled = evaluation.unconditional_metrics(model, classifier, 1000, summary.test_counts, seed=seed)
-        assert unlabelled["coverage_kl"] == pytest.approx(expected["coverage_kl"], abs=0.03), kind
+        # the plug-in KL of 1,000 draws scatters roughly in proportion to its value (and is biased up by ~(C - 1) / 2N)
+        assert unlabelled["coverage_kl"] == pytest.approx(expected["coverage_kl"], abs=0.02 + 0.3 * expected["coverage_kl"]), kind
         assert unlabelled["classifier_score"] == pytest.approx(expected["classifier_score"], rel=0.06), kind
-        smooth = evaluation.smoothness_metrics(model, classifier, paths=30, seed=seed)
+        smooth = evaluation.smoothness_metrics(model, classifier, paths=50, seed=seed)
+        # per-path jump ratios scatter with sd up to ~1.1 (fashion gan): 25% is about 4 standard errors of the difference
         assert smooth["latent_jump_ratio"] == pytest.approx(expected["latent_jump_ratio"], rel=0.25), kind
         if kind == "vae":
             elbo = evaluation.vae_test_neg_elbo(model.module, to_unit(summary.subset_images[::2]), seed)
