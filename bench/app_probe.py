@@ -13,15 +13,16 @@ from pathlib import Path
 
 from genmodels.data import DATASETS
 
-PAGES_DIR = Path("pages")
-ENTRY_POINT = "app.py"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PAGES_DIR = REPO_ROOT / "pages"
+ENTRY_POINT = REPO_ROOT / "app.py"
 PAGE_ORDER = ("sample", "latent_space", "gan_vs_vae", "training", "data")
 TIMEOUT_S = 300
 
 
 def page_files() -> list[str]:
     """The app's pages that exist, in navigation order."""
-    return [f"{PAGES_DIR / name}.py" for name in PAGE_ORDER if (PAGES_DIR / f"{name}.py").exists()]
+    return [f"pages/{name}.py" for name in PAGE_ORDER if (PAGES_DIR / f"{name}.py").exists()]
 
 
 def render_times(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
@@ -33,7 +34,7 @@ def render_times(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[
     for page in page_files():
         times[page] = {}
         for dataset in DATASETS:
-            app = AppTest.from_file(ENTRY_POINT, default_timeout=TIMEOUT_S)
+            app = AppTest.from_file(str(ENTRY_POINT), default_timeout=TIMEOUT_S)
             app.session_state["dataset"] = dataset
             app.switch_page(page)
             app.run()

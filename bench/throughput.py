@@ -146,13 +146,13 @@ def measure(device: torch.device, data_root: str, dataset: str, repeats: int, se
 
 def _calibrate(loop, device: torch.device, seconds: float) -> int:
     """Warm the loop up and pick a step count that takes about `seconds`."""
-    loop.run(3)
+    loop.run(2)
     sync(device)
     start = time.perf_counter()
-    loop.run(5)
+    loop.run(3)
     sync(device)
-    per_step = (time.perf_counter() - start) / 5
-    return max(5, int(seconds / max(per_step, 1e-6)))
+    per_step = (time.perf_counter() - start) / 3
+    return max(3, int(seconds / max(per_step, 1e-6)))
 
 
 def _images_per_s(loop, steps: int, device: torch.device) -> float:

@@ -1,0 +1,73 @@
+"""The benchmark runs end to end in --quick mode and prints every field the issue asks for (timings are never asserted)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import report
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TRAIN_KINDS = ("gan", "cgan", "vae", "classifier")
+GENERATOR_KINDS = ("cgan", "gan", "vae")
+
+
+def run_bench(*args: str, env: dict[str, str] | None = None, timeout: int = 540) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory) -> dict:
+    """`python -m bench --json --quick` over the train, quality and sample sections, on small synthetic IDX files."""
+    from tests.conftest import write_idx_dataset
+
+    root = tmp_path_factory.mktemp("bench_data")
+    write_idx_dataset(root, "MNIST", n_train=1000)
+    write_idx_dataset(root, "FashionMNIST", n_train=1000, seed=1)
+    done = run_bench("--json", "--quick", "--only", "train,quality,sample", env={"GENMODELS_DATA": str(root)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.checkpoints
+def test_quick_json_has_the_issue_fields(quick_results):
+    for kind in TRAIN_KINDS:
+        train = quick_results["train"][kind]
+        assert train["speedup"] > 0 and train["fraction_of_peak"] > 0
+        assert train["project_s_per_epoch"] > 0 and train["reference_images_per_s"] > 0
+    assert quick_results["train"]["matmul_peak_gflops"] > 0
+    quality = quick_results["time_to_quality"]["cgan"]
+    assert {"speedup", "project", "reference", "project_recipe"} <= set(quality)
+    for kind in GENERATOR_KINDS:
+        sample = quick_results["sample"][kind]
+        assert sample["p50_ms"] > 0 and sample["png_p50_ms"] > 0
+    assert quick_results["quick"] is True and quick_results["machine"]["cores"] >= 1
+
+
+@pytest.mark.checkpoints
+def test_table_shows_every_measure_with_its_target(quick_results):
+    text = report.table(quick_results)
+    assert "QUICK mode" in text
+    for needle in ("matmul peak", "train cgan, batch 64", "time to 95% class accuracy", "sample 100 vae images", "PNG grid"):
+        assert needle in text
+
+
+def test_unknown_section_is_refused():
+    done = run_bench("--only", "nothing", timeout=60)
+    assert done.returncode == 2 and "unknown section" in done.stderr
+
+
+@pytest.mark.browser
+@pytest.mark.checkpoints
+def test_app_section_reports_first_page_renders_and_memory():
+    pytest.importorskip("streamlit")
+    done = run_bench("--json", "--quick", "--only", "app", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    app = json.loads(done.stdout)["app"]
+    assert app["first_page_s"] > 0 and app["page_p50_s"] > 0 and app["peak_rss_mb"] > 0
+    assert not app["page_errors"]
