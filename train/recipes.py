@@ -22,6 +22,7 @@ class Recipe:
     augment: str = "none"  # classifier / mapper input jitter: "shift" or "shift_flip"
     steps_per_epoch: int = 0  # mapper only: it trains on sampled labels, not on the dataset
     prior_weight: float = 0.0  # mapper only: pull of its latents towards the generator's prior
+    pixel_judge_epochs: int = 0  # mapper only: train a pixel-MLP second judge for this many epochs (0 = CNN only)
     ema_decay: float = 0.0  # GANs: sample from an exponential moving average of G's weights (0 = off)
     model: dict = dataclasses.field(default_factory=dict)  # overrides of the model config's defaults
 
@@ -39,8 +40,10 @@ DEFAULTS: dict[str, dict[str, Recipe]] = {
         "fashion": Recipe(epochs=100, batch_size=128, **_GAN),
     },
     "mapper": {
-        "mnist": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine"),
-        "fashion": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine"),
+        "mnist": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine",
+                        pixel_judge_epochs=5),
+        "fashion": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine",
+                        pixel_judge_epochs=5),
     },
     "cgan": {
         "mnist": Recipe(epochs=60, batch_size=128, **_GAN),

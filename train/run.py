@@ -126,6 +126,7 @@ def train_model(req: RunRequest) -> int:
         else:
             batches = TensorBatches(task.prepare(train_images), train_labels.to(req.device), req.recipe.batch_size, req.recipe.seed)
         test_x, test_y = task.prepare(test_images), test_labels.to(req.device)
+        task.before_training(train_images, train_labels)
         if req.kind == "vae":
             task.train_images, task.train_labels = batches.images, batches.labels
 

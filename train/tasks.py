@@ -17,6 +17,7 @@ from genmodels import api, metrics
 from genmodels.checkpoint import optimizer_tensors, restore_optimizer
 from genmodels.data import to_signed, to_unit
 from genmodels.models import (
+    IMAGE_PIXELS,
     CGANConfig, Classifier, ClassifierConfig, CondDiscriminator, CondGenerator, Discriminator, GANConfig,
     Generator, Mapper, MapperConfig, VAE, VAEConfig, vae_loss,
 )
@@ -157,6 +158,9 @@ class BaseTask:
 
     def finalize(self, train_images: torch.Tensor, train_labels: torch.Tensor) -> None:
         """Work after the last epoch (and before any checkpoint), e.g. the VAE's class Gaussians."""
+
+    def before_training(self, train_images: torch.Tensor, train_labels: torch.Tensor) -> None:
+        """Work on the uint8 train split before the first step (and again on resume), e.g. the mapper's second judge."""
 
     # -- resumable state
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -439,12 +443,42 @@ class VAETask(BaseTask):
         return self.vae
 
 
+class PixelJudge(nn.Module):
+    """A pixel MLP classifier (784-512-C): the mapper's second judge, sharing nothing with the CNN."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(IMAGE_PIXELS, 512), nn.ReLU(), nn.Linear(512, num_classes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images [N, 1, 28, 28] in [-1, 1] -> class logits [N, C]."""
+        return self.body(images)
+
+
+def train_pixel_judge(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int, seed: int,
+                      device: torch.device) -> PixelJudge:
+    """Fit a PixelJudge on a uint8 split (seconds); frozen and in eval mode on return."""
+    torch.manual_seed(seed)
+    judge = PixelJudge(num_classes).to(device)
+    optimizer = torch.optim.Adam(judge.parameters(), lr=1e-3)
+    inputs, targets = to_signed(images).to(device), labels.to(device)
+    order_generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(inputs), generator=order_generator).split(256):
+            loss = F.cross_entropy(judge(inputs[idx]), targets[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return judge.eval().requires_grad_(False)
+
+
 class MapperTask(BaseTask):
     """Report 001's question 10: class + noise -> latent of the frozen GAN generator.
 
-    Trained through the frozen generator against the frozen classifier (cross-entropy on
-    jittered images, so pixel-level adversarial tricks do not pay), with a penalty that
-    keeps its latents near the noise it was given, i.e. on the generator's prior.
+    Trained through the frozen generator against two frozen judges that share nothing, the
+    project CNN and a pixel MLP (cross-entropy on jittered images): a latent region that
+    fools one architecture, like a squashed 8 that the CNN calls a 9, does not fool both.
+    A penalty keeps its latents near the noise it was given, i.e. on the generator's prior.
     """
 
     kind = "mapper"
@@ -463,14 +497,22 @@ class MapperTask(BaseTask):
         gen = torch.Generator().manual_seed(GRID_SEED)
         self.fixed_noise = torch.randn(GRID_SIZE, config.latent_dim, generator=gen).to(device)
         self.fixed_labels = torch.arange(config.num_classes).repeat(GRID_SIZE // config.num_classes).to(device)
+        self.pixel_judge: PixelJudge | None = None
+
+    def before_training(self, train_images, train_labels):
+        if self.recipe.pixel_judge_epochs:
+            self.pixel_judge = train_pixel_judge(train_images, train_labels, self.config.num_classes,
+                                                 self.recipe.pixel_judge_epochs, self.recipe.seed, self.device)
 
     def step(self, images, labels):
         self._schedule()
         noise = torch.randn(len(labels), self.config.latent_dim, generator=self.rng, device=self.device)
         z = self.mapper(labels, noise)
-        fake = self.generator(z)
-        logits = self.critic(jitter(fake, self.recipe.augment, self.rng))
+        fake = jitter(self.generator(z), self.recipe.augment, self.rng)
+        logits = self.critic(fake)
         loss_class = F.cross_entropy(logits, labels)
+        if self.pixel_judge is not None:
+            loss_class = loss_class + F.cross_entropy(self.pixel_judge(fake), labels)
         loss_prior = (z - noise).pow(2).mean()
         loss = loss_class + self.recipe.prior_weight * loss_prior
         opt = self.optimizers["mapper"]
@@ -491,11 +533,15 @@ class MapperTask(BaseTask):
         labels = self._eval_labels(self.config.num_classes)
         z = self.mapper.latents(labels, generator=torch.Generator().manual_seed(EVAL_SEED))
         probs = self._judge_probs(self.generator.decode(z))
-        return {
+        out = {
             "class_accuracy": metrics.class_accuracy(probs, labels),
             "classifier_confidence": metrics.mean_confidence(probs),
             "latent_norm": float(z.norm(dim=1).mean() / math.sqrt(self.config.latent_dim)),
         }
+        if self.pixel_judge is not None:
+            images = self.generator.decode(z).to(self.device) * 2 - 1
+            out["pixel_judge_accuracy"] = float((self.pixel_judge(images).argmax(1).cpu() == labels).float().mean())
+        return out
 
     def model(self):
         return self.mapper
