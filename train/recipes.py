@@ -42,8 +42,7 @@ DEFAULTS: dict[str, dict[str, Recipe]] = {
     "mapper": {
         "mnist": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine",
                         pixel_judge_epochs=5),
-        "fashion": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine",
-                        pixel_judge_epochs=5),
+        "fashion": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine"),
     },
     "cgan": {
         "mnist": Recipe(epochs=60, batch_size=128, **_GAN),
