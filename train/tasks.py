@@ -490,7 +490,7 @@ class MapperTask(BaseTask):
         self.config = config
         self.generator = generator.to(device).eval().requires_grad_(False)
         self.judge = judge
-        self.critic = judge.to(device).eval()
+        self.critic = judge.to(device).eval().requires_grad_(False)
         self.mapper = Mapper(config).to(device)
         self.modules = {"mapper": self.mapper}
         self.optimizers = {"mapper": make_adam(self.mapper.parameters(), recipe, device)}
