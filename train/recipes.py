@@ -40,8 +40,8 @@ DEFAULTS: dict[str, dict[str, Recipe]] = {
         "fashion": Recipe(epochs=100, batch_size=128, **_GAN),
     },
     "mapper": {
-        "mnist": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine",
-                        pixel_judge_epochs=5),
+        "mnist": Recipe(epochs=8, batch_size=128, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine",
+                        pixel_judge_epochs=3),
         "fashion": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine"),
     },
     "cgan": {
