@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if "train" in args.sections:
         from bench import throughput
 
-        results["train"] = throughput.measure(device, root, args.dataset, settings["repeats"], settings["seconds"], args.quick, log)
+        results["train"] = throughput.measure(device, root, args.dataset, settings["repeats"], settings["seconds"], log)
     if "quality" in args.sections:
         from bench import quality
 

@@ -103,7 +103,7 @@ def flops_per_image(loop: ProjectLoop) -> float:
     return counter.get_total_flops() / len(labels)
 
 
-def measure(device: torch.device, data_root: str, dataset: str, repeats: int, seconds: float, quick: bool,
+def measure(device: torch.device, data_root: str, dataset: str, repeats: int, seconds: float,
             log: Callable[[str], None]) -> dict[str, Any]:
     """Per kind: images/s of both loops at batch 64 and of the project at its default batch, with achieved GFLOP/s."""
     peaks: list[float] = []
