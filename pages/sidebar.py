@@ -11,7 +11,9 @@ from pages.common import DATASET_KEY, current_dataset
 
 LAUNCHED_KEY = "launched_runs"  # names of the runs started from this browser session, newest last
 NOTICE_KEY = "runs_notice"  # one message for the runs panel (e.g. the outcome of a Cancel click)
-REFRESH_S = 2.0
+# Seconds between refreshes of the runs panel while a run is going. A fragment tick reruns part
+# of the script; a shorter interval than a page's render time under load starves the page.
+REFRESH_S = 10.0
 ENDED_SHOWN = 3
 
 
@@ -81,9 +83,8 @@ def show_ended(run: RunInfo) -> None:
             st.code(tail, language=None)
 
 
-@st.fragment(run_every=REFRESH_S)
 def runs_panel() -> None:
-    """Active runs with a progress bar and Cancel, then how this session's recent runs ended; refreshes itself."""
+    """Active runs with a progress bar and Cancel, then how this session's recent runs ended."""
     try:
         runs = list_runs()
     except OSError as exc:
@@ -105,9 +106,18 @@ def runs_panel() -> None:
         show_ended(run)
 
 
+def _safe_runs() -> list[RunInfo]:
+    try:
+        return list_runs()
+    except OSError:
+        return []
+
+
 def render() -> None:
     """Everything the sidebar holds (called by the entry point on every page)."""
     with st.sidebar:
         dataset_picker()
         launcher()
-        runs_panel()
+        # refresh by itself only while something is running: an idle sidebar costs nothing
+        any_active = any(r.active for r in _safe_runs())
+        st.fragment(runs_panel, run_every=REFRESH_S if any_active else None)()
