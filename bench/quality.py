@@ -58,6 +58,7 @@ def run_project(dataset: str, device: torch.device, overrides: dict[str, Any], c
     loop = project_loop("cgan", dataset, device, **overrides)
     task = loop.task
     judge = Judge(dataset, task.config.latent_dim, task.config.num_classes, device)
+    check_every = min(check_every, len(loop.batches))  # the loop logs within an epoch, never across two
     history: list[tuple[int, float, float]] = []
     paused = [0.0]
 
