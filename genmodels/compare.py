@@ -131,3 +131,10 @@ def stored_metrics(path: str | os.PathLike) -> dict[str, float]:
     for section in ("metrics", "evaluation"):
         collect("" if section == "metrics" else section, meta.get(section))
     return found
+
+
+def stored_class_profile(path: str | os.PathLike) -> dict[str, list[float]]:
+    """The per-class lists `evaluate` stored: 'per_class_accuracy' and 'class_histogram' (absent keys omitted)."""
+    evaluation = read_metadata(Path(path)).get("evaluation") or {}
+    return {key: [float(v) for v in evaluation[key]] for key in ("per_class_accuracy", "class_histogram")
+            if isinstance(evaluation.get(key), list)}

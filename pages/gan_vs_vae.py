@@ -9,7 +9,8 @@ from plotly.subplots import make_subplots
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
 from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, GeneratedScores, epoch_series, generated_scores, jump_ratio,
-                               real_scores, shipped_log, stored_metrics, training_stability)
+                               real_scores, shipped_log, stored_class_profile, stored_metrics,
+                               training_stability)
 from genmodels.data import dataset_info
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
 from genmodels.latent import interpolation_strip
@@ -174,3 +175,28 @@ if table:
     st.dataframe(pd.DataFrame(table), width="stretch")  # one row per metric: `evaluate` stores a couple of dozen
     st.caption("Measured at the end of training, plus what `python -m genmodels evaluate` stored (FID on classifier "
                "features, precision/recall...) when it has been run.")
+
+profiles = {}
+for kind in COMPARED_KINDS:
+    try:
+        profiles[kind] = stored_class_profile(checkpoint_path(kind, dataset))
+    except CheckpointError:
+        continue
+if any(profiles.values()):
+    accuracy_chart, coverage_chart = st.columns(2)
+    accuracy_figure, coverage_figure = go.Figure(), go.Figure()
+    real_mix = load_summary(dataset, prefer_full=False).test_counts.float()
+    coverage_figure.add_bar(x=list(names), y=(real_mix / real_mix.sum()).tolist(), name="real test split", marker_color="#bbbbbb")
+    for kind, profile in profiles.items():
+        if "per_class_accuracy" in profile:
+            accuracy_figure.add_bar(x=list(names), y=profile["per_class_accuracy"], name=TITLES[kind])
+        if "class_histogram" in profile:
+            coverage_figure.add_bar(x=list(names), y=profile["class_histogram"], name=TITLES[kind])
+    accuracy_figure.update_layout(title="Class accuracy per requested class (10,000 samples)", barmode="group",
+                                  yaxis=dict(range=[0, 1], tickformat=".0%"), height=380, margin=dict(t=50, b=10))
+    coverage_figure.update_layout(title="Class coverage: predicted classes of unconditional samples", barmode="group",
+                                  yaxis=dict(tickformat=".0%"), height=380, margin=dict(t=50, b=10))
+    accuracy_chart.plotly_chart(accuracy_figure, key="per_class_accuracy")
+    coverage_chart.plotly_chart(coverage_figure, key="class_coverage")
+    st.caption("From `python -m genmodels evaluate`. A generator that drops a class (mode collapse) shows a missing "
+               "bar on the right; the grey bars are the real class mix.")

@@ -84,3 +84,11 @@ def test_missing_and_corrupt_generators_leave_the_rest_working(tmp_path, monkeyp
     finally:
         st.cache_resource.clear()
         st.cache_data.clear()
+
+
+def test_evaluation_charts_per_class_accuracy_and_coverage():
+    """The per-class accuracy bars and class-coverage histograms come from the stored evaluation."""
+    at = ok(open_page("fashion"))
+    specs = [chart.proto.spec for chart in at.get("plotly_chart")]
+    assert any("Class accuracy per requested class" in spec and "Ankle boot" in spec for spec in specs)
+    assert any("Class coverage" in spec and "real test split" in spec for spec in specs)
