@@ -5,18 +5,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 import streamlit as st
 
 from genmodels.architecture import NetworkTable, architecture
 from genmodels.checkpoint import CheckpointError, read_metadata
+from genmodels.compare import COMPARED_KINDS, generated_scores
 from genmodels.data import dataset_info
 from genmodels.logs import (
     Chart, Series, TrainingLog, charts_for, grid_images, metrics_csv, run_log, shipped_logs, smooth, user_logs,
 )
 from genmodels.runs import read_metrics, run_info
-from pages.common import current_dataset
+from pages.common import current_dataset, try_classifier, try_generator
 from pages.sidebar import REFRESH_S, show_ended
 
 PALETTE = plotly.colors.qualitative.Plotly
@@ -161,6 +163,40 @@ def show_architecture(log: TrainingLog) -> None:
         st.dataframe(table.rows, hide_index=True, column_config={"parameters": st.column_config.NumberColumn(format="%d")})
 
 
+EVALUATION_PER_CLASS = 100
+
+
+def evaluation_row(model, classifier) -> dict[str, str]:
+    scores = generated_scores(model, classifier, EVALUATION_PER_CLASS, seed=0)
+    return {
+        "class accuracy": "n/a (no labels)" if scores.accuracy is None else f"{scores.accuracy:.1%}",
+        "mean confidence": f"{scores.confidence:.3f}",
+        "class coverage KL (nats)": f"{scores.coverage_kl:.4f}",
+        "mid-grey pixels (blur)": f"{scores.midtone_share:.1%}",
+    }
+
+
+def show_evaluation(log: TrainingLog) -> None:
+    """One click: score the run's checkpoint and the shipped one the same way, side by side."""
+    st.subheader("Evaluate this run")
+    state_key = f"evaluation-{log.key}"
+    if st.button("Evaluate against the shipped checkpoint", key=f"evaluate-{log.key}",
+                 help=f"{EVALUATION_PER_CLASS} samples per class from each, judged by the project classifier (seed 0)"):
+        classifier = try_classifier(log.dataset)
+        run_model = try_generator(log.kind, log.dataset, str(log.model_file))
+        shipped_model = try_generator(log.kind, log.dataset)
+        if classifier is not None and run_model is not None:
+            with st.spinner("Sampling and classifying..."):
+                rows = {f"this run ({log.run.name})": evaluation_row(run_model, classifier)}
+                if shipped_model is not None:
+                    rows[f"shipped {log.kind}"] = evaluation_row(shipped_model, classifier)
+            st.session_state[state_key] = rows
+    if state_key in st.session_state:
+        st.dataframe(pd.DataFrame(st.session_state[state_key]).T, width="stretch")
+        st.caption("The full set of measures (FID, precision/recall, memorisation...) for any checkpoint: "
+                   "`python -m genmodels evaluate`.")
+
+
 dataset = current_dataset()
 st.title("Training")
 shipped = sorted(shipped_logs(dataset), key=lambda log: SHIPPED_ORDER.index(log.kind))
@@ -185,3 +221,5 @@ if not log.active:
 st.fragment(live_view, run_every=REFRESH_S if log.active else None)(log, smoothing)
 st.subheader("Architecture")
 show_architecture(log)
+if log.run is not None and not log.active and log.kind in COMPARED_KINDS and log.model_file is not None:
+    show_evaluation(log)

@@ -148,3 +148,18 @@ def test_log_helpers_series_smoothing_csv_and_grids(tmp_path):
     for name in ("epoch_010.png", "epoch_002.png", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
     assert list(grid_images(tmp_path)) == [2, 10] and grid_images(tmp_path / "absent") == {}
+
+
+@pytest.mark.checkpoints
+def test_a_finished_run_is_evaluated_against_the_shipped_checkpoint_with_one_click(make_run, runs_root):
+    run = make_run("cgan-mnist-done", "finished", kind="cgan",
+                   records=[{"type": "epoch", "step": 10, "epoch": 1, "loss_d": 1.0, "loss_g": 1.0, "d_real": 0.6, "d_fake": 0.4}])
+    shutil.copyfile(REPO_ROOT / "checkpoints" / "mnist" / "cgan.safetensors", run / "cgan.safetensors")
+    at = open_page(training_log="run/cgan-mnist-done")
+    assert not at.exception and not at.error
+    at.button(key="evaluate-run/cgan-mnist-done").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[-1].value
+    assert list(table.index) == ["this run (cgan-mnist-done)", "shipped cgan"]
+    assert table.loc["this run (cgan-mnist-done)", "class accuracy"] == table.loc["shipped cgan", "class accuracy"]
+    assert float(table.loc["shipped cgan", "class accuracy"].rstrip("%")) > 95
