@@ -11,6 +11,7 @@ import torch
 
 from genmodels.api import GenerativeModel, predict
 from genmodels.checkpoint import read_metadata
+from genmodels.data import load_split, to_unit
 from genmodels.metrics import class_accuracy, coverage_kl, mean_confidence, per_class_accuracy
 from genmodels.paths import checkpoints_dir
 from genmodels.runs import read_metrics
@@ -138,3 +139,12 @@ def stored_class_profile(path: str | os.PathLike) -> dict[str, list[float]]:
     evaluation = read_metadata(Path(path)).get("evaluation") or {}
     return {key: [float(v) for v in evaluation[key]] for key in ("per_class_accuracy", "class_histogram")
             if isinstance(evaluation.get(key), list)}
+
+
+def nearest_training_pairs(images: torch.Tensor, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(nearest training image of each image [N, 1, 28, 28] in [0, 1], pixel distances [N]); needs the full dataset."""
+    from genmodels.evaluation import nearest_training_images  # deferred: only this page section needs it
+
+    distances, indices = nearest_training_images(images, dataset)
+    train_images, _ = load_split(dataset, "train", download=False)
+    return to_unit(train_images[indices]), distances

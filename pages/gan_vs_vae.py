@@ -9,9 +9,9 @@ from plotly.subplots import make_subplots
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
 from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, GeneratedScores, epoch_series, generated_scores, jump_ratio,
-                               real_scores, shipped_log, stored_class_profile, stored_metrics,
+                               nearest_training_pairs, real_scores, shipped_log, stored_class_profile, stored_metrics,
                                training_stability)
-from genmodels.data import dataset_info
+from genmodels.data import dataset_info, missing_files
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
 from genmodels.latent import interpolation_strip
 from genmodels.summary import load_summary
@@ -21,6 +21,14 @@ TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
 SIDE_BY_SIDE = 10
 S_PER_CLASS = 10  # report 001: S0 and S1 hold 100 images, 10 of each class
 SCORE_SEED = 0  # the measured numbers use one fixed seed, so the seed picker only changes the pictures
+MEMORISATION_SHOWN = 5
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def nearest_in_training(kind: str, dataset: str, label: int, seed: int) -> tuple:
+    """(generated images, their nearest training images, pixel distances) for the first few side-by-side samples."""
+    images = side_by_side(kind, dataset, label, seed).images[:MEMORISATION_SHOWN]
+    return (images, *nearest_training_pairs(images, dataset))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -200,3 +208,19 @@ if any(profiles.values()):
     coverage_chart.plotly_chart(coverage_figure, key="class_coverage")
     st.caption("From `python -m genmodels evaluate`. A generator that drops a class (mode collapse) shows a missing "
                "bar on the right; the grey bars are the real class mix.")
+
+st.subheader("Memorisation: each sample beside its nearest training image")
+if missing_files(dataset):
+    st.caption("Needs the full training set (set GENMODELS_DATA); `python -m genmodels evaluate` stores the copy share "
+               "shown in the table above.")
+elif classifier is not None and available:
+    columns = st.columns(len(available))
+    for column, kind in zip(columns, available):
+        with column, st.spinner(f"Searching 60,000 training images for the {TITLES[kind]}'s samples..."):
+            generated, nearest, distances = nearest_in_training(kind, dataset, int(label), int(seed))
+            st.markdown(f"**{TITLES[kind]}**")
+            st.image(display_pixels(generated, 2), width=56, output_format="PNG", caption=["generated"] * len(generated))
+            st.image(display_pixels(nearest, 2), width=56, output_format="PNG",
+                     caption=[f"train, d={d:.1f}" for d in distances.tolist()])
+    st.caption("Pixel (L2) distance to the nearest of the 60,000 training images. A copy would sit at d near 0; "
+               "real test images sit about as far from the training set as these samples.")

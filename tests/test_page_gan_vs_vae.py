@@ -41,7 +41,8 @@ def test_renders_quality_stability_and_stored_metrics(dataset):
     assert list(stability["loss"]) == ["loss_g", "loss_g", "loss"]
     stored = at.dataframe[2].value
     assert "classifier_confidence" in stored.index and list(stored.columns) == MODELS
-    assert len(at.get("image")) == 6  # three side-by-side galleries and three interpolation strips
+    # three side-by-side galleries and three interpolation strips (+ three memorisation pairs with the full data)
+    assert len(at.get("image")) in (6, 12)
 
 
 def test_another_class_changes_the_numbers_and_images():
@@ -92,3 +93,14 @@ def test_evaluation_charts_per_class_accuracy_and_coverage():
     specs = [chart.proto.spec for chart in at.get("plotly_chart")]
     assert any("Class accuracy per requested class" in spec and "Ankle boot" in spec for spec in specs)
     assert any("Class coverage" in spec and "real test split" in spec for spec in specs)
+
+
+@pytest.mark.realdata
+def test_memorisation_shows_samples_beside_their_nearest_training_images():
+    from genmodels.data import missing_files
+
+    if missing_files("mnist"):
+        pytest.skip("the full MNIST training set is absent (set GENMODELS_DATA)")
+    at = ok(open_page("mnist"))
+    texts = [caption for image in at.get("image") for caption in image.captions]
+    assert texts.count("generated") >= 5 and sum(t.startswith("train, d=") for t in texts) >= 5
