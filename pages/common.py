@@ -1,7 +1,6 @@
 """What every page shares: the current dataset, cached model loaders, and friendly error display."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import streamlit as st
 

@@ -3,26 +3,19 @@ import shutil
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from genmodels.checkpoint import checkpoint_path
-from genmodels.paths import REPO_ROOT
+from tests import app_pages
 
-PAGE = str(REPO_ROOT / "pages" / "gan_vs_vae.py")
 MODELS = ["Conditional GAN", "GAN + label mapper", "VAE"]
 pytestmark = pytest.mark.checkpoints
 
 
 def open_page(dataset="mnist"):
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    at.session_state["dataset"] = dataset
-    return at.run()
+    return app_pages.open_page("gan_vs_vae", dataset, timeout=180)
 
 
-def ok(at):
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+ok = app_pages.rendered_cleanly
 
 
 def quality(at):

@@ -4,25 +4,18 @@ import os
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from genmodels.data import dataset_info
-from genmodels.paths import REPO_ROOT
+from tests import app_pages
 
-PAGE = str(REPO_ROOT / "pages" / "latent_space.py")
 pytestmark = pytest.mark.checkpoints
 
 
 def open_page(dataset="mnist"):
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["dataset"] = dataset
-    return at.run()
+    return app_pages.open_page("latent_space", dataset, timeout=120)
 
 
-def ok(at):
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+ok = app_pages.rendered_cleanly
 
 
 def images(at):

@@ -3,20 +3,16 @@ import shutil
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from genmodels.checkpoint import checkpoint_path
 from genmodels.data import dataset_info
-from genmodels.paths import REPO_ROOT
+from tests import app_pages
 
-PAGE = str(REPO_ROOT / "pages" / "sample.py")
 pytestmark = pytest.mark.checkpoints
 
 
 def open_page(dataset="mnist"):
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["dataset"] = dataset
-    return at.run()
+    return app_pages.open_page("sample", dataset, timeout=120)
 
 
 def gallery(at):
@@ -25,10 +21,7 @@ def gallery(at):
     return [url for row in rows for url in row.value], [caption for row in rows for caption in row.captions]
 
 
-def ok(at):
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+ok = app_pages.rendered_cleanly
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion"])

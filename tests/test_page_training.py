@@ -1,6 +1,5 @@
 """Training page: shipped and user logs render, widgets change the charts, ended and broken runs are shown as such."""
 import json
-import os
 import shutil
 import subprocess
 

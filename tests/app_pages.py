@@ -1,0 +1,20 @@
+"""Helpers shared by the AppTest page tests: open a page file with a seeded dataset, check it rendered cleanly."""
+from streamlit.testing.v1 import AppTest
+
+from genmodels.paths import REPO_ROOT
+
+
+def open_page(name: str, dataset: str = "mnist", timeout: int = 120, **state) -> AppTest:
+    """Run pages/<name>.py once with st.session_state['dataset'] (and any other keys) seeded."""
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / f"{name}.py"), default_timeout=timeout)
+    at.session_state["dataset"] = dataset
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def rendered_cleanly(at: AppTest) -> AppTest:
+    """Assert the run raised nothing and showed no error box; returns the AppTest for chaining."""
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
