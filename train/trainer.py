@@ -106,7 +106,8 @@ def run_epochs(
             progress.global_step += 1
             progress.images_seen += len(labels)
             at_limit = max_steps is not None and progress.global_step >= max_steps
-            if window_steps == log_every or at_limit or stop.requested:
+            stopping = stop.requested  # read once: a signal landing after this is handled at the next step
+            if window_steps == log_every or at_limit or stopping:
                 means = _means(window, window_steps)
                 rate = window_images / max(time.perf_counter() - window_start, 1e-9)
                 callbacks.on_log(progress, means, rate)
@@ -118,9 +119,11 @@ def run_epochs(
                 window_start = time.perf_counter()
             if at_limit:
                 return "max_steps"
-            if stop.requested:
-                return stop.requested
+            if stopping:
+                return stopping
         skip_batches = 0
+        if window_steps:  # the epoch's last, shorter window: logged too, so step records cover every step
+            callbacks.on_log(progress, _means(window, window_steps), window_images / max(time.perf_counter() - window_start, 1e-9))
         for name, value in window.items():
             epoch_sums[name] = epoch_sums[name] + value if name in epoch_sums else value
         epoch_steps += window_steps
