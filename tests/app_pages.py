@@ -1,4 +1,7 @@
 """Helpers shared by the AppTest page tests: open a page file with a seeded dataset, check it rendered cleanly."""
+import contextlib
+
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from genmodels.paths import REPO_ROOT
@@ -18,3 +21,16 @@ def rendered_cleanly(at: AppTest) -> AppTest:
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     return at
+
+
+@contextlib.contextmanager
+def checkpoints_at(folder, monkeypatch):
+    """Point the app at another checkpoints folder, with Streamlit's caches empty before and after."""
+    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(folder))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        yield
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()

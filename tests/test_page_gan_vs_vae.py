@@ -2,7 +2,6 @@
 import shutil
 
 import pytest
-import streamlit as st
 
 from genmodels.checkpoint import checkpoint_path
 from tests import app_pages
@@ -66,18 +65,12 @@ def test_missing_and_corrupt_generators_leave_the_rest_working(tmp_path, monkeyp
         (tmp_path / "mnist").mkdir(exist_ok=True)
         shutil.copy(checkpoint_path(kind, "mnist"), tmp_path / "mnist" / f"{kind}.safetensors")
     (tmp_path / "mnist" / "cgan.safetensors").write_bytes(b"not a checkpoint")
-    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tmp_path))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    try:
+    with app_pages.checkpoints_at(tmp_path, monkeypatch):
         at = open_page()
         assert not at.exception
         errors = " ".join(e.value for e in at.error)
         assert "The cgan model for MNIST is unavailable" in errors and "The gan model for MNIST is unavailable" in errors
         assert list(quality(at).index) == ["VAE", "Real test images (S0)"]
-    finally:
-        st.cache_resource.clear()
-        st.cache_data.clear()
 
 
 def test_evaluation_charts_per_class_accuracy_and_coverage():

@@ -3,7 +3,6 @@ import json
 import os
 
 import pytest
-import streamlit as st
 
 from genmodels.data import dataset_info
 from tests import app_pages
@@ -77,15 +76,9 @@ def test_interpolation_endpoints_and_steps_change_the_strip():
 
 
 def test_a_missing_vae_is_a_clear_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tmp_path))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    try:
+    with app_pages.checkpoints_at(tmp_path, monkeypatch):
         at = open_page()
         assert not at.exception and "The vae model for MNIST is unavailable" in at.error[0].value
-    finally:
-        st.cache_resource.clear()
-        st.cache_data.clear()
 
 
 @pytest.mark.realdata

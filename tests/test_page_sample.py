@@ -2,7 +2,6 @@
 import shutil
 
 import pytest
-import streamlit as st
 
 from genmodels.checkpoint import checkpoint_path
 from genmodels.data import dataset_info
@@ -117,13 +116,7 @@ def test_a_finished_run_checkpoint_can_be_picked(make_run):
 
 
 def test_a_missing_checkpoint_is_a_clear_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tmp_path))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    try:
+    with app_pages.checkpoints_at(tmp_path, monkeypatch):
         at = open_page()
         assert not at.exception
         assert "The cgan model for MNIST is unavailable" in at.error[0].value and "file not found" in at.error[0].value
-    finally:
-        st.cache_resource.clear()
-        st.cache_data.clear()
