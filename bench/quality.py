@@ -12,14 +12,13 @@ from bench import reference
 from bench.throughput import project_loop
 from bench.timing import sync
 from genmodels import api, metrics
-from train.recipes import Recipe
+from train.recipes import Recipe, default_recipe
 from train.trainer import Callbacks, Progress, StopFlag, run_epochs
 
 TARGET_ACCURACY = 0.95
 SAMPLES_PER_CLASS = 100
 EVAL_SEED = 4321
 REFERENCE_SETTINGS = {"batch_size": 64, "lr": 2e-4}  # the reports' settings
-FAST_RECIPE = {"batch_size": 256, "lr": 8e-4, "ema_decay": 0.99}  # the project's recipe for getting there soonest
 
 
 @dataclass
@@ -52,10 +51,10 @@ class Judge:
         return metrics.class_accuracy(api.predict(self.classifier, images), self.labels)
 
 
-def run_project(dataset: str, device: torch.device, overrides: dict[str, Any], check_every: int, budget_s: float,
-                log: Callable[[str], None]) -> tuple[QualityRun, Recipe]:
-    """The project's cgan task and loop with the shipped recipe plus `overrides`, checked every `check_every` steps."""
-    loop = project_loop("cgan", dataset, device, **overrides)
+def run_project(dataset: str, device: torch.device, check_every: int, budget_s: float,
+                log: Callable[[str], None]) -> tuple[QualityRun, Recipe, str]:
+    """The project's cgan task and loop with its shipped (default) recipe, checked every `check_every` steps."""
+    loop = project_loop("cgan", dataset, device)
     task = loop.task
     judge = Judge(dataset, task.config.latent_dim, task.config.num_classes, device)
     check_every = min(check_every, len(loop.batches))  # the loop logs within an epoch, never across two
@@ -76,8 +75,8 @@ def run_project(dataset: str, device: torch.device, overrides: dict[str, Any], c
     started = time.perf_counter()
     run_epochs(task, loop.batches, 10**6, loop.progress, Callbacks(on_log=on_log), stop, log_every=check_every)
     result = _result(history, loop.progress.images_seen // max(loop.progress.global_step, 1))
-    log(f"quality project ({_describe(overrides)}): {_outcome(result)}")
-    return result, task.recipe
+    log(f"quality project (batch {task.recipe.batch_size}, lr {task.recipe.lr:g}, {task.precision}): {_outcome(result)}")
+    return result, task.recipe, task.precision
 
 
 def run_reference(dataset: str, device: torch.device, data_root: str, check_every: int, budget_s: float,
@@ -114,13 +113,15 @@ def run_reference(dataset: str, device: torch.device, data_root: str, check_ever
 def measure(dataset: str, device: torch.device, data_root: str, budget_s: float, check_images: int,
             log: Callable[[str], None]) -> dict[str, Any]:
     """Both loops from scratch to TARGET_ACCURACY; speedup = reference seconds / project seconds."""
-    project, recipe = run_project(dataset, device, FAST_RECIPE, max(1, check_images // FAST_RECIPE["batch_size"]), budget_s, log)
+    batch_size = default_recipe("cgan", dataset).batch_size
+    project, recipe, precision = run_project(dataset, device, max(1, check_images // batch_size), budget_s, log)
     ref = run_reference(dataset, device, data_root, max(1, check_images // REFERENCE_SETTINGS["batch_size"]), budget_s, log)
     speedup = ref.train_s / project.train_s if project.reached else 0.0
     return {
         "target_accuracy": TARGET_ACCURACY, "samples_per_class": SAMPLES_PER_CLASS, "dataset": dataset,
         "check_every_images": check_images, "budget_s": budget_s,
-        "project_recipe": {k: v for k, v in asdict(recipe).items() if k in ("batch_size", "lr", "betas", "ema_decay", "label_smoothing", "schedule")},
+        "project_recipe": {**{k: v for k, v in asdict(recipe).items()
+                              if k in ("batch_size", "lr", "betas", "ema_decay", "label_smoothing", "schedule")}, "precision": precision},
         "reference_settings": REFERENCE_SETTINGS,
         "project": asdict(project), "reference": asdict(ref),
         "speedup": round(speedup, 2),
@@ -131,10 +132,6 @@ def measure(dataset: str, device: torch.device, data_root: str, budget_s: float,
 def _result(history: list[tuple[int, float, float]], batch_size: int) -> QualityRun:
     step, train_s, accuracy = history[-1]
     return QualityRun(accuracy >= TARGET_ACCURACY, train_s, step, step * batch_size, accuracy, history)
-
-
-def _describe(overrides: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in overrides.items())
 
 
 def _outcome(run: QualityRun) -> str:

@@ -26,6 +26,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if train:
         peak = train["matmul_peak_gflops"]
         out.append(("matmul peak (fp32)", f"{peak:.0f} GFLOP/s", "", ""))
+        if "matmul_peak_bf16_gflops" in train:
+            out.append(("matmul peak (bf16)", f"{train['matmul_peak_bf16_gflops']:.0f} GFLOP/s", "", ""))
         for kind in ("gan", "cgan", "vae", "classifier"):
             t = train[kind]
             out.append((f"train {kind}, batch {t['batch_size']}: project vs reference",
@@ -33,8 +35,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                         f"({t['project_s_per_epoch']} vs {t['reference_s_per_epoch']} s/epoch), x{t['speedup']}",
                         f">= x{TARGETS['train_speedup']:.0f}", _mark(t["speedup"] >= TARGETS["train_speedup"])))
             gan = kind in ("gan", "cgan")
-            out.append((f"train {kind}, batch {t['default_batch_size']}: achieved / peak",
-                        f"{t['default_images_per_s']} img/s, {t['default_s_per_epoch']} s/epoch, {t['achieved_gflops']} GFLOP/s = {t['fraction_of_peak']:.2f}",
+            out.append((f"train {kind}, batch {t['default_batch_size']} ({t['precision']}): achieved / {t['precision']} peak",
+                        f"{t['default_images_per_s']} img/s, {t['default_s_per_epoch']} s/epoch, {t['achieved_gflops']} GFLOP/s = {t['fraction_of_peak']:.2f}"
+                        + (f" ({t['fraction_of_fp32_peak']:.2f} of fp32 peak)" if t["precision"] != "fp32" else ""),
                         f">= {TARGETS['fraction_of_peak']}" if gan else "", _mark(t["fraction_of_peak"] >= TARGETS["fraction_of_peak"]) if gan else ""))
     quality = results.get("time_to_quality", {}).get("cgan")
     if quality:
@@ -42,7 +45,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         recipe = quality["project_recipe"]
         bound = ">= " if quality["speedup_is_lower_bound"] else ""
         out.append(("time to 95% class accuracy (cgan)",
-                    f"project (batch {recipe['batch_size']}, lr {recipe['lr']:g}, EMA {recipe['ema_decay']}) {_reach(p)} vs reference (batch 64, lr 2e-4) {_reach(r)}: x{bound}{quality['speedup']}",
+                    f"project defaults (batch {recipe['batch_size']}, lr {recipe['lr']:g}, EMA {recipe['ema_decay']}, {recipe['precision']}) {_reach(p)} vs reference (batch 64, lr 2e-4) {_reach(r)}: x{bound}{quality['speedup']}",
                     f">= x{TARGETS['quality_speedup']:.0f}", _mark(quality["speedup"] >= TARGETS["quality_speedup"])))
     for kind, s in results.get("sample", {}).items():
         out.append((f"sample 100 {kind} images, p50 / p95", f"{s['p50_ms']} / {s['p95_ms']} ms", f"< {TARGETS['sample_ms']:.0f} ms p50",

@@ -30,12 +30,12 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def matmul_gflops(device: torch.device, repeats: int = 5) -> float:
-    """Achieved GFLOP/s of a square fp32 matmul (1024 on the CPU, 8192 on a GPU), median of `repeats`."""
+def matmul_gflops(device: torch.device, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Achieved GFLOP/s of a square matmul in `dtype` (1024 on the CPU, 8192 on a GPU), median of `repeats`."""
     n = PEAK_SIZE[device.type]
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    out = torch.empty(n, n, device=device)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
     for _ in range(2):
         torch.mm(a, b, out=out)
     sync(device)

@@ -210,3 +210,25 @@ def test_metrics_reader_skips_a_torn_line_while_a_writer_appends(tmp_path):
     with open(path, "a") as f:
         f.write('{"type": "step", "step": 99999, "lo')  # a writer killed mid-line
     assert runs.read_metrics(path)[-1]["step"] != 99999
+
+
+def test_app_launched_runs_yield_the_cpu(tmp_path, runs_root, monkeypatch):
+    """The launcher asks the training process for a lower CPU priority, and the CLI applies it before training."""
+    args_file = tmp_path / "argv.txt"
+    script = tmp_path / "fake-python"
+    script.write_text(f'#!/bin/sh\necho "$@" > {args_file}\nexec sleep 120\n')
+    script.chmod(0o755)
+    monkeypatch.setattr(runs.sys, "executable", str(script))
+    runs.launch_run("vae", "mnist", root=runs_root, **LAUNCH_ARGS)
+    deadline = time.monotonic() + 10
+    while not args_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"--nice {runs.RUN_NICENESS}" in args_file.read_text()
+
+    from train import cli
+
+    applied = []
+    monkeypatch.setattr(cli.os, "nice", applied.append)
+    monkeypatch.setattr(cli, "train_one", lambda *a, **k: 0)
+    assert cli.main(["vae", "--dataset", "mnist", "--nice", "7", "--run-dir", str(tmp_path / "run")]) == 0
+    assert applied == [7]

@@ -82,3 +82,31 @@ def test_bad_configs_are_refused():
         config_from_dict(GANConfig, {"latent_dim": 2.5})
     with pytest.raises(ValueError, match="unknown model kind"):
         build_model("diffusion")
+
+
+def test_dropout_drops_at_its_rate_and_keeps_the_mean():
+    """The CPU dropout keeps ~1-p of the units, scales them by 1/(1-p), passes gradients only where kept."""
+    from genmodels.models import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(0.3)
+    x = torch.ones(400, 1000, requires_grad=True)
+    out = layer(x)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.7))
+    assert abs(out.mean().item() - 1.0) < 0.01
+    out.sum().backward()
+    assert torch.equal(x.grad != 0, kept)
+    assert not torch.equal(layer(x), out)  # a fresh mask per call
+    assert torch.equal(layer.eval()(x), x)
+    with pytest.raises(ValueError, match="dropout"):
+        Dropout(1.0)
+
+
+def test_classifier_relu_after_pool_is_the_same_function():
+    """Max-pool then ReLU equals ReLU then max-pool, so the reordered CNN loads the same weights to the same outputs."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, 28, 28)
+    pool, relu = torch.nn.MaxPool2d(2), torch.nn.ReLU()
+    assert torch.equal(relu(pool(x)), pool(relu(x)))

@@ -109,3 +109,20 @@ def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys)
 def test_the_cli_process_exits_2_on_a_bad_flag(tmp_path):
     result = run_train(["gan", "--dataset", "mnist", "--epochs", "-3"], tmp_path, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("error: --epochs") and "Traceback" not in result.stderr
+
+
+def test_precision_choices(monkeypatch):
+    """'auto' picks bf16 only where the CPU multiplies bf16 natively; unknown choices are refused."""
+    import torch
+
+    from train.recipes import resolve_precision
+
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("fp16", "cpu")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="no native bf16"):
+        resolve_precision("bf16", "cpu")

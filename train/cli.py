@@ -14,7 +14,7 @@ from genmodels.api import MAX_SEED
 from genmodels.data import DATASETS
 from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.runs import new_run_name, read_metrics
-from train.recipes import KINDS, default_recipe
+from train.recipes import KINDS, PRECISIONS, default_recipe, resolve_precision
 
 MAX_EPOCHS = 10_000
 MAX_BATCH = 8_192
@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precision", choices=list(PRECISIONS),
+                        help="matmul precision (default: the recipe's 'auto': bf16 on a CPU with native bf16, else fp32)")
     parser.add_argument("--run-dir", type=Path, help="run folder (for 'all': the parent of one folder per model)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     parser.add_argument("--classifier", type=Path, help="classifier checkpoint that judges sample quality (default: the shipped one)")
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-config", type=json.loads, help='JSON overrides of the model config, e.g. \'{"hidden": [1024, 512]}\'')
     parser.add_argument("--log-every", type=int, default=100, help="steps between metric records")
     parser.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="lower this process's CPU priority by N (0-19); the app launches runs with 10 so its pages stay responsive")
     return parser
 
 
@@ -68,6 +72,8 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--log-every must be between 1 and 100000, got {args.log_every}")
     if args.model_config is not None and not isinstance(args.model_config, dict):
         raise UsageError("--model-config must be a JSON object")
+    if not 0 <= args.nice <= 19:
+        raise UsageError(f"--nice must be between 0 and 19, got {args.nice}")
     if args.resume and args.run_dir is None:
         raise UsageError("--resume needs --run-dir of the run to continue")
     if args.resume and args.kind == "all":
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         from train.run import resolve_device
 
         device = resolve_device(args.device)
+        if args.precision is not None:
+            resolve_precision(args.precision, device)  # refuse bf16 where this machine cannot do it, before any work
         run_dir = args.run_dir or runs_dir() / new_run_name(args.kind, args.dataset)
         check_writable(run_dir)
         if args.kind == "all":
@@ -108,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
+    if args.nice:
+        os.nice(args.nice)
     if args.kind == "all":
         return train_all(args, device, run_dir)
     return train_one(args, args.kind, device, run_dir)
@@ -116,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 def train_one(args: argparse.Namespace, kind: str, device, run_dir: Path, classifier: Path | None = None, gan: Path | None = None) -> int:
     from train.run import RunRequest, train_model
 
-    recipe = default_recipe(kind, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    recipe = default_recipe(kind, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            precision=args.precision)
     if args.model_config:
         recipe.model = {**recipe.model, **args.model_config}
     request = RunRequest(kind, args.dataset, recipe, run_dir, device, max_steps=args.max_steps, resume=args.resume,

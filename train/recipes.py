@@ -24,6 +24,7 @@ class Recipe:
     prior_weight: float = 0.0  # mapper only: pull of its latents towards the generator's prior
     pixel_judge_epochs: int = 0  # mapper only: train a pixel-MLP second judge for this many epochs (0 = CNN only)
     ema_decay: float = 0.0  # GANs: sample from an exponential moving average of G's weights (0 = off)
+    precision: str = "auto"  # matmuls in "fp32" or "bf16" (weights, optimiser and losses stay fp32); see resolve_precision
     model: dict = dataclasses.field(default_factory=dict)  # overrides of the model config's defaults
 
 
@@ -45,7 +46,8 @@ DEFAULTS: dict[str, dict[str, Recipe]] = {
         "fashion": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, prior_weight=1.0, augment="shift", schedule="cosine"),
     },
     "cgan": {
-        "mnist": Recipe(epochs=60, batch_size=128, **_GAN),
+        # batch 256 at 4x the reports' lr, averaged weights, cosine decay: 95% class accuracy in ~1,000 steps
+        "mnist": Recipe(epochs=60, batch_size=256, lr=8e-4, betas=(0.5, 0.999), label_smoothing=0.1, schedule="cosine", ema_decay=0.999),
         "fashion": Recipe(epochs=60, batch_size=128, ema_decay=0.999, model={"aux_weight": 2.0}, **_GAN),
     },
     "vae": {
@@ -53,6 +55,23 @@ DEFAULTS: dict[str, dict[str, Recipe]] = {
         "fashion": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine", model={"class_weight": 100.0}),
     },
 }
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(choice: str, device) -> str:
+    """'auto' -> 'bf16' on a CPU with native bf16 matmuls (AVX512-BF16 or AMX, ~2x fp32 there), else 'fp32'."""
+    import torch
+
+    if choice not in PRECISIONS:
+        raise ValueError(f"unknown precision {choice!r}; choose one of {', '.join(PRECISIONS)}")
+    if choice != "auto":
+        if choice == "bf16" and torch.device(device).type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            raise ValueError("precision bf16: this CPU has no native bf16 matmuls; use fp32")
+        return choice
+    native = torch.device(device).type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "bf16" if native else "fp32"
 
 
 def default_recipe(kind: str, dataset: str, **overrides) -> Recipe:

@@ -132,7 +132,7 @@ def train_model(req: RunRequest) -> int:
 
         config = {
             "kind": req.kind, "dataset": req.dataset, "recipe": dataclasses.asdict(req.recipe),
-            "model": dataclasses.asdict(task.model().config), "device": str(req.device), "max_steps": req.max_steps,
+            "model": dataclasses.asdict(task.model().config), "device": str(req.device), "precision": task.precision, "max_steps": req.max_steps,
             "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "torch": torch.__version__,
             "argv": sys.argv,
         }
@@ -165,7 +165,7 @@ def train_model(req: RunRequest) -> int:
             extra = {"generator_sha256": task.generator_sha256} if req.kind == "mapper" else {}
             save_model(run_dir / f"{req.kind}.safetensors", task.model(), req.kind, req.dataset,
                        recipe=dataclasses.asdict(req.recipe), epochs_trained=progress.epoch,
-                       steps_trained=progress.global_step, device=str(req.device), metrics=final_metrics,
+                       steps_trained=progress.global_step, device=str(req.device), precision=task.precision, metrics=final_metrics,
                        training_wall_time_s=round(progress.wall_time, 1), **extra)
             tensors, task_meta = task.state()
             tensors["rng.torch"] = torch.get_rng_state()

@@ -21,7 +21,7 @@ from genmodels.models import (
     CGANConfig, Classifier, ClassifierConfig, CondDiscriminator, CondGenerator, Discriminator, GANConfig,
     Generator, Mapper, MapperConfig, VAE, VAEConfig, vae_loss,
 )
-from train.recipes import Recipe
+from train.recipes import Recipe, resolve_precision
 
 EVAL_SAMPLES_PER_CLASS = 100  # 1,000 images per epoch-end quality check
 GRID_SIZE = 100  # 10 x 10 fixed-noise grid per epoch
@@ -122,6 +122,7 @@ class BaseTask:
         self.total_steps = total_steps
         self.step_count = 0
         self.rng = torch.Generator(device=device).manual_seed(recipe.seed + 1)
+        self.precision = resolve_precision(recipe.precision, device)
         self.judge: Classifier | None = None
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -130,6 +131,10 @@ class BaseTask:
     def prepare(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """Whole-split uint8 images -> the float tensor this task trains on (on its device)."""
         return to_signed(images_uint8).to(self.device)
+
+    def autocast(self) -> torch.autocast:
+        """Context for training forward passes: bf16 matmuls when the run's precision is bf16."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     # -- loop hooks
     def train_mode(self) -> None:
@@ -206,7 +211,8 @@ class ClassifierTask(BaseTask):
 
     def step(self, images, labels):
         self._schedule()
-        logits = self.classifier(jitter(images, self.recipe.augment, self.rng))
+        with self.autocast():
+            logits = self.classifier(jitter(images, self.recipe.augment, self.rng)).float()
         loss = F.cross_entropy(logits, labels)
         opt = self.optimizers["classifier"]
         opt.zero_grad(set_to_none=True)
@@ -253,9 +259,11 @@ class GANTask(BaseTask):
     def step(self, images, labels):
         self._schedule()
         z = torch.randn(len(images), self.generator.latent_dim, generator=self.rng, device=self.device)
-        fake = self.generator(z)
-        # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
-        d_real, d_fake = self.discriminator(torch.cat([images, fake.detach()])).split(len(images))
+        with self.autocast():
+            fake = self.generator(z)
+            # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
+            d_out = self.discriminator(torch.cat([images, fake.detach().to(images.dtype)]))
+        d_real, d_fake = d_out.float().split(len(images))
         loss_d_real, loss_d_fake = gan_d_loss(d_real, d_fake, self.recipe.label_smoothing)
         loss_d = loss_d_real + loss_d_fake
         opt_d, opt_g = self.optimizers["discriminator"], self.optimizers["generator"]
@@ -263,7 +271,9 @@ class GANTask(BaseTask):
         loss_d.backward()
         opt_d.step()
         self.discriminator.requires_grad_(False)  # G's step needs gradients through D, not of D
-        loss_g = bce_logits(self.discriminator(fake), 1.0)
+        with self.autocast():
+            d_fake_g = self.discriminator(fake)
+        loss_g = bce_logits(d_fake_g.float(), 1.0)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -323,9 +333,11 @@ class CGANTask(BaseTask):
         n = len(images)
         z = torch.randn(n, self.config.latent_dim, generator=self.rng, device=self.device)
         fake_labels = torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
-        fake = self.generator(z, fake_labels)
-        # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
-        logits, classes = self.discriminator(torch.cat([images, fake.detach()]), torch.cat([labels, fake_labels]))
+        with self.autocast():
+            fake = self.generator(z, fake_labels)
+            # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
+            logits, classes = self.discriminator(torch.cat([images, fake.detach().to(images.dtype)]), torch.cat([labels, fake_labels]))
+        logits, classes = logits.float(), classes.float()
         d_real, d_fake = logits.split(n)
         class_real = classes[:n]
         loss_d_real, loss_d_fake = gan_d_loss(d_real, d_fake, self.recipe.label_smoothing)
@@ -336,7 +348,9 @@ class CGANTask(BaseTask):
         loss_d.backward()
         opt_d.step()
         self.discriminator.requires_grad_(False)
-        d_fake_g, class_fake = self.discriminator(fake, fake_labels)
+        with self.autocast():
+            d_fake_g, class_fake = self.discriminator(fake, fake_labels)
+        d_fake_g, class_fake = d_fake_g.float(), class_fake.float()
         loss_g_adv = bce_logits(d_fake_g, 1.0)
         loss_g_class = F.cross_entropy(class_fake, fake_labels)
         loss_g = loss_g_adv + self.config.aux_weight * loss_g_class
@@ -391,12 +405,14 @@ class VAETask(BaseTask):
 
     def step(self, images, labels):
         self._schedule()
-        logits, mu, logvar, z = self.vae(images, generator=self.rng)
-        recon, kl = vae_loss(logits, images, mu, logvar)
+        with self.autocast():
+            logits, mu, logvar, z = self.vae(images, generator=self.rng)
+            class_logits = self.vae.to_class(z) if self.vae.to_class is not None else None
+        recon, kl = vae_loss(logits.float(), images, mu, logvar)
         loss = recon + kl
         losses = {"recon": recon.detach(), "kl": kl.detach()}
-        if self.vae.to_class is not None:
-            loss_class = F.cross_entropy(self.vae.to_class(z), labels)
+        if class_logits is not None:
+            loss_class = F.cross_entropy(class_logits.float(), labels)
             loss = loss + self.config.class_weight * loss_class
             losses["loss_class"] = loss_class.detach()
         opt = self.optimizers["vae"]
@@ -487,6 +503,7 @@ class MapperTask(BaseTask):
     def __init__(self, config: MapperConfig, recipe: Recipe, device: torch.device, total_steps: int, generator: Generator, judge: Classifier):
         super().__init__(recipe, device, total_steps)
         torch.manual_seed(recipe.seed)
+        self.precision = "fp32"  # a few small matmuls per step: bf16 would not pay for its casts
         self.config = config
         self.generator = generator.to(device).eval().requires_grad_(False)
         self.judge = judge

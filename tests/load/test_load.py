@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from genmodels.paths import REPO_ROOT
+from genmodels import runs
 from genmodels.runs import read_metrics, run_info
 
 pytestmark = pytest.mark.load
@@ -75,9 +76,9 @@ def app(tmp_path_factory):
     if not (REPO_ROOT / "app.py").exists():
         pytest.skip("app.py does not exist yet")
     tmp = tmp_path_factory.mktemp("load")
-    runs = tmp / "runs"
-    runs.mkdir()
-    env = {**os.environ, "GENMODELS_RUNS": str(runs), "GENMODELS_DATA": str(data_root(tmp))}
+    runs_root = tmp / "runs_root"
+    runs_root.mkdir()
+    env = {**os.environ, "GENMODELS_RUNS": str(runs_root), "GENMODELS_DATA": str(data_root(tmp))}
     port = free_port()
     log = open(tmp / "streamlit.log", "wb")
     server = subprocess.Popen(
@@ -98,7 +99,7 @@ def app(tmp_path_factory):
             server.kill()
             pytest.fail(f"streamlit did not come up: {(tmp / 'streamlit.log').read_text()[-3000:]}")
         time.sleep(0.5)
-    yield url, server, runs, env
+    yield url, server, runs_root, env
     server.terminate()
     try:
         server.wait(timeout=20)
@@ -109,22 +110,27 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def training_run(app):
-    """A short VAE training run going in the app's runs folder for the whole test (SIGTERM at the end)."""
-    _, _, runs, env = app
-    run_dir = runs / "load-vae-mnist"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "train", "vae", "--dataset", "mnist", "--epochs", "50", "--batch-size", "128",
-         "--log-every", "20", "--device", "cpu", "--run-dir", str(run_dir)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(runs / "load-train.stderr", "wb"),
-    )
-    yield run_dir, process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """A VAE training run started the way the app's launcher starts one, going for the whole test (cancelled at the end)."""
+    _, _, runs_root, env = app
+    saved = os.environ.get("GENMODELS_DATA")
+    os.environ["GENMODELS_DATA"] = env["GENMODELS_DATA"]
+    try:
+        info = runs.launch_run("vae", "mnist", epochs=50, batch_size=128, lr=1e-3, seed=0, root=runs_root, device="cpu",
+                               extra=["--log-every", "20"])
+    finally:
+        if saved is None:
+            os.environ.pop("GENMODELS_DATA")
+        else:
+            os.environ["GENMODELS_DATA"] = saved
+    yield info.path
+    fresh = run_info(info.path)
+    runs.cancel_run(fresh)
+    pid = fresh.status.get("pid")
+    deadline = time.monotonic() + 120
+    while pid and runs.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if pid and runs.pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 class RssSampler(threading.Thread):
@@ -320,8 +326,8 @@ def summary(values: list[float]) -> dict:
 
 def test_eight_sessions_while_training(app, training_run):
     """8 concurrent sessions for the set duration see no errors; click-to-image p95 and app RSS are recorded."""
-    url, server, runs, _ = app
-    run_dir, trainer = training_run
+    url, server, _, _ = app
+    run_dir = training_run
     sampler = RssSampler(server.pid)
     sampler.start()
     started = time.monotonic()
@@ -330,8 +336,8 @@ def test_eight_sessions_while_training(app, training_run):
     elapsed = time.monotonic() - started
     sampler.stop_event.set()
     sampler.join()
-    training_alive = trainer.poll() is None
     training = run_info(run_dir)
+    training_alive = runs.pid_alive(training.status.get("pid"))
 
     clicks = [t for log in record.values() for t in log["sample_s"]]
     sliders = [t for log in record.values() for t in log["slider_s"]]
