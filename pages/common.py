@@ -18,6 +18,18 @@ def current_dataset() -> str:
     return name if name in DATASETS else DEFAULT_DATASET
 
 
+def persist_widgets(defaults: dict) -> None:
+    """Assign each widget key its current value (or its default) before the widgets are drawn.
+
+    A value assigned through st.session_state is sent with every run, so the browser always shows
+    what the server computes with. Without it, a run interrupted under load before its widgets reached
+    the browser left sliders drawn at their minimum while the images used the real values, and a
+    key press on such a slider changed nothing. It also keeps the values across page switches.
+    """
+    for key, default in defaults.items():
+        st.session_state[key] = st.session_state.get(key, default)
+
+
 def class_names(dataset: str) -> tuple[str, ...]:
     return dataset_info(dataset).classes
 

@@ -124,9 +124,7 @@ has_classifier = common.try_classifier(dataset) is not None
 suffix = "" if source == SUBSET else "_full"  # each source has its own point numbering and plane
 row_key, a_key, b_key = (f"latent_{name}_{dataset}{suffix}" for name in ("row", "from", "to"))
 pc1_key, pc2_key = f"latent_pc1_{dataset}{suffix}", f"latent_pc2_{dataset}{suffix}"
-st.session_state.setdefault(row_key, 0)
-st.session_state.setdefault(a_key, 0)
-st.session_state.setdefault(b_key, int(np.flatnonzero(lmap.labels != lmap.labels[0])[0]))
+common.persist_widgets({row_key: 0, a_key: 0, b_key: int(np.flatnonzero(lmap.labels != lmap.labels[0])[0])})
 
 ratio = lmap.explained_variance_ratio
 variance_cols = st.columns(3)

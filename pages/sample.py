@@ -59,8 +59,7 @@ def user_checkpoints(kind: str, dataset: str) -> dict[str, str]:
             if run.kind == kind and run.dataset == dataset and run.state == "finished" and run.model_file is not None}
 
 
-for key, value in DEFAULTS.items():
-    st.session_state.setdefault(key, value)
+common.persist_widgets(DEFAULTS)
 
 dataset = common.current_dataset()
 names = common.class_names(dataset)

@@ -19,8 +19,7 @@ ENDED_SHOWN = 3
 
 def dataset_picker() -> None:
     """The dataset every page shows; its value lives in st.session_state[DATASET_KEY] across page switches."""
-    if st.session_state.get(DATASET_KEY) not in DATASETS:
-        st.session_state[DATASET_KEY] = current_dataset()
+    st.session_state[DATASET_KEY] = current_dataset()  # sent with every run: the picker always shows the dataset in use
     st.selectbox("Dataset", list(DATASETS), key=DATASET_KEY, format_func=lambda name: dataset_info(name).title)
 
 
