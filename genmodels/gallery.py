@@ -79,4 +79,4 @@ def next_seed(seed: int) -> int:
 def display_pixels(images: torch.Tensor, scale: int = 3) -> list[np.ndarray]:
     """images [N, 1, 28, 28] in [0, 1] -> uint8 arrays upscaled by `scale` (nearest, so pixels stay crisp on screen)."""
     pixels = images.reshape(-1, 28, 28).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
-    return [np.kron(p, np.ones((scale, scale), dtype=np.uint8)) for p in pixels]
+    return list(pixels.repeat(scale, axis=1).repeat(scale, axis=2))

@@ -24,6 +24,22 @@ SCORE_SEED = 0  # the measured numbers use one fixed seed, so the seed picker on
 MEMORISATION_SHOWN = 5
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def stored_numbers(path: str, modified_ns: int) -> tuple[dict, dict]:
+    """(metrics, class profile) stored in a checkpoint, verified once per file version (its mtime is in the key)."""
+    return stored_metrics(path), stored_class_profile(path)
+
+
+def checkpoint_numbers(kind: str, dataset: str) -> tuple[dict, dict]:
+    """The stored numbers of a shipped checkpoint; CheckpointError when it is missing or broken."""
+    path = checkpoint_path(kind, dataset)
+    try:
+        modified_ns = path.stat().st_mtime_ns
+    except OSError:
+        modified_ns = -1  # missing: the load below raises the CheckpointError that names the file
+    return stored_numbers(str(path), modified_ns)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def nearest_in_training(kind: str, dataset: str, label: int, seed: int) -> tuple:
     """(generated images, their nearest training images, pixel distances) for the first few side-by-side samples."""
@@ -176,7 +192,7 @@ st.subheader("Stored evaluation metrics")
 table = {}
 for kind in COMPARED_KINDS:
     try:
-        table[TITLES[kind]] = stored_metrics(checkpoint_path(kind, dataset))
+        table[TITLES[kind]] = checkpoint_numbers(kind, dataset)[0]
     except CheckpointError as exc:
         st.caption(f"{TITLES[kind]}: no metrics ({exc.reason}).")
 if table:
@@ -187,7 +203,7 @@ if table:
 profiles = {}
 for kind in COMPARED_KINDS:
     try:
-        profiles[kind] = stored_class_profile(checkpoint_path(kind, dataset))
+        profiles[kind] = checkpoint_numbers(kind, dataset)[1]
     except CheckpointError:
         continue
 if any(profiles.values()):
