@@ -117,9 +117,14 @@ def jump_ratio(images: torch.Tensor) -> float:
     return float(steps.max()) / mean if mean > 0 else 1.0
 
 
-def stored_metrics(path: str | os.PathLike) -> dict[str, float]:
-    """The numeric metrics stored in a checkpoint's metadata (training-end and `evaluate` results), flattened."""
+def stored_numbers(path: str | os.PathLike) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """(stored_metrics, stored_class_profile) of a checkpoint file, read and verified once."""
     meta = read_metadata(Path(path))
+    return stored_metrics(meta), stored_class_profile(meta)
+
+
+def stored_metrics(meta: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics in a checkpoint's metadata (training-end and `evaluate` results), flattened."""
     found: dict[str, float] = {}
 
     def collect(prefix: str, value: Any) -> None:
@@ -134,9 +139,9 @@ def stored_metrics(path: str | os.PathLike) -> dict[str, float]:
     return found
 
 
-def stored_class_profile(path: str | os.PathLike) -> dict[str, list[float]]:
-    """The per-class lists `evaluate` stored: 'per_class_accuracy' and 'class_histogram' (absent keys omitted)."""
-    evaluation = read_metadata(Path(path)).get("evaluation") or {}
+def stored_class_profile(meta: dict[str, Any]) -> dict[str, list[float]]:
+    """The per-class lists `evaluate` stored in a checkpoint's metadata: 'per_class_accuracy' and 'class_histogram'."""
+    evaluation = meta.get("evaluation") or {}
     return {key: [float(v) for v in evaluation[key]] for key in ("per_class_accuracy", "class_histogram")
             if isinstance(evaluation.get(key), list)}
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from genmodels import metrics
 from genmodels.api import GenerativeModel, load_classifier, load_generator, predict
-from genmodels.checkpoint import checkpoint_path, update_metadata
+from genmodels.checkpoint import checkpoint_path, read_metadata, update_metadata
 from genmodels.data import DataMissingError, dataset_info, load_split, missing_files, to_unit
 from genmodels.models import GENERATOR_KINDS, VAE, Classifier, vae_loss
 
@@ -308,16 +308,27 @@ def model_evaluation(result: dict[str, Any], kind: str) -> dict[str, Any]:
     return {"samples": result["samples"], "seed": result["seed"], **values} if values else {}
 
 
+TIMING_KEYS = ("seconds", "cpu_seconds")  # differ from run to run: alone, no reason to rewrite a checkpoint
+
+
 def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike | None = None,
                      kinds: tuple[str, ...] = ("classifier", "mapper", *GENERATOR_KINDS)) -> list[Path]:
-    """Merge the numbers of an evaluate_dataset result into each checkpoint's metadata under "evaluation"."""
+    """Merge the numbers of an evaluate_dataset result into each checkpoint's metadata under "evaluation".
+
+    A checkpoint that already holds the same numbers (timings aside) is left byte for byte as it was,
+    so re-running `evaluate` on unchanged models does not rewrite multi-megabyte files.
+    """
     written = []
     for kind in kinds:
         path = checkpoint_path(kind, result["dataset"], checkpoints_root)
         entry = model_evaluation(result, kind)
-        if entry and path.exists():
-            update_metadata(path, evaluation=entry)
-            written.append(path)
+        if not entry or not path.exists():
+            continue
+        stored = read_metadata(path).get("evaluation") or {}
+        if all(stored.get(key) == value for key, value in entry.items() if key not in TIMING_KEYS):
+            continue
+        update_metadata(path, evaluation=entry)
+        written.append(path)
     return written
 
 

@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
 from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, GeneratedScores, epoch_series, generated_scores, jump_ratio,
-                               nearest_training_pairs, real_scores, shipped_log, stored_class_profile, stored_metrics,
+                               nearest_training_pairs, real_scores, shipped_log, stored_numbers,
                                training_stability)
 from genmodels.data import dataset_info, missing_files
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
@@ -25,9 +25,9 @@ MEMORISATION_SHOWN = 5
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def stored_numbers(path: str, modified_ns: int) -> tuple[dict, dict]:
+def cached_stored_numbers(path: str, modified_ns: int) -> tuple[dict, dict]:
     """(metrics, class profile) stored in a checkpoint, verified once per file version (its mtime is in the key)."""
-    return stored_metrics(path), stored_class_profile(path)
+    return stored_numbers(path)
 
 
 def checkpoint_numbers(kind: str, dataset: str) -> tuple[dict, dict]:
@@ -37,7 +37,7 @@ def checkpoint_numbers(kind: str, dataset: str) -> tuple[dict, dict]:
         modified_ns = path.stat().st_mtime_ns
     except OSError:
         modified_ns = -1  # missing: the load below raises the CheckpointError that names the file
-    return stored_numbers(str(path), modified_ns)
+    return cached_stored_numbers(str(path), modified_ns)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -189,10 +189,10 @@ if classifier is not None:
                "is an even morph; a large one means the image jumps somewhere along the line.")
 
 st.subheader("Stored evaluation metrics")
-table = {}
+table, profiles = {}, {}
 for kind in COMPARED_KINDS:
     try:
-        table[TITLES[kind]] = checkpoint_numbers(kind, dataset)[0]
+        table[TITLES[kind]], profiles[kind] = checkpoint_numbers(kind, dataset)
     except CheckpointError as exc:
         st.caption(f"{TITLES[kind]}: no metrics ({exc.reason}).")
 if table:
@@ -200,12 +200,6 @@ if table:
     st.caption("Measured at the end of training, plus what `python -m genmodels evaluate` stored (FID on classifier "
                "features, precision/recall...) when it has been run.")
 
-profiles = {}
-for kind in COMPARED_KINDS:
-    try:
-        profiles[kind] = checkpoint_numbers(kind, dataset)[1]
-    except CheckpointError:
-        continue
 if any(profiles.values()):
     accuracy_chart, coverage_chart = st.columns(2)
     accuracy_figure, coverage_figure = go.Figure(), go.Figure()

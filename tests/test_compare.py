@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from genmodels import api
-from genmodels.checkpoint import update_metadata
+from genmodels.checkpoint import read_metadata, update_metadata
 from genmodels.compare import (epoch_series, generated_scores, jump_ratio, midtone_share, real_scores, shipped_log,
                                stored_metrics, training_stability)
 from genmodels.summary import DataSummary
@@ -87,4 +87,4 @@ def test_stored_metrics_flattens_training_and_evaluation_numbers(tiny_checkpoint
     path = tmp_path / "vae.safetensors"
     path.write_bytes((tiny_checkpoints / "mnist" / "vae.safetensors").read_bytes())
     update_metadata(path, metrics={"class_accuracy": 0.5, "note": "text"}, evaluation={"fid": 12.0, "pr": {"precision": 0.7}})
-    assert stored_metrics(path) == {"class_accuracy": 0.5, "evaluation.fid": 12.0, "evaluation.pr.precision": 0.7}
+    assert stored_metrics(read_metadata(path)) == {"class_accuracy": 0.5, "evaluation.fid": 12.0, "evaluation.pr.precision": 0.7}

@@ -91,6 +91,15 @@ def test_evaluate_dataset_and_write_on_tiny_models(synthetic_data, tiny_root):
     assert read_metadata(checkpoint_path("classifier", "mnist", tiny_root))["evaluation"]["test_accuracy"] == result["classifier_test_accuracy"]
     load_generator("gan", "mnist", root=tiny_root)  # the mapper still matches its generator after the rewrite
 
+    files = {kind: checkpoint_path(kind, "mnist", tiny_root) for kind in ("classifier", "mapper", *GENERATOR_KINDS)}
+    before = {kind: path.read_bytes() for kind, path in files.items()}
+    retimed = {**result, "gan_seconds": result["gan_seconds"] + 5.0, "vae_cpu_seconds": 123.0}
+    assert evaluation.write_evaluation(retimed, tiny_root) == []  # same numbers, other timings: nothing rewritten
+    assert all(path.read_bytes() == before[kind] for kind, path in files.items())
+    changed = {**result, "vae_fid": result["vae_fid"] + 1.0}
+    assert evaluation.write_evaluation(changed, tiny_root) == [files["vae"]]
+    assert read_metadata(files["vae"])["evaluation"]["fid"] == result["vae_fid"] + 1.0
+
 
 def test_model_evaluation_leaves_out_kinds_not_evaluated():
     result = {"dataset": "mnist", "samples": 100, "seed": 0, "vae_fid": 1.0}

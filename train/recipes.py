@@ -66,12 +66,13 @@ def resolve_precision(choice: str, device) -> str:
 
     if choice not in PRECISIONS:
         raise ValueError(f"unknown precision {choice!r}; choose one of {', '.join(PRECISIONS)}")
-    if choice != "auto":
-        if choice == "bf16" and torch.device(device).type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            raise ValueError("precision bf16: this CPU has no native bf16 matmuls; use fp32")
-        return choice
-    native = torch.device(device).type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bf16" if native else "fp32"
+    on_cpu = torch.device(device).type == "cpu"
+    native_bf16 = on_cpu and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if choice == "auto":
+        return "bf16" if native_bf16 else "fp32"
+    if choice == "bf16" and on_cpu and not native_bf16:
+        raise ValueError("precision bf16: this CPU has no native bf16 matmuls; use fp32")
+    return choice
 
 
 def default_recipe(kind: str, dataset: str, **overrides) -> Recipe:

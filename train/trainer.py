@@ -68,10 +68,38 @@ class StopFlag:
 
 @dataclass
 class Callbacks:
-    """Caller hooks: on_log(progress, mean losses), on_epoch_end(progress, mean losses), on_stop(progress)."""
+    """Caller hooks: on_log and on_epoch_end, each called with (progress, mean losses, images per second)."""
 
     on_log: Callable[[Progress, dict[str, float], float], None] = lambda p, losses, rate: None
     on_epoch_end: Callable[[Progress, dict[str, float], float], None] = lambda p, losses, rate: None
+
+
+@dataclass
+class _Window:
+    """Summed step losses, steps and images since `start`: one logging window, or a whole epoch."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+    images: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, losses: dict[str, torch.Tensor], steps: int, images: int) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+        self.steps += steps
+        self.images += images
+
+    def means(self) -> dict[str, float]:
+        """Each loss averaged over the steps; TrainingDiverged when one is NaN or infinite."""
+        means = {name: float(value) / max(self.steps, 1) for name, value in self.sums.items()}
+        bad = [name for name, value in means.items() if not math.isfinite(value)]
+        if bad:
+            raise TrainingDiverged(f"non-finite {', '.join(bad)}: training diverged")
+        return means
+
+    def rate(self) -> float:
+        """Images per second since the window opened."""
+        return self.images / max(time.perf_counter() - self.start, 1e-9)
 
 
 def run_epochs(
@@ -89,57 +117,35 @@ def run_epochs(
     while progress.epoch < epochs:
         task.train_mode()
         batches.set_epoch(progress.epoch)
-        window: dict[str, torch.Tensor] = {}
-        epoch_sums: dict[str, torch.Tensor] = {}
-        window_steps = epoch_steps = 0
-        window_images = epoch_images = 0
-        window_start = epoch_start = time.perf_counter()
+        epoch, window = _Window(), _Window()
         for i, (images, labels) in enumerate(batches):
             if i < skip_batches:
                 continue  # resuming mid-epoch: the same permutation, minus the batches already trained
-            losses = task.step(images, labels)
-            for name, value in losses.items():
-                window[name] = window[name] + value if name in window else value.clone()
-            window_steps += 1
-            window_images += len(labels)
+            window.add(task.step(images, labels), 1, len(labels))
             progress.step_in_epoch = i + 1
             progress.global_step += 1
             progress.images_seen += len(labels)
             at_limit = max_steps is not None and progress.global_step >= max_steps
             stopping = stop.requested  # read once: a signal landing after this is handled at the next step
-            if window_steps == log_every or at_limit or stopping:
-                means = _means(window, window_steps)
-                rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-                callbacks.on_log(progress, means, rate)
-                for name, value in window.items():
-                    epoch_sums[name] = epoch_sums[name] + value if name in epoch_sums else value
-                epoch_steps += window_steps
-                epoch_images += window_images
-                window, window_steps, window_images = {}, 0, 0
-                window_start = time.perf_counter()
+            if window.steps == log_every or at_limit or stopping:
+                window = _close_window(window, epoch, progress, callbacks)
             if at_limit:
                 return "max_steps"
             if stopping:
                 return stopping
         skip_batches = 0
-        if window_steps:  # the epoch's last, shorter window: logged too, so step records cover every step
-            callbacks.on_log(progress, _means(window, window_steps), window_images / max(time.perf_counter() - window_start, 1e-9))
-        for name, value in window.items():
-            epoch_sums[name] = epoch_sums[name] + value if name in epoch_sums else value
-        epoch_steps += window_steps
-        epoch_images += window_images
+        if window.steps:  # the epoch's last, shorter window: logged too, so step records cover every step
+            _close_window(window, epoch, progress, callbacks)
         progress.epoch += 1
         progress.step_in_epoch = 0
-        rate = epoch_images / max(time.perf_counter() - epoch_start, 1e-9)
-        callbacks.on_epoch_end(progress, _means(epoch_sums, max(epoch_steps, 1)), rate)
+        callbacks.on_epoch_end(progress, epoch.means(), epoch.rate())
         if stop.requested:
             return stop.requested
     return "finished"
 
 
-def _means(sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
-    means = {name: float(value) / steps for name, value in sums.items()}
-    bad = [name for name, value in means.items() if not math.isfinite(value)]
-    if bad:
-        raise TrainingDiverged(f"non-finite {', '.join(bad)}: training diverged")
-    return means
+def _close_window(window: _Window, epoch: _Window, progress: Progress, callbacks: Callbacks) -> _Window:
+    """Log a window, add it to the epoch's totals, and open the next one."""
+    callbacks.on_log(progress, window.means(), window.rate())
+    epoch.add(window.sums, window.steps, window.images)
+    return _Window()
