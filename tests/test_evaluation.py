@@ -147,3 +147,18 @@ def test_shipped_numbers_hold_on_a_subset(dataset):
         if kind == "vae":
             elbo = evaluation.vae_test_neg_elbo(model.module, to_unit(summary.subset_images[::2]), seed)
             assert elbo["test_neg_elbo"] == pytest.approx(expected["test_neg_elbo"], rel=0.05)
+
+
+def test_nearest_training_images_match_a_brute_force_search_across_chunks(synthetic_data, monkeypatch):
+    """Chunking the train split (to bound memory) finds the same nearest image as one search over all of it."""
+    from genmodels.data import load_split
+
+    monkeypatch.setattr(evaluation, "TRAIN_CHUNK", 7)
+    train_x, _ = load_split("mnist", "train", synthetic_data, download=False)
+    pool = to_unit(train_x).flatten(1)
+    queries = torch.cat([to_unit(train_x[[3, 20]]), torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))])
+    distances, indices = evaluation.nearest_training_images(queries, "mnist", synthetic_data)
+    expected = torch.cdist(queries.flatten(1), pool, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
+    assert indices[:2].tolist() == [3, 20] and distances[:2].tolist() == [0.0, 0.0]
+    assert torch.allclose(distances, expected.values, atol=1e-4)
+    assert torch.allclose((pool[indices] - queries.flatten(1)).norm(dim=1), expected.values, atol=1e-4)

@@ -262,7 +262,7 @@ class GANTask(BaseTask):
         with self.autocast():
             fake = self.generator(z)
             # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
-            d_out = self.discriminator(torch.cat([images, fake.detach().to(images.dtype)]))
+            d_out = self.discriminator(torch.cat([images.to(fake.dtype), fake.detach()]))
         d_real, d_fake = d_out.float().split(len(images))
         loss_d_real, loss_d_fake = gan_d_loss(d_real, d_fake, self.recipe.label_smoothing)
         loss_d = loss_d_real + loss_d_fake
@@ -336,7 +336,7 @@ class CGANTask(BaseTask):
         with self.autocast():
             fake = self.generator(z, fake_labels)
             # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
-            logits, classes = self.discriminator(torch.cat([images, fake.detach().to(images.dtype)]), torch.cat([labels, fake_labels]))
+            logits, classes = self.discriminator(torch.cat([images.to(fake.dtype), fake.detach()]), torch.cat([labels, fake_labels]))
         logits, classes = logits.float(), classes.float()
         d_real, d_fake = logits.split(n)
         class_real = classes[:n]
