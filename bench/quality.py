@@ -1,7 +1,6 @@
 """Time to quality: wall time from scratch until 1,000 cgan samples reach a class accuracy under the shipped classifier."""
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -84,7 +83,7 @@ def run_reference(dataset: str, device: torch.device, data_root: str, check_ever
     """The usual-way loop (torchvision DataLoader, tutorial step) at the reports' settings, checked like the project's."""
     twin = project_loop("cgan", dataset, device, **REFERENCE_SETTINGS)
     task = twin.task
-    trainer = reference.ReferenceCGAN(copy.deepcopy(task.generator), copy.deepcopy(task.discriminator), task.recipe,
+    trainer = reference.ReferenceCGAN(reference.stock_copy(task.generator), reference.stock_copy(task.discriminator), task.recipe,
                                       task.config.aux_weight, task.config.num_classes)
     loader = reference.reference_loader(dataset, data_root, REFERENCE_SETTINGS["batch_size"], "cgan")
     judge = Judge(dataset, task.config.latent_dim, task.config.num_classes, device)

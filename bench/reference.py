@@ -1,16 +1,20 @@
 """The reference loop, written the usual way: torchvision dataset with per-image transforms, DataLoader, numpy-built tensors.
 
-Same model classes, batch size and Adam settings as the project's tasks; the step follows the
-common tutorial scripts (pytorch/examples, PyTorch-GAN): D on fake.detach(), then G with a
-fresh D pass, default (non-fused) Adam, no freezing of D during G's backward.
+Same model architecture, initial weights, batch size and Adam settings as the project's tasks,
+built from stock torch.nn layers (`stock_copy`); the step follows the common tutorial scripts
+(pytorch/examples, PyTorch-GAN): D on fake.detach(), then G with a fresh D pass, default
+(non-fused) Adam, no freezing of D during G's backward.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genmodels.models import Dropout
 from train.recipes import Recipe
 
 
@@ -27,6 +31,16 @@ def reference_loader(dataset: str, root: str, batch_size: int, kind: str) -> tor
         steps.append(transforms.Normalize((0.5,), (0.5,)))
     data = cls(root, train=True, download=False, transform=transforms.Compose(steps))
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
+
+
+def stock_copy(module: nn.Module) -> nn.Module:
+    """A copy of a project module as a usual script builds it: the project's CPU dropout becomes nn.Dropout (same p)."""
+    stock = copy.deepcopy(module)
+    for parent in list(stock.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, Dropout):
+                setattr(parent, name, nn.Dropout(child.p))
+    return stock
 
 
 def _numpy_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

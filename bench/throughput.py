@@ -1,7 +1,6 @@
 """Training throughput per model kind: the project's loop vs the reference loop, interleaved, median of repetitions."""
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,14 +83,14 @@ def reference_loop(kind: str, dataset: str, batch_size: int, device: torch.devic
     recipe = task.recipe
     loader = reference.reference_loader(dataset, data_root, batch_size, kind)
     if kind == "gan":
-        trainer = reference.ReferenceGAN(copy.deepcopy(task.generator), copy.deepcopy(task.discriminator), recipe)
+        trainer = reference.ReferenceGAN(reference.stock_copy(task.generator), reference.stock_copy(task.discriminator), recipe)
     elif kind == "cgan":
-        trainer = reference.ReferenceCGAN(copy.deepcopy(task.generator), copy.deepcopy(task.discriminator), recipe,
+        trainer = reference.ReferenceCGAN(reference.stock_copy(task.generator), reference.stock_copy(task.discriminator), recipe,
                                           task.config.aux_weight, dataset_info(dataset).num_classes)
     elif kind == "vae":
-        trainer = reference.ReferenceVAE(copy.deepcopy(task.vae), recipe, task.config.class_weight)
+        trainer = reference.ReferenceVAE(reference.stock_copy(task.vae), recipe, task.config.class_weight)
     else:
-        trainer = reference.ReferenceClassifier(copy.deepcopy(task.classifier), recipe)
+        trainer = reference.ReferenceClassifier(reference.stock_copy(task.classifier), recipe)
     return ReferenceLoop(trainer.step, loader, device)
 
 

@@ -71,3 +71,21 @@ def test_app_section_reports_first_page_renders_and_memory():
     app = json.loads(done.stdout)["app"]
     assert app["first_page_s"] > 0 and app["page_p50_s"] > 0 and app["peak_rss_mb"] > 0
     assert not app["page_errors"]
+
+
+def test_reference_models_use_stock_layers_with_the_same_weights():
+    """The reference loop trains what a usual script builds: nn.Dropout for the project's dropout, same weights and eval outputs."""
+    import torch
+
+    from bench.reference import stock_copy
+    from genmodels.models import CondDiscriminator, CGANConfig, Dropout
+
+    torch.manual_seed(0)
+    model = CondDiscriminator(CGANConfig(d_hidden=(32, 16))).eval()
+    stock = stock_copy(model).eval()
+    assert not any(isinstance(m, Dropout) for m in stock.modules())
+    assert [m.p for m in stock.modules() if isinstance(m, torch.nn.Dropout)] == [0.3, 0.3]
+    assert any(isinstance(m, Dropout) for m in model.modules())  # the project's module is left alone
+    images, labels = torch.randn(5, 1, 28, 28), torch.arange(5)
+    for ours, theirs in zip(model(images, labels), stock(images, labels)):
+        assert torch.equal(ours, theirs)
