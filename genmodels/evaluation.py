@@ -311,11 +311,20 @@ def model_evaluation(result: dict[str, Any], kind: str) -> dict[str, Any]:
 TIMING_KEYS = ("seconds", "cpu_seconds")  # differ from run to run: alone, no reason to rewrite a checkpoint
 
 
+def _same_number(stored: Any, value: Any) -> bool:
+    """Equal, or floats (also inside lists) equal to 1e-5 relative: another CPU sums in another order."""
+    if isinstance(stored, list) and isinstance(value, list):
+        return len(stored) == len(value) and all(_same_number(a, b) for a, b in zip(stored, value))
+    if isinstance(stored, float) and isinstance(value, float):
+        return math.isclose(stored, value, rel_tol=1e-5, abs_tol=1e-9)
+    return stored == value
+
+
 def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike | None = None,
                      kinds: tuple[str, ...] = ("classifier", "mapper", *GENERATOR_KINDS)) -> list[Path]:
     """Merge the numbers of an evaluate_dataset result into each checkpoint's metadata under "evaluation".
 
-    A checkpoint that already holds the same numbers (timings aside) is left byte for byte as it was,
+    A checkpoint that already holds the same numbers (timings aside, floats to 1e-5) is left byte for byte as it was,
     so re-running `evaluate` on unchanged models does not rewrite multi-megabyte files.
     """
     written = []
@@ -325,7 +334,7 @@ def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike
         if not entry or not path.exists():
             continue
         stored = read_metadata(path).get("evaluation") or {}
-        if all(stored.get(key) == value for key, value in entry.items() if key not in TIMING_KEYS):
+        if all(_same_number(stored.get(key), value) for key, value in entry.items() if key not in TIMING_KEYS):
             continue
         update_metadata(path, evaluation=entry)
         written.append(path)

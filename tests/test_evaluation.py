@@ -95,6 +95,8 @@ def test_evaluate_dataset_and_write_on_tiny_models(synthetic_data, tiny_root):
     before = {kind: path.read_bytes() for kind, path in files.items()}
     retimed = {**result, "gan_seconds": result["gan_seconds"] + 5.0, "vae_cpu_seconds": 123.0}
     assert evaluation.write_evaluation(retimed, tiny_root) == []  # same numbers, other timings: nothing rewritten
+    summed_elsewhere = {**result, "vae_fid": result["vae_fid"] * (1 + 1e-7)}
+    assert evaluation.write_evaluation(summed_elsewhere, tiny_root) == []  # float noise of another CPU: nothing rewritten
     assert all(path.read_bytes() == before[kind] for kind, path in files.items())
     changed = {**result, "vae_fid": result["vae_fid"] + 1.0}
     assert evaluation.write_evaluation(changed, tiny_root) == [files["vae"]]
