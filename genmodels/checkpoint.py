@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from genmodels.data import dataset_info
 from genmodels.models import build_model, config_to_dict, model_kind
@@ -119,6 +120,19 @@ def save_model(path: str | os.PathLike, module: nn.Module, kind: str, dataset: s
     return save_tensors(path, state, header)
 
 
+_RANDOM_INIT = {"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_"}
+
+
+class _SkipRandomInit(TorchFunctionMode):
+    """In-place random initialisation becomes a no-op: a meta-device model is built for its shapes only,
+    and meta `normal_` would otherwise import torch._dynamo (~1.7 s of the app's first page)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in _RANDOM_INIT:  # torch.nn.init.* and the Tensor methods they call
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
 def load_model(
     path: str | os.PathLike, kind: str | None = None, dataset: str | None = None, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -131,7 +145,7 @@ def load_model(
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(path, "cannot rebuild the model from its metadata: no config object")
     try:  # on the meta device first: a hostile config cannot make us allocate a huge model before the shape check
-        with torch.device("meta"):
+        with torch.device("meta"), _SkipRandomInit():
             module = build_model(meta.get("kind"), meta.get("config"))
     except (ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(path, f"cannot rebuild the model from its metadata: {exc}") from None

@@ -7,7 +7,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
 
 from genmodels.api import GenerativeModel, check_count, encode
 from genmodels.data import load_split
@@ -122,6 +121,8 @@ def fit_latent_map(latents: torch.Tensor | np.ndarray, labels: torch.Tensor | np
     latents = np.asarray(latents, dtype=np.float32)
     if latents.ndim != 2 or len(latents) < 3:
         raise ValueError(f"need at least 3 latent codes [N, L], got shape {latents.shape}")
+    from sklearn.decomposition import PCA  # here, not at the top: scikit-learn's import is ~1.5 s of the first page
+
     pca = PCA(n_components=2, svd_solver="full").fit(latents)
     return LatentMap(
         latents=latents,

@@ -264,7 +264,8 @@ class VAE(nn.Module):
         self.decoder = mlp([config.latent_dim, *reversed(config.hidden)], config.negative_slope)
         self.to_pixels = nn.Linear(config.hidden[0], IMAGE_PIXELS)
         self.to_class = nn.Linear(config.latent_dim, config.num_classes) if config.class_weight > 0 else None
-        eye = torch.eye(config.latent_dim).expand(config.num_classes, -1, -1).clone()
+        eye = torch.zeros(config.num_classes, config.latent_dim, config.latent_dim)
+        eye.diagonal(dim1=1, dim2=2).fill_(1.0)  # not torch.eye: on the meta device it would import torch._dynamo
         self.register_buffer("class_means", torch.zeros(config.num_classes, config.latent_dim))
         self.register_buffer("class_scale_tril", eye)
 

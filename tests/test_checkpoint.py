@@ -30,3 +30,25 @@ def test_update_metadata_keeps_weights_and_merges(tmp_path):
     assert read_metadata(path)["metrics"] == {"test_accuracy": 0.9, "test_loss": 0.3}
     assert read_metadata(path)["evaluation"] == {"fid": 1.0}
     load_model(path, kind="classifier", dataset="fashion")
+
+
+def test_loading_every_kind_stays_off_torch_dynamo(tmp_path):
+    """The meta-device shape check must not import torch._dynamo (~1.7 s and ~100 MB on the app's first page)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys, torch\n"
+        "from genmodels.checkpoint import load_model, save_model\n"
+        "from genmodels.models import MODEL_KINDS, build_model\n"
+        "for kind in MODEL_KINDS:\n"
+        f"    path = {str(tmp_path)!r} + f'/{{kind}}.safetensors'\n"
+        "    save_model(path, build_model(kind), kind, 'mnist')\n"
+        "    load_model(path, kind=kind)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
