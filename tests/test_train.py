@@ -126,3 +126,36 @@ def test_precision_choices(monkeypatch):
     assert resolve_precision("auto", "cpu") == "fp32"
     with pytest.raises(ValueError, match="no native bf16"):
         resolve_precision("bf16", "cpu")
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_fused_adam_steps_exactly_like_torch_adam(weight_decay):
+    """The lean step gives torch.optim.Adam(fused=True) / AdamW's weights and state bit for bit, across lr changes
+    and a parameter without a gradient, and its state dict loads into the stock optimiser."""
+    import torch
+
+    from train.tasks import FusedAdam
+
+    def make(seed):
+        torch.manual_seed(seed)
+        return [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2))]
+
+    ours, stock = make(0), make(0)
+    lean = FusedAdam(ours, lr=1e-2, betas=(0.5, 0.999), weight_decay=weight_decay)
+    cls = torch.optim.AdamW if weight_decay else torch.optim.Adam
+    reference = cls(stock, lr=1e-2, betas=(0.5, 0.999), weight_decay=weight_decay, fused=True)
+    gen = torch.Generator().manual_seed(1)
+    for step in range(5):
+        grads = [torch.randn(p.shape, generator=gen) for p in ours[:2]]
+        for params in (ours, stock):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+        for opt in (lean, reference):
+            opt.param_groups[0]["lr"] = 1e-2 / (step + 1)
+            opt.step()
+    for a, b in zip(ours, stock):
+        assert torch.equal(a, b)
+    assert ours[2] not in lean.state  # never had a gradient, never stepped
+    for name in ("step", "exp_avg", "exp_avg_sq"):
+        assert all(torch.equal(lean.state[a][name], reference.state[b][name]) for a, b in zip(ours[:2], stock[:2]))
+    cls(make(0), lr=1e-2, fused=True).load_state_dict(lean.state_dict())

@@ -29,16 +29,40 @@ GRID_SEED = 1234
 EVAL_SEED = 4321
 
 
+class FusedAdam(torch.optim.Adam):
+    """torch.optim.Adam(fused=True), or AdamW with weight decay, with a lean `step`: the same kernel, state and
+    results, without torch.optim's per-call bookkeeping (~0.4 ms a call, 4-8% of a batch-64 step on 2 cores)."""
+
+    def __init__(self, params, lr: float, betas: tuple[float, float], weight_decay: float = 0.0):
+        decoupled = weight_decay > 0
+        super().__init__(params, lr=lr, betas=betas, weight_decay=weight_decay, decoupled_weight_decay=decoupled, fused=True)
+        self._kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        groups = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
+        if closure is not None or any(p not in self.state for params in groups for p in params):
+            return super().step(closure)  # the first step creates the state
+        for group, params in zip(self.param_groups, groups):
+            states = [self.state[p] for p in params]
+            steps = [state["step"] for state in states]
+            torch._foreach_add_(steps, 1)
+            beta1, beta2 = group["betas"]
+            self._kernel(params, [p.grad for p in params], [state["exp_avg"] for state in states],
+                         [state["exp_avg_sq"] for state in states], [], steps, lr=group["lr"], beta1=beta1, beta2=beta2,
+                         weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False, maximize=False)
+        return None
+
+
 def make_adam(params, recipe: Recipe, device: torch.device) -> torch.optim.Adam:
-    """Adam (AdamW when weight decay is set), fused where this torch build supports it."""
-    cls = torch.optim.AdamW if recipe.weight_decay else torch.optim.Adam
-    kwargs: dict[str, Any] = dict(lr=recipe.lr, betas=tuple(recipe.betas))
-    if recipe.weight_decay:
-        kwargs["weight_decay"] = recipe.weight_decay
+    """Adam (AdamW when weight decay is set): `FusedAdam` where this torch build has the fused kernel for `device`."""
+    params = list(params)
+    betas = tuple(recipe.betas)
     try:
-        return cls(params, fused=True, **kwargs)
+        return FusedAdam(params, lr=recipe.lr, betas=betas, weight_decay=recipe.weight_decay)
     except (RuntimeError, TypeError, ValueError):
-        return cls(params, foreach=True, **kwargs)
+        cls = torch.optim.AdamW if recipe.weight_decay else torch.optim.Adam
+        return cls(params, lr=recipe.lr, betas=betas, weight_decay=recipe.weight_decay, foreach=True)
 
 
 def lr_factor(recipe: Recipe, step: int, total_steps: int) -> float:
