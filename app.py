@@ -1,9 +1,9 @@
 """genmodels studio: the entry point; run with `streamlit run app.py`."""
 import streamlit as st
 
-from pages import sidebar
-
 st.set_page_config(page_title="genmodels studio", page_icon=":material/auto_awesome:", layout="wide")
+with st.spinner("Starting: loading PyTorch..."):  # ~3 s on a 2-core CPU, once per server process
+    from pages import sidebar
 
 navigation = st.navigation([
     st.Page("pages/sample.py", title="Sample", icon=":material/draw:", default=True),

@@ -5,6 +5,7 @@ import subprocess
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import app_pages
 import genmodels.launch
 import genmodels.runs
 from genmodels.launch import TrainingRequest, check_request, parse_lr
@@ -52,6 +53,15 @@ def test_app_renders_navigation_and_sidebar(runs_root):
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception
     assert at.sidebar.selectbox[0].label == "Dataset" and at.sidebar.selectbox[0].value == "mnist"
+    assert any(b.label == "Start training" for b in at.sidebar.button)
+
+
+def test_the_sidebar_is_drawn_when_the_page_stops_early(runs_root, tmp_path, monkeypatch):
+    """The page runs before the sidebar (its heading shows during a cold start); a page's st.stop() keeps the sidebar."""
+    with app_pages.checkpoints_at(tmp_path, monkeypatch):
+        at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    assert "unavailable" in at.error[0].value
     assert any(b.label == "Start training" for b in at.sidebar.button)
 
 
