@@ -54,7 +54,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     _mark(s["png_p50_ms"] < TARGETS["png_ms"])))
     app = results.get("app")
     if app and "skipped" not in app:
-        out.append(("app: streamlit run -> first page", f"{app['first_page_s']} s", f"< {TARGETS['first_page_s']:.0f} s", _mark(app["first_page_s"] < TARGETS["first_page_s"])))
+        samples = f" (its first samples {app['first_samples_s']} s)" if "first_samples_s" in app else ""
+        out.append(("app: streamlit run -> first page", f"{app['first_page_s']} s{samples}", f"< {TARGETS['first_page_s']:.0f} s",
+                    _mark(app["first_page_s"] < TARGETS["first_page_s"])))
         for page, seconds in app["pages_p50_s"].items():
             out.append((f"app: page {page}, warm AppTest render p50", f"{seconds} s", f"< {TARGETS['page_s']:.0f} s", _mark(seconds < TARGETS["page_s"])))
         out.append(("app: peak RSS, all models of both datasets", f"{app['peak_rss_mb']:.0f} MB", "< 1.5 GB", _mark(app["peak_rss_mb"] < TARGETS["rss_mb"])))
