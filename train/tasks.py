@@ -55,7 +55,7 @@ class FusedAdam(torch.optim.Adam):
 
 
 def make_adam(params, recipe: Recipe, device: torch.device) -> torch.optim.Adam:
-    """Adam (AdamW when weight decay is set): `FusedAdam` where this torch build has the fused kernel for `device`."""
+    """Adam (AdamW when weight decay is set): `FusedAdam` where this torch build has the fused kernel for the parameters' device."""
     params = list(params)
     betas = tuple(recipe.betas)
     try:
