@@ -1,6 +1,10 @@
 """genmodels studio: the entry point; run with `streamlit run app.py`."""
 import streamlit as st
 
+from genmodels.memory import return_large_frees_to_the_os
+
+return_large_frees_to_the_os()  # before PyTorch loads; idempotent: keeps big temporaries from staying resident
+
 st.set_page_config(page_title="genmodels studio", page_icon=":material/auto_awesome:", layout="wide")
 with st.spinner("Starting: loading PyTorch..."):  # ~3 s on a 2-core CPU, once per server process
     from pages import sidebar

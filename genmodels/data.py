@@ -1,7 +1,9 @@
-"""MNIST and Fashion-MNIST as whole-split tensors, read once through torchvision."""
+"""MNIST and Fashion-MNIST as whole-split tensors, read once from the IDX files in torchvision's layout."""
 from __future__ import annotations
 
 import functools
+import gzip
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,34 +65,75 @@ def missing_files(dataset: str, root: str | os.PathLike | None = None) -> list[P
     return [raw / n for n in names if not (raw / n).exists() and not (raw / f"{n}.gz").exists()]
 
 
-def _torchvision_class(dataset: str):
-    from torchvision import datasets  # deferred: importing torchvision costs ~1 s at app start
+IDX_UBYTE = 0x08  # the element type of every MNIST and Fashion-MNIST file: unsigned bytes
+IDX_MAX_BYTES = 2**30  # a header promising more is corrupt (the largest split is 47 MB), not a reason to allocate it
 
-    return {"mnist": datasets.MNIST, "fashion": datasets.FashionMNIST}[dataset]
+
+def read_idx(path: str | os.PathLike) -> torch.Tensor:
+    """One IDX file (plain or gzipped) -> a uint8 tensor of the shape in its header; ValueError when malformed."""
+    path = Path(path)
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        magic = f.read(4)
+        if len(magic) != 4 or magic[:2] != b"\0\0" or magic[2] != IDX_UBYTE or not 1 <= magic[3] <= 3:
+            raise ValueError(f"{path.name} is not an IDX file of unsigned bytes (header {magic.hex() or 'empty'})")
+        header = f.read(4 * magic[3])
+        if len(header) != 4 * magic[3]:
+            raise ValueError(f"{path.name} ends inside its header")
+        shape = [int.from_bytes(header[i:i + 4], "big") for i in range(0, len(header), 4)]
+        if math.prod(shape) > IDX_MAX_BYTES:
+            raise ValueError(f"{path.name} claims a shape of {shape}, more than {IDX_MAX_BYTES} bytes")
+        data = torch.empty(math.prod(shape), dtype=torch.uint8)
+        # straight into the tensor: no bytes copy of a 47 MB split (torchvision's reader and its import cost ~200 MB)
+        read = f.readinto(memoryview(data.numpy()))
+        if read != data.numel() or f.read(1):
+            raise ValueError(f"{path.name} holds {'fewer' if read != data.numel() else 'more'} bytes than its header's shape {shape}")
+    return data.view(shape)
+
+
+def _raw_path(raw: Path, name: str) -> Path | None:
+    """The plain or gzipped copy of a raw file, or None."""
+    for candidate in (raw / name, raw / f"{name}.gz"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _download(dataset: str, root: str) -> None:
+    """Fetch the raw files of both splits with torchvision."""
+    from torchvision import datasets  # deferred: torchvision is needed only to download, and its import costs ~1 s
+
+    cls = {"mnist": datasets.MNIST, "fashion": datasets.FashionMNIST}[dataset]
+    cls(root, train=True, download=True)
+
+
+def _missing_error(info: DatasetInfo, raw: Path, names: list[str], cause: str = "") -> DataMissingError:
+    return DataMissingError(
+        f"{info.title} is not available: missing {', '.join(names)} in {raw}. "
+        f"Download it on a machine with internet, or copy the raw IDX files there "
+        f"(or point GENMODELS_DATA at a folder that has {info.folder}/raw/).{cause}"
+    )
 
 
 @functools.lru_cache(maxsize=8)
 def _load_split_cached(dataset: str, split: str, root: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    cls = _torchvision_class(dataset)
-    missing = missing_files(dataset, root)
-    raw = Path(root) / dataset_info(dataset).folder / "raw"
-    # torchvision reads only the uncompressed files; with download on it unpacks local .gz copies first
-    needs_fetch = any(not (raw / n).exists() for split_files in RAW_FILES.values() for n in split_files)
+    info = dataset_info(dataset)
+    raw = Path(root) / info.folder / "raw"
+    if download and missing_files(dataset, root):
+        try:
+            _download(dataset, root)
+        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError... on a failed fetch
+            cause = f" Cause: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            raise _missing_error(info, raw, [p.name for p in missing_files(dataset, root)], cause) from None
+    paths = [_raw_path(raw, name) for name in RAW_FILES[split]]
+    if None in paths:
+        raise _missing_error(info, raw, [name for name, path in zip(RAW_FILES[split], paths) if path is None])
     try:
-        ds = cls(root, train=(split == "train"), download=download and needs_fetch)
-    except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError... on a failed fetch
-        names = ", ".join(p.name for p in missing) or "(files present but unreadable)"
-        raise DataMissingError(
-            f"{dataset_info(dataset).title} is not available: missing {names} in {raw}. "
-            f"Download it on a machine with internet, or copy the raw IDX files there "
-            f"(or point GENMODELS_DATA at a folder that has {dataset_info(dataset).folder}/raw/). "
-            f"Cause: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-        ) from None
-    images = ds.data.to(torch.uint8).contiguous()
-    labels = ds.targets.to(torch.int64).contiguous()
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise DataMissingError(f"{dataset_info(dataset).title} {split} files in {root} are malformed: images {tuple(images.shape)}, labels {tuple(labels.shape)}")
-    return images, labels
+        images, labels = (read_idx(path) for path in paths)
+    except (OSError, EOFError, ValueError) as exc:  # EOFError: a truncated .gz
+        raise DataMissingError(f"{info.title} {split} files in {raw} are unreadable: {type(exc).__name__}: {exc}") from None
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
+        raise DataMissingError(f"{info.title} {split} files in {raw} are malformed: images {tuple(images.shape)}, labels {tuple(labels.shape)}")
+    return images, labels.to(torch.int64)
 
 
 def load_split(

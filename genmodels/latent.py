@@ -116,22 +116,38 @@ class LatentMap:
         return np.argsort(distances, kind="stable")[:k]
 
 
-def fit_latent_map(latents: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, indices: torch.Tensor | np.ndarray) -> LatentMap:
-    """Fit a 2-component PCA (scikit-learn, deterministic full SVD) to latent codes [N, L]."""
-    latents = np.asarray(latents, dtype=np.float32)
-    if latents.ndim != 2 or len(latents) < 3:
-        raise ValueError(f"need at least 3 latent codes [N, L], got shape {latents.shape}")
-    from sklearn.decomposition import PCA  # here, not at the top: scikit-learn's import is ~1.5 s of the first page
+def principal_axes(latents: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean [L], components [n, L], explained variance ratios [n]) of codes [N, L], by a full SVD in float64.
 
-    pca = PCA(n_components=2, svd_solver="full").fit(latents)
+    Each component's sign is fixed so its largest-magnitude entry is positive (scikit-learn's convention), so a
+    map looks the same on every run and machine.
+    """
+    data = np.asarray(latents, dtype=np.float64)
+    mean = data.mean(axis=0)
+    _, singular, components = np.linalg.svd(data - mean, full_matrices=False)
+    signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])
+    components *= np.where(signs == 0, 1.0, signs)[:, None]
+    variance = singular**2
+    total = variance.sum()
+    ratio = variance / total if total > 0 else np.zeros_like(variance)
+    return mean, components[:n_components], ratio[:n_components]
+
+
+def fit_latent_map(latents: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, indices: torch.Tensor | np.ndarray) -> LatentMap:
+    """Fit a 2-component PCA to latent codes [N, L] (numpy's SVD: scikit-learn's import alone held ~140 MB)."""
+    latents = np.asarray(latents, dtype=np.float32)
+    if latents.ndim != 2 or len(latents) < 3 or latents.shape[1] < 2:
+        raise ValueError(f"need at least 3 latent codes of at least 2 dimensions [N, L], got shape {latents.shape}")
+    mean, components, ratio = principal_axes(latents)
+    mean, components = mean.astype(np.float32), components.astype(np.float32)
     return LatentMap(
         latents=latents,
-        coords=pca.transform(latents).astype(np.float32),
+        coords=((latents - mean) @ components.T).astype(np.float32),
         labels=np.asarray(labels),
         indices=np.asarray(indices),
-        mean=pca.mean_.astype(np.float32),
-        components=pca.components_.astype(np.float32),
-        explained_variance_ratio=pca.explained_variance_ratio_.astype(np.float64),
+        mean=mean,
+        components=components,
+        explained_variance_ratio=ratio.astype(np.float64),
     )
 
 

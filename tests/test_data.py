@@ -1,11 +1,14 @@
-"""genmodels.data: loading through torchvision, clear errors for missing files, batch order."""
+"""genmodels.data: reading the IDX files, clear errors for missing or broken files, batch order."""
+import gzip
 import os
+import struct
 
 import pytest
 import torch
 
 from genmodels.data import (
-    DATASETS, DataMissingError, TensorBatches, dataset_info, load_split, missing_files, signed_to_unit, to_signed, to_unit,
+    DATASETS, DataMissingError, TensorBatches, dataset_info, load_split, missing_files, read_idx, signed_to_unit, to_signed,
+    to_unit,
 )
 
 REAL_DATA = os.environ.get("GENMODELS_DATA")
@@ -41,6 +44,42 @@ def test_missing_files_give_one_clear_error(tmp_path):
     assert "train-images-idx3-ubyte" in message and str(tmp_path / "MNIST" / "raw") in message
     with pytest.raises(ValueError, match="unknown split"):
         load_split("mnist", "validation", tmp_path)
+
+
+def test_gzipped_files_read_the_same_as_plain_ones(synthetic_data):
+    plain_images, plain_labels = load_split("mnist", "test", synthetic_data, download=False)
+    raw = synthetic_data / "MNIST" / "raw"
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / f"{name}.gz").write_bytes(gzip.compress((raw / name).read_bytes()))
+        (raw / name).unlink()
+    assert torch.equal(read_idx(raw / "t10k-images-idx3-ubyte.gz"), plain_images)
+    assert torch.equal(read_idx(raw / "t10k-labels-idx1-ubyte.gz"), plain_labels.to(torch.uint8))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not an IDX file"),
+    (struct.pack(">i", 2051), "ends inside its header"),
+    (struct.pack(">iiii", 0x0D03, 2, 28, 28) + bytes(8 * 784), "not an IDX file of unsigned bytes"),  # floats
+    (struct.pack(">iiii", 2051, 2, 28, 28) + bytes(784), "fewer bytes"),
+    (struct.pack(">iiii", 2051, 2, 28, 28) + bytes(3 * 784), "more bytes"),
+    (struct.pack(">iiii", 2051, 2**31 - 1, 2**31 - 1, 28), "more than"),
+])
+def test_broken_idx_files_are_refused_with_the_reason(tmp_path, content, message):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        read_idx(path)
+
+
+def test_a_broken_split_file_gives_one_clear_error(synthetic_data):
+    raw = synthetic_data / "FashionMNIST" / "raw"
+    (raw / "train-images-idx3-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes()[:5000])
+    with pytest.raises(DataMissingError, match=r"Fashion-MNIST train files in .* are unreadable: .*fewer bytes"):
+        load_split("fashion", "train", synthetic_data, download=False)
+    (raw / "train-labels-idx1-ubyte").write_bytes(struct.pack(">ii", 2049, 7) + bytes(7))
+    (raw / "train-images-idx3-ubyte").write_bytes(struct.pack(">iiii", 2051, 5, 28, 28) + bytes(5 * 784))
+    with pytest.raises(DataMissingError, match=r"malformed: images \(5, 28, 28\), labels \(7,\)"):
+        load_split("fashion", "train", synthetic_data, download=False)
 
 
 def test_normalisation_matches_the_reports():

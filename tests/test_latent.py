@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genmodels import api
-from genmodels.latent import (edit_latents, fit_latent_map, full_test_images, interpolate, interpolation_strip, real_latent_map,
+from genmodels.latent import (edit_latents, fit_latent_map, principal_axes, full_test_images, interpolate, interpolation_strip, real_latent_map,
                               reconstruct, summary_images, unit_images)
 from genmodels.summary import DataSummary
 
@@ -56,6 +56,21 @@ def test_latent_map_round_trips_points_of_its_plane():
     np.testing.assert_allclose(lmap.to_latent(lmap.coords), codes, atol=1e-4)
     np.testing.assert_allclose(lmap.project(codes), lmap.coords, atol=1e-4)
     np.testing.assert_allclose(lmap.to_latent(np.zeros((1, 2)))[0], codes.mean(0), atol=1e-4)
+
+
+def test_principal_axes_find_the_known_directions_with_a_fixed_sign():
+    rng = np.random.default_rng(3)
+    rotation = np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    codes = (rng.normal(size=(4000, 4)) * np.array([5.0, 2.0, 0.5, 0.1])) @ rotation.T + 7.0
+    mean, components, ratio = principal_axes(codes)
+    np.testing.assert_allclose(mean, codes.mean(0))
+    for found, true in zip(components, rotation.T[:2]):
+        assert abs(found @ true) == pytest.approx(1.0, abs=1e-3)  # the two widest directions, in order
+        assert found[np.abs(found).argmax()] > 0
+    variances = np.array([25.0, 4.0, 0.25, 0.01])
+    np.testing.assert_allclose(ratio, (variances / variances.sum())[:2], rtol=0.05)
+    _, flipped, _ = principal_axes(-codes)
+    np.testing.assert_allclose(flipped, components, atol=1e-9)  # the sign follows the convention, not the data
 
 
 def test_latent_map_rejects_non_finite_plane_points():
