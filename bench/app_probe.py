@@ -29,7 +29,7 @@ def render_times(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[
 
     # as in a server, app.py runs before anything has loaded PyTorch (it sets the process's malloc thresholds first)
     AppTest.from_file(str(ENTRY_POINT), default_timeout=TIMEOUT_S).run()
-    from genmodels.data import DATASETS
+    from genmodels.datasets import DATASETS
 
     times: dict[str, dict[str, list[float]]] = {}
     errors: list[str] = []
@@ -54,7 +54,7 @@ def render_times(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[
 def load_every_model() -> None:
     """Every shipped model of both datasets, as the app holds them (generators, mappers, classifiers)."""
     from genmodels import api
-    from genmodels.data import DATASETS
+    from genmodels.datasets import DATASETS
     from genmodels.models import GENERATOR_KINDS
 
     held = [api.load_generator(kind, dataset, device="cpu") for kind in GENERATOR_KINDS for dataset in DATASETS]

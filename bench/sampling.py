@@ -8,7 +8,7 @@ import torch
 
 from bench.timing import percentile
 from genmodels import api
-from genmodels.data import DATASETS
+from genmodels.datasets import DATASETS
 from genmodels.images import grid_png
 from genmodels.models import GENERATOR_KINDS
 

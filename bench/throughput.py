@@ -11,7 +11,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench import reference
 from bench.timing import matmul_gflops, median, sync
-from genmodels.data import TensorBatches, dataset_info, load_split
+from genmodels.data import TensorBatches, load_split
+from genmodels.datasets import dataset_info
 from train.recipes import default_recipe
 from train.run import RunRequest, _build_task
 from train.trainer import Callbacks, Progress, StopFlag, run_epochs

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from genmodels.checkpoint import CheckpointError, checkpoint_path, load_model
-from genmodels.data import dataset_info
+from genmodels.datasets import dataset_info
 from genmodels.models import GENERATOR_KINDS, Classifier, CondGenerator, Generator, Mapper, VAE
 
 MAX_SAMPLES = 10_000

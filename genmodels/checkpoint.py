@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from genmodels.data import dataset_info
+from genmodels.datasets import dataset_info
 from genmodels.models import build_model, config_to_dict, model_kind
-from genmodels.paths import checkpoints_dir
+from genmodels.paths import atomic_write_bytes, checkpoints_dir
 
 FORMAT_VERSION = 1
 META_KEY = "genmodels"
@@ -56,22 +55,6 @@ def weights_sha256(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Write `payload` to `path` via a temp file in the same folder and a rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def _finite_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with the sample, evaluate and summarize subcommands."""
-    from genmodels.data import DATASETS
+    from genmodels.datasets import DATASETS
     from genmodels.models import GENERATOR_KINDS
 
     parser = _Parser(prog="python -m genmodels", description="Sample and evaluate the genmodels GANs and VAEs.")
@@ -106,7 +106,8 @@ def _check_writable(out: Path, suffixes: Sequence[str]) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     """Generate images and write them as a .png grid or a .npy uint8 array."""
     from genmodels.api import check_seed, check_temperature, load_generator, resolve_labels
-    from genmodels.data import dataset_info, unit_to_uint8
+    from genmodels.data import unit_to_uint8
+    from genmodels.datasets import dataset_info
     from genmodels.images import grid_png
 
     out = args.out if args.out is not None else Path(f"samples_{args.dataset}_{args.model}.png")

@@ -15,7 +15,8 @@ from torch import nn
 from genmodels import metrics
 from genmodels.api import GenerativeModel, load_classifier, load_generator, predict
 from genmodels.checkpoint import checkpoint_path, read_metadata, update_metadata
-from genmodels.data import DataMissingError, dataset_info, load_split, missing_files, to_unit
+from genmodels.data import DataMissingError, load_split, to_unit
+from genmodels.datasets import dataset_info, missing_files
 from genmodels.models import GENERATOR_KINDS, VAE, Classifier, vae_loss
 
 DEFAULT_SAMPLES = 10_000

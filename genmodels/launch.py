@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from genmodels.data import DATASETS, dataset_info
+from genmodels.datasets import DATASETS, dataset_info
 from genmodels.runs import RunInfo, launch_run
 
 LAUNCH_KINDS = ("classifier", "gan", "cgan", "vae", "mapper")

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genmodels.checkpoint import checkpoint_path
-from genmodels.data import dataset_info
+from genmodels.datasets import dataset_info
 from genmodels.paths import checkpoints_dir
 from genmodels.runs import RunInfo, list_runs, read_json
 
@@ -97,6 +96,8 @@ class Series:
 
 def shipped_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
     """The training logs of the shipped checkpoints of `dataset` that are present."""
+    from genmodels.checkpoint import checkpoint_path  # deferred: the sidebar imports this module before PyTorch loads
+
     info = dataset_info(dataset)
     logs_dir = checkpoints_dir(root) / dataset / "logs"
     found = []

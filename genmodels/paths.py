@@ -1,7 +1,8 @@
-"""Where the data, the shipped checkpoints and the user's training runs live."""
+"""Where the data, the shipped checkpoints and the user's training runs live, and how files there are written."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,3 +30,19 @@ def runs_dir(root: str | os.PathLike | None = None) -> Path:
         return Path(root)
     env = os.environ.get("GENMODELS_RUNS")
     return Path(env) if env else REPO_ROOT / "runs"
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write `payload` to `path` via a temp file in the same folder and a rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from genmodels.checkpoint import atomic_write_bytes
-from genmodels.paths import REPO_ROOT, runs_dir
+from genmodels.paths import REPO_ROOT, atomic_write_bytes, runs_dir
 
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: "$" would accept a trailing newline
 ACTIVE_STATES = ("starting", "running")

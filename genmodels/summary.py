@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from genmodels.checkpoint import CheckpointError, load_tensors, save_tensors
-from genmodels.data import dataset_info, load_split, missing_files
+from genmodels.data import load_split
+from genmodels.datasets import dataset_info, missing_files
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 SUBSET_PER_CLASS = 200

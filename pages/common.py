@@ -1,12 +1,17 @@
-"""What every page shares: the current dataset, cached model loaders, and friendly error display."""
+"""What every page shares: the current dataset, cached model loaders, and friendly error display.
+
+PyTorch loads on first use of a model, not on import: the sidebar and a page's heading are drawn while it loads.
+"""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from genmodels import api
-from genmodels.checkpoint import CheckpointError
-from genmodels.data import DATASETS, dataset_info
+from genmodels.datasets import DATASETS, dataset_info
+
+if TYPE_CHECKING:
+    from genmodels import api
 
 DATASET_KEY = "dataset"
 DEFAULT_DATASET = "mnist"
@@ -37,17 +42,23 @@ def class_names(dataset: str) -> tuple[str, ...]:
 @st.cache_resource(show_spinner="Loading model...", max_entries=32)
 def generator(kind: str, dataset: str, checkpoint: str | None = None) -> api.GenerativeModel:
     """A generator, loaded once per process (never mutated by pages)."""
+    from genmodels import api
+
     return api.load_generator(kind, dataset, checkpoint=checkpoint)
 
 
 @st.cache_resource(show_spinner="Loading classifier...", max_entries=8)
 def classifier(dataset: str):
     """The project classifier of a dataset, loaded once per process."""
+    from genmodels import api
+
     return api.load_classifier(dataset)
 
 
 def try_generator(kind: str, dataset: str, checkpoint: str | None = None) -> api.GenerativeModel | None:
     """The generator, or None after showing why it cannot be loaded (other pages keep working)."""
+    from genmodels.checkpoint import CheckpointError
+
     try:
         return generator(kind, dataset, checkpoint)
     except (CheckpointError, ValueError) as exc:
@@ -57,6 +68,8 @@ def try_generator(kind: str, dataset: str, checkpoint: str | None = None) -> api
 
 def try_classifier(dataset: str):
     """The classifier, or None after showing why it cannot be loaded."""
+    from genmodels.checkpoint import CheckpointError
+
     try:
         return classifier(dataset)
     except (CheckpointError, ValueError) as exc:

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from genmodels.checkpoint import CheckpointError
-from genmodels.data import dataset_info
+from genmodels.datasets import dataset_info
 from genmodels.eda import DataOverview, intensity_histogram, overview, preview_grid
 from genmodels.images import png_bytes
 from genmodels.paths import data_dir

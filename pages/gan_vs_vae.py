@@ -11,7 +11,7 @@ from genmodels.checkpoint import CheckpointError, checkpoint_path
 from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, GeneratedScores, epoch_series, generated_scores, jump_ratio,
                                nearest_training_pairs, real_scores, shipped_log, stored_numbers,
                                training_stability)
-from genmodels.data import dataset_info, missing_files
+from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
 from genmodels.latent import interpolation_strip
 from genmodels.summary import load_summary

@@ -10,7 +10,8 @@ import torch
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError
 from genmodels.gallery import display_pixels, prediction_captions
-from genmodels.data import DataMissingError, missing_files
+from genmodels.data import DataMissingError
+from genmodels.datasets import missing_files
 from genmodels.latent import (LatentMap, RealImages, full_test_images, interpolate, real_latent_map, reconstruct, summary_images,
                               unit_images)
 from genmodels.summary import load_summary

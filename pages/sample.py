@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from genmodels import runs
-from genmodels.api import predict
-from genmodels.gallery import MAX_GALLERY, Gallery, display_pixels, generate_gallery, next_seed, prediction_captions
-from genmodels.images import grid_png
-from genmodels.latent import interpolation_strip
 from pages import common
+
+# The default page draws its heading before PyTorch loads: on a cold start the imports below take 2-3 s.
+st.title("Sample")
+st.caption("Generate images by model, class and seed. Every image is captioned with the project classifier's "
+           "prediction and confidence (✗ marks a disagreement with the requested class).")
+with st.spinner("Loading PyTorch (once per server start)..."):
+    from genmodels import runs
+    from genmodels.api import predict
+    from genmodels.gallery import MAX_GALLERY, Gallery, display_pixels, generate_gallery, next_seed, prediction_captions
+    from genmodels.images import grid_png
+    from genmodels.latent import interpolation_strip
 
 MODEL_TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
 MODES = ("One class", "Every class", "Unconditional")
@@ -63,10 +69,6 @@ common.persist_widgets(DEFAULTS)
 
 dataset = common.current_dataset()
 names = common.class_names(dataset)
-st.title("Sample")
-st.caption("Generate images by model, class and seed. Every image is captioned with the project classifier's "
-           "prediction and confidence (✗ marks a disagreement with the requested class).")
-
 preset_cols = st.columns(3)
 preset_cols[0].button("10×10 grid of 100 (report 001)", on_click=apply_preset, args=("Every class", 10), width="stretch")
 preset_cols[1].button("10 images, one per class (report 000)", on_click=apply_preset, args=("Every class", 1), width="stretch")

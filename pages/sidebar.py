@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from genmodels.data import DATASETS, dataset_info
+from genmodels.datasets import DATASETS, dataset_info
 from genmodels.logs import KIND_TITLES
 from genmodels.launch import BATCH_RANGE, EPOCH_RANGE, LAUNCH_KINDS, MAX_STEPS_RANGE, SEED_RANGE, check_request, start
 from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, run_info

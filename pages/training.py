@@ -13,7 +13,7 @@ import streamlit as st
 from genmodels.architecture import NetworkTable, architecture
 from genmodels.checkpoint import CheckpointError, read_metadata
 from genmodels.compare import COMPARED_KINDS, generated_scores
-from genmodels.data import dataset_info
+from genmodels.datasets import dataset_info
 from genmodels.logs import (
     Chart, Series, TrainingLog, charts_for, grid_images, metrics_csv, run_log, shipped_logs, smooth, user_logs,
 )

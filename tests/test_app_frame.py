@@ -1,6 +1,7 @@
 """The entry point and its sidebar: navigation renders, dataset picker, training launcher checks, live runs panel."""
 import signal
 import subprocess
+import sys
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -13,6 +14,34 @@ from genmodels.paths import REPO_ROOT
 from genmodels.runs import RunInfo
 
 PAGES = ("sample", "latent_space", "gan_vs_vae", "training", "data")
+
+
+# Run in a fresh interpreter: app.py's frame and the sidebar, drawn, then which heavy modules were loaded.
+FRAME_SCRIPT = """
+from genmodels.memory import return_large_frees_to_the_os
+from pages import sidebar
+
+return_large_frees_to_the_os()
+sidebar.render()
+"""
+COLD_START = """
+import sys
+from streamlit.testing.v1 import AppTest
+
+at = AppTest.from_string(sys.argv[1], default_timeout=60).run()
+assert not at.exception, at.exception
+assert at.sidebar.selectbox, "no dataset picker"
+print(sorted(m for m in ("torch", "torchvision", "sklearn") if m in sys.modules))
+"""
+
+
+def test_the_frame_and_sidebar_draw_before_pytorch_loads():
+    """A cold start shows the sidebar and the default page's heading while PyTorch imports (2-3 s on 2 cores)."""
+    out = subprocess.run([sys.executable, "-c", COLD_START, FRAME_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    sample_page = (REPO_ROOT / "pages" / "sample.py").read_text()
+    assert sample_page.index('st.title("Sample")') < sample_page.index("from genmodels")
 
 
 def sidebar_script():

@@ -6,10 +6,8 @@ import struct
 import pytest
 import torch
 
-from genmodels.data import (
-    DATASETS, DataMissingError, TensorBatches, dataset_info, load_split, missing_files, read_idx, signed_to_unit, to_signed,
-    to_unit,
-)
+from genmodels.data import DataMissingError, TensorBatches, load_split, read_idx, signed_to_unit, to_signed, to_unit
+from genmodels.datasets import DATASETS, dataset_info, missing_files
 
 REAL_DATA = os.environ.get("GENMODELS_DATA")
 needs_real_data = pytest.mark.skipif(

@@ -83,7 +83,7 @@ def test_evaluation_charts_per_class_accuracy_and_coverage():
 
 @pytest.mark.realdata
 def test_memorisation_shows_samples_beside_their_nearest_training_images():
-    from genmodels.data import missing_files
+    from genmodels.datasets import missing_files
 
     if missing_files("mnist"):
         pytest.skip("the full MNIST training set is absent (set GENMODELS_DATA)")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from genmodels.data import dataset_info
+from genmodels.datasets import dataset_info
 from tests import app_pages
 
 pytestmark = pytest.mark.checkpoints

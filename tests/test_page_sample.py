@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from genmodels.checkpoint import checkpoint_path
-from genmodels.data import dataset_info
+from genmodels.datasets import dataset_info
 from tests import app_pages
 
 pytestmark = pytest.mark.checkpoints

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from genmodels import api, metrics
-from genmodels.data import load_split, missing_files, to_unit
+from genmodels.data import load_split, to_unit
+from genmodels.datasets import missing_files
 from genmodels.models import vae_loss
 from genmodels.summary import load_summary
 

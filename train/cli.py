@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from genmodels.api import MAX_SEED
-from genmodels.data import DATASETS
+from genmodels.datasets import DATASETS
 from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.runs import new_run_name, read_metrics
 from train.recipes import KINDS, PRECISIONS, default_recipe, resolve_precision

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from genmodels.checkpoint import CheckpointError, checkpoint_path, load_model, load_tensors, save_model, save_tensors
-from genmodels.data import DataMissingError, TensorBatches, dataset_info, load_split
+from genmodels.data import DataMissingError, TensorBatches, load_split
+from genmodels.datasets import dataset_info
 from genmodels.images import grid_png
 from genmodels.models import CGANConfig, ClassifierConfig, GANConfig, MapperConfig, VAEConfig, config_from_dict
 from genmodels.runs import MetricsLog, read_json, write_json
