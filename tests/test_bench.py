@@ -89,3 +89,13 @@ def test_reference_models_use_stock_layers_with_the_same_weights():
     images, labels = torch.randn(5, 1, 28, 28), torch.arange(5)
     for ours, theirs in zip(model(images, labels), stock(images, labels)):
         assert torch.equal(ours, theirs)
+
+
+def test_the_app_probe_counts_its_own_memory_not_its_parents():
+    """Linux hands `ru_maxrss` down across exec; the probe reads its own high-water mark instead."""
+    parent_ballast = bytearray(400 * 2**20)
+    parent_ballast[::4096] = b"\1" * len(parent_ballast[::4096])  # resident, not just reserved
+    code = "from bench.app_probe import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 200  # a bare interpreter, not the 400 MB its parent holds
+    del parent_ballast
