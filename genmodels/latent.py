@@ -138,6 +138,8 @@ def fit_latent_map(latents: torch.Tensor | np.ndarray, labels: torch.Tensor | np
     latents = np.asarray(latents, dtype=np.float32)
     if latents.ndim != 2 or len(latents) < 3 or latents.shape[1] < 2:
         raise ValueError(f"need at least 3 latent codes of at least 2 dimensions [N, L], got shape {latents.shape}")
+    if not np.isfinite(latents).all():
+        raise ValueError("latent codes must be finite (the encoder produced NaN or inf)")
     mean, components, ratio = principal_axes(latents)
     mean, components = mean.astype(np.float32), components.astype(np.float32)
     return LatentMap(

@@ -77,6 +77,9 @@ def test_latent_map_rejects_non_finite_plane_points():
     codes, labels = planar_codes()
     with pytest.raises(ValueError, match="finite"):
         fit_latent_map(codes, labels, labels).to_latent(np.array([[np.nan, 0.0]]))
+    codes[5, 2] = np.inf
+    with pytest.raises(ValueError, match="must be finite"):
+        fit_latent_map(codes, labels, labels)
 
 
 def test_nearest_excludes_the_point_and_sorts_by_distance():
