@@ -10,7 +10,7 @@ from typing import Iterator
 
 import torch
 
-from genmodels.datasets import RAW_FILES, SPLITS, DatasetInfo, dataset_info, missing_files
+from genmodels.datasets import RAW_FILES, SPLITS, DatasetInfo, dataset_info, missing_files, raw_file
 from genmodels.paths import data_dir
 
 
@@ -33,22 +33,15 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
         if len(header) != 4 * magic[3]:
             raise ValueError(f"{path.name} ends inside its header")
         shape = [int.from_bytes(header[i:i + 4], "big") for i in range(0, len(header), 4)]
-        if math.prod(shape) > IDX_MAX_BYTES:
+        size = math.prod(shape)
+        if size > IDX_MAX_BYTES:
             raise ValueError(f"{path.name} claims a shape of {shape}, more than {IDX_MAX_BYTES} bytes")
-        data = torch.empty(math.prod(shape), dtype=torch.uint8)
+        data = torch.empty(size, dtype=torch.uint8)
         # straight into the tensor: no bytes copy of a 47 MB split (torchvision's reader and its import cost ~200 MB)
         read = f.readinto(memoryview(data.numpy()))
-        if read != data.numel() or f.read(1):
-            raise ValueError(f"{path.name} holds {'fewer' if read != data.numel() else 'more'} bytes than its header's shape {shape}")
+        if read != size or f.read(1):
+            raise ValueError(f"{path.name} holds {'fewer' if read != size else 'more'} bytes than its header's shape {shape}")
     return data.view(shape)
-
-
-def _raw_path(raw: Path, name: str) -> Path | None:
-    """The plain or gzipped copy of a raw file, or None."""
-    for candidate in (raw / name, raw / f"{name}.gz"):
-        if candidate.exists():
-            return candidate
-    return None
 
 
 def _download(dataset: str, root: str) -> None:
@@ -77,7 +70,7 @@ def _load_split_cached(dataset: str, split: str, root: str, download: bool) -> t
         except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError... on a failed fetch
             cause = f" Cause: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             raise _missing_error(info, raw, [p.name for p in missing_files(dataset, root)], cause) from None
-    paths = [_raw_path(raw, name) for name in RAW_FILES[split]]
+    paths = [raw_file(raw, name) for name in RAW_FILES[split]]
     if None in paths:
         raise _missing_error(info, raw, [name for name, path in zip(RAW_FILES[split], paths) if path is None])
     try:

@@ -48,8 +48,15 @@ def dataset_info(name: str) -> DatasetInfo:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
 
 
+def raw_file(raw: Path, name: str) -> Path | None:
+    """The plain or gzipped copy of the raw file `name` in the folder `raw`, or None."""
+    for candidate in (raw / name, raw / f"{name}.gz"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def missing_files(dataset: str, root: str | os.PathLike | None = None) -> list[Path]:
     """The raw files of `dataset` that are absent (neither plain nor .gz) under the data folder."""
     raw = data_dir(root) / dataset_info(dataset).folder / "raw"
-    names = [name for split in SPLITS for name in RAW_FILES[split]]
-    return [raw / n for n in names if not (raw / n).exists() and not (raw / f"{n}.gz").exists()]
+    return [raw / name for split in SPLITS for name in RAW_FILES[split] if raw_file(raw, name) is None]

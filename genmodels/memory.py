@@ -13,8 +13,8 @@ def return_large_frees_to_the_os() -> bool:
     C library is not glibc.
 
     By default glibc raises this threshold to the largest block freed so far (up to 32 MB), after which big
-    temporary tensors (a 31 MB chunk of floats) come from the heap, fragment it and stay resident: the app's
-    peak RSS varied between 1.1 and 1.7 GB over identical runs, and held ~1.03 GB with the threshold fixed.
+    temporary tensors (a 31 MB chunk of floats) come from the heap, fragment it and stay resident: they added
+    50-300 MB to the app's resident memory, varying from run to run.
     """
     try:
         libc = ctypes.CDLL(None)
