@@ -14,6 +14,7 @@ import torch
 
 from bench import report
 from bench.timing import cpu_load
+from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import data_dir
 
 SECTIONS = ("train", "quality", "sample", "app")
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = 1 if args.quick and args.threads is None else args.threads  # quick: a smoke test, steady on a busy machine
     if threads:
         torch.set_num_threads(threads)
+    keep_freed_memory_for_reuse()  # as `python -m train` does; the reference loops share this process and gain alike
     root = str(data_dir())
     log = (lambda message: print(message, file=sys.stderr, flush=True))
     results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "load_before": cpu_load()}

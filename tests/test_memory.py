@@ -1,16 +1,16 @@
-"""genmodels.memory: big temporary tensors are given back to the OS once the app has fixed glibc's mmap threshold."""
+"""genmodels.memory: the app gives big temporaries back to the OS; training keeps the blocks a step frees for the next step."""
 import subprocess
 import sys
 
 import pytest
 
-from genmodels.memory import return_large_frees_to_the_os
+from genmodels.memory import keep_freed_memory_for_reuse, return_large_frees_to_the_os
 
 # a 32 MB block freed raises glibc's dynamic threshold; 20 MB temporaries then interleave with small survivors
 FRAGMENTING_PATTERN = """
 import sys, psutil, torch
 if sys.argv[1] == "fixed":
-    from genmodels.memory import return_large_frees_to_the_os
+    from genmodels.memory import keep_freed_memory_for_reuse, return_large_frees_to_the_os
     assert return_large_frees_to_the_os()
 rss = lambda: psutil.Process().memory_info().rss / 2**20
 big = torch.ones(8_000_000)
@@ -35,3 +35,34 @@ def test_freed_temporaries_leave_the_process():
     assert return_large_frees_to_the_os()
     assert resident_growth_mb("fixed") < 5
     assert resident_growth_mb("default") > 15  # the same pattern without the setting keeps them resident
+
+
+# a training step's pattern: 1-4 MB tensors allocated and freed in the same order every step
+STEP_PATTERN = """
+import resource, sys, torch
+if sys.argv[1] == "keep":
+    from genmodels.memory import keep_freed_memory_for_reuse
+    assert keep_freed_memory_for_reuse()
+faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def step():
+    a = torch.ones(300_000); b = torch.ones(1_000_000); del a
+    c = torch.ones(500_000); d = torch.ones(800_000); del b, c, d
+for _ in range(3):
+    step()
+before = faults()
+for _ in range(20):
+    step()
+print((faults() - before) / 20)
+"""
+
+
+def page_faults_per_step(mode: str) -> float:
+    out = subprocess.run([sys.executable, "-c", STEP_PATTERN, mode], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the setting is glibc's")
+def test_training_reuses_freed_blocks_without_page_faults():
+    assert keep_freed_memory_for_reuse()
+    assert page_faults_per_step("keep") < 5
+    assert page_faults_per_step("default") > 20  # glibc's defaults hand some blocks back and fault them in again

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from genmodels.api import MAX_SEED
 from genmodels.datasets import DATASETS
+from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.runs import new_run_name, read_metrics
 from train.recipes import KINDS, PRECISIONS, default_recipe, resolve_precision
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_EXIT
     if args.nice:
         os.nice(args.nice)
+    keep_freed_memory_for_reuse()
     if args.kind == "all":
         return train_all(args, device, run_dir)
     return train_one(args, args.kind, device, run_dir)
