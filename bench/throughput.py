@@ -98,7 +98,8 @@ def reference_loop(kind: str, dataset: str, batch_size: int, device: torch.devic
 def flops_per_image(loop: ProjectLoop) -> float:
     """FLOPs of one training step per image, counted from the matmul and convolution shapes (forward + backward)."""
     images, labels = next(iter(loop.batches))
-    with FlopCounterMode(display=False) as counter:
+    # eagerly: a compiled step (the vae's) would otherwise be compiled under the counter and keep that slower graph
+    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
         loop.task.step(images, labels)
     return counter.get_total_flops() / len(labels)
 

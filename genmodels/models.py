@@ -284,10 +284,16 @@ class VAE(nn.Module):
         """latents [N, latent_dim] -> pixel logits [N, 1, 28, 28]."""
         return self.to_pixels(self.decoder(z)).view(-1, *IMAGE_SHAPE)
 
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """images -> (pixel logits, mu, logvar, the sampled z)."""
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """images -> (pixel logits, mu, logvar, the sampled z = mu + noise * sigma); noise [N, L] is drawn when not given."""
         mu, logvar = (stat.float() for stat in self.encode(images))  # fp32 even under bf16 autocast: exp(logvar)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device) if generator is not None else torch.randn_like(mu)
+        if noise is not None:
+            eps = noise
+        elif generator is not None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+        else:
+            eps = torch.randn_like(mu)
         z = mu + eps * torch.exp(0.5 * logvar)
         return self.decode_logits(z), mu, logvar, z
 

@@ -28,7 +28,7 @@ BAD_FLAGS = [
     ["--log-every", "0"], ["--log-every", "-5"], ["--log-every", "100001"], ["--log-every", "0x10"],
     # other flags
     # niceness and precision
-    ["--nice", "-1"], ["--nice", "20"], ["--nice", "low"], ["--precision", "fp16"], ["--precision", ""],
+    ["--nice", "-1"], ["--nice", "20"], ["--nice", "low"], ["--precision", "fp16"], ["--precision", ""], ["--compile", "fast"], ["--compile", ""],
     ["--device", "tpu"], ["--model-config", "[1, 2]"], ["--model-config", "{not json"], ["--resume"],
     ["--classifier", "/nonexistent/classifier.safetensors"],
 ]

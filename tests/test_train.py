@@ -91,6 +91,7 @@ def test_sigterm_finishes_the_step_and_saves(synthetic_data, tmp_path):
     (["vae", "--dataset", "mnist", "--batch-size", "100000"], "--batch-size must be between 1"),
     (["vae", "--dataset", "mnist", "--seed", "-1"], "--seed must be between 0"),
     (["vae", "--dataset", "mnist", "--resume"], "--resume needs --run-dir"),
+    (["gan", "--dataset", "mnist", "--compile", "on"], "only vae compiles its step"),
     (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/a-file/run"], "is a file, not a folder"),
 ])
 def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
@@ -159,3 +160,64 @@ def test_fused_adam_steps_exactly_like_torch_adam(weight_decay):
     for name in ("step", "exp_avg", "exp_avg_sq"):
         assert all(torch.equal(lean.state[a][name], reference.state[b][name]) for a, b in zip(ours[:2], stock[:2]))
     cls(make(0), lr=1e-2, fused=True).load_state_dict(lean.state_dict())
+
+
+def test_compile_choices():
+    """'auto' compiles the vae's step on the CPU for long runs only; kinds that do not compile refuse 'on'."""
+    from train.recipes import COMPILE_MIN_STEPS, default_recipe, resolve_compile
+
+    assert default_recipe("vae", "mnist").compile == "auto" and default_recipe("gan", "mnist").compile == "off"
+    assert resolve_compile("auto", "vae", "cpu", COMPILE_MIN_STEPS) is True
+    assert resolve_compile("auto", "vae", "cpu", COMPILE_MIN_STEPS - 1) is False
+    assert resolve_compile("auto", "vae", "cuda", 10**6) is False
+    assert resolve_compile("on", "vae", "cpu", 1) is True and resolve_compile("off", "vae", "cpu", 10**6) is False
+    assert resolve_compile("auto", "cgan", "cpu", 10**6) is False
+    with pytest.raises(ValueError, match="only vae compiles"):
+        resolve_compile("on", "gan", "cpu", 10**6)
+    with pytest.raises(ValueError, match="unknown compile choice"):
+        resolve_compile("yes", "vae", "cpu", 10**6)
+
+
+def _tiny_vae_task(compile_choice: str):
+    import torch
+
+    from genmodels.models import VAEConfig
+    from train.recipes import default_recipe
+    from train.tasks import VAETask
+
+    recipe = default_recipe("vae", "mnist", compile=compile_choice, precision="fp32")
+    return VAETask(VAEConfig(hidden=(32,), latent_dim=4, class_weight=1.0), recipe, torch.device("cpu"), total_steps=10)
+
+
+def test_compiled_vae_step_trains_like_the_eager_one():
+    """The compiled step computes the eager step's losses and updates (to float rounding), from the same init and noise."""
+    import torch
+
+    images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(16) % 10
+    compiled, eager = _tiny_vae_task("on"), _tiny_vae_task("off")
+    assert compiled.compiled and not eager.compiled
+    for _ in range(3):
+        got, want = compiled.step(images, labels), eager.step(images, labels)
+        assert got.keys() == want.keys() == {"loss", "recon", "kl", "loss_class"}
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4)
+    assert compiled.compiled and compiled.compile_failure is None
+    for a, b in zip(compiled.vae.parameters(), eager.vae.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_failed_compile_trains_on_uncompiled():
+    """Where compiling fails (no C++ compiler, say), the step runs eagerly and the task says why."""
+    import torch
+
+    task = _tiny_vae_task("on")
+
+    def broken(*args):
+        raise RuntimeError("no working C++ compiler")
+
+    task._losses_fn = broken
+    losses = task.step(torch.rand(8, 1, 28, 28), torch.arange(8))
+    assert torch.isfinite(losses["loss"]) and not task.compiled
+    assert "RuntimeError: no working C++ compiler" in task.compile_failure
+    task.step(torch.rand(8, 1, 28, 28), torch.arange(8))  # and goes on without trying again

@@ -133,7 +133,8 @@ def train_model(req: RunRequest) -> int:
 
         config = {
             "kind": req.kind, "dataset": req.dataset, "recipe": dataclasses.asdict(req.recipe),
-            "model": dataclasses.asdict(task.model().config), "device": str(req.device), "precision": task.precision, "max_steps": req.max_steps,
+            "model": dataclasses.asdict(task.model().config), "device": str(req.device), "precision": task.precision, "compiled": task.compiled,
+            "max_steps": req.max_steps,
             "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "torch": torch.__version__,
             "argv": sys.argv,
         }
@@ -166,7 +167,8 @@ def train_model(req: RunRequest) -> int:
             extra = {"generator_sha256": task.generator_sha256} if req.kind == "mapper" else {}
             save_model(run_dir / f"{req.kind}.safetensors", task.model(), req.kind, req.dataset,
                        recipe=dataclasses.asdict(req.recipe), epochs_trained=progress.epoch,
-                       steps_trained=progress.global_step, device=str(req.device), precision=task.precision, metrics=final_metrics,
+                       steps_trained=progress.global_step, device=str(req.device), precision=task.precision, compiled=task.compiled,
+                       metrics=final_metrics,
                        training_wall_time_s=round(progress.wall_time, 1), **extra)
             tensors, task_meta = task.state()
             tensors["rng.torch"] = torch.get_rng_state()
@@ -176,7 +178,14 @@ def train_model(req: RunRequest) -> int:
                                                "global_step": progress.global_step, "images_seen": progress.images_seen,
                                                "wall_time": progress.wall_time, "kind": req.kind, "dataset": req.dataset})
 
+        if task.compiled:
+            _log(f"compiling the {req.kind} step on its first batch (seconds; --compile off skips it)")
+
         def on_log(p: Progress, losses: dict[str, float], rate: float) -> None:
+            if task.compile_failure and not config.get("compile_failure"):
+                config.update(compiled=False, compile_failure=task.compile_failure)
+                write_json(run_dir / "config.json", config)
+                _log(f"note: torch.compile failed, training goes on uncompiled ({task.compile_failure})")
             log.write({"type": "step", "step": p.global_step, "epoch": p.epoch + p.step_in_epoch / steps_per_epoch,
                        **losses, "wall_time": round(p.wall_time, 3), "images_per_s": round(rate, 1)})
             set_status(epoch=p.epoch, step=p.global_step)

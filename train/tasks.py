@@ -21,7 +21,7 @@ from genmodels.models import (
     CGANConfig, Classifier, ClassifierConfig, CondDiscriminator, CondGenerator, Discriminator, GANConfig,
     Generator, Mapper, MapperConfig, VAE, VAEConfig, vae_loss,
 )
-from train.recipes import Recipe, resolve_precision
+from train.recipes import Recipe, resolve_compile, resolve_precision
 
 EVAL_SAMPLES_PER_CLASS = 100  # 1,000 images per epoch-end quality check
 GRID_SIZE = 100  # 10 x 10 fixed-noise grid per epoch
@@ -147,6 +147,8 @@ class BaseTask:
         self.step_count = 0
         self.rng = torch.Generator(device=device).manual_seed(recipe.seed + 1)
         self.precision = resolve_precision(recipe.precision, device)
+        self.compiled = False  # whether the step runs torch.compile'd (see VAETask)
+        self.compile_failure: str | None = None  # why compiling failed, when it did and the run went on uncompiled
         self.judge: Classifier | None = None
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -425,27 +427,41 @@ class VAETask(BaseTask):
         self.fixed_noise = torch.randn(GRID_SIZE, config.latent_dim, generator=torch.Generator().manual_seed(GRID_SEED)).to(device)
         self.train_images: torch.Tensor | None = None
         self.train_labels: torch.Tensor | None = None
+        self.compiled = resolve_compile(recipe.compile, self.kind, device, total_steps)
+        # compiled lazily on the first step (~10 s on 2 cores); the noise is drawn outside, from the task's generator
+        self._losses_fn = torch.compile(self._losses, dynamic=False) if self.compiled else self._losses
 
     def prepare(self, images_uint8):
         return to_unit(images_uint8).to(self.device)
 
-    def step(self, images, labels):
-        self._schedule()
+    def _losses(self, images: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The step's forward pass: {'loss', 'recon', 'kl'(, 'loss_class')}, each a scalar."""
         with self.autocast():
-            logits, mu, logvar, z = self.vae(images, generator=self.rng)
+            logits, mu, logvar, z = self.vae(images, noise=noise)
             class_logits = self.vae.to_class(z) if self.vae.to_class is not None else None
         recon, kl = vae_loss(logits.float(), images, mu, logvar)
-        loss = recon + kl
-        losses = {"recon": recon.detach(), "kl": kl.detach()}
+        losses = {"loss": recon + kl, "recon": recon, "kl": kl}
         if class_logits is not None:
-            loss_class = F.cross_entropy(class_logits.float(), labels)
-            loss = loss + self.config.class_weight * loss_class
-            losses["loss_class"] = loss_class.detach()
+            losses["loss_class"] = F.cross_entropy(class_logits.float(), labels)
+            losses["loss"] = losses["loss"] + self.config.class_weight * losses["loss_class"]
+        return losses
+
+    def step(self, images, labels):
+        self._schedule()
+        noise = torch.randn(len(images), self.config.latent_dim, generator=self.rng, device=self.device)
+        try:
+            losses = self._losses_fn(images, labels, noise)
+        except Exception as exc:  # noqa: BLE001 - a build without a C++ compiler, an unsupported op...: train on uncompiled
+            if self._losses_fn is self._losses:
+                raise
+            self.compile_failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            self.compiled, self._losses_fn = False, self._losses
+            losses = self._losses(images, labels, noise)
         opt = self.optimizers["vae"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses["loss"].backward()
         opt.step()
-        return {"loss": loss.detach(), **losses}
+        return {name: value.detach() for name, value in losses.items()}
 
     @torch.no_grad()
     def grid_images(self):
