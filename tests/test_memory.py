@@ -25,16 +25,17 @@ print(rss() - before)
 """
 
 
-def resident_growth_mb(mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", FRAGMENTING_PATTERN, mode], capture_output=True, text=True, check=True)
+def run_pattern(pattern: str, mode: str) -> float:
+    """The number a pattern prints, run in a fresh interpreter with the setting ('fixed' / 'keep') or glibc's defaults."""
+    out = subprocess.run([sys.executable, "-c", pattern, mode], capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the setting is glibc's")
 def test_freed_temporaries_leave_the_process():
     assert return_large_frees_to_the_os()
-    assert resident_growth_mb("fixed") < 5
-    assert resident_growth_mb("default") > 15  # the same pattern without the setting keeps them resident
+    assert run_pattern(FRAGMENTING_PATTERN, "fixed") < 5
+    assert run_pattern(FRAGMENTING_PATTERN, "default") > 15  # the same pattern without the setting keeps them resident
 
 
 # a training step's pattern: 1-4 MB tensors allocated and freed in the same order every step
@@ -56,13 +57,8 @@ print((faults() - before) / 20)
 """
 
 
-def page_faults_per_step(mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", STEP_PATTERN, mode], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip())
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the setting is glibc's")
 def test_training_reuses_freed_blocks_without_page_faults():
     assert keep_freed_memory_for_reuse()
-    assert page_faults_per_step("keep") < 5
-    assert page_faults_per_step("default") > 20  # glibc's defaults hand some blocks back and fault them in again
+    assert run_pattern(STEP_PATTERN, "keep") < 5
+    assert run_pattern(STEP_PATTERN, "default") > 20  # glibc's defaults hand some blocks back and fault them in again

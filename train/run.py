@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -179,6 +180,8 @@ def train_model(req: RunRequest) -> int:
                                                "wall_time": progress.wall_time, "kind": req.kind, "dataset": req.dataset})
 
         if task.compiled:
+            # the PyPI build looks for a CUDA toolkit whenever it compiles, and warns on a CPU that needs none
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             _log(f"compiling the {req.kind} step on its first batch (seconds; --compile off skips it)")
 
         def on_log(p: Progress, losses: dict[str, float], rate: float) -> None:
