@@ -6,8 +6,8 @@ import ctypes
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 MMAP_THRESHOLD_BYTES = 1 << 20
 TRIM_THRESHOLD_BYTES = 2 << 20  # glibc's own ratio to the mmap threshold; it may have doubled a raised one before
-TRAINING_MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest; a training step's tensors are all smaller
-TRAINING_TRIM_THRESHOLD_BYTES = 1 << 30
+TRAINING_MMAP_THRESHOLD_BYTES = 32 << 20  # above every tensor a step frees; the whole-split tensors keep their own mappings
+TRAINING_TRIM_THRESHOLD_BYTES = 1 << 30  # never trim: each step needs its high-water mark again
 
 
 def _mallopt(mmap_threshold: int, trim_threshold: int) -> bool:
