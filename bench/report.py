@@ -30,12 +30,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             out.append(("matmul peak (bf16)", f"{train['matmul_peak_bf16_gflops']:.0f} GFLOP/s", "", ""))
         for kind in ("gan", "cgan", "vae", "classifier"):
             t = train[kind]
-            out.append((f"train {kind}, batch {t['batch_size']}: project vs reference",
+            compiled = ", compiled" if t.get("compiled") else ""
+            out.append((f"train {kind}, batch {t['batch_size']}{compiled}: project vs reference",
                         f"{t['project_images_per_s']} vs {t['reference_images_per_s']} img/s "
                         f"({t['project_s_per_epoch']} vs {t['reference_s_per_epoch']} s/epoch), x{t['speedup']}",
                         f">= x{TARGETS['train_speedup']:.0f}", _mark(t["speedup"] >= TARGETS["train_speedup"])))
             gan = kind in ("gan", "cgan")
-            out.append((f"train {kind}, batch {t['default_batch_size']} ({t['precision']}): achieved / {t['precision']} peak",
+            out.append((f"train {kind}, batch {t['default_batch_size']} ({t['precision']}{compiled}): achieved / {t['precision']} peak",
                         f"{t['default_images_per_s']} img/s, {t['default_s_per_epoch']} s/epoch, {t['achieved_gflops']} GFLOP/s = {t['fraction_of_peak']:.2f}"
                         + (f" ({t['fraction_of_fp32_peak']:.2f} of fp32 peak)" if t["precision"] != "fp32" else ""),
                         f">= {TARGETS['fraction_of_peak']}" if gan else "", _mark(t["fraction_of_peak"] >= TARGETS["fraction_of_peak"]) if gan else ""))

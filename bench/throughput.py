@@ -136,7 +136,7 @@ def measure(device: torch.device, data_root: str, dataset: str, repeats: int, se
             "reference_s_per_epoch": round(MNIST_TRAIN_IMAGES / reference_rate, 1),
             "default_batch_size": default_batch, "default_images_per_s": round(default),
             "default_s_per_epoch": round(MNIST_TRAIN_IMAGES / default, 1),
-            "precision": precision,
+            "precision": precision, "compiled": loops["project"].task.compiled,
             "gflop_per_image": round(flops / 1e9, 5), "achieved_gflops": round(default * flops / 1e9, 1),
             "repeats": repeats, "steps_per_repeat": steps,
         }
