@@ -221,3 +221,13 @@ def test_a_failed_compile_trains_on_uncompiled():
     assert torch.isfinite(losses["loss"]) and not task.compiled
     assert "RuntimeError: no working C++ compiler" in task.compile_failure
     task.step(torch.rand(8, 1, 28, 28), torch.arange(8))  # and goes on without trying again
+
+
+def test_an_error_in_an_uncompiled_step_is_raised():
+    """Only a compiled step falls back: an uncompiled one's error reaches the caller, and the task records no failure."""
+    import torch
+
+    task = _tiny_vae_task("off")
+    with pytest.raises(IndexError, match="out of bounds"):
+        task.step(torch.rand(8, 1, 28, 28), torch.arange(8, 16))  # labels outside 0..9
+    assert task.compile_failure is None

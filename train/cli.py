@@ -15,7 +15,9 @@ from genmodels.datasets import DATASETS
 from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.runs import new_run_name, read_metrics
-from train.recipes import COMPILE_CHOICES, COMPILE_KINDS, KINDS, PRECISIONS, default_recipe, resolve_precision
+from train.recipes import (
+    COMPILE_CHOICES, COMPILE_KINDS, COMPILE_MIN_STEPS, KINDS, PRECISIONS, default_recipe, resolve_compile, resolve_precision,
+)
 
 MAX_EPOCHS = 10_000
 MAX_BATCH = 8_192
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="matmul precision (default: the recipe's 'auto': bf16 on a CPU with native bf16, else fp32)")
     parser.add_argument("--compile", choices=list(COMPILE_CHOICES),
                         help=f"torch.compile the step ({', '.join(COMPILE_KINDS)} only; default: the recipe's 'auto': on the CPU, "
-                             "for runs of 2,000 steps or more)")
+                             f"for runs of {COMPILE_MIN_STEPS:,} steps or more)")
     parser.add_argument("--run-dir", type=Path, help="run folder (for 'all': the parent of one folder per model)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     parser.add_argument("--classifier", type=Path, help="classifier checkpoint that judges sample quality (default: the shipped one)")
@@ -109,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         from train.run import resolve_device
 
         device = resolve_device(args.device)
-        if args.compile == "on" and args.kind not in (*COMPILE_KINDS, "all"):
-            raise UsageError(f"--compile on: only {', '.join(COMPILE_KINDS)} compiles its step; {args.kind} trains uncompiled")
+        if args.compile is not None and args.kind != "all":
+            resolve_compile(args.compile, args.kind, device, total_steps=0)  # refuse 'on' for a kind that never compiles
         if args.precision is not None:
             resolve_precision(args.precision, device)  # refuse bf16 where this machine cannot do it, before any work
         run_dir = args.run_dir or runs_dir() / new_run_name(args.kind, args.dataset)

@@ -452,7 +452,7 @@ class VAETask(BaseTask):
         try:
             losses = self._losses_fn(images, labels, noise)
         except Exception as exc:  # noqa: BLE001 - a build without a C++ compiler, an unsupported op...: train on uncompiled
-            if self._losses_fn is self._losses:
+            if not self.compiled:
                 raise
             self.compile_failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             self.compiled, self._losses_fn = False, self._losses
