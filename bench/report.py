@@ -40,6 +40,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                         f"{t['default_images_per_s']} img/s, {t['default_s_per_epoch']} s/epoch, {t['achieved_gflops']} GFLOP/s = {t['fraction_of_peak']:.2f}"
                         + (f" ({t['fraction_of_fp32_peak']:.2f} of fp32 peak)" if t["precision"] != "fp32" else ""),
                         f">= {TARGETS['fraction_of_peak']}" if gan else "", _mark(t["fraction_of_peak"] >= TARGETS["fraction_of_peak"]) if gan else ""))
+    ceiling = results.get("ceiling")
+    if ceiling:
+        for kind in ("gan", "cgan"):
+            for row in ceiling[kind]:
+                out.append((f"ceiling {kind}, batch {row['batch_size']}, dropout {row['dropout']:g} ({row['precision']})",
+                            f"{row['images_per_s']} img/s, {row['step_ms']} ms/step, {row['achieved_gflops']} GFLOP/s = "
+                            f"{row['fraction_of_peak']:.2f} of the {row['precision']} peak", "", ""))
     quality = results.get("time_to_quality", {}).get("cgan")
     if quality:
         p, r = quality["project"], quality["reference"]

@@ -118,7 +118,7 @@ def measure(device: torch.device, data_root: str, dataset: str, repeats: int, se
         }
         loops["reference"] = reference_loop(kind, dataset, COMPARE_BATCH, device, data_root, loops["project"])
         flops = flops_per_image(loops["project_default"])
-        steps = {name: _calibrate(loop, device, seconds) for name, loop in loops.items()}
+        steps = {name: calibrate(loop, device, seconds) for name, loop in loops.items()}
         rates: dict[str, list[float]] = {name: [] for name in loops}
         precision = loops["project_default"].task.precision
         for rep in range(repeats):
@@ -127,7 +127,7 @@ def measure(device: torch.device, data_root: str, dataset: str, repeats: int, se
                 peaks["bf16"].append(matmul_gflops(device, dtype=torch.bfloat16))
             order = list(loops) if rep % 2 == 0 else list(reversed(loops))
             for name in order:
-                rates[name].append(_images_per_s(loops[name], steps[name], device))
+                rates[name].append(images_per_s(loops[name], steps[name], device))
         project, reference_rate, default = (median(rates[n]) for n in ("project", "reference", "project_default"))
         out[kind] = {
             "batch_size": COMPARE_BATCH, "project_images_per_s": round(project), "reference_images_per_s": round(reference_rate),
@@ -154,7 +154,7 @@ def measure(device: torch.device, data_root: str, dataset: str, repeats: int, se
     return out
 
 
-def _calibrate(loop, device: torch.device, seconds: float) -> int:
+def calibrate(loop, device: torch.device, seconds: float) -> int:
     """Warm the loop up and pick a step count that takes about `seconds`."""
     loop.run(2)
     sync(device)
@@ -165,7 +165,8 @@ def _calibrate(loop, device: torch.device, seconds: float) -> int:
     return max(3, int(seconds / max(per_step, 1e-6)))
 
 
-def _images_per_s(loop, steps: int, device: torch.device) -> float:
+def images_per_s(loop, steps: int, device: torch.device) -> float:
+    """Images per second of `steps` steps of the loop, timed from a synchronised start to a synchronised end."""
     sync(device)
     start = time.perf_counter()
     seen = loop.run(steps)

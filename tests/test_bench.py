@@ -60,6 +60,24 @@ def test_table_shows_every_measure_with_its_target(quick_results):
         assert needle in text
 
 
+def test_ceiling_section_is_opt_in_and_varies_batch_and_dropout(tmp_path):
+    """`--only ceiling` measures gan and cgan at each batch with D's dropout and without; the default run leaves it out."""
+    from bench.__main__ import parse_args
+    from tests.conftest import write_idx_dataset
+
+    assert "ceiling" not in parse_args([]).sections
+    write_idx_dataset(tmp_path, "MNIST", n_train=1000)
+    done = run_bench("--json", "--quick", "--only", "ceiling", env={"GENMODELS_DATA": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    ceiling = json.loads(done.stdout)["ceiling"]
+    for kind in ("gan", "cgan"):
+        settings = [(row["batch_size"], row["dropout"]) for row in ceiling[kind]]
+        assert settings == [(32, 0.3), (32, 0.0), (64, 0.3), (64, 0.0)]
+        assert all(row["fraction_of_peak"] > 0 and row["images_per_s"] > 0 for row in ceiling[kind])
+    assert ceiling["matmul_peak_gflops"]
+    assert "ceiling cgan, batch 64, dropout 0 " in report.table(json.loads(done.stdout))
+
+
 def test_unknown_section_is_refused():
     done = run_bench("--only", "nothing", timeout=60)
     assert done.returncode == 2 and "unknown section" in done.stderr
