@@ -39,12 +39,11 @@ def measure(device: torch.device, dataset: str, batch_sizes: tuple[int, ...], re
                 for _ in range(repeats):
                     peaks[precision].append(matmul_gflops(device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32))
                     rates.append(images_per_s(loop, steps, device))
-                rate = median(rates)
-                rows[kind].append({"batch_size": batch_size, "dropout": loop.task.discriminator.config.dropout, "precision": precision,
+                rate, trained_dropout = median(rates), loop.task.discriminator.config.dropout
+                rows[kind].append({"batch_size": batch_size, "dropout": trained_dropout, "precision": precision,
                                    "images_per_s": round(rate), "step_ms": round(batch_size / rate * 1e3, 1),
                                    "achieved_gflops": round(rate * flops / 1e9, 1)})
-                log(f"ceiling {kind}: batch {batch_size}, dropout {loop.task.discriminator.config.dropout}: {rate:.0f} img/s, "
-                    f"{rate * flops / 1e9:.1f} GFLOP/s")
+                log(f"ceiling {kind}: batch {batch_size}, dropout {trained_dropout}: {rate:.0f} img/s, {rate * flops / 1e9:.1f} GFLOP/s")
                 del loop
     peak = {name: median(values) for name, values in peaks.items() if values}
     for kind_rows in rows.values():
