@@ -8,12 +8,14 @@ import os
 import platform
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from bench import report
 from bench.timing import cpu_load
+from genmodels.checkpoint import CheckpointError
+from genmodels.data import DataMissingError
 from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import data_dir
 
@@ -64,18 +66,10 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = QUICK if args.quick else GPU if args.device == "cuda" else FULL
-    device = torch.device(args.device)
-    threads = 1 if args.quick and args.threads is None else args.threads  # quick: a smoke test, steady on a busy machine
-    if threads:
-        torch.set_num_threads(threads)
-    keep_freed_memory_for_reuse()  # as `python -m train` does; the reference loops share this process and gain alike
-    root = str(data_dir())
-    log = (lambda message: print(message, file=sys.stderr, flush=True))
-    results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "load_before": cpu_load()}
-    started = time.perf_counter()
+def measure(args: argparse.Namespace, settings: dict[str, Any], device: torch.device, root: str,
+            log: Callable[[str], None]) -> dict[str, Any]:
+    """The requested sections' results, keyed as in the JSON."""
+    results: dict[str, Any] = {}
     if "train" in args.sections:
         from bench import throughput
 
@@ -103,6 +97,26 @@ def main(argv: list[str] | None = None) -> int:
             from bench import app
 
             results["app"] = app.measure(settings["page_repeats"], log)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = QUICK if args.quick else GPU if args.device == "cuda" else FULL
+    device = torch.device(args.device)
+    threads = 1 if args.quick and args.threads is None else args.threads  # quick: a smoke test, steady on a busy machine
+    if threads:
+        torch.set_num_threads(threads)
+    keep_freed_memory_for_reuse()  # as `python -m train` does; the reference loops share this process and gain alike
+    root = str(data_dir())
+    log = (lambda message: print(message, file=sys.stderr, flush=True))
+    results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "load_before": cpu_load()}
+    started = time.perf_counter()
+    try:
+        results.update(measure(args, settings, device, root, log))
+    except (DataMissingError, CheckpointError) as exc:  # no dataset here and none to download, or a shipped model gone
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     results["load_after"] = cpu_load()
     results["wall_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(results, indent=2) if args.json else report.table(results))

@@ -8,12 +8,15 @@ built from stock torch.nn layers (`stock_copy`); the step follows the common tut
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genmodels.data import DataMissingError
+from genmodels.datasets import dataset_info
 from genmodels.models import Dropout
 from train.recipes import Recipe
 
@@ -29,7 +32,12 @@ def reference_loader(dataset: str, root: str, batch_size: int, kind: str) -> tor
     steps.append(transforms.ToTensor())
     if kind != "vae":
         steps.append(transforms.Normalize((0.5,), (0.5,)))
-    data = cls(root, train=True, download=False, transform=transforms.Compose(steps))
+    try:
+        data = cls(root, train=True, download=False, transform=transforms.Compose(steps))
+    except RuntimeError:  # torchvision reads only unpacked files, where the project also reads .gz
+        info = dataset_info(dataset)
+        raise DataMissingError(f"the reference loop reads {info.title} through torchvision, which needs the unpacked IDX files "
+                               f"in {Path(root) / info.folder / 'raw'} (gunzip any .gz there)") from None
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
 
 

@@ -78,6 +78,22 @@ def test_ceiling_section_is_opt_in_and_varies_batch_and_dropout(tmp_path):
     assert "ceiling cgan, batch 64, dropout 0 " in report.table(json.loads(done.stdout))
 
 
+def test_data_the_reference_loop_cannot_read_stops_with_one_message(tmp_path):
+    """Gzipped IDX files serve the project's loader but not torchvision's: one error line, exit 2, no traceback."""
+    import gzip
+
+    from tests.conftest import write_idx_dataset
+
+    raw = write_idx_dataset(tmp_path, "MNIST", n_train=1000) / "MNIST" / "raw"
+    for path in list(raw.iterdir()):
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    done = run_bench("--quick", "--only", "train", env={"GENMODELS_DATA": str(tmp_path)})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: the reference loop reads MNIST through torchvision")
+    assert "Traceback" not in done.stderr and not done.stdout
+
+
 def test_unknown_section_is_refused():
     done = run_bench("--only", "nothing", timeout=60)
     assert done.returncode == 2 and "unknown section" in done.stderr
