@@ -38,10 +38,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core); 1 is steadier on a machine others keep busy")
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion"], help="training data of the train and quality sections")
     args = parser.parse_args(argv)
-    args.sections = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
+    args.sections = SECTIONS if args.only is None else tuple(s.strip() for s in args.only.split(",") if s.strip())
+    if not args.sections:
+        parser.error("--only: name at least one section")
     unknown = [s for s in args.sections if s not in SECTIONS + OPT_IN_SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose among {', '.join(SECTIONS + OPT_IN_SECTIONS)}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU here")
     return args
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = QUICK if args.quick else GPU if args.device == "cuda" else FULL
     device = torch.device(args.device)
     threads = 1 if args.quick and args.threads is None else args.threads  # quick: a smoke test, steady on a busy machine
-    if threads:
+    if threads is not None:
         torch.set_num_threads(threads)
     keep_freed_memory_for_reuse()  # as `python -m train` does; the reference loops share this process and gain alike
     root = str(data_dir())

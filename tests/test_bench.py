@@ -99,6 +99,25 @@ def test_unknown_section_is_refused():
     assert done.returncode == 2 and "unknown section" in done.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--threads", "0"], "--threads must be at least 1, got 0"),
+    (["--threads", "-2"], "--threads must be at least 1, got -2"),
+    (["--only", ","], "--only: name at least one section"),
+])
+def test_bad_flags_are_refused_before_any_work(args, message, capsys):
+    from bench.__main__ import parse_args
+
+    with pytest.raises(SystemExit) as refused:
+        parse_args(args)
+    assert refused.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_empty_entries_in_only_are_ignored():
+    from bench.__main__ import parse_args
+
+    assert parse_args(["--only", "train,,sample,"]).sections == ("train", "sample")
+
+
 @pytest.mark.browser
 @pytest.mark.checkpoints
 def test_app_section_reports_first_page_renders_and_memory():
