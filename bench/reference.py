@@ -34,10 +34,11 @@ def reference_loader(dataset: str, root: str, batch_size: int, kind: str) -> tor
         steps.append(transforms.Normalize((0.5,), (0.5,)))
     try:
         data = cls(root, train=True, download=False, transform=transforms.Compose(steps))
-    except RuntimeError:  # torchvision reads only unpacked files, where the project also reads .gz
+    except RuntimeError as exc:  # torchvision reads only unpacked files, where the project also reads .gz
         info = dataset_info(dataset)
+        why = "(gunzip any .gz there)" if "not found" in str(exc) else f"and could not read them: {exc}"
         raise DataMissingError(f"the reference loop reads {info.title} through torchvision, which needs the unpacked IDX files "
-                               f"in {Path(root) / info.folder / 'raw'} (gunzip any .gz there)") from None
+                               f"in {Path(root) / info.folder / 'raw'} {why}") from None
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
 
 
