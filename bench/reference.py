@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmodels.data import DataMissingError
-from genmodels.datasets import dataset_info
+from genmodels.datasets import RAW_FILES, SPLITS, dataset_info
 from genmodels.models import Dropout
 from train.recipes import Recipe
 
@@ -32,13 +32,14 @@ def reference_loader(dataset: str, root: str, batch_size: int, kind: str) -> tor
     steps.append(transforms.ToTensor())
     if kind != "vae":
         steps.append(transforms.Normalize((0.5,), (0.5,)))
-    try:
-        data = cls(root, train=True, download=False, transform=transforms.Compose(steps))
-    except RuntimeError as exc:  # torchvision reads only unpacked files, where the project also reads .gz
-        info = dataset_info(dataset)
-        why = "(gunzip any .gz there)" if "not found" in str(exc) else f"and could not read them: {exc}"
+    info = dataset_info(dataset)
+    raw = Path(root) / info.folder / "raw"
+    # torchvision opens only unpacked files, where the project's loader (which has read them already) takes .gz too
+    packed = [name for split in SPLITS for name in RAW_FILES[split] if not (raw / name).exists()]
+    if packed:
         raise DataMissingError(f"the reference loop reads {info.title} through torchvision, which needs the unpacked IDX files "
-                               f"in {Path(root) / info.folder / 'raw'} {why}") from None
+                               f"{', '.join(packed)} in {raw} (gunzip the .gz there)")
+    data = cls(root, train=True, download=False, transform=transforms.Compose(steps))
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
 
 

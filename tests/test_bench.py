@@ -90,7 +90,7 @@ def test_data_the_reference_loop_cannot_read_stops_with_one_message(tmp_path):
         path.unlink()
     done = run_bench("--quick", "--only", "train", env={"GENMODELS_DATA": str(tmp_path)})
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("error: the reference loop reads MNIST through torchvision")
+    assert done.stderr.strip().splitlines()[-1].startswith("error: the reference loop reads MNIST through torchvision, which needs the unpacked")
     assert "Traceback" not in done.stderr and not done.stdout
 
 
