@@ -18,6 +18,7 @@ with st.spinner("Loading PyTorch (once per server start)..."):
 
 MODEL_TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
 MODES = ("One class", "Every class", "Unconditional")
+SHIPPED = ""  # the Checkpoint box's first option; not None, which a selectbox shows as "no choice" after a rerun
 EDITABLE_DIMS = 4
 DEFAULTS = {
     "sample_kind": "cgan", "sample_mode": "One class", "sample_class": 0, "sample_n": 10,
@@ -77,7 +78,7 @@ preset_cols[2].button("5 images of the chosen class", on_click=apply_preset, arg
 left, middle, right = st.columns(3)
 kind = left.selectbox("Model", list(MODEL_TITLES), format_func=MODEL_TITLES.get, key="sample_kind")
 runs_of_kind = user_checkpoints(kind, dataset)
-run_name = left.selectbox("Checkpoint", [None, *runs_of_kind], format_func=lambda r: "Shipped" if r is None else f"Run {r}",
+run_name = left.selectbox("Checkpoint", [SHIPPED, *runs_of_kind], format_func=lambda r: "Shipped" if r == SHIPPED else f"Run {r}",
                           key=f"sample_checkpoint_{kind}_{dataset}", disabled=not runs_of_kind,
                           help="Finished training runs of this model and dataset can be picked next to the shipped checkpoint.")
 checkpoint = runs_of_kind.get(run_name)
@@ -103,7 +104,7 @@ classifier = common.try_classifier(dataset)
 if model is None:
     st.stop()
 if mode != "Unconditional" and not model.supports_labels:
-    st.warning(f"This {MODEL_TITLES[kind]} has no label mapper, so it can only sample unconditionally.")
+    st.warning("This GAN checkpoint has no label mapper beside it, so it can only sample unconditionally.")
     mode = "Unconditional"
 label = {"One class": int(label_index), "Every class": "all", "Unconditional": None}[mode]
 total = n * len(names) if mode == "Every class" else n
@@ -121,8 +122,10 @@ except ValueError as exc:
     st.stop()
 
 if gallery.accuracy is not None:
-    st.metric("Classifier agrees with the requested class", f"{gallery.accuracy:.0%}",
-              help=f"{len(gallery.images)} images classified by the {dataset} classifier.")
+    asked = "drawn at random" if mode == "Unconditional" else "requested"
+    st.metric(f"Classifier agrees with the {asked} class", f"{gallery.accuracy:.0%}",
+              help=f"{len(gallery.images)} images classified by the {dataset} classifier."
+                   + (" Unconditional samples of a conditional model get a random class each." if mode == "Unconditional" else ""))
 columns_per_row = len(names) if mode == "Every class" else min(10, len(gallery.images))
 pixels, captions = display_pixels(gallery.images), gallery.captions(names)
 for start in range(0, len(pixels), columns_per_row):  # one image list per grid row, so 'Every class' rows are classes

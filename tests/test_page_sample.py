@@ -87,6 +87,9 @@ def test_presets():
     at = ok(next(b for b in at.button if b.label.startswith("5 images")).click().run())
     urls, captions = gallery(at)
     assert len(urls) == 5 and sum(c.startswith("Ankle boot") for c in captions) >= 4
+    # the disabled Checkpoint box keeps showing "Shipped" (a None option turned into "Choose an option")
+    assert at.selectbox(key="sample_checkpoint_cgan_fashion").value == ""
+    assert at.selectbox(key="sample_checkpoint_cgan_fashion").options == ["Shipped"]
 
 
 def test_too_many_images_per_class_is_a_clear_message():
