@@ -1,4 +1,4 @@
-"""The numbers behind the GAN vs VAE comparison: class accuracy, S0/S1, sharpness, training stability, stored metrics."""
+"""The numbers behind the GAN vs VAE comparison: class accuracy, S0/S1, sharpness, variety, training stability, stored metrics."""
 from __future__ import annotations
 
 import math
@@ -20,17 +20,24 @@ from genmodels.summary import DataSummary
 COMPARED_KINDS = ("cgan", "gan", "vae")
 LOSS_KEYS = {"cgan": "loss_g", "gan": "loss_g", "vae": "loss"}  # the generator's loss; the VAE's negative ELBO
 MIDTONE = (0.1, 0.9)
+SPREAD_REAL_PER_CLASS = 100  # real test images per class behind the variety baseline
 
 
 @dataclass
 class GeneratedScores:
-    """Classifier verdicts on n generated images per class (accuracies are None for a model without labels)."""
+    """Classifier verdicts on n generated images per class (accuracies are None for a model without labels).
+
+    The spread ratios compare the variety within each class with real test images' (1 = as varied as real
+    images); they are None when no real baseline was given.
+    """
 
     accuracy: float | None
     per_class: list[float | None]
     confidence: float
     coverage_kl: float
     midtone_share: float
+    spread_ratio: float | None = None
+    per_class_spread_ratio: list[float | None] | None = None
 
 
 def midtone_share(images: torch.Tensor) -> float:
@@ -39,21 +46,54 @@ def midtone_share(images: torch.Tensor) -> float:
     return float(((images > low) & (images < high)).float().mean())
 
 
+def class_spread(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
+    """Per class, the mean pixel (L2) distance between two different images of that class (None below two images)."""
+    spreads: list[float | None] = []
+    for c in range(num_classes):
+        pixels = images[labels == c].flatten(1).float()
+        n = len(pixels)
+        spreads.append(float(torch.cdist(pixels, pixels).sum()) / (n * (n - 1)) if n >= 2 else None)
+    return spreads
+
+
+def real_class_spread(summary: DataSummary, per_class: int = SPREAD_REAL_PER_CLASS) -> list[float | None]:
+    """`class_spread` of real test images from a data summary: the baseline of the spread ratios."""
+    images, labels = real_subset(summary, per_class)
+    return class_spread(images, labels, len(summary.classes))
+
+
+def spread_ratios(spreads: list[float | None], real: list[float | None]) -> tuple[float | None, list[float | None]]:
+    """(mean over classes, per class) of generated spread / real spread, skipping classes either side lacks."""
+    per_class = [g / r if g is not None and r else None for g, r in zip(spreads, real)]
+    known = [v for v in per_class if v is not None]
+    return (sum(known) / len(known) if known else None), per_class
+
+
 def generated_scores(model: GenerativeModel, classifier: torch.nn.Module, n_per_class: int, seed: int,
-                     temperature: float = 1.0) -> GeneratedScores:
-    """Sample n_per_class images of every class (or as many unconditionally) and score them with the classifier."""
+                     temperature: float = 1.0, real_spread: list[float | None] | None = None) -> GeneratedScores:
+    """Sample n_per_class images of every class (or as many unconditionally) and score them with the classifier.
+
+    With `real_spread` (see `real_class_spread`) it also measures variety within each class: by requested
+    class, or by the classifier's verdict for a model without labels.
+    """
     if model.supports_labels:
         samples = model.sample(n_per_class, "all", seed, temperature)
     else:
         samples = model.sample(n_per_class * model.num_classes, None, seed, temperature)
     probs = predict(classifier, samples.images)
     labelled = samples.labels is not None
+    spread, per_class_spread = None, None
+    if real_spread is not None:
+        groups = samples.labels if labelled else probs.argmax(1)
+        spread, per_class_spread = spread_ratios(class_spread(samples.images, groups, model.num_classes), real_spread)
     return GeneratedScores(
         accuracy=class_accuracy(probs, samples.labels) if labelled else None,
         per_class=per_class_accuracy(probs, samples.labels, model.num_classes) if labelled else [None] * model.num_classes,
         confidence=mean_confidence(probs),
         coverage_kl=coverage_kl(probs),
         midtone_share=midtone_share(samples.images),
+        spread_ratio=spread,
+        per_class_spread_ratio=per_class_spread,
     )
 
 
@@ -137,6 +177,68 @@ def stored_metrics(meta: dict[str, Any]) -> dict[str, float]:
     for section in ("metrics", "evaluation"):
         collect("" if section == "metrics" else section, meta.get(section))
     return found
+
+
+# (stored key, what a reader should see, format): training-end checks first, then `python -m genmodels evaluate`
+METRIC_LABELS: tuple[tuple[str, str, str], ...] = (
+    ("class_accuracy", "class accuracy, last epoch-end check (1,000 samples)", "percent"),
+    ("classifier_confidence", "classifier confidence, last epoch-end check", "percent"),
+    ("coverage_kl", "class coverage KL (nats), last epoch-end check", "4"),
+    ("test_neg_elbo", "test neg-ELBO (nats), end of training", "2"),
+    ("test_recon", "test reconstruction BCE (nats), end of training", "2"),
+    ("test_kl", "test KL (nats), end of training", "2"),
+    ("evaluation.class_accuracy", "class accuracy", "percent"),
+    ("evaluation.class_accuracy_crosscheck", "class accuracy by the pixel-MLP cross-check", "percent"),
+    ("evaluation.class_confidence", "classifier confidence in the requested class", "percent"),
+    ("evaluation.s1_accuracy", "S1 accuracy (100 samples, report 001)", "percent"),
+    ("evaluation.fid", "FID on classifier features (lower is better)", "1"),
+    ("evaluation.classifier_score", "classifier score (max 10)", "2"),
+    ("evaluation.precision", "precision (k-NN: share of samples that look real)", "2"),
+    ("evaluation.recall", "recall (k-NN: share of real data the samples cover)", "2"),
+    ("evaluation.density", "density (k-NN)", "2"),
+    ("evaluation.coverage", "coverage (k-NN)", "2"),
+    ("evaluation.coverage_kl", "class coverage KL (nats)", "4"),
+    ("evaluation.memorisation_copy_share", "samples as close to train as the closest 1% of test", "percent"),
+    ("evaluation.memorisation_distance_ratio", "distance to the nearest training image, samples / test images", "2"),
+    ("evaluation.latent_jump_ratio", "latent jump ratio (1 = smooth, 16 = one jump)", "2"),
+    ("evaluation.latent_step_mean", "mean feature change per latent step", "2"),
+    ("evaluation.latent_ppl", "perceptual path length on classifier features", "0"),
+    ("evaluation.test_neg_elbo", "test neg-ELBO (nats)", "2"),
+    ("evaluation.test_recon", "test reconstruction BCE (nats)", "2"),
+    ("evaluation.test_kl", "test KL (nats)", "2"),
+)
+RUN_FACTS = ("evaluation.samples", "evaluation.seed", "evaluation.seconds", "evaluation.cpu_seconds")
+MISSING = "—"
+
+
+def format_metric(value: float | None, style: str) -> str:
+    """A stored number for a table: a percentage, or fixed decimals ('0'..'4'); a dash when missing."""
+    if value is None or not math.isfinite(value):
+        return MISSING
+    return f"{value:.1%}" if style == "percent" else f"{value:,.{int(style)}f}"
+
+
+def metric_rows(tables: dict[str, dict[str, float]]) -> list[dict[str, str]]:
+    """Rows of {'measure': label, <model>: formatted value} for the stored metrics of several models.
+
+    Known measures come in METRIC_LABELS order with readable names; others keep their stored key, so nothing
+    stored is hidden. Run facts (samples, seed, timings) are left out: see `evaluation_facts`.
+    """
+    known = {key for key, _, _ in METRIC_LABELS}
+    present = {key for table in tables.values() for key in table}
+    entries = [(key, label, style) for key, label, style in METRIC_LABELS if key in present]
+    entries += [(key, key, "4") for key in sorted(present - known - set(RUN_FACTS))]
+    return [{"measure": label, **{model: format_metric(table.get(key), style) for model, table in tables.items()}}
+            for key, label, style in entries]
+
+
+def evaluation_facts(tables: dict[str, dict[str, float]]) -> tuple[int, int] | None:
+    """(samples, seed) that `evaluate` used, when every model that has them agrees; None otherwise."""
+    facts = {(table["evaluation.samples"], table.get("evaluation.seed")) for table in tables.values() if "evaluation.samples" in table}
+    if len(facts) != 1:
+        return None
+    samples, seed = facts.pop()
+    return int(samples), int(seed or 0)
 
 
 def stored_class_profile(meta: dict[str, Any]) -> dict[str, list[float]]:

@@ -8,9 +8,9 @@ from plotly.subplots import make_subplots
 
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
-from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, GeneratedScores, epoch_series, generated_scores, jump_ratio,
-                               nearest_training_pairs, real_scores, shipped_log, stored_numbers,
-                               training_stability)
+from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, SPREAD_REAL_PER_CLASS, GeneratedScores, epoch_series,
+                               evaluation_facts, generated_scores, jump_ratio, metric_rows, nearest_training_pairs,
+                               real_class_spread, real_scores, shipped_log, stored_numbers, training_stability)
 from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
 from genmodels.latent import interpolation_strip
@@ -18,6 +18,7 @@ from genmodels.summary import load_summary
 from pages import common
 
 TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
+COLORS = {"cgan": "#1f77b4", "gan": "#ff7f0e", "vae": "#2ca02c"}  # one colour per model in every chart
 SIDE_BY_SIDE = 10
 S_PER_CLASS = 10  # report 001: S0 and S1 hold 100 images, 10 of each class
 SCORE_SEED = 0  # the measured numbers use one fixed seed, so the seed picker only changes the pictures
@@ -54,10 +55,17 @@ def side_by_side(kind: str, dataset: str, label: int, seed: int) -> Gallery:
     return generate_gallery(model, common.classifier(dataset), label if model.supports_labels else None, SIDE_BY_SIDE, seed)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def real_spread(dataset: str) -> list[float | None]:
+    """Per class, how much real test images differ from each other: the baseline of the spread columns."""
+    return real_class_spread(load_summary(dataset, prefer_full=False))
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def scores(kind: str, dataset: str, n_per_class: int, seed: int) -> GeneratedScores:
-    """The classifier's verdicts on n samples per class of one model."""
-    return generated_scores(common.generator(kind, dataset), common.classifier(dataset), n_per_class, seed)
+    """The classifier's verdicts on n samples per class of one model, and their variety within each class."""
+    return generated_scores(common.generator(kind, dataset), common.classifier(dataset), n_per_class, seed,
+                            real_spread=real_spread(dataset))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -94,6 +102,11 @@ def loss_figure(curves: dict[str, tuple[list[float], list[float]]]) -> dict:
 def percent(value: float | None) -> str:
     """A share as a percentage, or n/a."""
     return "n/a" if value is None else f"{value:.1%}"
+
+
+def ratio(value: float | None) -> str:
+    """A spread ratio with two decimals, or n/a."""
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 dataset = common.current_dataset()
@@ -139,18 +152,32 @@ if classifier is not None and available:
         "mean confidence": percent(measured[kind].confidence),
         "class coverage KL (nats)": f"{measured[kind].coverage_kl:.3f}",
         "mid-grey pixels": percent(measured[kind].midtone_share),
+        f"spread on {names[label]} (real = 1)": ratio((measured[kind].per_class_spread_ratio or [None] * len(names))[label]),
+        "spread, all classes (real = 1)": ratio(measured[kind].spread_ratio),
     } for kind in available]
     rows.append({"model": "Real test images (S0)", f"accuracy on {names[label]}": "", "accuracy, all classes": "",
                  "S1 / S0 accuracy (100 images)": percent(s0_accuracy), "mean confidence": "",
-                 "class coverage KL (nats)": "", "mid-grey pixels": percent(s0_midtones)})
+                 "class coverage KL (nats)": "", "mid-grey pixels": percent(s0_midtones),
+                 f"spread on {names[label]} (real = 1)": "1.00", "spread, all classes (real = 1)": "1.00"})
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
     st.caption(f"Accuracies: the share of {n_per_class} samples per class that the {title} classifier puts in the "
                f"requested class (samples drawn with seed {SCORE_SEED}). S0/S1 as in report 001: 100 real test images vs 100 generated, 10 per class. "
-               "Mid-grey pixels (between 0.1 and 0.9) measure blur: crisp strokes are nearly black or white.")
+               "Mid-grey pixels (between 0.1 and 0.9) measure blur: crisp strokes are nearly black or white. "
+               "Spread: the mean pixel distance between two samples of the same class (by the classifier's verdict "
+               f"for a model without labels), over the same for {SPREAD_REAL_PER_CLASS} real test images of that class; a model that "
+               "draws nearly one image per class sits far below 1, however accurate it is.")
     sharpest = min(available, key=lambda k: measured[k].midtone_share)
     st.markdown(f"Report 000: *the GAN's images are sharper, the VAE's blurrier.* Measured: the {TITLES[sharpest]} has "
                 f"the fewest mid-grey pixels ({measured[sharpest].midtone_share:.1%}; real images "
                 f"{s0_midtones:.1%}).")
+    varied = [k for k in available if measured[k].spread_ratio is not None]
+    if varied:
+        narrowest = min(varied, key=lambda k: measured[k].spread_ratio)
+        per_class = measured[narrowest].per_class_spread_ratio
+        worst = min((c for c in range(len(names)) if per_class[c] is not None), key=lambda c: per_class[c])
+        st.markdown(f"Variety: the {TITLES[narrowest]} varies least within a class ({measured[narrowest].spread_ratio:.2f} "
+                    f"of real images' spread; least on {names[worst]}: {per_class[worst]:.2f}). Read its accuracy with that "
+                    "in mind: drawing the same convincing image every time scores 100%.")
 elif not available:
     st.error("None of the generators could be loaded.")
 
@@ -175,7 +202,9 @@ steps_col, from_col, to_col = st.columns(3)
 start = from_col.selectbox("From class", range(len(names)), format_func=lambda c: names[c], key="compare_from")
 end = to_col.selectbox("To class", range(len(names)), index=1, format_func=lambda c: names[c], key="compare_to")
 steps = steps_col.slider("Steps", 3, 16, 10, key="compare_steps")
-if classifier is not None:
+if classifier is not None and start == end:
+    st.info("Pick two different classes to see one morph into the other.")
+elif classifier is not None:
     for kind in available:
         if not models[kind].supports_labels:
             st.caption(f"{TITLES[kind]}: no label mapper, no class-to-class strip.")
@@ -196,9 +225,12 @@ for kind in COMPARED_KINDS:
     except CheckpointError as exc:
         st.caption(f"{TITLES[kind]}: no metrics ({exc.reason}).")
 if table:
-    st.dataframe(pd.DataFrame(table), width="stretch")  # one row per metric: `evaluate` stores a couple of dozen
-    st.caption("Measured at the end of training, plus what `python -m genmodels evaluate` stored (FID on classifier "
-               "features, precision/recall...) when it has been run.")
+    st.dataframe(pd.DataFrame(metric_rows(table)).set_index("measure"), width="stretch")
+    facts = evaluation_facts(table)
+    run = f" on {facts[0]:,} samples per measure (seed {facts[1]})" if facts else ""
+    st.caption("The first rows are the checks at the end of training; the rest is what `python -m genmodels evaluate` "
+               f"stored{run}. A dash: the model has no such measure (the GAN's conditional numbers use its label mapper; "
+               "its unconditional ones, FID to coverage, do not).")
 
 if any(profiles.values()):
     accuracy_chart, coverage_chart = st.columns(2)
@@ -207,13 +239,17 @@ if any(profiles.values()):
     coverage_figure.add_bar(x=list(names), y=(real_mix / real_mix.sum()).tolist(), name="real test split", marker_color="#bbbbbb")
     for kind, profile in profiles.items():
         if "per_class_accuracy" in profile:
-            accuracy_figure.add_bar(x=list(names), y=profile["per_class_accuracy"], name=TITLES[kind])
+            accuracy_figure.add_bar(x=list(names), y=profile["per_class_accuracy"], name=TITLES[kind], marker_color=COLORS[kind])
         if "class_histogram" in profile:
-            coverage_figure.add_bar(x=list(names), y=profile["class_histogram"], name=TITLES[kind])
+            coverage_figure.add_bar(x=list(names), y=profile["class_histogram"], name=TITLES[kind], marker_color=COLORS[kind])
+    every_class = dict(tickmode="array", tickvals=list(names), tickangle=-45)
     accuracy_figure.update_layout(title="Class accuracy per requested class (10,000 samples)", barmode="group",
-                                  yaxis=dict(range=[0, 1], tickformat=".0%"), height=380, margin=dict(t=50, b=10))
+                                  xaxis=dict(title="requested class", **every_class),
+                                  yaxis=dict(title="classified as requested", range=[0, 1], tickformat=".0%"),
+                                  height=400, margin=dict(t=50, b=10))
     coverage_figure.update_layout(title="Class coverage: predicted classes of unconditional samples", barmode="group",
-                                  yaxis=dict(tickformat=".0%"), height=380, margin=dict(t=50, b=10))
+                                  xaxis=dict(title="class the classifier sees", **every_class),
+                                  yaxis=dict(title="share of samples", tickformat=".0%"), height=400, margin=dict(t=50, b=10))
     accuracy_chart.plotly_chart(accuracy_figure, key="per_class_accuracy")
     coverage_chart.plotly_chart(coverage_figure, key="class_coverage")
     st.caption("From `python -m genmodels evaluate`. A generator that drops a class (mode collapse) shows a missing "
@@ -229,8 +265,8 @@ elif classifier is not None and available:
         with column, st.spinner(f"Searching 60,000 training images for the {TITLES[kind]}'s samples..."):
             generated, nearest, distances = nearest_in_training(kind, dataset, int(label), int(seed))
             st.markdown(f"**{TITLES[kind]}**")
-            st.image(display_pixels(generated, 2), width=56, output_format="PNG", caption=["generated"] * len(generated))
-            st.image(display_pixels(nearest, 2), width=56, output_format="PNG",
-                     caption=[f"train, d={d:.1f}" for d in distances.tolist()])
-    st.caption("Pixel (L2) distance to the nearest of the 60,000 training images. A copy would sit at d near 0; "
+            st.image(display_pixels(generated, 2), width=56, output_format="PNG")
+            st.image(display_pixels(nearest, 2), width=56, output_format="PNG", caption=[f"d={d:.1f}" for d in distances.tolist()])
+    st.caption("Top row: generated; below it: the nearest of the 60,000 training images and its pixel (L2) distance d. "
+               "A copy would sit at d near 0; "
                "real test images sit about as far from the training set as these samples.")

@@ -6,8 +6,9 @@ import torch
 
 from genmodels import api
 from genmodels.checkpoint import read_metadata, update_metadata
-from genmodels.compare import (epoch_series, generated_scores, jump_ratio, midtone_share, real_scores, shipped_log,
-                               stored_metrics, training_stability)
+from genmodels.compare import (MISSING, class_spread, epoch_series, evaluation_facts, format_metric, generated_scores,
+                               jump_ratio, metric_rows, midtone_share, real_class_spread, real_scores, shipped_log,
+                               spread_ratios, stored_metrics, training_stability)
 from genmodels.summary import DataSummary
 
 
@@ -88,3 +89,53 @@ def test_stored_metrics_flattens_training_and_evaluation_numbers(tiny_checkpoint
     path.write_bytes((tiny_checkpoints / "mnist" / "vae.safetensors").read_bytes())
     update_metadata(path, metrics={"class_accuracy": 0.5, "note": "text"}, evaluation={"fid": 12.0, "pr": {"precision": 0.7}})
     assert stored_metrics(read_metadata(path)) == {"class_accuracy": 0.5, "evaluation.fid": 12.0, "evaluation.pr.precision": 0.7}
+
+
+def test_class_spread_is_zero_for_copies_and_the_mean_pairwise_distance_otherwise():
+    images = torch.zeros(5, 1, 28, 28)
+    images[3, 0, 0, 0] = 3.0  # class 1: two images 3 apart, and one apart from both by 3 and 0
+    images[4, 0, 0, 0] = 4.0
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    spreads = class_spread(images, labels, 4)
+    assert spreads[0] == 0.0 and spreads[1] == pytest.approx(3.0) and spreads[2] is None and spreads[3] is None
+
+
+def test_spread_ratios_skip_classes_either_side_lacks():
+    mean, per_class = spread_ratios([2.0, None, 1.0, 3.0], [4.0, 5.0, None, 3.0])
+    assert per_class == [0.5, None, None, 1.0] and mean == pytest.approx(0.75)
+    assert spread_ratios([None], [1.0]) == (None, [None])
+
+
+def test_generated_scores_measure_variety_against_real_images(tiny_checkpoints):
+    model = api.load_generator("cgan", "mnist", root=tiny_checkpoints, device="cpu")
+    classifier = api.load_classifier("mnist", root=tiny_checkpoints, device="cpu")
+    assert generated_scores(model, classifier, 3, seed=0).spread_ratio is None
+    scores = generated_scores(model, classifier, 3, seed=0, real_spread=[1.0] * 10)
+    own = class_spread(*(lambda s: (s.images, s.labels))(model.sample(3, "all", 0)), 10)
+    assert scores.per_class_spread_ratio == pytest.approx(own) and scores.spread_ratio == pytest.approx(sum(own) / 10)
+
+
+def test_real_class_spread_uses_the_summary_images():
+    pixels = torch.zeros(40, 28, 28, dtype=torch.uint8)
+    pixels[10, 0, 0] = 255  # image 10 is class 0's second: it differs by one full pixel; classes 1-9 are copies
+    summary = DataSummary("mnist", torch.zeros(10), torch.zeros(10), torch.zeros(10, 28, 28), torch.zeros(256),
+                          pixels, torch.arange(40) % 10, torch.arange(40), "bundled summary")
+    spreads = real_class_spread(summary, per_class=4)
+    assert spreads[0] > 0 and spreads[1:] == [0.0] * 9
+
+
+def test_metric_rows_name_and_format_the_stored_numbers():
+    tables = {"A": {"evaluation.fid": 24.57, "class_accuracy": 0.999, "evaluation.samples": 10000.0, "evaluation.seed": 0.0,
+                    "custom.thing": 1.5},
+              "B": {"evaluation.fid": float("nan"), "evaluation.samples": 10000.0, "evaluation.seed": 0.0}}
+    rows = {row["measure"]: row for row in metric_rows(tables)}
+    assert rows["class accuracy, last epoch-end check (1,000 samples)"] == {
+        "measure": "class accuracy, last epoch-end check (1,000 samples)", "A": "99.9%", "B": MISSING}
+    assert rows["FID on classifier features (lower is better)"]["A"] == "24.6"
+    assert rows["FID on classifier features (lower is better)"]["B"] == MISSING
+    assert rows["custom.thing"]["A"] == "1.5000"  # an unknown key keeps its name: nothing stored is hidden
+    assert not any("samples" == r.split(".")[-1] for r in rows)
+    assert list(rows)[0].startswith("class accuracy, last epoch-end")  # training-end checks first
+    assert evaluation_facts(tables) == (10000, 0)
+    assert evaluation_facts({"A": {"evaluation.samples": 100.0}, "B": {"evaluation.samples": 200.0}}) is None
+    assert format_metric(None, "2") == MISSING and format_metric(1234.5, "0") == "1,234"

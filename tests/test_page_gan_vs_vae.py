@@ -31,8 +31,15 @@ def test_renders_quality_stability_and_stored_metrics(dataset):
     stability = at.dataframe[1].value
     assert list(stability.index) == MODELS and (stability["epochs logged"] > 0).all()
     assert list(stability["loss"]) == ["loss_g", "loss_g", "loss"]
+    spreads = table["spread, all classes (real = 1)"]
+    assert spreads["Real test images (S0)"] == "1.00" and all(0 < float(spreads[m]) < 2 for m in MODELS)
+    assert any(m.value.startswith("Variety: the ") for m in at.markdown)
     stored = at.dataframe[2].value
-    assert "classifier_confidence" in stored.index and list(stored.columns) == MODELS
+    assert "classifier confidence, last epoch-end check" in stored.index and list(stored.columns) == MODELS
+    assert "FID on classifier features (lower is better)" in stored.index and "evaluation.fid" not in stored.index
+    assert not stored.isna().any().any() and "None" not in stored.to_string()
+    assert stored.loc["class accuracy", "Conditional GAN"].endswith("%")
+    assert stored.loc["test neg-ELBO (nats)", "Conditional GAN"] == "—"
     # three side-by-side galleries and three interpolation strips (+ three memorisation pairs with the full data)
     assert len(at.get("image")) in (6, 12)
 
@@ -89,4 +96,21 @@ def test_memorisation_shows_samples_beside_their_nearest_training_images():
         pytest.skip("the full MNIST training set is absent (set GENMODELS_DATA)")
     at = ok(open_page("mnist"))
     texts = [caption for image in at.get("image") for caption in image.captions]
-    assert texts.count("generated") >= 5 and sum(t.startswith("train, d=") for t in texts) >= 5
+    assert sum(t.startswith("d=") for t in texts) >= 5
+    assert any("Top row: generated" in c.value for c in at.caption)
+
+
+def test_variety_names_the_mapper_whose_samples_of_a_class_look_alike():
+    at = ok(open_page("fashion"))
+    spreads = quality(at)["spread, all classes (real = 1)"].map(float)
+    assert spreads["GAN + label mapper"] < spreads["Conditional GAN"] and spreads["GAN + label mapper"] < spreads["VAE"]
+    assert any(m.value.startswith("Variety: the GAN + label mapper varies least") for m in at.markdown)
+
+
+def test_the_same_class_at_both_ends_asks_for_two_classes():
+    at = open_page()
+    strips = sum("largest frame-to-frame change" in m.value for m in at.markdown)
+    images = len(at.get("image"))
+    at = ok(at.selectbox(key="compare_to").set_value(0).run())
+    assert any("two different classes" in i.value for i in at.info) and strips == 3
+    assert not any("largest frame-to-frame change" in m.value for m in at.markdown) and len(at.get("image")) == images - strips
