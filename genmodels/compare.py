@@ -12,7 +12,7 @@ import torch
 from genmodels.api import GenerativeModel, predict
 from genmodels.checkpoint import read_metadata
 from genmodels.data import load_split, to_unit
-from genmodels.metrics import class_accuracy, coverage_kl, mean_confidence, per_class_accuracy
+from genmodels.metrics import class_accuracy, coverage_kl, feature_frechet_distance, mean_confidence, per_class_accuracy
 from genmodels.paths import checkpoints_dir
 from genmodels.runs import read_metrics
 from genmodels.summary import DataSummary
@@ -38,6 +38,31 @@ class GeneratedScores:
     midtone_share: float
     spread_ratio: float | None = None
     per_class_spread_ratio: list[float | None] | None = None
+    fid: float | None = None  # FID on classifier features against a RealismReference, when one was given
+
+
+@dataclass
+class RealismReference:
+    """Classifier features of half of a data summary's real test images, and the FID of the other half to them:
+    the floor that samples of the same number are measured against."""
+
+    features: torch.Tensor
+    floor: float
+
+
+def realism_reference(classifier: torch.nn.Module, summary: DataSummary) -> RealismReference:
+    """Split the summary's real test images class by class into two halves; features of one, FID of the other."""
+    from genmodels.evaluation import classifier_outputs  # deferred: only the realism check needs it
+
+    images = summary.subset_images.reshape(-1, 1, 28, 28).float().div(255.0)
+    halves: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+    for c in range(len(summary.classes)):
+        rows = torch.nonzero(summary.subset_labels == c).squeeze(1)
+        half = len(rows) // 2
+        halves[0].append(rows[:half])
+        halves[1].append(rows[half:2 * half])
+    held_out, reference = (classifier_outputs(classifier, images[torch.cat(rows)])[0] for rows in halves)
+    return RealismReference(reference, feature_frechet_distance(held_out, reference))
 
 
 def midtone_share(images: torch.Tensor) -> float:
@@ -70,17 +95,26 @@ def spread_ratios(spreads: list[float | None], real: list[float | None]) -> tupl
 
 
 def generated_scores(model: GenerativeModel, classifier: torch.nn.Module, n_per_class: int, seed: int,
-                     temperature: float = 1.0, real_spread: list[float | None] | None = None) -> GeneratedScores:
+                     temperature: float = 1.0, real_spread: list[float | None] | None = None,
+                     realism: RealismReference | None = None) -> GeneratedScores:
     """Sample n_per_class images of every class (or as many unconditionally) and score them with the classifier.
 
     With `real_spread` (see `real_class_spread`) it also measures variety within each class: by requested
-    class, or by the classifier's verdict for a model without labels.
+    class, or by the classifier's verdict for a model without labels. With `realism` it also measures the FID
+    of the samples to real images, which a classifier's confident verdict on noise cannot hide.
     """
     if model.supports_labels:
         samples = model.sample(n_per_class, "all", seed, temperature)
     else:
         samples = model.sample(n_per_class * model.num_classes, None, seed, temperature)
-    probs = predict(classifier, samples.images)
+    fid = None
+    if realism is not None:
+        from genmodels.evaluation import classifier_outputs  # deferred: only the realism check needs it
+
+        features, probs = classifier_outputs(classifier, samples.images)
+        fid = feature_frechet_distance(features, realism.features)
+    else:
+        probs = predict(classifier, samples.images)
     labelled = samples.labels is not None
     spread, per_class_spread = None, None
     if real_spread is not None:
@@ -94,6 +128,7 @@ def generated_scores(model: GenerativeModel, classifier: torch.nn.Module, n_per_
         midtone_share=midtone_share(samples.images),
         spread_ratio=spread,
         per_class_spread_ratio=per_class_spread,
+        fid=fid,
     )
 
 

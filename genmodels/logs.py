@@ -22,37 +22,39 @@ KIND_TITLES = {"classifier": "Classifier (CNN)", "gan": "GAN", "cgan": "Conditio
 
 @dataclass(frozen=True)
 class Chart:
-    """One chart of a training log: a title, the metric keys it plots and the y-axis label."""
+    """One chart of a training log: a title, the metric keys it plots, the y-axis label, and whether the values
+    are shares (drawn on a fixed 0-1 axis, so one point or a tiny wobble does not look like a big swing)."""
 
     title: str
     keys: tuple[str, ...]
     y_label: str
+    share: bool = False
 
 
 # What each model kind logs, grouped into the charts the Training page draws (report 000 / 001 curves).
 CHARTS: dict[str, tuple[Chart, ...]] = {
     "gan": (
         Chart("Losses: discriminator vs generator", ("loss_d", "loss_g"), "BCE loss"),
-        Chart("Discriminator outputs: D(x) on real, D(G(z)) on fake", ("d_real", "d_fake"), "mean probability"),
-        Chart("Sample quality judged by the classifier (per epoch)", ("classifier_confidence",), "mean top-class probability"),
+        Chart("Discriminator outputs: D(x) on real, D(G(z)) on fake", ("d_real", "d_fake"), "mean probability", share=True),
+        Chart("Sample quality judged by the classifier (per epoch)", ("classifier_confidence",), "mean top-class probability", share=True),
     ),
     "cgan": (
         Chart("Losses: discriminator vs generator", ("loss_d", "loss_g", "loss_d_class", "loss_g_class"), "loss"),
-        Chart("Discriminator outputs: D(x) on real, D(G(z)) on fake", ("d_real", "d_fake"), "mean probability"),
-        Chart("Class accuracy of the samples (per epoch)", ("class_accuracy", "classifier_confidence"), "fraction"),
+        Chart("Discriminator outputs: D(x) on real, D(G(z)) on fake", ("d_real", "d_fake"), "mean probability", share=True),
+        Chart("Class accuracy of the samples (per epoch)", ("class_accuracy", "classifier_confidence"), "fraction", share=True),
     ),
     "vae": (
         Chart("Loss = reconstruction + KL (nats per image)", ("loss", "recon", "kl"), "nats"),
         Chart("Test negative ELBO (per epoch)", ("test_neg_elbo", "test_recon", "test_kl"), "nats"),
-        Chart("Class accuracy of the samples (per epoch)", ("class_accuracy", "classifier_confidence"), "fraction"),
+        Chart("Class accuracy of the samples (per epoch)", ("class_accuracy", "classifier_confidence"), "fraction", share=True),
     ),
     "classifier": (
         Chart("Loss (cross-entropy)", ("loss", "test_loss"), "loss"),
-        Chart("Accuracy", ("accuracy", "test_accuracy"), "accuracy"),
+        Chart("Accuracy", ("accuracy", "test_accuracy"), "accuracy", share=True),
     ),
     "mapper": (
         Chart("Losses", ("loss", "loss_class", "loss_prior"), "loss"),
-        Chart("Class accuracy of the mapped samples", ("accuracy", "class_accuracy", "classifier_confidence"), "fraction"),
+        Chart("Class accuracy of the mapped samples", ("accuracy", "class_accuracy", "classifier_confidence"), "fraction", share=True),
     ),
 }
 

@@ -8,9 +8,10 @@ from plotly.subplots import make_subplots
 
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
-from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, SPREAD_REAL_PER_CLASS, GeneratedScores, epoch_series,
-                               evaluation_facts, generated_scores, jump_ratio, metric_rows, nearest_training_pairs,
-                               real_class_spread, real_scores, shipped_log, stored_numbers, training_stability)
+from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, SPREAD_REAL_PER_CLASS, GeneratedScores, RealismReference,
+                               epoch_series, evaluation_facts, generated_scores, jump_ratio, metric_rows,
+                               nearest_training_pairs, real_class_spread, real_scores, realism_reference, shipped_log,
+                               stored_numbers, training_stability)
 from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
 from genmodels.latent import interpolation_strip
@@ -56,16 +57,18 @@ def side_by_side(kind: str, dataset: str, label: int, seed: int) -> Gallery:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def real_spread(dataset: str) -> list[float | None]:
-    """Per class, how much real test images differ from each other: the baseline of the spread columns."""
-    return real_class_spread(load_summary(dataset, prefer_full=False))
+def real_baselines(dataset: str) -> tuple[list[float | None], RealismReference]:
+    """Real test images' within-class spread and classifier features: the baselines of the spread and FID columns."""
+    summary = load_summary(dataset, prefer_full=False)
+    return real_class_spread(summary), realism_reference(common.classifier(dataset), summary)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def scores(kind: str, dataset: str, n_per_class: int, seed: int) -> GeneratedScores:
-    """The classifier's verdicts on n samples per class of one model, and their variety within each class."""
+    """The classifier's verdicts on n samples per class of one model, their variety within each class and their FID."""
+    spread, realism = real_baselines(dataset)
     return generated_scores(common.generator(kind, dataset), common.classifier(dataset), n_per_class, seed,
-                            real_spread=real_spread(dataset))
+                            real_spread=spread, realism=realism)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -144,6 +147,7 @@ if classifier is not None and available:
         s1 = {kind: scores(kind, dataset, S_PER_CLASS, SCORE_SEED) for kind in available}
 
     st.subheader("Image quality")
+    fid_column = f"FID to real (real: {real_baselines(dataset)[1].floor:.1f})"
     rows = [{
         "model": TITLES[kind],
         f"accuracy on {names[label]}": percent(measured[kind].per_class[label]),
@@ -154,18 +158,23 @@ if classifier is not None and available:
         "mid-grey pixels": percent(measured[kind].midtone_share),
         f"spread on {names[label]} (real = 1)": ratio((measured[kind].per_class_spread_ratio or [None] * len(names))[label]),
         "spread, all classes (real = 1)": ratio(measured[kind].spread_ratio),
+        fid_column: f"{measured[kind].fid:.1f}",
     } for kind in available]
     rows.append({"model": "Real test images (S0)", f"accuracy on {names[label]}": "", "accuracy, all classes": "",
                  "S1 / S0 accuracy (100 images)": percent(s0_accuracy), "mean confidence": "",
                  "class coverage KL (nats)": "", "mid-grey pixels": percent(s0_midtones),
-                 f"spread on {names[label]} (real = 1)": "1.00", "spread, all classes (real = 1)": "1.00"})
+                 f"spread on {names[label]} (real = 1)": "1.00", "spread, all classes (real = 1)": "1.00",
+                 fid_column: ""})
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
     st.caption(f"Accuracies: the share of {n_per_class} samples per class that the {title} classifier puts in the "
                f"requested class (samples drawn with seed {SCORE_SEED}). S0/S1 as in report 001: 100 real test images vs 100 generated, 10 per class. "
                "Mid-grey pixels (between 0.1 and 0.9) measure blur: crisp strokes are nearly black or white. "
                "Spread: the mean pixel distance between two samples of the same class (by the classifier's verdict "
                f"for a model without labels), over the same for {SPREAD_REAL_PER_CLASS} real test images of that class; a model that "
-               "draws nearly one image per class sits far below 1, however accurate it is.")
+               "draws nearly one image per class sits far below 1, however accurate it is. FID: the Fréchet distance "
+               f"between the samples' classifier features and those of {len(real_baselines(dataset)[1].features):,} real "
+               "test images (lower is better); the number in the heading is as many other real images', the best a model "
+               "can get here. Fewer samples per class raise every FID, so compare the models at one setting.")
     sharpest = min(available, key=lambda k: measured[k].midtone_share)
     st.markdown(f"Report 000: *the GAN's images are sharper, the VAE's blurrier.* Measured: the {TITLES[sharpest]} has "
                 f"the fewest mid-grey pixels ({measured[sharpest].midtone_share:.1%}; real images "

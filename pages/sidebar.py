@@ -48,7 +48,8 @@ def launcher() -> None:
                 st.error(f"Training refused: {exc}.")
             else:
                 st.session_state.setdefault(LAUNCHED_KEY, []).append(info.name)
-                st.success(f"Started {info.name}. Follow it below or on the Training page.")
+                where = "" if dataset == current_dataset() else f" with the sidebar's dataset set to {dataset_info(dataset).title}"
+                st.success(f"Started {info.name}. Follow it below or on the Training page{where}.")
 
 
 def _cancel(run: RunInfo) -> None:

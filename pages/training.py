@@ -1,6 +1,7 @@
 """Training page: live loss curves of the shipped and the user's runs, per-epoch sample grids, architectures, CSV export."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,14 @@ import streamlit as st
 
 from genmodels.architecture import NetworkTable, architecture
 from genmodels.checkpoint import CheckpointError, read_metadata
-from genmodels.compare import COMPARED_KINDS, generated_scores
+from genmodels.compare import COMPARED_KINDS, RealismReference, generated_scores, real_class_spread, realism_reference
 from genmodels.datasets import dataset_info
 from genmodels.logs import (
     Chart, Series, TrainingLog, charts_for, grid_images, metrics_csv, run_log, shipped_logs, smooth, user_logs,
 )
 from genmodels.runs import read_metrics, run_info
+from genmodels.summary import load_summary
+from pages.common import classifier as project_classifier
 from pages.common import current_dataset, try_classifier, try_generator
 from pages.sidebar import REFRESH_S, show_ended
 
@@ -70,6 +73,8 @@ def chart_figure(chart: Chart, series: list[Series], smoothing: float) -> go.Fig
     figure.update_layout(title=dict(text=chart.title, font=dict(size=14)), xaxis_title="epoch", yaxis_title=chart.y_label,
                          height=330, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.25),
                          hovermode="x unified")
+    if chart.share:
+        figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
     return figure
 
 
@@ -102,8 +107,12 @@ def show_grids(log: TrainingLog) -> None:
     """The fixed-noise sample grid of the epoch picked on a slider."""
     grids = grid_images(log.grids_dir)
     if not grids:
-        st.caption("No sample grids: the classifier draws none." if log.kind == "classifier"
-                   else "No sample grid yet (one is drawn at the end of each epoch).")
+        if log.kind == "classifier":
+            st.caption("No sample grids: the classifier draws none.")
+        elif log.active:
+            st.caption("No sample grid yet (one is drawn at the end of each epoch).")
+        else:
+            st.caption("No sample grid: the run ended before its first epoch did (a grid is drawn at the end of each epoch).")
         return
     epochs = list(grids)
     epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key=f"grid-epoch-{log.key}",
@@ -140,7 +149,7 @@ def show_architecture(log: TrainingLog) -> None:
             st.error(f"The {log.kind} checkpoint is unusable: {exc.reason}. The curves above come from its log.")
         else:
             config, source = meta.get("config"), f"`{log.model_file.name}`"
-            facts = {"epochs trained": meta.get("epochs_trained"), "steps": meta.get("steps_trained"),
+            facts = {"epochs completed": meta.get("epochs_trained"), "steps": meta.get("steps_trained"),
                      "training time (s)": meta.get("training_wall_time_s"), "device": meta.get("device")}
             st.caption(" · ".join(f"{k}: {v}" for k, v in facts.items() if v is not None))
             if meta.get("metrics"):
@@ -150,7 +159,8 @@ def show_architecture(log: TrainingLog) -> None:
     elif not log.active:
         st.caption("This run saved no model file.")
     if not isinstance(config, dict):
-        st.info("No model config recorded, so no architecture to show.")
+        st.info("The run is starting: its architecture shows once it has written its config." if log.active
+                else "No model config recorded, so no architecture to show.")
         return
     try:
         tables = cached_architecture(log.kind, json.dumps(config, sort_keys=True))
@@ -166,11 +176,21 @@ def show_architecture(log: TrainingLog) -> None:
 EVALUATION_PER_CLASS = 100
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def real_baselines(dataset: str) -> tuple[list[float | None], RealismReference]:
+    """The real test images' within-class spread and classifier features, from the bundled summary."""
+    summary = load_summary(dataset, prefer_full=False)
+    return real_class_spread(summary), realism_reference(project_classifier(dataset), summary)
+
+
 def evaluation_row(model, classifier) -> dict[str, str]:
-    scores = generated_scores(model, classifier, EVALUATION_PER_CLASS, seed=0)
+    spread, realism = real_baselines(model.dataset)
+    scores = generated_scores(model, classifier, EVALUATION_PER_CLASS, seed=0, real_spread=spread, realism=realism)
     return {
         "class accuracy": "n/a (no labels)" if scores.accuracy is None else f"{scores.accuracy:.1%}",
         "mean confidence": f"{scores.confidence:.3f}",
+        f"FID to real test images (real: {realism.floor:.1f})": f"{scores.fid:.1f}",
+        "within-class spread (real = 1)": "n/a" if scores.spread_ratio is None else f"{scores.spread_ratio:.2f}",
         "class coverage KL (nats)": f"{scores.coverage_kl:.4f}",
         "mid-grey pixels (blur)": f"{scores.midtone_share:.1%}",
     }
@@ -185,6 +205,9 @@ def show_evaluation(log: TrainingLog) -> None:
         classifier = try_classifier(log.dataset)
         run_model = try_generator(log.kind, log.dataset, str(log.model_file))
         shipped_model = try_generator(log.kind, log.dataset)
+        if run_model is not None and shipped_model is not None and shipped_model.supports_labels and not run_model.supports_labels:
+            # like with like: a GAN run without a label mapper meets the shipped GAN without its mapper
+            shipped_model = dataclasses.replace(shipped_model, mapper=None, mapper_meta=None)
         if classifier is not None and run_model is not None:
             with st.spinner("Sampling and classifying..."):
                 rows = {f"this run ({log.run.name})": evaluation_row(run_model, classifier)}
@@ -193,7 +216,12 @@ def show_evaluation(log: TrainingLog) -> None:
             st.session_state[state_key] = rows
     if state_key in st.session_state:
         st.dataframe(pd.DataFrame(st.session_state[state_key]).T, width="stretch")
-        st.caption("The full set of measures (FID, precision/recall, memorisation...) for any checkpoint: "
+        real = len(real_baselines(log.dataset)[1].features)
+        st.caption(f"{EVALUATION_PER_CLASS} samples per class from each (seed 0). The classifier is confident even on noise, "
+                   "so read its verdicts with the FID: the Fréchet distance between the samples' classifier features and "
+                   f"{real:,} real test images' (the number in the heading is as many other real images': the best a model "
+                   "can get). Spread: variety within a class "
+                   "against real images'. The full set of measures (precision/recall, memorisation...) for any checkpoint: "
                    "`python -m genmodels evaluate`.")
 
 
@@ -201,11 +229,16 @@ dataset = current_dataset()
 st.title("Training")
 shipped = sorted(shipped_logs(dataset), key=lambda log: SHIPPED_ORDER.index(log.kind))
 try:
-    runs = user_logs(dataset)
+    every_run = user_logs()
 except OSError as exc:
     st.error(f"Cannot read your runs: {exc}")
-    runs = []
+    every_run = []
+runs = [r for r in every_run if r.dataset == dataset]
 logs = {log.key: log for log in [*(r for r in runs if r.active), *shipped, *(r for r in runs if not r.active)]}
+elsewhere = [r for r in every_run if r.active and r.dataset != dataset]
+if elsewhere:
+    st.info("Also training, on another dataset: " + ", ".join(f"{log.label} ({dataset_info(log.dataset).title})" for log in elsewhere)
+            + ". Switch the dataset in the sidebar to follow it here.")
 if not logs:
     st.info(f"No training logs for {dataset_info(dataset).title}: the shipped logs are missing and you have no runs. "
             "Start one from the sidebar.")

@@ -163,3 +163,48 @@ def test_a_finished_run_is_evaluated_against_the_shipped_checkpoint_with_one_cli
     assert list(table.index) == ["this run (cgan-mnist-done)", "shipped cgan"]
     assert table.loc["this run (cgan-mnist-done)", "class accuracy"] == table.loc["shipped cgan", "class accuracy"]
     assert float(table.loc["shipped cgan", "class accuracy"].rstrip("%")) > 95
+    fid = next(c for c in table.columns if c.startswith("FID to real test images (real: "))
+    assert float(table.loc["shipped cgan", fid]) < 60 and 0.5 < float(table.loc["shipped cgan", "within-class spread (real = 1)"]) < 1.5
+
+
+@pytest.mark.checkpoints
+def test_a_gan_run_without_mapper_meets_the_shipped_gan_without_its_mapper(make_run, runs_root, tiny_checkpoints):
+    records = [{"type": "epoch", "step": 10, "epoch": 1, "loss_d": 1.0, "loss_g": 1.0, "d_real": 0.6, "d_fake": 0.4}]
+    same = make_run("gan-mnist-same", "finished", kind="gan", records=records)
+    shutil.copyfile(REPO_ROOT / "checkpoints" / "mnist" / "gan.safetensors", same / "gan.safetensors")
+    noise = make_run("gan-mnist-noise", "finished", kind="gan", records=records)
+    shutil.copyfile(tiny_checkpoints / "mnist" / "gan.safetensors", noise / "gan.safetensors")  # untrained: noise
+    tables = {}
+    for name in ("gan-mnist-same", "gan-mnist-noise"):
+        at = open_page(training_log=f"run/{name}")
+        at.button(key=f"evaluate-run/{name}").click().run()
+        assert not at.exception and not at.error
+        tables[name] = at.dataframe[-1].value
+    same_table, noise_table = tables["gan-mnist-same"], tables["gan-mnist-noise"]
+    assert list(same_table["class accuracy"]) == ["n/a (no labels)", "n/a (no labels)"]  # both unconditional
+    fid = next(c for c in same_table.columns if c.startswith("FID to real test images"))
+    assert same_table.loc["this run (gan-mnist-same)", fid] == same_table.loc["shipped gan", fid]
+    # the classifier may be sure of its verdicts on noise; the FID is not fooled
+    assert float(noise_table.loc["this run (gan-mnist-noise)", fid]) > 5 * float(noise_table.loc["shipped gan", fid])
+
+
+
+def test_an_active_run_on_the_other_dataset_is_pointed_to(runs_root, make_run):
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        make_run("cgan-fashion-live", "running", kind="cgan", dataset="fashion", pid=sleeper.pid, records=[], step=0, total_steps=20)
+        at = open_page("mnist")
+        notes = " ".join(i.value for i in at.info)
+        assert "Also training, on another dataset" in notes and "Fashion-MNIST" in notes and not at.exception
+        assert "run/cgan-fashion-live" not in at.selectbox(key="training_log").options
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_run_that_ended_within_its_first_epoch_says_so(runs_root, make_run):
+    make_run("gan-mnist-short", "cancelled", reason="stopped by SIGTERM", records=GAN_RECORDS[:5])
+    at = open_page(training_log="run/gan-mnist-short")
+    assert any("ended before its first epoch" in c.value for c in at.caption) and not at.exception
+    shares = [c for c in charts(at) if c["layout"]["yaxis"].get("tickformat") == ".0%"]
+    assert shares and all(c["layout"]["yaxis"]["range"] == [0, 1.02] for c in shares)
