@@ -278,7 +278,8 @@ def evaluation_facts(tables: dict[str, dict[str, float]]) -> tuple[int, int] | N
 
 def stored_class_profile(meta: dict[str, Any]) -> dict[str, list[float]]:
     """The per-class lists `evaluate` stored in a checkpoint's metadata: 'per_class_accuracy' and 'class_histogram'."""
-    evaluation = meta.get("evaluation") or {}
+    evaluation = meta.get("evaluation")
+    evaluation = evaluation if isinstance(evaluation, dict) else {}
     return {key: [float(v) for v in evaluation[key]] for key in ("per_class_accuracy", "class_histogram")
             if isinstance(evaluation.get(key), list)}
 

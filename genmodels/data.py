@@ -79,7 +79,11 @@ def _load_split_cached(dataset: str, split: str, root: str, download: bool) -> t
         raise DataMissingError(f"{info.title} {split} files in {raw} are unreadable: {type(exc).__name__}: {exc}") from None
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
         raise DataMissingError(f"{info.title} {split} files in {raw} are malformed: images {tuple(images.shape)}, labels {tuple(labels.shape)}")
-    return images, labels.to(torch.int64)
+    labels = labels.to(torch.int64)
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= info.num_classes):
+        raise DataMissingError(f"{info.title} {split} labels in {raw} are malformed: values {int(labels.min())}..{int(labels.max())}, "
+                               f"expected 0..{info.num_classes - 1}")
+    return images, labels
 
 
 def load_split(

@@ -334,7 +334,8 @@ def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike
         entry = model_evaluation(result, kind)
         if not entry or not path.exists():
             continue
-        stored = read_metadata(path).get("evaluation") or {}
+        stored = read_metadata(path).get("evaluation")
+        stored = stored if isinstance(stored, dict) else {}  # a hand-edited or foreign field: replaced, not read
         if all(_same_number(stored.get(key), value) for key, value in entry.items() if key not in TIMING_KEYS):
             continue
         update_metadata(path, evaluation=entry)

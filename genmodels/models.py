@@ -419,8 +419,26 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+MAX_WIDTH = 65_536  # any size field above this is a typo, and would fail later as an allocation of terabytes
+FLOAT_RANGES = {"negative_slope": (0.0, 1.0), "dropout": (0.0, 0.99)}  # other float fields are loss weights: >= 0
+
+
+def _check_range(name: str, key: str, value: Any) -> None:
+    """Sizes lie in 1..MAX_WIDTH; slopes and rates in FLOAT_RANGES; loss weights are not negative."""
+    if isinstance(value, tuple):
+        if not value or any(v > MAX_WIDTH for v in value):
+            raise ValueError(f"{name}.{key} must list one or more sizes of at most {MAX_WIDTH:,}, got {list(value)}")
+    elif isinstance(value, int):
+        if not 1 <= value <= MAX_WIDTH:
+            raise ValueError(f"{name}.{key} must be between 1 and {MAX_WIDTH:,}, got {value}")
+    else:
+        low, high = FLOAT_RANGES.get(key, (0.0, math.inf))
+        if not low <= value <= high:
+            raise ValueError(f"{name}.{key} must be between {low:g} and {high:g}, got {value:g}")
+
+
 def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
-    """Rebuild a config dataclass from JSON; unknown or ill-typed fields raise ValueError."""
+    """Rebuild a config dataclass from JSON; unknown, ill-typed or out-of-range fields raise ValueError."""
     if not isinstance(values, dict):
         raise ValueError(f"config must be a JSON object, got {type(values).__name__}")
     names = {f.name: f for f in dataclasses.fields(config_cls)}
@@ -441,6 +459,7 @@ def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
         kwargs[key] = type(default)(value)
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not math.isfinite(kwargs[key]):
             raise ValueError(f"{config_cls.__name__}.{key} must be finite")
+        _check_range(config_cls.__name__, key, kwargs[key])
     return config_cls(**kwargs)
 
 

@@ -32,12 +32,25 @@ def runs_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else REPO_ROOT / "runs"
 
 
+def _umask() -> int:
+    """The process's file-creation mask, read without setting it (os.umask would, racing other threads' files)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022  # the usual default where /proc is absent
+
+
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     """Write `payload` to `path` via a temp file in the same folder and a rename: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make a published checkpoint unreadable to others
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()

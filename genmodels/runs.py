@@ -85,7 +85,11 @@ class MetricsLog:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a+", encoding="utf-8")
+        if self._file.tell() > 0:  # a line torn by a crash: end it, so the next record starts on a line of its own
+            self._file.seek(self._file.tell() - 1)
+            if self._file.read(1) != "\n":
+                self._file.write("\n")
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, allow_nan=True) + "\n")

@@ -139,3 +139,9 @@ def test_metric_rows_name_and_format_the_stored_numbers():
     assert evaluation_facts(tables) == (10000, 0)
     assert evaluation_facts({"A": {"evaluation.samples": 100.0}, "B": {"evaluation.samples": 200.0}}) is None
     assert format_metric(None, "2") == MISSING and format_metric(1234.5, "0") == "1,234"
+
+
+def test_a_malformed_evaluation_field_reads_as_no_profile():
+    from genmodels.compare import stored_class_profile
+
+    assert stored_class_profile({"evaluation": [0.5, 0.5]}) == {} and stored_metrics({"evaluation": "bad"}) == {}

@@ -232,3 +232,23 @@ def test_app_launched_runs_yield_the_cpu(tmp_path, runs_root, monkeypatch):
     monkeypatch.setattr(cli, "train_one", lambda *a, **k: 0)
     assert cli.main(["vae", "--dataset", "mnist", "--nice", "7", "--run-dir", str(tmp_path / "run")]) == 0
     assert applied == [7]
+
+
+def test_a_log_torn_by_a_crash_gets_its_next_record_on_a_line_of_its_own(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"type": "step", "step": 1}\n{"type": "step", "st')  # the writer was killed mid-line
+    log = runs.MetricsLog(path)
+    log.write({"type": "step", "step": 2})
+    log.close()
+    assert [r["step"] for r in runs.read_metrics(path)] == [1, 2]
+
+
+def test_atomic_writes_are_readable_by_others_as_the_umask_allows(tmp_path):
+    from genmodels.paths import atomic_write_bytes
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "model.json", b"{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "model.json").stat().st_mode & 0o777 == 0o644

@@ -80,6 +80,15 @@ def test_a_broken_split_file_gives_one_clear_error(synthetic_data):
         load_split("fashion", "train", synthetic_data, download=False)
 
 
+def test_labels_outside_the_classes_are_refused(synthetic_data):
+    raw = synthetic_data / "MNIST" / "raw"
+    labels = bytearray((raw / "t10k-labels-idx1-ubyte").read_bytes())
+    labels[8 + 3] = 200  # one label of the 200 test images
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(labels))
+    with pytest.raises(DataMissingError, match=r"MNIST test labels in .* are malformed: values 0\.\.200, expected 0\.\.9"):
+        load_split("mnist", "test", synthetic_data, download=False)
+
+
 def test_normalisation_matches_the_reports():
     pixels = torch.tensor([[[0, 255] + [128] * 782]], dtype=torch.uint8).reshape(1, 28, 28)
     signed = to_signed(pixels)

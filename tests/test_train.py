@@ -231,3 +231,94 @@ def test_an_error_in_an_uncompiled_step_is_raised():
     with pytest.raises(IndexError, match="out of bounds"):
         task.step(torch.rand(8, 1, 28, 28), torch.arange(8, 16))  # labels outside 0..9
     assert task.compile_failure is None
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["vae", "--dataset", "mnist", "--run-dir", ""], "--run-dir must name a folder"),
+    (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/" + "x" * 300], "File name too long"),
+    (["gan", "--dataset", "mnist", "--model-config", '{"latent_dim": -1}'], "GANConfig.latent_dim must be between 1 and"),
+    (["gan", "--dataset", "mnist", "--model-config", '{"negative_slope": -100}'], "GANConfig.negative_slope must be between 0"),
+    (["gan", "--dataset", "mnist", "--model-config", '{"g_hidden": [10000000, 10000000]}'], "at most 65,536"),
+    (["all", "--dataset", "mnist", "--model-config", '{"dropout": 0.1}'], "mapper refused it"),
+    (["gan", "--dataset", "mnist", "--run-dir", "{tmp}/models"], "already holds a run or model files"),
+    (["gan", "--dataset", "mnist", "--run-dir", "{tmp}/models", "--resume"], "holds no saved training state"),
+])
+def test_bad_folders_and_model_configs_are_refused_before_any_work(flags, message, tmp_path, capsys):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "gan.safetensors").write_bytes(b"not a run: a folder of models")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    try:
+        code = main([flag.replace("{tmp}", str(tmp_path)) for flag in flags])
+    except SystemExit as exit_:
+        code = exit_.code
+    stderr = capsys.readouterr().err
+    assert code == 2 and message in stderr and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before, "a refused command wrote nothing"
+
+
+def test_resume_continues_with_the_run_s_own_recipe_and_refuses_changes(synthetic_data, tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_train(["gan", "--dataset", "mnist", "--max-steps", "4", "--batch-size", "40", "--lr", "0.001", "--seed", "3",
+                       "--device", "cpu", "--run-dir", str(run_dir), "--model-config", '{"latent_dim": 16, "g_hidden": [32], "d_hidden": [32]}',
+                       "--log-every", "2"], synthetic_data)
+    assert first.returncode == 0, first.stderr[-2000:]
+    status_before = (run_dir / "status.json").read_text()
+    refused = run_train(["gan", "--dataset", "mnist", "--max-steps", "8", "--batch-size", "64", "--resume", "--run-dir", str(run_dir)],
+                        synthetic_data)
+    assert refused.returncode == 2 and "--batch-size would change it" in refused.stderr
+    assert (run_dir / "status.json").read_text() == status_before, "a refused resume leaves the run's status alone"
+    again = run_train(["gan", "--dataset", "mnist", "--max-steps", "4", "--resume", "--run-dir", str(run_dir), "--device", "cpu"],
+                      synthetic_data)
+    assert again.returncode == 0 and "(4 steps" in again.stdout, again.stdout + again.stderr  # at the limit: no extra step
+    resumed = run_train(["gan", "--dataset", "mnist", "--max-steps", "8", "--resume", "--run-dir", str(run_dir), "--device", "cpu"],
+                        synthetic_data)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    recipe = json.loads((run_dir / "config.json").read_text())["recipe"]
+    assert (recipe["batch_size"], recipe["lr"], recipe["seed"], recipe["model"]["latent_dim"]) == (40, 0.001, 3, 16)
+    _, meta = load_model(run_dir / "gan.safetensors", kind="gan", dataset="mnist")
+    assert meta["steps_trained"] == 8
+
+
+def test_two_trainings_cannot_share_a_run_folder(synthetic_data, tmp_path):
+    from train.run import LOCK_FILE, _lock_run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    held = _lock_run(run_dir)
+    try:
+        result = run_train(["gan", "--dataset", "mnist", "--max-steps", "2", "--device", "cpu", "--run-dir", str(run_dir)], synthetic_data)
+    finally:
+        held.close()
+    assert result.returncode == 2 and "another training is using" in result.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]
+
+
+def test_a_stopped_all_publishes_nothing(synthetic_data, tmp_path):
+    target = tmp_path / "checkpoints"
+    env = {**os.environ, "GENMODELS_DATA": str(synthetic_data)}
+    process = subprocess.Popen([sys.executable, "-m", "train", "all", "--dataset", "mnist", "--epochs", "1000", "--batch-size", "20",
+                                "--device", "cpu", "--run-dir", str(tmp_path / "runs"), "--checkpoints", str(target)],
+                               cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "runs" / "classifier" / "classifier.safetensors").exists():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and "nothing was published" in err, out + err
+    assert not (tmp_path / "runs" / "gan").exists() and not target.exists()
+
+
+def test_resume_from_another_model_s_state_is_one_clear_error(synthetic_data, tmp_path):
+    runs = {}
+    for name, latent in (("a", 16), ("b", 8)):
+        runs[name] = tmp_path / name
+        result = run_train(["gan", "--dataset", "mnist", "--max-steps", "2", "--batch-size", "40", "--device", "cpu",
+                            "--run-dir", str(runs[name]), "--model-config", f'{{"latent_dim": {latent}, "g_hidden": [16], "d_hidden": [16]}}'],
+                           synthetic_data)
+        assert result.returncode == 0, result.stderr[-2000:]
+    (runs["a"] / "state.safetensors").write_bytes((runs["b"] / "state.safetensors").read_bytes())
+    result = run_train(["gan", "--dataset", "mnist", "--max-steps", "4", "--resume", "--device", "cpu", "--run-dir", str(runs["a"])],
+                       synthetic_data)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "does not hold this run's gan state" in result.stderr and len(result.stderr.strip().splitlines()) == 1

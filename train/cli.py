@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -16,7 +17,8 @@ from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.runs import new_run_name, read_metrics
 from train.recipes import (
-    COMPILE_CHOICES, COMPILE_KINDS, COMPILE_MIN_STEPS, KINDS, PRECISIONS, default_recipe, resolve_compile, resolve_precision,
+    COMPILE_CHOICES, COMPILE_KINDS, COMPILE_MIN_STEPS, KINDS, PRECISIONS, Recipe, default_recipe, resolve_compile,
+    resolve_precision,
 )
 
 MAX_EPOCHS = 10_000
@@ -34,6 +36,12 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(USAGE_EXIT)
 
 
+def _folder(value: str) -> Path:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("--run-dir must name a folder")
+    return Path(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m train", description="Train genmodels models on MNIST / Fashion-MNIST.")
     parser.add_argument("kind", choices=[*KINDS, "all"], help="model to train; 'all' trains every model and publishes them as the shipped checkpoints")
@@ -42,19 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-steps", type=int, help="stop after this many optimisation steps")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, help="random seed (default: 0; on --resume, the run's own)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", choices=list(PRECISIONS),
                         help="matmul precision (default: the recipe's 'auto': bf16 on a CPU with native bf16, else fp32)")
     parser.add_argument("--compile", choices=list(COMPILE_CHOICES),
                         help=f"torch.compile the step ({', '.join(COMPILE_KINDS)} only; default: the recipe's 'auto': on the CPU, "
                              f"for runs of {COMPILE_MIN_STEPS:,} steps or more)")
-    parser.add_argument("--run-dir", type=Path, help="run folder (for 'all': the parent of one folder per model)")
+    parser.add_argument("--run-dir", type=_folder, help="run folder (for 'all': the parent of one folder per model)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     parser.add_argument("--classifier", type=Path, help="classifier checkpoint that judges sample quality (default: the shipped one)")
     parser.add_argument("--gan", type=Path, help="mapper only: the gan checkpoint to map into (default: the shipped one)")
     parser.add_argument("--checkpoints", type=Path, help="'all' only: where to publish the checkpoints (default: the repo's checkpoints/)")
-    parser.add_argument("--model-config", type=json.loads, help='JSON overrides of the model config, e.g. \'{"hidden": [1024, 512]}\'')
+    parser.add_argument("--model-config", type=json.loads, help='JSON overrides of the model config, e.g. \'{"d_hidden": [512, 256]}\'')
     parser.add_argument("--log-every", type=int, default=100, help="steps between metric records")
     parser.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     parser.add_argument("--nice", type=int, default=0,
@@ -72,7 +80,7 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch-size must be between 1 and {MAX_BATCH}, got {args.batch_size}")
     if args.lr is not None and not (math.isfinite(args.lr) and 0 < args.lr <= 1):
         raise UsageError(f"--lr must be a number in (0, 1], got {args.lr}")
-    if not 0 <= args.seed <= MAX_SEED:
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {args.seed}")
     if not 1 <= args.log_every <= 100_000:
         raise UsageError(f"--log-every must be between 1 and 100000, got {args.log_every}")
@@ -93,8 +101,11 @@ def validate(args: argparse.Namespace) -> None:
 def check_writable(folder: Path, need_bytes: int = 200_000_000) -> None:
     """Refuse an unwritable folder or a nearly full disk before training starts."""
     target = folder
-    while not target.exists():
-        target = target.parent
+    try:
+        while not target.exists():
+            target = target.parent
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise UsageError(f"{folder}: {exc.strerror or exc}") from None
     if not target.is_dir():  # e.g. a path below a regular file: mkdir would fail with a traceback later
         raise UsageError(f"{folder} cannot be created: {target} is a file, not a folder")
     if not os.access(target, os.W_OK):
@@ -119,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(run_dir)
         if args.kind == "all":
             check_writable(args.checkpoints or checkpoints_dir())
-        if args.run_dir is not None and not args.resume and args.kind != "all" and (run_dir / "metrics.jsonl").exists():
-            raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+        if args.run_dir is not None and not args.resume:
+            for folder in [run_dir / kind for kind in KINDS] if args.kind == "all" else [run_dir]:
+                if holds_training_files(folder):
+                    raise UsageError(f"{folder} already holds a run or model files; pass --resume to continue a run there "
+                                     "or choose another --run-dir")
+        resumed = saved_recipe(run_dir, args) if args.resume else None
+        check_model_config(args)
     except (UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
@@ -129,36 +145,107 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory_for_reuse()
     if args.kind == "all":
         return train_all(args, device, run_dir)
-    return train_one(args, args.kind, device, run_dir)
+    return train_one(args, args.kind, device, run_dir, recipe=resumed)
 
 
-def train_one(args: argparse.Namespace, kind: str, device, run_dir: Path, classifier: Path | None = None, gan: Path | None = None) -> int:
+def check_model_config(args: argparse.Namespace) -> None:
+    """Build each model config the run will use (for 'all': every kind's), so a bad --model-config is refused up front."""
+    from genmodels.models import config_from_dict, model_kind
+
+    if not args.model_config:
+        return
+    for kind in KINDS if args.kind == "all" else [args.kind]:
+        try:
+            config_from_dict(model_kind(kind).config_cls, {**default_recipe(kind, args.dataset).model, **args.model_config})
+        except ValueError as exc:
+            raise UsageError(f"--model-config: {exc}" + (f" (for 'all' it applies to every model; {kind} refused it)"
+                                                         if args.kind == "all" else "")) from None
+
+
+def holds_training_files(folder: Path) -> bool:
+    """Whether a folder holds a run's log or any checkpoint file (the app's launcher pre-creates only status and logs)."""
+    try:
+        return folder.is_dir() and any(p.name == "metrics.jsonl" or p.suffix == ".safetensors" for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def saved_recipe(run_dir: Path, args: argparse.Namespace) -> Recipe:
+    """The recipe a run was started with, for --resume: --epochs may extend it; flags that would change it are refused."""
+    from genmodels.runs import read_json
+    from train.run import STATE_FILE
+
+    if not (run_dir / STATE_FILE).is_file():
+        raise UsageError(f"--resume: {run_dir} holds no saved training state ({STATE_FILE}); nothing to continue")
+    config = read_json(run_dir / "config.json")
+    if config is None or not isinstance(config.get("recipe"), dict):
+        raise UsageError(f"--resume: {run_dir / 'config.json'} is missing, unreadable or has no recipe")
+    if config.get("kind") != args.kind or config.get("dataset") != args.dataset:
+        raise UsageError(f"--resume: {run_dir} holds a {config.get('kind')} run on {config.get('dataset')}, "
+                         f"not {args.kind} on {args.dataset}")
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    try:
+        recipe = Recipe(**{k: v for k, v in config["recipe"].items() if k in fields})
+        recipe.betas = tuple(recipe.betas)
+        recipe.model = dict(recipe.model)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--resume: the recipe in {run_dir / 'config.json'} is malformed: {exc}") from None
+    changed = [flag for flag, given, saved in (
+        ("--batch-size", args.batch_size, recipe.batch_size), ("--lr", args.lr, recipe.lr), ("--seed", args.seed, recipe.seed),
+        ("--precision", args.precision, recipe.precision), ("--compile", args.compile, recipe.compile),
+    ) if given is not None and given != saved]
+    if args.model_config and {**recipe.model, **args.model_config} != recipe.model:
+        changed.append("--model-config")
+    if changed:
+        raise UsageError(f"--resume continues the run as it was started, and {', '.join(changed)} would change it; "
+                         "drop the flag or start a new run")
+    if args.epochs is not None:
+        recipe.epochs = args.epochs
+    return recipe
+
+
+def train_one(args: argparse.Namespace, kind: str, device, run_dir: Path, classifier: Path | None = None, gan: Path | None = None,
+              recipe: Recipe | None = None) -> int:
     from train.run import RunRequest, train_model
 
-    recipe = default_recipe(kind, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            precision=args.precision, compile=args.compile if kind in COMPILE_KINDS else None)
-    if args.model_config:
-        recipe.model = {**recipe.model, **args.model_config}
+    if recipe is None:
+        recipe = default_recipe(kind, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                seed=args.seed if args.seed is not None else 0, precision=args.precision,
+                                compile=args.compile if kind in COMPILE_KINDS else None)
+        if args.model_config:
+            recipe.model = {**recipe.model, **args.model_config}
     request = RunRequest(kind, args.dataset, recipe, run_dir, device, max_steps=args.max_steps, resume=args.resume,
                          classifier=classifier or args.classifier, gan=gan or args.gan, log_every=args.log_every, data_root=args.data)
     return train_model(request)
 
 
 def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
-    """Train classifier, gan, mapper, cgan and vae in order, publishing each into the checkpoints folder."""
+    """Train classifier, gan, mapper, cgan and vae in order, then publish them together into the checkpoints folder.
+
+    Each model is judged by (and the mapper maps into) the models of this same run, and nothing is published
+    unless all five finished: a stopped or failed run leaves the checkpoints folder as it was.
+    """
+    from genmodels.runs import read_json
+
     target = (args.checkpoints or checkpoints_dir()) / args.dataset
-    target.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for kind in KINDS:
         run_dir = run_root / kind
-        classifier = target / "classifier.safetensors" if kind != "classifier" else None
-        gan = target / "gan.safetensors" if kind == "mapper" else None
+        classifier = run_root / "classifier" / "classifier.safetensors" if kind != "classifier" else None
+        gan = run_root / "gan" / "gan.safetensors" if kind == "mapper" else None
         print(f"== {kind} on {args.dataset} -> {run_dir}", flush=True)
         code = train_one(args, kind, device, run_dir, classifier=classifier, gan=gan)
         if code != 0:
-            print(f"error: training {kind} failed (exit {code}); see {run_dir}", file=sys.stderr)
+            print(f"error: training {kind} failed (exit {code}); see {run_dir}. Nothing was published.", file=sys.stderr)
             return code
-        publish(run_dir, kind, target)
+        state = (read_json(run_dir / "status.json") or {}).get("state")
+        if state != "finished":
+            print(f"error: training {kind} ended {state or 'without a status'}; the later models were not trained and "
+                  "nothing was published", file=sys.stderr)
+            return 1
+    target.mkdir(parents=True, exist_ok=True)
+    for kind in KINDS:
+        publish(run_root / kind, kind, target)
     print(f"all models of {args.dataset} trained and published to {target} in {time.perf_counter() - started:.0f} s", flush=True)
     return 0
 

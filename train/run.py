@@ -24,6 +24,7 @@ from train.tasks import CGANTask, ClassifierTask, GANTask, LabelBatches, MapperT
 from train.trainer import Callbacks, Progress, StopFlag, TrainingDiverged, run_epochs
 
 STATE_FILE = "state.safetensors"
+LOCK_FILE = ".train.lock"  # flock'ed by the training process, so two cannot write one run folder
 
 
 @dataclass
@@ -94,6 +95,29 @@ def train_model(req: RunRequest) -> int:
     """Run one training job; returns the process exit code (0 finished or cancelled, 1 failed)."""
     run_dir = req.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_run(run_dir)
+    if lock is None:
+        print(f"error: another training is using {run_dir}; wait for it to end or choose another --run-dir", file=sys.stderr)
+        return 2
+    with lock:
+        return _train_locked(req)
+
+
+def _lock_run(run_dir: Path):
+    """An exclusive lock on the run folder, held while the returned file stays open; None when another process holds it."""
+    import fcntl
+
+    handle = open(run_dir / LOCK_FILE, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _train_locked(req: RunRequest) -> int:
+    run_dir = req.run_dir
     (run_dir / "grids").mkdir(exist_ok=True)
     status: dict[str, Any] = {"state": "running", "pid": os.getpid(), "kind": req.kind, "dataset": req.dataset,
                               "epochs": req.recipe.epochs, "epoch": 0, "step": 0, "started": time.time()}
@@ -149,13 +173,19 @@ def train_model(req: RunRequest) -> int:
             if saved.get("kind") != req.kind or saved.get("dataset") != req.dataset or saved.get("recipe", {}).get("seed") != req.recipe.seed:
                 raise ValueError(f"--resume: {run_dir} holds a different run ({saved.get('kind')}/{saved.get('dataset')})")
             tensors, meta = load_tensors(state_path)
-            task.load_state({k: v.to(req.device) if not k.startswith("rng.") else v for k, v in tensors.items()}, meta["task"])
+            try:
+                task.load_state({k: v.to(req.device) if not k.startswith("rng.") else v for k, v in tensors.items()}, meta["task"])
+                epoch_facts = [meta[k] for k in ("epoch", "step_in_epoch", "global_step", "images_seen", "wall_time")]
+            except (KeyError, TypeError, RuntimeError, ValueError) as exc:  # another kind's or config's state, or a damaged one
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"--resume: {state_path} does not hold this run's {req.kind} state ({first_line[:200]})") from None
             if "rng.torch" in tensors:  # dropout draws from the global generators: resume them too
                 torch.set_rng_state(tensors["rng.torch"])
             if "rng.cuda" in tensors and req.device.type == "cuda":
                 torch.cuda.set_rng_state(tensors["rng.cuda"], req.device)
-            progress = Progress(epoch=meta["epoch"], step_in_epoch=meta["step_in_epoch"], global_step=meta["global_step"],
-                                images_seen=meta["images_seen"], wall_offset=meta["wall_time"])
+            epoch, step_in_epoch, global_step, images_seen, wall_time = epoch_facts
+            progress = Progress(epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step,
+                                images_seen=images_seen, wall_offset=wall_time)
             skip = progress.step_in_epoch
             _log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
         write_json(run_dir / "config.json", config)

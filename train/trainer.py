@@ -121,6 +121,8 @@ def run_epochs(
         for i, (images, labels) in enumerate(batches):
             if i < skip_batches:
                 continue  # resuming mid-epoch: the same permutation, minus the batches already trained
+            if max_steps is not None and progress.global_step >= max_steps:
+                return "max_steps"  # a resumed run that had already reached the limit trains no further step
             window.add(task.step(images, labels), 1, len(labels))
             progress.step_in_epoch = i + 1
             progress.global_step += 1
