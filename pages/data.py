@@ -93,6 +93,8 @@ with grid_col:
     if picked:
         grid = preview_grid(data, per_class, sorted(picked), int(offset))
         st.image(png_bytes(grid, scale=2), caption=", ".join(data.classes[c] for c in sorted(picked)))
+        if int(offset) + per_class > data.per_class:
+            st.caption(f"Each class has {data.per_class} preview images here, so image {int(offset)} wrapped round to the start.")
     else:
         st.info("Pick at least one class to preview.")
 

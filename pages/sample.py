@@ -86,7 +86,7 @@ mode = middle.radio("Classes", MODES, key="sample_mode", horizontal=True)
 label_index = middle.selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="sample_class",
                                help="Used with 'One class' (and by the '5 images' preset).")
 n = right.number_input("Images (per class with 'Every class')", min_value=1, max_value=MAX_GALLERY, step=1, key="sample_n")
-seed_col, roll_col = right.columns([3, 1], vertical_alignment="bottom")
+seed_col, roll_col = right.columns([2, 1], vertical_alignment="bottom")
 seed = seed_col.number_input("Seed", min_value=0, max_value=2**32 - 1, step=1, key="sample_seed")
 roll_col.button("Re-roll", icon=":material/casino:", on_click=reroll, help="Re-roll the seed", width="stretch")
 temperature = right.slider("Truncation / temperature", 0.1, 2.0, step=0.05, key="sample_temperature",

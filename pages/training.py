@@ -152,8 +152,10 @@ def show_architecture(log: TrainingLog) -> None:
             facts = {"epochs completed": meta.get("epochs_trained"), "steps": meta.get("steps_trained"),
                      "training time (s)": meta.get("training_wall_time_s"), "device": meta.get("device")}
             st.caption(" · ".join(f"{k}: {v}" for k, v in facts.items() if v is not None))
-            if meta.get("metrics"):
-                st.json(meta["metrics"], expanded=False)
+            if isinstance(meta.get("metrics"), dict) and meta["metrics"]:
+                with st.expander("Metrics stored with the checkpoint (its last epoch-end check)"):
+                    st.dataframe(pd.DataFrame({"metric": list(meta["metrics"]), "value": [str(v) for v in meta["metrics"].values()]}),
+                                 hide_index=True)
     elif log.shipped:
         st.error(f"The shipped {log.kind} checkpoint is missing ({log.model_file}). The curves above come from its log.")
     elif not log.active:

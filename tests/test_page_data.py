@@ -56,6 +56,9 @@ def test_preview_widgets_change_the_grid(no_full_data):
     assert not at.get("image") and "Pick at least one class" in at.info[0].value
     at.multiselect(key="data_classes").set_value([8]).run()
     assert at.get("image")[0].captions == ["8"]
+    assert not any("wrapped" in c.value for c in at.caption)
+    at.number_input(key="data_offset").set_value(199).run()
+    assert any("wrapped round to the start" in c.value for c in at.caption) and not at.exception
 
 
 def test_histogram_widgets_change_the_chart(no_full_data):
