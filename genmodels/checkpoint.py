@@ -122,9 +122,11 @@ def load_model(
     """Rebuild a model from its file, in eval mode on `device`; checks kind, dataset, shapes and hash."""
     tensors, meta = load_tensors(path)
     if kind is not None and meta.get("kind") != kind:
-        raise CheckpointError(path, f"holds a {meta.get('kind')!r} model, not {kind!r}")
+        found = f"a {meta['kind']!r} model" if isinstance(meta.get("kind"), str) else "no model kind in its metadata"
+        raise CheckpointError(path, f"holds {found}, not {kind!r}")
     if dataset is not None and meta.get("dataset") != dataset:
-        raise CheckpointError(path, f"was trained on {meta.get('dataset')!r}, not {dataset!r}")
+        found = f"on {meta['dataset']!r}" if isinstance(meta.get("dataset"), str) else "on no recorded dataset"
+        raise CheckpointError(path, f"was trained {found}, not {dataset!r}")
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(path, "cannot rebuild the model from its metadata: no config object")
     try:  # on the meta device first: a hostile config cannot make us allocate a huge model before the shape check

@@ -219,6 +219,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_overwriting_a_model(path: Path) -> None:
+    """--out may replace an earlier summary, never another file (a checkpoint, say)."""
+    from genmodels.checkpoint import CheckpointError, read_metadata
+
+    if not path.exists():
+        return
+    try:
+        kind = read_metadata(path).get("kind")
+    except CheckpointError:
+        kind = None
+    if kind != "data_summary":
+        raise UsageError(f"--out {path} exists and is not a data summary; choose another file")
+
+
 def run_summarize(args: argparse.Namespace) -> int:
     """Rebuild the bundled summary file of a dataset from the real files."""
     from genmodels.evaluation import require_data
@@ -226,6 +240,7 @@ def run_summarize(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         _check_writable(args.out, (".safetensors",))
+        _refuse_overwriting_a_model(args.out)
     require_data(args.dataset, args.data)
     path = write_summary(compute_summary(args.dataset, args.data), args.out)
     print(f"wrote the {args.dataset} summary to {path}")

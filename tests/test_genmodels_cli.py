@@ -181,3 +181,9 @@ def test_summarize_rebuilds_a_summary(synthetic_data, tmp_path, capsys):
     assert meta["dataset"] == "mnist" and tensors["train_counts"].sum() == 600
     code, _, err = run(capsys, "summarize", "--dataset", "mnist", "--data", str(tmp_path / "none"))
     assert code == 1 and "needs the real MNIST files" in err
+    code, stdout, _ = run(capsys, "summarize", "--dataset", "mnist", "--data", str(synthetic_data), "--out", str(out))
+    assert code == 0, "an earlier summary may be replaced"
+    model = tmp_path / "gan.safetensors"
+    model.write_bytes(b"a checkpoint, or anything else")
+    code, _, err = run(capsys, "summarize", "--dataset", "mnist", "--data", str(synthetic_data), "--out", str(model))
+    assert code == 2 and "exists and is not a data summary" in err and model.read_bytes() == b"a checkpoint, or anything else"
