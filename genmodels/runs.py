@@ -26,6 +26,7 @@ ACTIVE_STATES = ("starting", "running")
 STDERR_FILE = "stderr.log"
 MIN_FREE_BYTES = 200_000_000  # what a run needs for checkpoints, grids and logs (as train/cli.py checks)
 RUN_NICENESS = 10  # app-launched runs yield the CPU to page renders: training still gets every idle cycle
+LAUNCH_LOG_EVERY = 20  # steps between a launched run's records: its progress bar moves at least this often
 
 
 def check_run_name(name: Any) -> str:
@@ -229,7 +230,8 @@ def launch_run(
         command = [
             sys.executable, "-m", "train", kind, "--dataset", dataset, "--epochs", str(epochs),
             "--batch-size", str(batch_size), "--lr", repr(float(lr)), "--seed", str(seed),
-            "--device", device, "--run-dir", str(path), "--nice", str(RUN_NICENESS), *(extra or []),
+            "--device", device, "--run-dir", str(path), "--nice", str(RUN_NICENESS), "--log-every", str(LAUNCH_LOG_EVERY),
+            *(extra or []),
         ]
         write_json(path / "status.json", {"state": "starting", "pid": None, "updated": time.time()})
         write_json(path / "config.json", {"kind": kind, "dataset": dataset, "launched": time.time()})  # replaced by the run's own
