@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from genmodels import api
 
 DATASET_KEY = "dataset"
+FRAMED_KEY = "framed"  # set by app.py on each run of a session; absent when Streamlit ran a page file on its own
+DEEP_LINK_KEY = "deep_link"  # the page a link asked for, kept while app.py is brought in to frame it
 DEFAULT_DATASET = "mnist"
 
 
@@ -75,3 +77,15 @@ def try_classifier(dataset: str):
     except (CheckpointError, ValueError) as exc:
         st.error(f"The classifier for {dataset_info(dataset).title} is unavailable: {exc}")
         return None
+
+
+def require_frame(page: str) -> None:
+    """Send a page that Streamlit ran on its own through app.py, which opens it again inside the frame.
+
+    Until app.py has called st.navigation once since the server started, Streamlit treats pages/ as an old-style
+    pages folder: a link or reload to /training runs pages/training.py alone, without the sidebar, its dataset
+    picker or the launcher, and lists every module of pages/ as a page.
+    """
+    if not st.session_state.get(FRAMED_KEY):
+        st.session_state[DEEP_LINK_KEY] = page
+        st.switch_page("app.py")

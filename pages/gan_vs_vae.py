@@ -18,6 +18,8 @@ from genmodels.latent import interpolation_strip
 from genmodels.summary import load_summary
 from pages import common
 
+common.require_frame("gan_vs_vae")
+
 TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
 COLORS = {"cgan": "#1f77b4", "gan": "#ff7f0e", "vae": "#2ca02c"}  # one colour per model in every chart
 SIDE_BY_SIDE = 10

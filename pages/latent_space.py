@@ -17,6 +17,8 @@ from genmodels.latent import (LatentMap, RealImages, full_test_images, interpola
 from genmodels.summary import load_summary
 from pages import common
 
+common.require_frame("latent_space")
+
 NEIGHBOURS = 8
 SCATTER_KEY = "latent_scatter"
 SUBSET, FULL = "subset", "full"  # the bundled 200 test images per class, or the whole test split when its files exist

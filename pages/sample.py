@@ -5,6 +5,7 @@ import streamlit as st
 
 from pages import common
 
+common.require_frame("sample")
 # The default page draws its heading before PyTorch loads: on a cold start the imports below take 2-3 s.
 st.title("Sample")
 st.caption("Generate images by model, class and seed. Every image is captioned with the project classifier's "

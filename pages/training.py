@@ -21,8 +21,10 @@ from genmodels.logs import (
 from genmodels.runs import read_metrics, run_info
 from genmodels.summary import load_summary
 from pages.common import classifier as project_classifier
-from pages.common import current_dataset, try_classifier, try_generator
+from pages.common import current_dataset, require_frame, try_classifier, try_generator
 from pages.sidebar import REFRESH_S, show_ended
+
+require_frame("training")
 
 PALETTE = plotly.colors.qualitative.Plotly
 SHIPPED_ORDER = ("gan", "cgan", "vae", "classifier", "mapper")

@@ -26,16 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """`streamlit run app.py` on a free port, with an empty runs folder; stopped after the module."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests")
-    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+def start_app(runs: Path):
+    """(server process, url, log file) of `streamlit run app.py` on a free port, once it accepts connections."""
     port = free_port()
-    runs = tmp_path_factory.mktemp("browser_runs")
     env = {**os.environ, "GENMODELS_RUNS": str(runs), "GENMODELS_DATA": str(REAL_DATA)}
-    log = open(runs.parent / "streamlit.log", "wb")
+    log = open(runs.parent / f"streamlit-{port}.log", "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
@@ -49,12 +44,31 @@ def app_url(tmp_path_factory):
             break
         except OSError:
             if server.poll() is not None:
-                pytest.fail(f"streamlit exited with {server.returncode}: {(runs.parent / 'streamlit.log').read_text()[-2000:]}")
+                pytest.fail(f"streamlit exited with {server.returncode}: {Path(log.name).read_text()[-2000:]}")
             time.sleep(0.3)
-    yield url, runs
+    return server, url, log
+
+
+def stop_app(server, log) -> None:
     server.terminate()
     server.wait(timeout=20)
     log.close()
+
+
+def require_browser() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests")
+    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """`streamlit run app.py` on a free port, with an empty runs folder; stopped after the module."""
+    require_browser()
+    runs = tmp_path_factory.mktemp("browser_runs")
+    server, url, log = start_app(runs)
+    yield url, runs
+    stop_app(server, log)
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +206,23 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
     assert meta["steps_trained"] == run.status["step"] >= 1, "the step in progress was finished and saved"
     no_exception(page)
     shot(page, "training-page-cancelled-run")
+
+
+def test_a_link_to_a_page_on_a_fresh_server_opens_it_inside_the_frame(browser, tmp_path):
+    """Before app.py has run once, Streamlit ran pages/training.py alone for /training: no sidebar, modules as pages."""
+    require_browser()
+    (tmp_path / "runs").mkdir()
+    server, url, log = start_app(tmp_path / "runs")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+        page.goto(url + "/training")  # the server's very first request
+        page.get_by_role("heading", name="Training", exact=True).wait_for()
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("Dataset", exact=True).wait_for()
+        names = sidebar.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert "GAN vs VAE" in names and "common" not in names and page.url.endswith("/training")
+    finally:
+        context.close()
+        stop_app(server, log)

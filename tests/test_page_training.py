@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from genmodels.paths import REPO_ROOT
+from pages.common import FRAMED_KEY
 
 PAGE = str(REPO_ROOT / "pages" / "training.py")
 GAN_RECORDS = [
@@ -18,6 +19,7 @@ GAN_RECORDS = [
 
 def open_page(dataset="mnist", **state):
     at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state[FRAMED_KEY] = True  # as app.py sets it
     at.session_state["dataset"] = dataset
     for key, value in state.items():
         at.session_state[key] = value
