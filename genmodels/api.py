@@ -1,6 +1,7 @@
 """Load models by (kind, dataset) and sample them by label and seed: the library's front door."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,10 @@ class GenerativeModel:
     @property
     def supports_labels(self) -> bool:
         return self.kind != "gan" or self.mapper is not None
+
+    def without_mapper(self) -> GenerativeModel:
+        """The same generator without its label mapper: a new object sharing the module; this one is unchanged."""
+        return dataclasses.replace(self, mapper=None, mapper_meta=None)
 
     @torch.no_grad()
     def latents(self, labels: torch.Tensor | None, n: int, seed: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:

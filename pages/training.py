@@ -1,7 +1,6 @@
 """Training page: live loss curves of the shipped and the user's runs, per-epoch sample grids, architectures, CSV export."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -211,7 +210,7 @@ def show_evaluation(log: TrainingLog) -> None:
         shipped_model = try_generator(log.kind, log.dataset)
         if run_model is not None and shipped_model is not None and shipped_model.supports_labels and not run_model.supports_labels:
             # like with like: a GAN run without a label mapper meets the shipped GAN without its mapper
-            shipped_model = dataclasses.replace(shipped_model, mapper=None, mapper_meta=None)
+            shipped_model = shipped_model.without_mapper()
         if classifier is not None and run_model is not None:
             with st.spinner("Sampling and classifying..."):
                 rows = {f"this run ({log.run.name})": evaluation_row(run_model, classifier)}

@@ -145,3 +145,9 @@ def test_a_malformed_evaluation_field_reads_as_no_profile():
     from genmodels.compare import stored_class_profile
 
     assert stored_class_profile({"evaluation": [0.5, 0.5]}) == {} and stored_metrics({"evaluation": "bad"}) == {}
+
+
+def test_without_mapper_is_an_unconditional_copy(tiny_checkpoints):
+    model = api.load_generator("gan", "mnist", root=tiny_checkpoints, device="cpu")
+    bare = model.without_mapper()
+    assert model.supports_labels and not bare.supports_labels and bare.module is model.module and model.mapper is not None
