@@ -28,8 +28,14 @@ QUICK = {"repeats": 1, "seconds": 0.2, "quality_budget_s": 1.0, "check_images": 
          "ceiling_batches": (32, 64), "ceiling_repeats": 1}
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit code 2, like the other two commands
+        print(f"error: {message} (see python -m bench --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = _Parser(prog="python -m bench", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--quick", action="store_true", help="tiny repetitions and budgets: checks that everything runs, not how fast")
     parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS + OPT_IN_SECTIONS)} "

@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     evaluate.add_argument("--n", type=int, default=10_000, help="generated (and real) images per measure; default 10000")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
-                          help="store the numbers in each checkpoint's metadata under 'evaluation' (default: --write)")
+    evaluate.add_argument("--write", action=argparse.BooleanOptionalAction,
+                          help="store the numbers in each checkpoint's metadata under 'evaluation' (default: yes, but "
+                               "numbers stored from more samples are kept unless --write is given)")
     evaluate.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     evaluate.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
 
@@ -212,9 +213,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     progress = None if args.json else (lambda message: print(f"... {message}", file=sys.stderr, flush=True))
     result = evaluation.evaluate_dataset(args.dataset, n=args.n, seed=args.seed, data_root=args.data,
                                          device=_device(args.device), progress=progress)
-    if args.write:
-        for path in evaluation.write_evaluation(result):
+    if args.write is not False:
+        kept: list[Path] = []
+        for path in evaluation.write_evaluation(result, replace_larger=bool(args.write), kept=kept):
             print(f"... wrote evaluation into {path}", file=sys.stderr)
+        for path in kept:
+            print(f"... kept the numbers in {path}: they were measured on more samples than --n {args.n} "
+                  "(pass --write to replace them)", file=sys.stderr)
     print(json.dumps(result, indent=2) if args.json else format_table(result, GENERATOR_KINDS))
     return 0
 

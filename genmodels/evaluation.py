@@ -322,11 +322,13 @@ def _same_number(stored: Any, value: Any) -> bool:
 
 
 def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike | None = None,
-                     kinds: tuple[str, ...] = ("classifier", "mapper", *GENERATOR_KINDS)) -> list[Path]:
+                     kinds: tuple[str, ...] = ("classifier", "mapper", *GENERATOR_KINDS), replace_larger: bool = False,
+                     kept: list[Path] | None = None) -> list[Path]:
     """Merge the numbers of an evaluate_dataset result into each checkpoint's metadata under "evaluation".
 
     A checkpoint that already holds the same numbers (timings aside, floats to 1e-5) is left byte for byte as it was,
-    so re-running `evaluate` on unchanged models does not rewrite multi-megabyte files.
+    so re-running `evaluate` on unchanged models does not rewrite multi-megabyte files. Numbers measured on more
+    samples than this result's are kept unless `replace_larger`; the checkpoints so kept are appended to `kept`.
     """
     written = []
     for kind in kinds:
@@ -336,6 +338,11 @@ def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike
             continue
         stored = read_metadata(path).get("evaluation")
         stored = stored if isinstance(stored, dict) else {}  # a hand-edited or foreign field: replaced, not read
+        stored_samples = stored.get("samples")
+        if not replace_larger and isinstance(stored_samples, (int, float)) and stored_samples > result.get("samples", 0):
+            if kept is not None:
+                kept.append(path)
+            continue
         if all(_same_number(stored.get(key), value) for key, value in entry.items() if key not in TIMING_KEYS):
             continue
         update_metadata(path, evaluation=entry)

@@ -109,7 +109,8 @@ def test_bad_flags_are_refused_before_any_work(args, message, capsys):
 
     with pytest.raises(SystemExit) as refused:
         parse_args(args)
-    assert refused.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and message in err and len(err.strip().splitlines()) == 1  # no usage dump
 
 
 def test_empty_entries_in_only_are_ignored():

@@ -187,3 +187,18 @@ def test_summarize_rebuilds_a_summary(synthetic_data, tmp_path, capsys):
     model.write_bytes(b"a checkpoint, or anything else")
     code, _, err = run(capsys, "summarize", "--dataset", "mnist", "--data", str(synthetic_data), "--out", str(model))
     assert code == 2 and "exists and is not a data summary" in err and model.read_bytes() == b"a checkpoint, or anything else"
+
+
+def test_evaluate_keeps_numbers_from_more_samples_unless_told(synthetic_data, tiny_copy, capsys, monkeypatch):
+    from genmodels import evaluation
+    from genmodels.checkpoint import update_metadata
+
+    path = tiny_copy / "mnist" / "vae.safetensors"
+    update_metadata(path, evaluation={"samples": 10_000, "seed": 0, "fid": 5.0})
+    monkeypatch.setattr(evaluation, "evaluate_dataset", lambda *a, **k: {
+        "dataset": "mnist", "samples": 100, "seed": 0, "vae_fid": 9.0, "classifier_test_accuracy": 0.9,
+        "classifier_test_confidence": 0.9, "crosscheck_test_accuracy": 0.9, "s0_accuracy": 0.9})
+    code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
+    assert code == 0 and "kept the numbers in" in err and read_metadata(path)["evaluation"]["fid"] == 5.0
+    code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write")
+    assert code == 0 and read_metadata(path)["evaluation"]["fid"] == 9.0

@@ -322,3 +322,13 @@ def test_resume_from_another_model_s_state_is_one_clear_error(synthetic_data, tm
                        synthetic_data)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "does not hold this run's gan state" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_before_training_starts_is_one_line(tmp_path):
+    code = ("import runpy, train.cli\n"
+            "def interrupted(argv=None):\n    raise KeyboardInterrupt\n"
+            "train.cli.main = interrupted\n"
+            "runpy.run_module('train', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: interrupted before training started; nothing was written"
