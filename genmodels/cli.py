@@ -221,7 +221,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"... kept the numbers in {path}: they were measured on more samples than --n {args.n} "
                   "(pass --write to replace them)", file=sys.stderr)
     print(json.dumps(result, indent=2) if args.json else format_table(result, GENERATOR_KINDS))
-    return 0
+    failed = [kind for kind in GENERATOR_KINDS if f"{kind}_error" in result]
+    for kind in failed:
+        print(f"error: {kind} not measured: {result[f'{kind}_error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _refuse_overwriting_a_model(path: Path) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from genmodels import metrics
 from genmodels.api import GenerativeModel, load_classifier, load_generator, predict
-from genmodels.checkpoint import checkpoint_path, read_metadata, update_metadata
+from genmodels.checkpoint import CheckpointError, checkpoint_path, read_metadata, update_metadata
 from genmodels.data import DataMissingError, load_split, to_unit
 from genmodels.datasets import dataset_info, missing_files
 from genmodels.models import GENERATOR_KINDS, VAE, Classifier, vae_loss
@@ -288,7 +288,11 @@ def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SE
                               "reference_cpu_seconds": round(time.process_time() - cpu_started, 2)}
     for kind in kinds:
         report(f"{dataset}: {kind}")
-        model = load_generator(kind, dataset, root=checkpoints_root, device=device)
+        try:
+            model = load_generator(kind, dataset, root=checkpoints_root, device=device)
+        except CheckpointError as exc:  # one broken file: the other models are still measured and reported
+            result[f"{kind}_error"] = str(exc)
+            continue
         result.update({f"{kind}_{key}": value for key, value in evaluate_generator(model, reference, n, seed).items()})
     return result
 
@@ -332,6 +336,8 @@ def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike
     """
     written = []
     for kind in kinds:
+        if f"{'gan' if kind == 'mapper' else kind}_error" in result:
+            continue  # not measured: its file (or its generator's) could not be loaded
         path = checkpoint_path(kind, result["dataset"], checkpoints_root)
         entry = model_evaluation(result, kind)
         if not entry or not path.exists():

@@ -202,3 +202,13 @@ def test_evaluate_keeps_numbers_from_more_samples_unless_told(synthetic_data, ti
     assert code == 0 and "kept the numbers in" in err and read_metadata(path)["evaluation"]["fid"] == 5.0
     code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write")
     assert code == 0 and read_metadata(path)["evaluation"]["fid"] == 9.0
+
+
+def test_evaluate_measures_the_others_when_one_checkpoint_is_broken(synthetic_data, tiny_copy, capsys):
+    broken = tiny_copy / "mnist" / "vae.safetensors"
+    broken.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
+    before = broken.read_bytes()
+    code, stdout, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
+    result = json.loads(stdout)
+    assert code == 1 and isinstance(result["cgan_class_accuracy"], float) and "vae_class_accuracy" not in result
+    assert "error: vae not measured:" in err and "Traceback" not in err and broken.read_bytes() == before

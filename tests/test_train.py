@@ -93,6 +93,9 @@ def test_sigterm_finishes_the_step_and_saves(synthetic_data, tmp_path):
     (["vae", "--dataset", "mnist", "--resume"], "--resume needs --run-dir"),
     (["gan", "--dataset", "mnist", "--compile", "on"], "only vae compiles its step"),
     (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/a-file/run"], "is a file, not a folder"),
+    (["gan", "--dataset", "mnist", "--gan", "{tmp}/a-file"], "--gan is for the mapper only"),
+    (["all", "--dataset", "mnist", "--classifier", "{tmp}/a-file"], "judged by the classifier trained in the same run"),
+    (["vae", "--dataset", "mnist", "--checkpoints", "{tmp}"], "--checkpoints is for 'all' only"),
 ])
 def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
     (tmp_path / "a-file").write_text("")

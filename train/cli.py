@@ -92,6 +92,13 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError("--resume needs --run-dir of the run to continue")
     if args.resume and args.kind == "all":
         raise UsageError("--resume works on a single model's run, not on 'all'")
+    if args.gan is not None and args.kind != "mapper":
+        raise UsageError("--gan is for the mapper only: it names the generator to map into")
+    if args.classifier is not None and args.kind in ("classifier", "all"):
+        raise UsageError(f"--classifier does nothing for {args.kind!r}: " + ("it trains the judge itself" if args.kind == "classifier"
+                         else "each model is judged by the classifier trained in the same run"))
+    if args.checkpoints is not None and args.kind != "all":
+        raise UsageError("--checkpoints is for 'all' only: a single model stays in its --run-dir")
     for flag in ("classifier", "gan"):
         path = getattr(args, flag)
         if path is not None and not path.is_file():
