@@ -12,6 +12,7 @@ import torch
 from genmodels.api import GenerativeModel, predict
 from genmodels.checkpoint import read_metadata
 from genmodels.data import load_split, to_unit
+from genmodels.evaluation import classifier_outputs, nearest_training_images
 from genmodels.metrics import class_accuracy, coverage_kl, feature_frechet_distance, mean_confidence, per_class_accuracy
 from genmodels.paths import checkpoints_dir
 from genmodels.runs import read_metrics
@@ -21,6 +22,7 @@ COMPARED_KINDS = ("cgan", "gan", "vae")
 LOSS_KEYS = {"cgan": "loss_g", "gan": "loss_g", "vae": "loss"}  # the generator's loss; the VAE's negative ELBO
 MIDTONE = (0.1, 0.9)
 SPREAD_REAL_PER_CLASS = 100  # real test images per class behind the variety baseline
+REALISM_PER_CLASS = 100  # real test images per class on each side of the realism check
 
 
 @dataclass
@@ -50,18 +52,10 @@ class RealismReference:
     floor: float
 
 
-def realism_reference(classifier: torch.nn.Module, summary: DataSummary) -> RealismReference:
-    """Split the summary's real test images class by class into two halves; features of one, FID of the other."""
-    from genmodels.evaluation import classifier_outputs  # deferred: only the realism check needs it
-
-    images = summary.subset_images.reshape(-1, 1, 28, 28).float().div(255.0)
-    halves: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
-    for c in range(len(summary.classes)):
-        rows = torch.nonzero(summary.subset_labels == c).squeeze(1)
-        half = len(rows) // 2
-        halves[0].append(rows[:half])
-        halves[1].append(rows[half:2 * half])
-    held_out, reference = (classifier_outputs(classifier, images[torch.cat(rows)])[0] for rows in halves)
+def realism_reference(classifier: torch.nn.Module, summary: DataSummary, per_class: int = REALISM_PER_CLASS) -> RealismReference:
+    """Two disjoint sets of per_class real test images per class: features of the second, FID of the first to them."""
+    held_out, reference = (classifier_outputs(classifier, real_subset(summary, per_class, start)[0])[0]
+                           for start in (0, per_class))
     return RealismReference(reference, feature_frechet_distance(held_out, reference))
 
 
@@ -109,8 +103,6 @@ def generated_scores(model: GenerativeModel, classifier: torch.nn.Module, n_per_
         samples = model.sample(n_per_class * model.num_classes, None, seed, temperature)
     fid = None
     if realism is not None:
-        from genmodels.evaluation import classifier_outputs  # deferred: only the realism check needs it
-
         features, probs = classifier_outputs(classifier, samples.images)
         fid = feature_frechet_distance(features, realism.features)
     else:
@@ -132,9 +124,11 @@ def generated_scores(model: GenerativeModel, classifier: torch.nn.Module, n_per_
     )
 
 
-def real_subset(summary: DataSummary, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first per_class real test images of each class of a data summary, as ([N, 1, 28, 28] in [0, 1], labels)."""
-    rows = torch.cat([torch.nonzero(summary.subset_labels == c).squeeze(1)[:per_class] for c in range(len(summary.classes))])
+def real_subset(summary: DataSummary, per_class: int, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """per_class real test images of each class of a data summary from the class's `start`-th on, as
+    ([N, 1, 28, 28] in [0, 1], labels)."""
+    rows = torch.cat([torch.nonzero(summary.subset_labels == c).squeeze(1)[start:start + per_class]
+                      for c in range(len(summary.classes))])
     return summary.subset_images[rows].reshape(-1, 1, 28, 28).float().div(255.0), summary.subset_labels[rows]
 
 
@@ -286,8 +280,6 @@ def stored_class_profile(meta: dict[str, Any]) -> dict[str, list[float]]:
 
 def nearest_training_pairs(images: torch.Tensor, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(nearest training image of each image [N, 1, 28, 28] in [0, 1], pixel distances [N]); needs the full dataset."""
-    from genmodels.evaluation import nearest_training_images  # deferred: only this page section needs it
-
     distances, indices = nearest_training_images(images, dataset)
     train_images, _ = load_split(dataset, "train", download=False)
     return to_unit(train_images[indices]), distances

@@ -299,6 +299,11 @@ def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SE
 
 # ----------------------------------------------------------------------------- results into the checkpoints
 
+def _measured_as(kind: str) -> str:
+    """The evaluate_dataset prefix a checkpoint kind's numbers come under: the mapper's are the gan's labelled ones."""
+    return "gan" if kind == "mapper" else kind
+
+
 def model_evaluation(result: dict[str, Any], kind: str) -> dict[str, Any]:
     """The entries of an evaluate_dataset result that belong to one checkpoint kind, unprefixed ({} if none)."""
     if kind == "classifier":
@@ -306,7 +311,7 @@ def model_evaluation(result: dict[str, Any], kind: str) -> dict[str, Any]:
         values = {k.removeprefix("classifier_"): result[k] for k in real_keys}
         values.update({k: v for k, v in result.items() if k.startswith("real_")})
     else:
-        source = "gan" if kind == "mapper" else kind
+        source = _measured_as(kind)
         values = {k[len(source) + 1:]: v for k, v in result.items() if k.startswith(f"{source}_")}
         if kind == "mapper":  # the mapper's own numbers are the gan's labelled ones
             values = {k: v for k, v in values.items() if k.startswith(("class_", "per_class_", "s1_"))}
@@ -336,7 +341,7 @@ def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike
     """
     written = []
     for kind in kinds:
-        if f"{'gan' if kind == 'mapper' else kind}_error" in result:
+        if f"{_measured_as(kind)}_error" in result:
             continue  # not measured: its file (or its generator's) could not be loaded
         path = checkpoint_path(kind, result["dataset"], checkpoints_root)
         entry = model_evaluation(result, kind)

@@ -4,6 +4,7 @@ PyTorch loads on first use of a model, not on import: the sidebar and a page's h
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -12,6 +13,7 @@ from genmodels.datasets import DATASETS, dataset_info
 
 if TYPE_CHECKING:
     from genmodels import api
+    from genmodels.compare import RealismReference
 
 DATASET_KEY = "dataset"
 FRAMED_KEY = "framed"  # set by app.py on each run of a session; absent when Streamlit ran a page file on its own
@@ -57,6 +59,16 @@ def classifier(dataset: str):
     return api.load_classifier(dataset)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def real_baselines(dataset: str) -> tuple[list[float | None], RealismReference]:
+    """(within-class spread, realism reference) of the bundled real test images: what samples are measured against."""
+    from genmodels.compare import real_class_spread, realism_reference
+    from genmodels.summary import load_summary
+
+    summary = load_summary(dataset, prefer_full=False)
+    return real_class_spread(summary), realism_reference(classifier(dataset), summary)
+
+
 def try_generator(kind: str, dataset: str, checkpoint: str | None = None) -> api.GenerativeModel | None:
     """The generator, or None after showing why it cannot be loaded (other pages keep working)."""
     from genmodels.checkpoint import CheckpointError
@@ -79,7 +91,7 @@ def try_classifier(dataset: str):
         return None
 
 
-def require_frame(page: str) -> None:
+def require_frame(page_file: str) -> None:
     """Send a page that Streamlit ran on its own through app.py, which opens it again inside the frame.
 
     Until app.py has called st.navigation once since the server started, Streamlit treats pages/ as an old-style
@@ -87,5 +99,5 @@ def require_frame(page: str) -> None:
     picker or the launcher, and lists every module of pages/ as a page.
     """
     if not st.session_state.get(FRAMED_KEY):
-        st.session_state[DEEP_LINK_KEY] = page
+        st.session_state[DEEP_LINK_KEY] = Path(page_file).stem  # app.py keys its pages by file name
         st.switch_page("app.py")

@@ -13,7 +13,7 @@ from genmodels.paths import data_dir
 from genmodels.summary import load_summary
 from pages.common import current_dataset, require_frame
 
-require_frame("data")
+require_frame(__file__)
 
 
 @st.cache_data(show_spinner="Summarising the dataset...", max_entries=4)

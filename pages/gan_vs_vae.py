@@ -8,17 +8,16 @@ from plotly.subplots import make_subplots
 
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
-from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, SPREAD_REAL_PER_CLASS, GeneratedScores, RealismReference,
-                               epoch_series, evaluation_facts, generated_scores, jump_ratio, metric_rows,
-                               nearest_training_pairs, real_class_spread, real_scores, realism_reference, shipped_log,
-                               stored_numbers, training_stability)
+from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, SPREAD_REAL_PER_CLASS, GeneratedScores, epoch_series,
+                               evaluation_facts, generated_scores, jump_ratio, metric_rows, nearest_training_pairs,
+                               real_scores, shipped_log, stored_numbers, training_stability)
 from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
 from genmodels.latent import interpolation_strip
 from genmodels.summary import load_summary
 from pages import common
 
-common.require_frame("gan_vs_vae")
+common.require_frame(__file__)
 
 TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
 COLORS = {"cgan": "#1f77b4", "gan": "#ff7f0e", "vae": "#2ca02c"}  # one colour per model in every chart
@@ -58,17 +57,10 @@ def side_by_side(kind: str, dataset: str, label: int, seed: int) -> Gallery:
     return generate_gallery(model, common.classifier(dataset), label if model.supports_labels else None, SIDE_BY_SIDE, seed)
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def real_baselines(dataset: str) -> tuple[list[float | None], RealismReference]:
-    """Real test images' within-class spread and classifier features: the baselines of the spread and FID columns."""
-    summary = load_summary(dataset, prefer_full=False)
-    return real_class_spread(summary), realism_reference(common.classifier(dataset), summary)
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def scores(kind: str, dataset: str, n_per_class: int, seed: int) -> GeneratedScores:
     """The classifier's verdicts on n samples per class of one model, their variety within each class and their FID."""
-    spread, realism = real_baselines(dataset)
+    spread, realism = common.real_baselines(dataset)
     return generated_scores(common.generator(kind, dataset), common.classifier(dataset), n_per_class, seed,
                             real_spread=spread, realism=realism)
 
@@ -149,7 +141,7 @@ if classifier is not None and available:
         s1 = {kind: scores(kind, dataset, S_PER_CLASS, SCORE_SEED) for kind in available}
 
     st.subheader("Image quality")
-    fid_column = f"FID to real (real: {real_baselines(dataset)[1].floor:.1f})"
+    fid_column = f"FID to real (real: {common.real_baselines(dataset)[1].floor:.1f})"
     rows = [{
         "model": TITLES[kind],
         f"accuracy on {names[label]}": percent(measured[kind].per_class[label]),
@@ -174,7 +166,7 @@ if classifier is not None and available:
                "Spread: the mean pixel distance between two samples of the same class (by the classifier's verdict "
                f"for a model without labels), over the same for {SPREAD_REAL_PER_CLASS} real test images of that class; a model that "
                "draws nearly one image per class sits far below 1, however accurate it is. FID: the Fréchet distance "
-               f"between the samples' classifier features and those of {len(real_baselines(dataset)[1].features):,} real "
+               f"between the samples' classifier features and those of {len(common.real_baselines(dataset)[1].features):,} real "
                "test images (lower is better); the number in the heading is as many other real images', the best a model "
                "can get here. Fewer samples per class raise every FID, so compare the models at one setting.")
     sharpest = min(available, key=lambda k: measured[k].midtone_share)

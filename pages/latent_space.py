@@ -17,7 +17,7 @@ from genmodels.latent import (LatentMap, RealImages, full_test_images, interpola
 from genmodels.summary import load_summary
 from pages import common
 
-common.require_frame("latent_space")
+common.require_frame(__file__)
 
 NEIGHBOURS = 8
 SCATTER_KEY = "latent_scatter"

@@ -5,7 +5,7 @@ import streamlit as st
 
 from pages import common
 
-common.require_frame("sample")
+common.require_frame(__file__)
 # The default page draws its heading before PyTorch loads: on a cold start the imports below take 2-3 s.
 st.title("Sample")
 st.caption("Generate images by model, class and seed. Every image is captioned with the project classifier's "

@@ -12,18 +12,16 @@ import streamlit as st
 
 from genmodels.architecture import NetworkTable, architecture
 from genmodels.checkpoint import CheckpointError, read_metadata
-from genmodels.compare import COMPARED_KINDS, RealismReference, generated_scores, real_class_spread, realism_reference
+from genmodels.compare import COMPARED_KINDS, generated_scores
 from genmodels.datasets import dataset_info
 from genmodels.logs import (
     Chart, Series, TrainingLog, charts_for, grid_images, metrics_csv, run_log, shipped_logs, smooth, user_logs,
 )
 from genmodels.runs import read_metrics, run_info
-from genmodels.summary import load_summary
-from pages.common import classifier as project_classifier
-from pages.common import current_dataset, require_frame, try_classifier, try_generator
+from pages.common import current_dataset, real_baselines, require_frame, try_classifier, try_generator
 from pages.sidebar import REFRESH_S, show_ended
 
-require_frame("training")
+require_frame(__file__)
 
 PALETTE = plotly.colors.qualitative.Plotly
 SHIPPED_ORDER = ("gan", "cgan", "vae", "classifier", "mapper")
@@ -177,13 +175,6 @@ def show_architecture(log: TrainingLog) -> None:
 
 
 EVALUATION_PER_CLASS = 100
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def real_baselines(dataset: str) -> tuple[list[float | None], RealismReference]:
-    """The real test images' within-class spread and classifier features, from the bundled summary."""
-    summary = load_summary(dataset, prefer_full=False)
-    return real_class_spread(summary), realism_reference(project_classifier(dataset), summary)
 
 
 def evaluation_row(model, classifier) -> dict[str, str]:

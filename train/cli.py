@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -179,24 +178,9 @@ def holds_training_files(folder: Path) -> bool:
 
 def saved_recipe(run_dir: Path, args: argparse.Namespace) -> Recipe:
     """The recipe a run was started with, for --resume: --epochs may extend it; flags that would change it are refused."""
-    from genmodels.runs import read_json
-    from train.run import STATE_FILE
+    from train.run import resume_recipe
 
-    if not (run_dir / STATE_FILE).is_file():
-        raise UsageError(f"--resume: {run_dir} holds no saved training state ({STATE_FILE}); nothing to continue")
-    config = read_json(run_dir / "config.json")
-    if config is None or not isinstance(config.get("recipe"), dict):
-        raise UsageError(f"--resume: {run_dir / 'config.json'} is missing, unreadable or has no recipe")
-    if config.get("kind") != args.kind or config.get("dataset") != args.dataset:
-        raise UsageError(f"--resume: {run_dir} holds a {config.get('kind')} run on {config.get('dataset')}, "
-                         f"not {args.kind} on {args.dataset}")
-    fields = {f.name for f in dataclasses.fields(Recipe)}
-    try:
-        recipe = Recipe(**{k: v for k, v in config["recipe"].items() if k in fields})
-        recipe.betas = tuple(recipe.betas)
-        recipe.model = dict(recipe.model)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"--resume: the recipe in {run_dir / 'config.json'} is malformed: {exc}") from None
+    recipe = resume_recipe(run_dir, args.kind, args.dataset)  # its ValueError is a usage error here: nothing written yet
     changed = [flag for flag, given, saved in (
         ("--batch-size", args.batch_size, recipe.batch_size), ("--lr", args.lr, recipe.lr), ("--seed", args.seed, recipe.seed),
         ("--precision", args.precision, recipe.precision), ("--compile", args.compile, recipe.compile),

@@ -84,6 +84,25 @@ def _build_task(req: RunRequest, total_steps: int):
     return task
 
 
+def resume_recipe(run_dir: Path, kind: str, dataset: str) -> Recipe:
+    """The recipe the run in `run_dir` was started with; ValueError when there is no such run of (kind, dataset) to continue."""
+    if not (run_dir / STATE_FILE).is_file():
+        raise ValueError(f"--resume: {run_dir} holds no saved training state ({STATE_FILE}); nothing to continue")
+    config = read_json(run_dir / "config.json")
+    if config is None or not isinstance(config.get("recipe"), dict):
+        raise ValueError(f"--resume: {run_dir / 'config.json'} is missing, unreadable or has no recipe")
+    if config.get("kind") != kind or config.get("dataset") != dataset:
+        raise ValueError(f"--resume: {run_dir} holds a {config.get('kind')} run on {config.get('dataset')}, not {kind} on {dataset}")
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    try:
+        recipe = Recipe(**{k: v for k, v in config["recipe"].items() if k in fields})
+        recipe.betas = tuple(recipe.betas)
+        recipe.model = dict(recipe.model)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--resume: the recipe in {run_dir / 'config.json'} is malformed: {exc}") from None
+    return recipe
+
+
 def _load_judge(req: RunRequest):
     path = req.classifier or checkpoint_path("classifier", req.dataset)
     if not path.exists():
@@ -167,11 +186,8 @@ def _train_locked(req: RunRequest) -> int:
         skip = 0
         state_path = run_dir / STATE_FILE
         if req.resume:
-            if not state_path.exists():
-                raise ValueError(f"--resume: {state_path} does not exist (the run never saved a checkpoint)")
-            saved = read_json(run_dir / "config.json") or {}
-            if saved.get("kind") != req.kind or saved.get("dataset") != req.dataset or saved.get("recipe", {}).get("seed") != req.recipe.seed:
-                raise ValueError(f"--resume: {run_dir} holds a different run ({saved.get('kind')}/{saved.get('dataset')})")
+            if resume_recipe(run_dir, req.kind, req.dataset).seed != req.recipe.seed:
+                raise ValueError(f"--resume: {run_dir} was started with another seed than {req.recipe.seed}")
             tensors, meta = load_tensors(state_path)
             try:
                 task.load_state({k: v.to(req.device) if not k.startswith("rng.") else v for k, v in tensors.items()}, meta["task"])
