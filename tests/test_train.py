@@ -165,6 +165,81 @@ def test_fused_adam_steps_exactly_like_torch_adam(weight_decay):
     cls(make(0), lr=1e-2, fused=True).load_state_dict(lean.state_dict())
 
 
+def test_sliced_wasserstein_is_zero_for_the_same_points_and_the_squared_shift_for_a_shift():
+    import torch
+
+    from train.tasks import sliced_wasserstein
+
+    gen = torch.Generator().manual_seed(0)
+    points = torch.randn(64, 5, generator=gen)
+    directions = torch.randn(5, 16, generator=gen)
+    directions = directions / directions.norm(dim=0, keepdim=True)
+    shuffled = points[torch.randperm(64, generator=gen)]
+    assert float(sliced_wasserstein(points, shuffled, directions)) == pytest.approx(0.0, abs=1e-10)
+    shift = torch.tensor([1.5, 0.0, -0.5, 0.0, 0.0])
+    expected = float((shift @ directions).pow(2).mean())
+    assert float(sliced_wasserstein(points + shift, points, directions)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_class_match_spreads_collapsed_latents_like_their_class_s_latents():
+    """Latents collapsed onto one point, moved by the match alone, take on the mean and spread of their class's
+    set; a class with too few known latents gets no pull at all."""
+    import torch
+
+    from train.tasks import MATCH_MIN_LATENTS, class_match_loss
+
+    gen = torch.Generator().manual_seed(0)
+    latents = [torch.randn(2_000, 4, generator=gen) * 2.0 + 3.0, torch.randn(MATCH_MIN_LATENTS - 1, 4, generator=gen)]
+    labels = torch.tensor([0, 1]).repeat(128)
+    z = torch.zeros(256, 4, requires_grad=True)
+    optimizer = torch.optim.Adam([z], lr=0.05)
+    for _ in range(400):
+        loss = class_match_loss(z, labels, latents, gen)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    moved = z.detach()[labels == 0]
+    assert torch.allclose(moved.mean(0), torch.full((4,), 3.0), atol=0.3)
+    assert torch.allclose(moved.std(0), torch.full((4,), 2.0), atol=0.3)
+    assert torch.equal(z.detach()[labels == 1], torch.zeros(128, 4))
+
+
+def test_class_latents_keeps_the_draws_both_judges_confidently_call_the_class():
+    import torch
+    from torch import nn
+
+    from genmodels.models import GANConfig, Generator
+    from train.tasks import MATCH_CONFIDENCE, class_latents
+
+    class Brightness(nn.Module):
+        """Class 1 for images brighter than `level`, else class 0, confidently away from it."""
+
+        def __init__(self, level):
+            super().__init__()
+            self.level = level
+
+        def forward(self, images):
+            margin = (images.mean((1, 2, 3)) - self.level) * 400
+            return torch.stack([-margin, margin], dim=1)
+
+    torch.manual_seed(0)
+    generator = Generator(GANConfig(latent_dim=8, g_hidden=(16,))).eval().requires_grad_(False)
+    level = float(generator(torch.randn(500, 8)).mean((1, 2, 3)).median())
+    critic = Brightness(level)
+    latents = class_latents(generator, critic, None, 2, 3_000, 0, torch.device("cpu"))
+    assert 0 < sum(len(t) for t in latents) <= 3_000
+    for c, z in enumerate(latents):
+        confidence, verdict = torch.softmax(critic(generator(z)), dim=1).max(1)
+        assert len(z) > 100 and (verdict == c).all() and (confidence >= MATCH_CONFIDENCE).all()
+
+    class AlwaysZero(nn.Module):
+        def forward(self, images):
+            return torch.stack([torch.ones(len(images)), torch.zeros(len(images))], dim=1)
+
+    agreed = class_latents(generator, critic, AlwaysZero(), 2, 3_000, 0, torch.device("cpu"))
+    assert len(agreed[1]) == 0 and torch.equal(agreed[0], latents[0])
+
+
 def test_compile_choices():
     """'auto' compiles the vae's step on the CPU for long runs only; kinds that do not compile refuse 'on'."""
     from train.recipes import COMPILE_MIN_STEPS, default_recipe, resolve_compile

@@ -536,7 +536,11 @@ class MapperTask(BaseTask):
     Trained through the frozen generator against two frozen judges that share nothing, the
     project CNN and a pixel MLP (cross-entropy on jittered images): a latent region that
     fools one architecture, like a squashed 8 that the CNN calls a 9, does not fool both.
-    A penalty keeps its latents near the noise it was given, i.e. on the generator's prior.
+    Judged alone, it learns to draw nearly one convincing image per class, so a second term
+    (`match_weight`) matches, per class, the distribution of the prior latents whose images the
+    judges confidently call that class (`class_latents`): the mapper then draws each class as
+    varied as the generator itself does. A penalty (`prior_weight`) can instead keep its latents
+    near the noise it was given.
     """
 
     kind = "mapper"
@@ -557,11 +561,20 @@ class MapperTask(BaseTask):
         self.fixed_noise = torch.randn(GRID_SIZE, config.latent_dim, generator=gen).to(device)
         self.fixed_labels = torch.arange(config.num_classes).repeat(GRID_SIZE // config.num_classes).to(device)
         self.pixel_judge: PixelJudge | None = None
+        self.class_latents: list[torch.Tensor] | None = None
 
     def before_training(self, train_images, train_labels):
         if self.recipe.pixel_judge_epochs:
             self.pixel_judge = train_pixel_judge(train_images, train_labels, self.config.num_classes,
                                                  self.recipe.pixel_judge_epochs, self.recipe.seed, self.device)
+        if self.recipe.match_weight:
+            # a short run matches few latents: it needs no more draws than ten per latent it will match
+            draws = min(self.recipe.match_draws, 10 * self.total_steps * self.recipe.batch_size)
+            print(f"mapper: sorting {draws:,} draws of the generator by class before the first step", flush=True)
+            self.class_latents = class_latents(self.generator, self.critic, self.pixel_judge, self.config.num_classes,
+                                               draws, self.recipe.seed, self.device)
+            counts = ", ".join(f"{c}: {len(t):,}" for c, t in enumerate(self.class_latents))
+            print(f"mapper: confident draws per class: {counts}", flush=True)
 
     def step(self, images, labels):
         self._schedule()
@@ -574,12 +587,17 @@ class MapperTask(BaseTask):
             loss_class = loss_class + F.cross_entropy(self.pixel_judge(fake), labels)
         loss_prior = (z - noise).pow(2).mean()
         loss = loss_class + self.recipe.prior_weight * loss_prior
+        out = {}
+        if self.class_latents is not None:
+            loss_match = class_match_loss(z, labels, self.class_latents, self.rng)
+            loss = loss + self.recipe.match_weight * loss_match
+            out["loss_match"] = loss_match.detach()
         opt = self.optimizers["mapper"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         accuracy = (logits.detach().argmax(1) == labels).float().mean()
-        return {"loss": loss.detach(), "loss_class": loss_class.detach(), "loss_prior": loss_prior.detach(), "accuracy": accuracy}
+        return {"loss": loss.detach(), "loss_class": loss_class.detach(), "loss_prior": loss_prior.detach(), **out, "accuracy": accuracy}
 
     @torch.no_grad()
     def grid_images(self):
@@ -600,10 +618,77 @@ class MapperTask(BaseTask):
         if self.pixel_judge is not None:
             images = self.generator.decode(z).to(self.device) * 2 - 1
             out["pixel_judge_accuracy"] = float((self.pixel_judge(images).argmax(1).cpu() == labels).float().mean())
+        if self.class_latents is not None:
+            out["matched_classes"] = sum(len(t) >= MATCH_MIN_LATENTS for t in self.class_latents)
+            spread = self._spread_vs_generator(z, labels)
+            if spread is not None:
+                out["spread_vs_generator"] = spread
         return out
+
+    def _spread_vs_generator(self, z: torch.Tensor, labels: torch.Tensor) -> float | None:
+        """Mean over matched classes of the mapper's within-class pixel spread / that of the generator's own
+        confident draws of the class (1 = as varied as the generator draws it)."""
+        ratios = []
+        for c, pool in enumerate(self.class_latents):
+            if len(pool) < MATCH_MIN_LATENTS:
+                continue
+            mapped = self.generator.decode(z[labels == c].to(self.device)).flatten(1)
+            own = self.generator.decode(pool[:len(mapped)]).flatten(1)
+            own_spread = float(torch.pdist(own).mean())
+            if own_spread > 0:
+                ratios.append(float(torch.pdist(mapped).mean()) / own_spread)
+        return sum(ratios) / len(ratios) if ratios else None
 
     def model(self):
         return self.mapper
+
+
+MATCH_CONFIDENCE = 0.9  # a prior latent joins its class's set only when the CNN is at least this sure of its image
+MATCH_MIN_LATENTS = 32  # fewer confident draws of a class than this cannot stand for its distribution
+MATCH_DIRECTIONS = 64  # random projections per step of the sliced Wasserstein distance
+MATCH_CHUNK = 500  # images per judging pass: the CNN's activations stay near 100 MB (see api.PREDICT_BATCH)
+
+
+@torch.no_grad()
+def class_latents(generator: Generator, critic: Classifier, pixel_judge: PixelJudge | None, num_classes: int,
+                  draws: int, seed: int, device: torch.device) -> list[torch.Tensor]:
+    """Prior latents whose images the CNN calls one class with at least MATCH_CONFIDENCE (and the pixel judge,
+    when there is one, agrees): per class, a [n_c, latent_dim] tensor on `device`."""
+    rng = torch.Generator(device=device).manual_seed(seed + 2)
+    kept: list[list[torch.Tensor]] = [[] for _ in range(num_classes)]
+    remaining = draws
+    while remaining > 0:
+        z = torch.randn(min(MATCH_CHUNK, remaining), generator.config.latent_dim, generator=rng, device=device)
+        remaining -= len(z)
+        images = generator(z)
+        confidence, verdict = F.softmax(critic(images), dim=1).max(1)
+        keep = confidence >= MATCH_CONFIDENCE
+        if pixel_judge is not None:
+            keep &= pixel_judge(images).argmax(1) == verdict
+        for c in range(num_classes):
+            kept[c].append(z[keep & (verdict == c)])
+    return [torch.cat(parts) for parts in kept]
+
+
+def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Squared sliced Wasserstein-2 distance between two equal-sized point sets [n, d] along unit directions [d, k]."""
+    return (torch.sort(x @ directions, dim=0).values - torch.sort(y @ directions, dim=0).values).pow(2).mean()
+
+
+def class_match_loss(z: torch.Tensor, labels: torch.Tensor, latents: list[torch.Tensor], rng: torch.Generator) -> torch.Tensor:
+    """Mean over the batch's classes of the sliced Wasserstein distance between the mapper's latents of the
+    class and as many of `class_latents`' latents of it, drawn at random; classes with fewer than
+    MATCH_MIN_LATENTS known latents (a generator that rarely draws them) are left to the judges alone."""
+    directions = torch.randn(z.shape[1], MATCH_DIRECTIONS, generator=rng, device=z.device)
+    directions = directions / directions.norm(dim=0, keepdim=True)
+    losses = []
+    for c in torch.unique(labels).tolist():
+        mapped, pool = z[labels == c], latents[c]
+        if len(mapped) < 2 or len(pool) < MATCH_MIN_LATENTS:
+            continue
+        target = pool[torch.randint(len(pool), (len(mapped),), generator=rng, device=pool.device)]
+        losses.append(sliced_wasserstein(mapped, target, directions))
+    return torch.stack(losses).mean() if losses else z.sum() * 0.0
 
 
 class LabelBatches:
