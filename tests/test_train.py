@@ -357,6 +357,19 @@ def test_resume_continues_with_the_run_s_own_recipe_and_refuses_changes(syntheti
     assert meta["steps_trained"] == 8
 
 
+def test_a_resumed_run_logs_on_multiples_of_log_every(synthetic_data, tmp_path):
+    """Stopped at step 12 and resumed, a --log-every 5 run logs at 15, 20... (and at the 18-step epoch's end), not 17, 23..."""
+    run_dir = tmp_path / "run"
+    common = ["vae", "--dataset", "mnist", "--batch-size", "32", "--device", "cpu", "--log-every", "5",
+              "--run-dir", str(run_dir), "--model-config", TINY["vae"]]
+    first = run_train([*common, "--max-steps", "12"], synthetic_data)
+    assert first.returncode == 0, first.stderr[-2000:]
+    resumed = run_train([*common, "--max-steps", "30", "--resume"], synthetic_data)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    steps = [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "step"]
+    assert steps == [5, 10, 12, 15, 18, 20, 25, 30]
+
+
 def test_two_trainings_cannot_share_a_run_folder(synthetic_data, tmp_path):
     from train.run import LOCK_FILE, _lock_run
 

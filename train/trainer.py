@@ -129,7 +129,9 @@ def run_epochs(
             progress.images_seen += len(labels)
             at_limit = max_steps is not None and progress.global_step >= max_steps
             stopping = stop.requested  # read once: a signal landing after this is handled at the next step
-            if window.steps == log_every or at_limit or stopping:
+            # multiples of log_every, not log_every steps into the window: after a resume or an epoch's shorter
+            # last window the records stay where an unbroken run puts them
+            if progress.global_step % log_every == 0 or at_limit or stopping:
                 window = _close_window(window, epoch, progress, callbacks)
             if at_limit:
                 return "max_steps"
