@@ -261,3 +261,47 @@ def test_resume_after_sigterm_reproduces_the_uninterrupted_loss_curve(synthetic_
     for name, tensor in final_a.items():
         if tensor.is_floating_point():
             assert torch.allclose(tensor, final_b[name], rtol=1e-4, atol=1e-5), name
+
+
+@pytest.mark.parametrize("failing", ["save_model", "save_tensors"])
+def test_a_failed_checkpoint_write_is_resumed_from_the_state_alone(in_process, monkeypatch, tmp_path, capsys, failing):
+    """Disk full while epoch 2's model file (save_model) or state file (save_tensors) is written: the run fails with
+    one line; the state stays epoch 1's, and --resume continues from its own weights (never the possibly newer
+    model file), ending with the weights of a run that never failed."""
+    import errno
+
+    import train.run
+
+    common = ("vae", "--dataset", "mnist", "--batch-size", "32", "--epochs", "3", "--log-every", "100", "--device", "cpu",
+              "--seed", "5", "--model-config", '{"hidden": [64]}')
+    straight_dir, broken_dir = tmp_path / "runs" / "straight", tmp_path / "runs" / "broken"
+    assert in_process(*common, "--run-dir", str(straight_dir)) == 0
+
+    writer, calls = getattr(train.run, failing), []
+
+    def full_disk_on_epoch_2(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return writer(path, *args, **kwargs)
+
+    monkeypatch.setattr(train.run, failing, full_disk_on_epoch_2)
+    capsys.readouterr()
+    assert in_process(*common, "--run-dir", str(broken_dir)) == 1
+    stderr = capsys.readouterr().err
+    assert "No space left on device" in stderr and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert run_info(broken_dir).state == "failed"
+    assert load_tensors(broken_dir / "state.safetensors")[1]["global_step"] == STEPS_PER_EPOCH
+    model_steps = load_model(broken_dir / "vae.safetensors")[1]["steps_trained"]
+    assert model_steps == (2 if failing == "save_tensors" else 1) * STEPS_PER_EPOCH  # a model file ahead of its state
+
+    assert in_process(*common, "--run-dir", str(broken_dir), "--resume") == 0
+    assert f"resuming {broken_dir} at epoch 2, step {STEPS_PER_EPOCH}" in capsys.readouterr().out
+    assert run_info(broken_dir).state == "finished"
+    final_a, meta_a = load_tensors(straight_dir / "vae.safetensors")
+    final_b, meta_b = load_tensors(broken_dir / "vae.safetensors")
+    assert meta_b["steps_trained"] == meta_a["steps_trained"] == 3 * STEPS_PER_EPOCH
+    for name, tensor in final_a.items():
+        if tensor.is_floating_point():
+            assert torch.allclose(tensor, final_b[name], rtol=1e-4, atol=1e-5), name
+    assert load_tensors(broken_dir / "state.safetensors")[1]["global_step"] == 3 * STEPS_PER_EPOCH
