@@ -13,7 +13,8 @@ from genmodels.api import GenerativeModel, predict
 from genmodels.checkpoint import read_metadata
 from genmodels.data import load_split, to_unit
 from genmodels.evaluation import classifier_outputs, nearest_training_images
-from genmodels.metrics import class_accuracy, coverage_kl, feature_frechet_distance, mean_confidence, per_class_accuracy
+from genmodels.metrics import (class_accuracy, coverage_kl, frechet_distance_to, mean_confidence, per_class_accuracy,
+                               reference_stats)
 from genmodels.paths import checkpoints_dir
 from genmodels.runs import read_metrics
 from genmodels.summary import DataSummary
@@ -50,13 +51,15 @@ class RealismReference:
 
     features: torch.Tensor
     floor: float
+    stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # the features' reference_stats, fitted once for every model
 
 
 def realism_reference(classifier: torch.nn.Module, summary: DataSummary, per_class: int = REALISM_PER_CLASS) -> RealismReference:
     """Two disjoint sets of per_class real test images per class: features of the second, FID of the first to them."""
     held_out, reference = (classifier_outputs(classifier, real_subset(summary, per_class, start)[0])[0]
                            for start in (0, per_class))
-    return RealismReference(reference, feature_frechet_distance(held_out, reference))
+    stats = reference_stats(reference)
+    return RealismReference(reference, frechet_distance_to(held_out, stats), stats)
 
 
 def midtone_share(images: torch.Tensor) -> float:
@@ -104,7 +107,7 @@ def generated_scores(model: GenerativeModel, classifier: torch.nn.Module, n_per_
     fid = None
     if realism is not None:
         features, probs = classifier_outputs(classifier, samples.images)
-        fid = feature_frechet_distance(features, realism.features)
+        fid = frechet_distance_to(features, realism.stats)
     else:
         probs = predict(classifier, samples.images)
     labelled = samples.labels is not None

@@ -73,10 +73,11 @@ def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
-def frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Tensor, cov_b: torch.Tensor) -> float:
-    """Fréchet distance between N(mean_a, cov_a) and N(mean_b, cov_b): |Δμ|² + tr(A + B - 2 (A^½ B A^½)^½)."""
+def frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Tensor, cov_b: torch.Tensor,
+                     root_a: torch.Tensor | None = None) -> float:
+    """Fréchet distance between N(mean_a, cov_a) and N(mean_b, cov_b): |Δμ|² + tr(A + B - 2 (A^½ B A^½)^½); root_a is A^½ if known."""
     mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
-    root_a = _psd_sqrt(cov_a)
+    root_a = _psd_sqrt(cov_a) if root_a is None else root_a.double()
     # tr((A B)^½) = tr((A^½ B A^½)^½), and A^½ B A^½ is symmetric, so eigh applies
     inner = root_a @ cov_b @ root_a
     cross = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()
@@ -87,6 +88,19 @@ def frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Te
 def feature_frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets [N, D] and [M, D] (FID on given features)."""
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
+
+
+def reference_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean [D], covariance [D, D], its square root) of reference features [N, D], for `frechet_distance_to`."""
+    mean, cov = gaussian_stats(features)
+    return mean, cov, _psd_sqrt(cov)
+
+
+def frechet_distance_to(features: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
+    """`feature_frechet_distance` of features [N, D] to fixed `reference_stats`, with one eigendecomposition instead of two."""
+    # the distance is symmetric: with the reference as side a, the costly A^½ is the one computed once
+    mean, cov, root = reference
+    return frechet_distance(mean, cov, *gaussian_stats(features), root_a=root)
 
 
 # ----------------------------------------------------------------------------- nearest neighbours, precision / recall

@@ -7,8 +7,10 @@ import torch
 from genmodels import api
 from genmodels.checkpoint import read_metadata, update_metadata
 from genmodels.compare import (MISSING, class_spread, epoch_series, evaluation_facts, format_metric, generated_scores,
-                               jump_ratio, metric_rows, midtone_share, real_class_spread, real_scores, shipped_log,
-                               spread_ratios, stored_metrics, training_stability)
+                               jump_ratio, metric_rows, midtone_share, real_class_spread, real_scores, realism_reference,
+                               shipped_log, spread_ratios, stored_metrics, training_stability)
+from genmodels.evaluation import classifier_outputs
+from genmodels.metrics import feature_frechet_distance
 from genmodels.summary import DataSummary
 
 
@@ -113,6 +115,27 @@ def test_generated_scores_measure_variety_against_real_images(tiny_checkpoints):
     scores = generated_scores(model, classifier, 3, seed=0, real_spread=[1.0] * 10)
     own = class_spread(*(lambda s: (s.images, s.labels))(model.sample(3, "all", 0)), 10)
     assert scores.per_class_spread_ratio == pytest.approx(own) and scores.spread_ratio == pytest.approx(sum(own) / 10)
+
+
+def test_a_model_s_fid_costs_one_eigendecomposition(tiny_checkpoints, monkeypatch):
+    """The real side's Gaussian and its square root are fitted once, in the realism reference: each model's FID then
+    needs one eigendecomposition, not two (under a busy CPU each can take seconds), and keeps its value."""
+    pixels = torch.randint(0, 256, (80, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    summary = DataSummary("mnist", torch.zeros(10), torch.zeros(10), torch.zeros(10, 28, 28), torch.zeros(256),
+                          pixels, torch.arange(80) % 10, torch.arange(80), "bundled summary")
+    classifier = api.load_classifier("mnist", root=tiny_checkpoints, device="cpu")
+    model = api.load_generator("cgan", "mnist", root=tiny_checkpoints, device="cpu")
+    realism = realism_reference(classifier, summary, per_class=4)
+    decompositions = []
+    for name in ("eigh", "eigvalsh"):
+        def counted(*args, real=getattr(torch.linalg, name), name=name, **kwargs):
+            decompositions.append(name)
+            return real(*args, **kwargs)
+        monkeypatch.setattr(torch.linalg, name, counted)
+    scores = generated_scores(model, classifier, 3, seed=0, realism=realism)
+    assert decompositions == ["eigvalsh"]
+    features = classifier_outputs(classifier, model.sample(3, "all", 0).images)[0]
+    assert scores.fid == pytest.approx(feature_frechet_distance(features, realism.features), rel=1e-6)
 
 
 def test_real_class_spread_uses_the_summary_images():

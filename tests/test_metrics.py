@@ -107,6 +107,15 @@ def test_feature_frechet_distance_self_real_and_noise():
     assert metrics.feature_frechet_distance(set_a, noise) > 50 * same_distribution
 
 
+def test_frechet_distance_to_reference_stats_is_the_pairwise_distance():
+    """Fitting one side once (its Gaussian and the covariance's root) gives feature_frechet_distance's value."""
+    centres = torch.randn(10, 16, generator=gen(9)) * 3
+    real, samples = (centres[torch.randint(0, 10, (500,), generator=gen(s))] + torch.randn(500, 16, generator=gen(s)) for s in (10, 11))
+    stats = metrics.reference_stats(real)
+    for other in (samples, samples * 1.5 + 2.0, real):
+        assert metrics.frechet_distance_to(other, stats) == pytest.approx(metrics.feature_frechet_distance(other, real), rel=1e-9, abs=1e-9)
+
+
 def test_gaussian_stats_needs_two_rows():
     with pytest.raises(ValueError):
         metrics.gaussian_stats(torch.zeros(1, 3))
