@@ -165,43 +165,46 @@ def test_fused_adam_steps_exactly_like_torch_adam(weight_decay):
     cls(make(0), lr=1e-2, fused=True).load_state_dict(lean.state_dict())
 
 
-def test_sliced_wasserstein_is_zero_for_the_same_points_and_the_squared_shift_for_a_shift():
+def test_energy_distance_is_near_zero_for_one_distribution_and_grows_with_a_shift_or_a_collapse():
     import torch
 
-    from train.tasks import sliced_wasserstein
+    from train.tasks import energy_distance
 
     gen = torch.Generator().manual_seed(0)
-    points = torch.randn(64, 5, generator=gen)
-    directions = torch.randn(5, 16, generator=gen)
-    directions = directions / directions.norm(dim=0, keepdim=True)
-    shuffled = points[torch.randperm(64, generator=gen)]
-    assert float(sliced_wasserstein(points, shuffled, directions)) == pytest.approx(0.0, abs=1e-10)
-    shift = torch.tensor([1.5, 0.0, -0.5, 0.0, 0.0])
-    expected = float((shift @ directions).pow(2).mean())
-    assert float(sliced_wasserstein(points + shift, points, directions)) == pytest.approx(expected, rel=1e-5)
+    points, others = torch.randn(400, 5, generator=gen), torch.randn(400, 5, generator=gen)
+    same = float(energy_distance(points, others))
+    assert abs(same) < 0.05
+    assert float(energy_distance(points + 1.0, others)) > 1.0 > same
+    collapsed = points.mean(0, keepdim=True).repeat(400, 1) + 0.01 * points
+    assert float(energy_distance(collapsed, others)) > 1.0
 
 
-def test_the_class_match_spreads_collapsed_latents_like_their_class_s_latents():
-    """Latents collapsed onto one point, moved by the match alone, take on the mean and spread of their class's
-    set; a class with too few known latents gets no pull at all."""
+def test_the_class_match_spreads_collapsed_images_like_the_generator_s_own():
+    """Images nearly collapsed onto one point, moved by the match alone, take on the mean and spread of the images the
+    generator draws from their class's latents; a class with too few known latents gets no pull at all."""
     import torch
 
     from train.tasks import MATCH_MIN_LATENTS, class_match_loss
 
     gen = torch.Generator().manual_seed(0)
-    latents = [torch.randn(2_000, 4, generator=gen) * 2.0 + 3.0, torch.randn(MATCH_MIN_LATENTS - 1, 4, generator=gen)]
+    latents = [torch.randn(2_000, 4, generator=gen), torch.randn(MATCH_MIN_LATENTS - 1, 4, generator=gen)]
+
+    def decode(z):  # a generator that stretches and shifts its latents
+        return z * 2.0 + 3.0
+
     labels = torch.tensor([0, 1]).repeat(128)
-    z = torch.zeros(256, 4, requires_grad=True)
-    optimizer = torch.optim.Adam([z], lr=0.05)
+    start = torch.randn(256, 4, generator=gen) * 0.01
+    images = start.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([images], lr=0.05)
     for _ in range(400):
-        loss = class_match_loss(z, labels, latents, gen)
+        loss = class_match_loss(images, labels, latents, decode, gen)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    moved = z.detach()[labels == 0]
+    moved = images.detach()[labels == 0]
     assert torch.allclose(moved.mean(0), torch.full((4,), 3.0), atol=0.3)
     assert torch.allclose(moved.std(0), torch.full((4,), 2.0), atol=0.3)
-    assert torch.equal(z.detach()[labels == 1], torch.zeros(128, 4))
+    assert torch.equal(images.detach()[labels == 1], start[labels == 1])
 
 
 def test_class_latents_keeps_the_draws_both_judges_confidently_call_the_class():

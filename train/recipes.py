@@ -23,7 +23,7 @@ class Recipe:
     steps_per_epoch: int = 0  # mapper only: it trains on sampled labels, not on the dataset
     prior_weight: float = 0.0  # mapper only: pull of its latents towards the generator's prior
     pixel_judge_epochs: int = 0  # mapper only: train a pixel-MLP second judge for this many epochs (0 = CNN only)
-    match_weight: float = 0.0  # mapper only: weight of matching, per class, the latents the generator itself draws for it
+    match_weight: float = 0.0  # mapper only: weight of matching, per class, the images the generator itself draws of it
     match_draws: int = 100_000  # mapper only: prior draws sorted by the judges into those per-class latents
     ema_decay: float = 0.0  # GANs: sample from an exponential moving average of G's weights (0 = off)
     precision: str = "auto"  # matmuls in "fp32" or "bf16" (weights, optimiser and losses stay fp32); see resolve_precision
@@ -31,7 +31,7 @@ class Recipe:
     model: dict = dataclasses.field(default_factory=dict)  # overrides of the model config's defaults
 
 
-MAPPER_MATCH_WEIGHT = 10.0
+MAPPER_MATCH_WEIGHT = 0.5
 _GAN = dict(lr=2e-4, betas=(0.5, 0.999), label_smoothing=0.1)
 
 DEFAULTS: dict[str, dict[str, Recipe]] = {
@@ -49,7 +49,7 @@ DEFAULTS: dict[str, dict[str, Recipe]] = {
         # the match keeps each class as varied as the generator's own draws of it; the judges alone collapse it
         "mnist": Recipe(epochs=8, batch_size=256, lr=1e-3, steps_per_epoch=250, match_weight=MAPPER_MATCH_WEIGHT, augment="shift",
                         schedule="cosine", pixel_judge_epochs=3),
-        "fashion": Recipe(epochs=20, batch_size=256, lr=1e-3, steps_per_epoch=250, match_weight=MAPPER_MATCH_WEIGHT, augment="shift",
+        "fashion": Recipe(epochs=8, batch_size=256, lr=1e-3, steps_per_epoch=250, match_weight=MAPPER_MATCH_WEIGHT, augment="shift",
                           schedule="cosine"),
     },
     "cgan": {
