@@ -65,8 +65,13 @@ def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl file; torn or malformed lines (a killed writer) are skipped."""
-    records = []
+    """The records of a metrics.jsonl file; torn or malformed lines (a killed writer) are skipped.
+
+    A run resumed from a state older than its log (killed between saves) logs the replayed steps again:
+    a record whose step goes back replaces the earlier records from that step on, so no step shows twice.
+    """
+    records: list[dict[str, Any]] = []
+    last_step = None
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -74,8 +79,14 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(record, dict):
-                    records.append(record)
+                if not isinstance(record, dict):
+                    continue
+                step = record.get("step")
+                if isinstance(step, (int, float)) and not isinstance(step, bool):
+                    if last_step is not None and step < last_step:
+                        records = [r for r in records if not (isinstance(r.get("step"), (int, float)) and r["step"] >= step)]
+                    last_step = step
+                records.append(record)
     except OSError:
         return []
     return records

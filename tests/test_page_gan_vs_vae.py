@@ -100,11 +100,13 @@ def test_memorisation_shows_samples_beside_their_nearest_training_images():
     assert any("Top row: generated" in c.value for c in at.caption)
 
 
-def test_variety_names_the_mapper_whose_samples_of_a_class_look_alike():
-    at = ok(open_page("fashion"))
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_variety_names_the_model_whose_samples_of_a_class_look_most_alike(dataset):
+    at = ok(open_page(dataset))
     spreads = quality(at)["spread, all classes (real = 1)"].map(float)
-    assert spreads["GAN + label mapper"] < spreads["Conditional GAN"] and spreads["GAN + label mapper"] < spreads["VAE"]
-    assert any(m.value.startswith("Variety: the GAN + label mapper varies least") for m in at.markdown)
+    narrowest = spreads.idxmin()
+    assert any(m.value.startswith(f"Variety: the {narrowest} varies least") for m in at.markdown)
+    assert spreads["GAN + label mapper"] >= 0.75  # the matched mapper; unmatched it drew nearly one image a class
 
 
 def test_the_same_class_at_both_ends_asks_for_two_classes():

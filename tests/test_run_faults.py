@@ -305,3 +305,17 @@ def test_a_failed_checkpoint_write_is_resumed_from_the_state_alone(in_process, m
         if tensor.is_floating_point():
             assert torch.allclose(tensor, final_b[name], rtol=1e-4, atol=1e-5), name
     assert load_tensors(broken_dir / "state.safetensors")[1]["global_step"] == 3 * STEPS_PER_EPOCH
+
+
+def test_replayed_steps_of_a_resumed_run_replace_the_logged_ones(tmp_path):
+    """Killed between saves, a run resumes from an older state and logs steps 20 and 25 again: each step reads once,
+    from the replay, and the records before the replay stay."""
+    path = tmp_path / "metrics.jsonl"
+    first = [{"type": "step", "step": s, "loss": 1.0} for s in (5, 10, 15)] + [{"type": "epoch", "step": 18, "epoch": 1, "loss": 0.9}]
+    lost = [{"type": "step", "step": s, "loss": 5.0} for s in (20, 25)]
+    replay = [{"type": "step", "step": s, "loss": 0.5} for s in (20, 25, 30)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in first + lost + replay))
+    records = read_metrics(path)
+    assert [(r["type"], r["step"]) for r in records] == [("step", 5), ("step", 10), ("step", 15), ("epoch", 18),
+                                                        ("step", 20), ("step", 25), ("step", 30)]
+    assert all(r["loss"] != 5.0 for r in records)
