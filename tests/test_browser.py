@@ -1,6 +1,7 @@
 """The real app in Debian's Chromium: every page, dataset across page switches, Sample and Latent space interactions,
 and a training run launched from the sidebar, watched and cancelled."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -186,7 +187,10 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
     sidebar.get_by_role("spinbutton", name="Epochs", exact=True).fill("1")
     sidebar.get_by_role("spinbutton", name="Epochs", exact=True).press("Tab")
     sidebar.get_by_role("button", name="Start training").click()
-    sidebar.get_by_text("Started classifier-mnist-").wait_for()
+    started = sidebar.get_by_text("Started classifier-mnist-")
+    refused = sidebar.get_by_text(re.compile("^(Not started|Training refused)"))
+    started.or_(refused).first.wait_for(timeout=90_000)  # the rerun may wait behind a page still loading its models
+    assert refused.count() == 0, refused.first.inner_text()
     progress = sidebar.locator('[data-testid="stProgress"]').first
     progress.filter(has_text="epoch 1/1, step ").wait_for(timeout=90_000)  # data loaded, the training loop is going
     go_to(page, "Training")  # an active run is the page's first pick, and it refreshes by itself

@@ -221,7 +221,8 @@ def test_app_launched_runs_yield_the_cpu(tmp_path, runs_root, monkeypatch):
     monkeypatch.setattr(runs.sys, "executable", str(script))
     runs.launch_run("vae", "mnist", root=runs_root, **LAUNCH_ARGS)
     deadline = time.monotonic() + 10
-    while not args_file.exists() and time.monotonic() < deadline:
+    # the shell creates the file before echo fills it: wait for its whole line
+    while not (args_file.exists() and args_file.read_text().endswith("\n")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert f"--nice {runs.RUN_NICENESS}" in args_file.read_text()
 
