@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -684,8 +685,8 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 2 * mean_distance(x, y, False) - mean_distance(x, x, True) - mean_distance(y, y, True)
 
 
-def class_match_loss(images: torch.Tensor, labels: torch.Tensor, latents: list[torch.Tensor], decode,
-                     rng: torch.Generator) -> torch.Tensor:
+def class_match_loss(images: torch.Tensor, labels: torch.Tensor, latents: list[torch.Tensor],
+                     decode: Callable[[torch.Tensor], torch.Tensor], rng: torch.Generator) -> torch.Tensor:
     """Mean over the batch's classes of the energy distance between the mapper's images of the class
     ([N, ...]) and as many of the generator's own confident images of it (`decode` of `class_latents`' latents,
     drawn at random). Matched in pixel space, where its variety shows: the generator ignores most latent
