@@ -147,11 +147,12 @@ class RunInfo:
 
     @property
     def kind(self) -> str | None:
-        return self.config.get("kind")
+        # a starting run's status names it before its config.json is written
+        return self.config.get("kind") or self.status.get("kind")
 
     @property
     def dataset(self) -> str | None:
-        return self.config.get("dataset")
+        return self.config.get("dataset") or self.status.get("dataset")
 
     @property
     def model_file(self) -> Path | None:

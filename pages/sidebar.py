@@ -63,7 +63,7 @@ def _cancel(run: RunInfo) -> None:
 def _progress_text(run: RunInfo) -> str:
     status = run.status
     if not status.get("total_steps"):
-        return f"{run.kind} on {run.dataset}: starting (loading data)"
+        return f"{run.kind} on {run.dataset}: starting ({status.get('preparing') or 'loading data'})"
     epoch = min(status.get("epoch", 0) + 1, status.get("epochs") or 1)
     return (f"{run.kind} on {run.dataset}: epoch {epoch}/{status.get('epochs', '?')}, "
             f"step {status.get('step', 0)}/{status['total_steps']}")

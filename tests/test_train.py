@@ -426,3 +426,26 @@ def test_ctrl_c_before_training_starts_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 130 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "error: interrupted before training started; nothing was written"
+
+
+def test_a_mapper_run_says_what_it_prepares_before_its_first_step(synthetic_data, tmp_path, monkeypatch):
+    """While the mapper trains its pixel judge and sorts the generator's draws (about a minute for the shipped
+    recipe), its status says so, and the sidebar shows it instead of 'loading data'; the note goes once steps run."""
+    from pages.sidebar import _progress_text
+    from train import tasks
+
+    run_dir = tmp_path / "run"
+    seen = []
+    original = tasks.MapperTask.before_training
+
+    def recording(self, *args):
+        seen.append(run_info(run_dir))
+        return original(self, *args)
+
+    monkeypatch.setenv("GENMODELS_DATA", str(synthetic_data))
+    monkeypatch.setattr(tasks.MapperTask, "before_training", recording)
+    assert main(["mapper", "--dataset", "mnist", "--max-steps", "2", "--device", "cpu", "--run-dir", str(run_dir)]) == 0
+    (preparing,) = seen
+    assert preparing.status["preparing"] == "training its pixel judge and sorting 5,120 draws of the generator by class"
+    assert _progress_text(preparing) == f"mapper on mnist: starting ({preparing.status['preparing']})"
+    assert "preparing" not in run_info(run_dir).status and run_info(run_dir).state == "finished"

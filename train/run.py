@@ -171,6 +171,9 @@ def _train_locked(req: RunRequest) -> int:
         else:
             batches = TensorBatches(task.prepare(train_images), train_labels.to(req.device), req.recipe.batch_size, req.recipe.seed)
         test_x, test_y = task.prepare(test_images), test_labels.to(req.device)
+        preparation = task.preparation()
+        if preparation:
+            set_status(preparing=preparation)
         task.before_training(train_images, train_labels)
         if req.kind == "vae":
             task.train_images, task.train_labels = batches.images, batches.labels
@@ -206,6 +209,7 @@ def _train_locked(req: RunRequest) -> int:
             _log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
         write_json(run_dir / "config.json", config)
         log = MetricsLog(run_dir / "metrics.jsonl")
+        status.pop("preparing", None)
         set_status(total_steps=total_steps, epoch=progress.epoch, step=progress.global_step)
         last_eval: dict[str, float] = {}
         bar = EpochBar(f"{req.kind} {req.dataset}", req.recipe.epochs, steps_per_epoch)

@@ -194,6 +194,10 @@ class BaseTask:
     def before_training(self, train_images: torch.Tensor, train_labels: torch.Tensor) -> None:
         """Work on the uint8 train split before the first step (and again on resume), e.g. the mapper's second judge."""
 
+    def preparation(self) -> str | None:
+        """What `before_training` does, for a run's status while it works (None: nothing worth a note)."""
+        return None
+
     # -- resumable state
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors: dict[str, torch.Tensor] = {}
@@ -563,13 +567,24 @@ class MapperTask(BaseTask):
         self.pixel_judge: PixelJudge | None = None
         self.class_latents: list[torch.Tensor] | None = None
 
+    def _match_draws(self) -> int:
+        # a short run matches few latents: it needs no more draws than ten per latent it will match
+        return min(self.recipe.match_draws, 10 * self.total_steps * self.recipe.batch_size)
+
+    def preparation(self):
+        steps = []
+        if self.recipe.pixel_judge_epochs:
+            steps.append("training its pixel judge")
+        if self.recipe.match_weight:
+            steps.append(f"sorting {self._match_draws():,} draws of the generator by class")
+        return " and ".join(steps) or None
+
     def before_training(self, train_images, train_labels):
         if self.recipe.pixel_judge_epochs:
             self.pixel_judge = train_pixel_judge(train_images, train_labels, self.config.num_classes,
                                                  self.recipe.pixel_judge_epochs, self.recipe.seed, self.device)
         if self.recipe.match_weight:
-            # a short run matches few latents: it needs no more draws than ten per latent it will match
-            draws = min(self.recipe.match_draws, 10 * self.total_steps * self.recipe.batch_size)
+            draws = self._match_draws()
             print(f"mapper: sorting {draws:,} draws of the generator by class before the first step", flush=True)
             with self.autocast():
                 self.class_latents = class_latents(self.generator, self.critic, self.pixel_judge, self.config.num_classes,
