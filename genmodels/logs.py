@@ -53,7 +53,7 @@ CHARTS: dict[str, tuple[Chart, ...]] = {
         Chart("Accuracy", ("accuracy", "test_accuracy"), "accuracy", share=True),
     ),
     "mapper": (
-        Chart("Losses: judges' cross-entropy + match to the generator's own latents of each class", ("loss", "loss_class", "loss_match", "loss_prior"), "loss"),
+        Chart("Losses: judges' cross-entropy + match to the generator's own images of each class", ("loss", "loss_class", "loss_match", "loss_prior"), "loss"),
         Chart("Class accuracy of the mapped samples", ("accuracy", "class_accuracy", "classifier_confidence"), "fraction", share=True),
         Chart("Variety within a class, against the generator's own draws of it (1 = as varied; per epoch)", ("spread_vs_generator",), "spread ratio"),
     ),

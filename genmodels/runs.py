@@ -81,15 +81,21 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
                     continue
                 if not isinstance(record, dict):
                     continue
-                step = record.get("step")
-                if isinstance(step, (int, float)) and not isinstance(step, bool):
+                step = _step(record)
+                if step is not None:
                     if last_step is not None and step < last_step:
-                        records = [r for r in records if not (isinstance(r.get("step"), (int, float)) and r["step"] >= step)]
+                        records = [r for r in records if _step(r) is None or _step(r) < step]
                     last_step = step
                 records.append(record)
     except OSError:
         return []
     return records
+
+
+def _step(record: dict[str, Any]) -> float | None:
+    """A record's step, when it has a numeric one."""
+    step = record.get("step")
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else None
 
 
 class MetricsLog:

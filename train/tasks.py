@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmodels import api, metrics
+from genmodels.compare import class_spread, spread_ratios
 from genmodels.checkpoint import optimizer_tensors, restore_optimizer
 from genmodels.data import to_signed, to_unit
 from genmodels.models import (
@@ -647,16 +648,11 @@ class MapperTask(BaseTask):
     def _spread_vs_generator(self, z: torch.Tensor, labels: torch.Tensor) -> float | None:
         """Mean over matched classes of the mapper's within-class pixel spread / that of the generator's own
         confident draws of the class (1 = as varied as the generator draws it)."""
-        ratios = []
-        for c, pool in enumerate(self.class_latents):
-            if len(pool) < MATCH_MIN_LATENTS:
-                continue
-            mapped = self.generator.decode(z[labels == c].to(self.device)).flatten(1)
-            own = self.generator.decode(pool[:len(mapped)]).flatten(1)
-            own_spread = float(torch.pdist(own).mean())
-            if own_spread > 0:
-                ratios.append(float(torch.pdist(mapped).mean()) / own_spread)
-        return sum(ratios) / len(ratios) if ratios else None
+        pools = [pool[:EVAL_SAMPLES_PER_CLASS] if len(pool) >= MATCH_MIN_LATENTS else pool[:0] for pool in self.class_latents]
+        own_labels = torch.cat([torch.full((len(pool),), c) for c, pool in enumerate(pools)])
+        own = class_spread(self.generator.decode(torch.cat(pools)).cpu(), own_labels, self.config.num_classes)
+        mapped = class_spread(self.generator.decode(z.to(self.device)).cpu(), labels.cpu(), self.config.num_classes)
+        return spread_ratios(mapped, own)[0]
 
     def model(self):
         return self.mapper
