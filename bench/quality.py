@@ -11,7 +11,8 @@ from bench import reference
 from bench.throughput import project_loop
 from bench.timing import sync
 from genmodels import api, metrics
-from train.recipes import Recipe, default_recipe
+from genmodels.recipes import Recipe
+from train.recipes import default_recipe
 from train.trainer import Callbacks, Progress, StopFlag, run_epochs
 
 TARGET_ACCURACY = 0.95

@@ -18,7 +18,7 @@ from torch import nn
 from genmodels.data import DataMissingError
 from genmodels.datasets import RAW_FILES, SPLITS, dataset_info
 from genmodels.models import Dropout
-from train.recipes import Recipe
+from genmodels.recipes import Recipe
 
 
 def reference_loader(dataset: str, root: str, batch_size: int, kind: str) -> torch.utils.data.DataLoader:

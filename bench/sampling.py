@@ -10,7 +10,7 @@ from bench.timing import percentile
 from genmodels import api
 from genmodels.datasets import DATASETS
 from genmodels.images import grid_png
-from genmodels.models import GENERATOR_KINDS
+from genmodels.kinds import generator_kinds
 
 SAMPLES = 100
 
@@ -18,7 +18,7 @@ SAMPLES = 100
 def measure(device: torch.device, repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Per generator kind, p50 / p95 ms of `sample(100)` and of sample + grid_png, worst dataset reported."""
     out: dict[str, Any] = {}
-    for kind in GENERATOR_KINDS:
+    for kind in generator_kinds():
         per_dataset = {}
         for dataset in DATASETS:
             model = api.load_generator(kind, dataset, device=device)

@@ -12,7 +12,8 @@ from torch import nn
 
 from genmodels.checkpoint import CheckpointError, checkpoint_path, load_model
 from genmodels.datasets import dataset_info
-from genmodels.models import GENERATOR_KINDS, Classifier, CondGenerator, Generator, Mapper, VAE
+from genmodels.kinds import generator_kinds
+from genmodels.models import Classifier, CondGenerator, Generator, Mapper, VAE
 
 MAX_SAMPLES = 10_000
 MAX_SEED = 2**63 - 1
@@ -155,8 +156,8 @@ def load_generator(
     device: str | torch.device | None = None,
 ) -> GenerativeModel:
     """Load a generator: the shipped one of (kind, dataset), or the file `checkpoint` (a mapper beside it is used for 'gan')."""
-    if kind not in GENERATOR_KINDS:
-        raise ValueError(f"unknown generator {kind!r}; choose one of: {', '.join(GENERATOR_KINDS)}")
+    if kind not in generator_kinds():
+        raise ValueError(f"unknown generator {kind!r}; choose one of: {', '.join(generator_kinds())}")
     dataset_info(dataset)
     device = torch.device(device) if device is not None else default_device()
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(kind, dataset, root)

@@ -6,10 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from genmodels.models import CGANConfig, CondDiscriminator, Discriminator, GANConfig, build_model, count_parameters
-
-NETWORK_TITLES = {"gan": "Generator", "cgan": "Generator", "vae": "VAE (encoder + decoder)",
-                  "classifier": "Classifier", "mapper": "Label-to-latent mapper"}
+from genmodels.kinds import KINDS, build_model
+from genmodels.models import count_parameters
 
 
 @dataclass
@@ -39,11 +37,10 @@ def networks(kind: str, config: Any = None) -> dict[str, nn.Module]:
     Only the generator is shipped (it is what samples), but the discriminator is trained from the same config.
     """
     module = build_model(kind, config)
-    built = {NETWORK_TITLES.get(kind, kind): module}
-    if isinstance(module.config, GANConfig):
-        built["Discriminator (training only)"] = Discriminator(module.config)
-    elif isinstance(module.config, CGANConfig):
-        built["Discriminator (training only)"] = CondDiscriminator(module.config)
+    spec = KINDS[kind]
+    built = {spec.network_title: module}
+    if spec.critic_cls is not None:
+        built["Discriminator (training only)"] = spec.critic_cls(module.config)
     return built
 
 

@@ -19,7 +19,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from genmodels.datasets import dataset_info
-from genmodels.models import build_model, config_to_dict, model_kind
+from genmodels.kinds import build_model, kind as model_kind
+from genmodels.models.config import config_to_dict
 from genmodels.paths import atomic_write_bytes, checkpoints_dir
 
 FORMAT_VERSION = 1

@@ -47,14 +47,14 @@ def _finite_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with the sample, evaluate and summarize subcommands."""
     from genmodels.datasets import DATASETS
-    from genmodels.models import GENERATOR_KINDS
+    from genmodels.kinds import generator_kinds
 
     parser = _Parser(prog="python -m genmodels", description="Sample and evaluate the genmodels GANs and VAEs.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{sample,evaluate,summarize}", parser_class=_Parser)
 
     sample = commands.add_parser("sample", help="generate images to a .png grid or a .npy array")
     sample.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    sample.add_argument("--model", required=True, choices=GENERATOR_KINDS)
+    sample.add_argument("--model", required=True, choices=generator_kinds())
     sample.add_argument("--label", type=_label, help="class index K, or 'all' for N images of every class in class order (default: unconditional)")
     sample.add_argument("--n", type=int, default=10, help="images (per class with --label all); default 10")
     sample.add_argument("--seed", type=int, default=0)
@@ -202,7 +202,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Measure the shipped checkpoints, print them, and store them in the checkpoints' metadata."""
     from genmodels import evaluation
     from genmodels.api import check_seed
-    from genmodels.models import GENERATOR_KINDS
+    from genmodels.kinds import generator_kinds
 
     try:
         evaluation.check_samples(args.n)
@@ -220,8 +220,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for path in kept:
             print(f"... kept the numbers in {path}: they were measured on more samples than --n {args.n} "
                   "(pass --write to replace them)", file=sys.stderr)
-    print(json.dumps(result, indent=2) if args.json else format_table(result, GENERATOR_KINDS))
-    failed = [kind for kind in GENERATOR_KINDS if f"{kind}_error" in result]
+    print(json.dumps(result, indent=2) if args.json else format_table(result, generator_kinds()))
+    failed = [kind for kind in generator_kinds() if f"{kind}_error" in result]
     for kind in failed:
         print(f"error: {kind} not measured: {result[f'{kind}_error']}", file=sys.stderr)
     return 1 if failed else 0

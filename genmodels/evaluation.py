@@ -17,7 +17,8 @@ from genmodels.api import GenerativeModel, load_classifier, load_generator, pred
 from genmodels.checkpoint import CheckpointError, checkpoint_path, read_metadata, update_metadata
 from genmodels.data import DataMissingError, load_split, to_unit
 from genmodels.datasets import dataset_info, missing_files
-from genmodels.models import GENERATOR_KINDS, VAE, Classifier, vae_loss
+from genmodels.kinds import generator_kinds
+from genmodels.models import VAE, Classifier, vae_loss
 
 DEFAULT_SAMPLES = 10_000
 MIN_SAMPLES = 100  # ten per class at least, and enough rows for k-NN balls
@@ -273,7 +274,7 @@ def evaluate_generator(model: GenerativeModel, reference: Reference, n: int = DE
     return out
 
 
-def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED, kinds: tuple[str, ...] = GENERATOR_KINDS,
+def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED, kinds: tuple[str, ...] = generator_kinds(),
                      data_root: str | os.PathLike | None = None, checkpoints_root: str | os.PathLike | None = None,
                      device: str | torch.device = "cpu", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate the shipped classifier and generators of a dataset -> one flat dict (`<kind>_<measure>` keys)."""
@@ -331,7 +332,7 @@ def _same_number(stored: Any, value: Any) -> bool:
 
 
 def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike | None = None,
-                     kinds: tuple[str, ...] = ("classifier", "mapper", *GENERATOR_KINDS), replace_larger: bool = False,
+                     kinds: tuple[str, ...] = ("classifier", "mapper", *generator_kinds()), replace_larger: bool = False,
                      kept: list[Path] | None = None) -> list[Path]:
     """Merge the numbers of an evaluate_dataset result into each checkpoint's metadata under "evaluation".
 

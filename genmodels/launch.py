@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from genmodels.datasets import DATASETS, dataset_info
+from genmodels.kinds import KINDS
 from genmodels.runs import RunInfo, launch_run
 
-LAUNCH_KINDS = ("classifier", "gan", "cgan", "vae", "mapper")
+LAUNCH_KINDS = tuple(KINDS)
 EPOCH_RANGE = (1, 500)
 BATCH_RANGE = (8, 4096)
 LR_RANGE = (1e-6, 1.0)
@@ -31,9 +32,7 @@ class TrainingRequest:
 
 def recipe_lr(kind: str, dataset: str) -> float:
     """The learning rate of the shipped recipe of (kind, dataset)."""
-    from train.recipes import default_recipe  # the recipes live with the training code
-
-    return default_recipe(kind, dataset).lr
+    return KINDS[kind].recipe(dataset).lr
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:

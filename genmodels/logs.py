@@ -10,54 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from genmodels.datasets import dataset_info
+from genmodels.kinds import KINDS, Chart
 from genmodels.paths import checkpoints_dir
 from genmodels.runs import RunInfo, list_runs, read_json
 
 GRID_PATTERN = re.compile(r"^epoch_(\d+)\.png$")
 SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
-SHIPPED_KINDS = ("classifier", "gan", "mapper", "cgan", "vae")
-KIND_TITLES = {"classifier": "Classifier (CNN)", "gan": "GAN", "cgan": "Conditional GAN", "vae": "VAE",
-               "mapper": "Label mapper for the GAN"}
-
-
-@dataclass(frozen=True)
-class Chart:
-    """One chart of a training log: a title, the metric keys it plots, the y-axis label, and whether the values
-    are shares (drawn on a fixed 0-1 axis, so one point or a tiny wobble does not look like a big swing)."""
-
-    title: str
-    keys: tuple[str, ...]
-    y_label: str
-    share: bool = False
-
-
-# What each model kind logs, grouped into the charts the Training page draws (report 000 / 001 curves).
-CHARTS: dict[str, tuple[Chart, ...]] = {
-    "gan": (
-        Chart("Losses: discriminator vs generator", ("loss_d", "loss_g"), "BCE loss"),
-        Chart("Discriminator outputs: D(x) on real, D(G(z)) on fake", ("d_real", "d_fake"), "mean probability", share=True),
-        Chart("Sample quality judged by the classifier (per epoch)", ("classifier_confidence",), "mean top-class probability", share=True),
-    ),
-    "cgan": (
-        Chart("Losses: discriminator vs generator", ("loss_d", "loss_g", "loss_d_class", "loss_g_class"), "loss"),
-        Chart("Discriminator outputs: D(x) on real, D(G(z)) on fake", ("d_real", "d_fake"), "mean probability", share=True),
-        Chart("Class accuracy of the samples (per epoch)", ("class_accuracy", "classifier_confidence"), "fraction", share=True),
-    ),
-    "vae": (
-        Chart("Loss = reconstruction + KL (nats per image)", ("loss", "recon", "kl"), "nats"),
-        Chart("Test negative ELBO (per epoch)", ("test_neg_elbo", "test_recon", "test_kl"), "nats"),
-        Chart("Class accuracy of the samples (per epoch)", ("class_accuracy", "classifier_confidence"), "fraction", share=True),
-    ),
-    "classifier": (
-        Chart("Loss (cross-entropy)", ("loss", "test_loss"), "loss"),
-        Chart("Accuracy", ("accuracy", "test_accuracy"), "accuracy", share=True),
-    ),
-    "mapper": (
-        Chart("Losses: judges' cross-entropy + match to the generator's own images of each class", ("loss", "loss_class", "loss_match", "loss_prior"), "loss"),
-        Chart("Class accuracy of the mapped samples", ("accuracy", "class_accuracy", "classifier_confidence"), "fraction", share=True),
-        Chart("Variety within a class, against the generator's own draws of it (1 = as varied; per epoch)", ("spread_vs_generator",), "spread ratio"),
-    ),
-}
 
 
 @dataclass
@@ -104,11 +62,11 @@ def shipped_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
     info = dataset_info(dataset)
     logs_dir = checkpoints_dir(root) / dataset / "logs"
     found = []
-    for kind in SHIPPED_KINDS:
+    for kind in KINDS:
         metrics_file = logs_dir / f"{kind}.jsonl"
         if metrics_file.is_file():
             found.append(TrainingLog(
-                label=f"Shipped {KIND_TITLES[kind]} ({info.title})", kind=kind, dataset=dataset, metrics_file=metrics_file,
+                label=f"Shipped {KINDS[kind].title} ({info.title})", kind=kind, dataset=dataset, metrics_file=metrics_file,
                 config=read_json(logs_dir / f"{kind}.config.json") or {}, grids_dir=logs_dir / f"{kind}_grids",
                 model_file=checkpoint_path(kind, dataset, root),
             ))
@@ -161,7 +119,7 @@ def smooth(values: list[float], weight: float) -> list[float]:
 def charts_for(kind: str, records: list[dict[str, Any]]) -> list[tuple[Chart, list[Series]]]:
     """The charts of a kind with the series the log actually holds; charts with no data are left out."""
     charts = []
-    for chart in CHARTS.get(kind, ()):
+    for chart in KINDS[kind].charts if kind in KINDS else ():
         series = [s for s in (metric_series(records, key) for key in chart.keys) if s.x]
         if series:
             charts.append((chart, series))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from genmodels.datasets import DATASETS, dataset_info
-from genmodels.logs import KIND_TITLES
+from genmodels.kinds import KINDS
 from genmodels.launch import BATCH_RANGE, EPOCH_RANGE, LAUNCH_KINDS, MAX_STEPS_RANGE, SEED_RANGE, check_request, start
 from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, run_info
 from pages.common import DATASET_KEY, current_dataset
@@ -27,7 +27,7 @@ def launcher() -> None:
     """The training form: Start runs `python -m train` as a separate process in a new run folder."""
     with st.expander("Train a model", expanded=False):
         with st.form("launcher", border=False):
-            kind = st.selectbox("Model", LAUNCH_KINDS, format_func=KIND_TITLES.get)
+            kind = st.selectbox("Model", LAUNCH_KINDS, format_func=lambda k: KINDS[k].title)
             names = list(DATASETS)
             dataset = st.selectbox("Training data", names, index=names.index(current_dataset()),
                                    format_func=lambda name: dataset_info(name).title)

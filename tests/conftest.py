@@ -44,7 +44,7 @@ def tiny_checkpoints(tmp_path_factory):
     import torch as _torch
 
     from genmodels.checkpoint import save_model
-    from genmodels.models import build_model
+    from genmodels.kinds import build_model
 
     root = tmp_path_factory.mktemp("tiny_checkpoints")
     _torch.manual_seed(0)

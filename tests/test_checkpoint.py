@@ -4,7 +4,7 @@ import json
 import torch
 
 from genmodels.checkpoint import load_model, read_metadata, save_model, sidecar_path, update_metadata
-from genmodels.models import build_model
+from genmodels.kinds import build_model
 
 
 def test_round_trip_rebuilds_the_module(tmp_path):
@@ -41,8 +41,8 @@ def test_loading_every_kind_stays_off_torch_dynamo(tmp_path):
     script = (
         "import sys, torch\n"
         "from genmodels.checkpoint import load_model, save_model\n"
-        "from genmodels.models import MODEL_KINDS, build_model\n"
-        "for kind in MODEL_KINDS:\n"
+        "from genmodels.kinds import KINDS, build_model\n"
+        "for kind in KINDS:\n"
         f"    path = {str(tmp_path)!r} + f'/{{kind}}.safetensors'\n"
         "    save_model(path, build_model(kind), kind, 'mnist')\n"
         "    load_model(path, kind=kind)\n"

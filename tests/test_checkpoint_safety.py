@@ -14,7 +14,7 @@ import torch
 
 from genmodels import api
 from genmodels.checkpoint import CheckpointError, load_model, load_tensors, save_model, save_tensors
-from genmodels.models import build_model
+from genmodels.kinds import build_model
 from genmodels.paths import REPO_ROOT
 from genmodels.runs import check_run_name, run_path
 

@@ -11,7 +11,8 @@ from genmodels import evaluation, metrics
 from genmodels.api import load_classifier, load_generator, predict
 from genmodels.checkpoint import checkpoint_path, read_metadata
 from genmodels.data import DataMissingError, to_unit
-from genmodels.models import GENERATOR_KINDS, Classifier, ClassifierConfig
+from genmodels.kinds import generator_kinds
+from genmodels.models import Classifier, ClassifierConfig
 from genmodels.summary import load_summary
 
 
@@ -71,7 +72,7 @@ def tiny_root(tiny_checkpoints, tmp_path):
 def test_evaluate_dataset_and_write_on_tiny_models(synthetic_data, tiny_root):
     result = evaluation.evaluate_dataset("mnist", n=100, data_root=synthetic_data, checkpoints_root=tiny_root)
     for key in ("classifier_test_accuracy", "crosscheck_test_accuracy", "s0_accuracy", "real_fid_floor", "vae_test_neg_elbo",
-                *(f"{kind}_{m}" for kind in GENERATOR_KINDS for m in (
+                *(f"{kind}_{m}" for kind in generator_kinds() for m in (
                     "class_accuracy", "class_accuracy_crosscheck", "s1_accuracy", "fid", "classifier_score", "coverage_kl",
                     "precision", "recall", "memorisation_distance_ratio", "latent_ppl", "latent_jump_ratio", "seconds"))):
         assert key in result, key
@@ -84,14 +85,14 @@ def test_evaluate_dataset_and_write_on_tiny_models(synthetic_data, tiny_root):
     assert again["vae_fid"] == result["vae_fid"] and again["vae_class_accuracy"] == result["vae_class_accuracy"]
 
     written = evaluation.write_evaluation(result, tiny_root)
-    assert {p.stem for p in written} == {"classifier", "mapper", *GENERATOR_KINDS}
+    assert {p.stem for p in written} == {"classifier", "mapper", *generator_kinds()}
     meta = read_metadata(checkpoint_path("gan", "mnist", tiny_root))
     assert meta["evaluation"]["fid"] == result["gan_fid"] and meta["evaluation"]["samples"] == 100
     assert read_metadata(checkpoint_path("mapper", "mnist", tiny_root))["evaluation"]["class_accuracy"] == result["gan_class_accuracy"]
     assert read_metadata(checkpoint_path("classifier", "mnist", tiny_root))["evaluation"]["test_accuracy"] == result["classifier_test_accuracy"]
     load_generator("gan", "mnist", root=tiny_root)  # the mapper still matches its generator after the rewrite
 
-    files = {kind: checkpoint_path(kind, "mnist", tiny_root) for kind in ("classifier", "mapper", *GENERATOR_KINDS)}
+    files = {kind: checkpoint_path(kind, "mnist", tiny_root) for kind in ("classifier", "mapper", *generator_kinds())}
     before = {kind: path.read_bytes() for kind, path in files.items()}
     retimed = {**result, "gan_seconds": result["gan_seconds"] + 5.0, "vae_cpu_seconds": 123.0}
     assert evaluation.write_evaluation(retimed, tiny_root) == []  # same numbers, other timings: nothing rewritten
@@ -133,7 +134,7 @@ def test_shipped_numbers_hold_on_a_subset(dataset):
     real_probs = predict(classifier, to_unit(summary.subset_images))
     accuracy = metrics.class_accuracy(real_probs, summary.subset_labels)
     assert accuracy == pytest.approx(stored["test_accuracy"], abs=binomial_tolerance(stored["test_accuracy"], len(real_probs), floor=0.02))
-    for kind in GENERATOR_KINDS:
+    for kind in generator_kinds():
         expected = shipped_evaluation(kind, dataset)
         model = load_generator(kind, dataset, device="cpu")
         seed = 11  # not the evaluation's seed: fresh samples

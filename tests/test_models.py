@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from genmodels.kinds import KINDS, build_model
 from genmodels.models import (
-    MODEL_KINDS, CGANConfig, Classifier, ClassifierConfig, CondDiscriminator, CondGenerator, Discriminator, GANConfig,
-    Generator, Mapper, MapperConfig, VAE, VAEConfig, build_model, config_from_dict, config_to_dict, count_parameters, vae_loss,
+    CGANConfig, Classifier, ClassifierConfig, CondDiscriminator, CondGenerator, Discriminator, GANConfig,
+    Generator, Mapper, MapperConfig, VAE, VAEConfig, config_from_dict, config_to_dict, count_parameters, vae_loss,
 )
 
 
@@ -65,7 +66,7 @@ def test_classifier_features_and_logits():
     assert torch.allclose(probs.sum(1), torch.ones(3))
 
 
-@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_config_round_trip_rebuilds_the_same_shapes(kind):
     module = build_model(kind)
     rebuilt = build_model(kind, config_to_dict(module.config))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from genmodels import api
 from genmodels.checkpoint import save_model
-from genmodels.models import build_model
+from genmodels.kinds import build_model
 
 KINDS = ("gan", "cgan", "vae")
 DATASETS = ("mnist", "fashion")

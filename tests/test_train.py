@@ -320,7 +320,7 @@ def test_an_error_in_an_uncompiled_step_is_raised():
     (["gan", "--dataset", "mnist", "--model-config", '{"latent_dim": -1}'], "GANConfig.latent_dim must be between 1 and"),
     (["gan", "--dataset", "mnist", "--model-config", '{"negative_slope": -100}'], "GANConfig.negative_slope must be between 0"),
     (["gan", "--dataset", "mnist", "--model-config", '{"g_hidden": [10000000, 10000000]}'], "at most 65,536"),
-    (["all", "--dataset", "mnist", "--model-config", '{"dropout": 0.1}'], "mapper refused it"),
+    (["all", "--dataset", "mnist", "--model-config", '{"dropout": 0.1}'], "vae refused it"),
     (["gan", "--dataset", "mnist", "--run-dir", "{tmp}/models"], "already holds a run or model files"),
     (["gan", "--dataset", "mnist", "--run-dir", "{tmp}/models", "--resume"], "holds no saved training state"),
 ])

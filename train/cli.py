@@ -15,9 +15,10 @@ from genmodels.datasets import DATASETS
 from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.runs import new_run_name, read_metrics
+from genmodels.kinds import KINDS, training_order
+from genmodels.recipes import Recipe
 from train.recipes import (
-    COMPILE_CHOICES, COMPILE_KINDS, COMPILE_MIN_STEPS, KINDS, PRECISIONS, Recipe, default_recipe, resolve_compile,
-    resolve_precision,
+    COMPILE_CHOICES, COMPILE_KINDS, COMPILE_MIN_STEPS, PRECISIONS, default_recipe, resolve_compile, resolve_precision,
 )
 
 MAX_EPOCHS = 10_000
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.kind == "all":
             check_writable(args.checkpoints or checkpoints_dir())
         if args.run_dir is not None and not args.resume:
-            for folder in [run_dir / kind for kind in KINDS] if args.kind == "all" else [run_dir]:
+            for folder in [run_dir / kind for kind in training_order()] if args.kind == "all" else [run_dir]:
                 if holds_training_files(folder):
                     raise UsageError(f"{folder} already holds a run or model files; pass --resume to continue a run there "
                                      "or choose another --run-dir")
@@ -156,11 +157,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_model_config(args: argparse.Namespace) -> None:
     """Build each model config the run will use (for 'all': every kind's), so a bad --model-config is refused up front."""
-    from genmodels.models import config_from_dict, model_kind
+    from genmodels.kinds import kind as model_kind
+    from genmodels.models import config_from_dict
 
     if not args.model_config:
         return
-    for kind in KINDS if args.kind == "all" else [args.kind]:
+    for kind in training_order() if args.kind == "all" else [args.kind]:
         try:
             config_from_dict(model_kind(kind).config_cls, {**default_recipe(kind, args.dataset).model, **args.model_config})
         except ValueError as exc:
@@ -220,7 +222,7 @@ def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
 
     target = (args.checkpoints or checkpoints_dir()) / args.dataset
     started = time.perf_counter()
-    for kind in KINDS:
+    for kind in training_order():
         run_dir = run_root / kind
         classifier = run_root / "classifier" / "classifier.safetensors" if kind != "classifier" else None
         gan = run_root / "gan" / "gan.safetensors" if kind == "mapper" else None
@@ -235,7 +237,7 @@ def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
                   "nothing was published", file=sys.stderr)
             return 1
     target.mkdir(parents=True, exist_ok=True)
-    for kind in KINDS:
+    for kind in training_order():
         publish(run_root / kind, kind, target)
     print(f"all models of {args.dataset} trained and published to {target} in {time.perf_counter() - started:.0f} s", flush=True)
     return 0

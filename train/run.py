@@ -19,7 +19,7 @@ from genmodels.datasets import dataset_info
 from genmodels.images import grid_png
 from genmodels.models import CGANConfig, ClassifierConfig, GANConfig, MapperConfig, VAEConfig, config_from_dict
 from genmodels.runs import MetricsLog, read_json, write_json
-from train.recipes import Recipe
+from genmodels.recipes import Recipe
 from train.tasks import CGANTask, ClassifierTask, GANTask, LabelBatches, MapperTask, VAETask
 from train.trainer import Callbacks, Progress, StopFlag, TrainingDiverged, run_epochs
 

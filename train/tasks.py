@@ -23,7 +23,8 @@ from genmodels.models import (
     CGANConfig, Classifier, ClassifierConfig, CondDiscriminator, CondGenerator, Discriminator, GANConfig,
     Generator, Mapper, MapperConfig, VAE, VAEConfig, vae_loss,
 )
-from train.recipes import Recipe, resolve_compile, resolve_precision
+from genmodels.recipes import Recipe
+from train.recipes import resolve_compile, resolve_precision
 
 EVAL_SAMPLES_PER_CLASS = 100  # 1,000 images per epoch-end quality check
 GRID_SIZE = 100  # 10 x 10 fixed-noise grid per epoch

@@ -1,0 +1,77 @@
+"""Conditional MLP GAN of report 000: generator and projection discriminator with a class head."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, check_labels, mlp, gaussian_noise
+
+
+@dataclass
+class CGANConfig:
+    """Conditional MLP GAN of report 000 (label embedding, Linear, LeakyReLU 0.2, dropout in D).
+
+    Beyond the report: D is a projection discriminator with an auxiliary class head
+    (AC-GAN term, weight `aux_weight`), which makes the requested class come out reliably.
+    """
+
+    num_classes: int = 10
+    latent_dim: int = 100
+    embed_dim: int = 32
+    g_hidden: tuple[int, ...] = (256, 512, 1024)
+    d_hidden: tuple[int, ...] = (1024, 512, 256)
+    negative_slope: float = 0.2
+    dropout: float = 0.3
+    aux_weight: float = 1.0
+
+
+class CondGenerator(nn.Module):
+    """(z [N, latent_dim], labels [N]) -> image [N, 1, 28, 28] in [-1, 1]."""
+
+    def __init__(self, config: CGANConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.num_classes, config.embed_dim)
+        self.body = mlp([config.latent_dim + config.embed_dim, *config.g_hidden], config.negative_slope)
+        self.to_pixels = nn.Linear(config.g_hidden[-1], IMAGE_PIXELS)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.body(torch.cat([z, self.embed(labels)], dim=1))
+        return torch.tanh(self.to_pixels(h)).view(-1, *IMAGE_SHAPE)
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """labels [N] -> images [N, 1, 28, 28] in [0, 1], z ~ N(0, temperature^2 I)."""
+        labels = check_labels(labels, self.config.num_classes).to(self.embed.weight.device)
+        z = gaussian_noise(len(labels), self.latent_dim, generator, self.embed.weight.device) * temperature
+        return self.decode(z, labels)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(latents [N, latent_dim], labels [N]) -> images [N, 1, 28, 28] in [0, 1]."""
+        labels = check_labels(labels, self.config.num_classes).to(self.embed.weight.device)
+        return self(z, labels).add_(1.0).mul_(0.5)
+
+
+class CondDiscriminator(nn.Module):
+    """(image [N, 1, 28, 28], labels [N]) -> (real/fake logit [N], class logits [N, num_classes])."""
+
+    def __init__(self, config: CGANConfig):
+        super().__init__()
+        self.config = config
+        self.body = mlp([IMAGE_PIXELS, *config.d_hidden], config.negative_slope, config.dropout)
+        self.to_logit = nn.Linear(config.d_hidden[-1], 1)
+        self.projection = nn.Embedding(config.num_classes, config.d_hidden[-1])
+        self.to_class = nn.Linear(config.d_hidden[-1], config.num_classes)
+        nn.init.normal_(self.projection.weight, std=0.02)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(images.reshape(len(images), -1))
+        logit = self.to_logit(h).squeeze(1) + (self.projection(labels) * h).sum(dim=1)
+        return logit, self.to_class(h)
