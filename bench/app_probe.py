@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PAGES_DIR = REPO_ROOT / "pages"
 ENTRY_POINT = REPO_ROOT / "app.py"
-PAGE_ORDER = ("sample", "latent_space", "gan_vs_vae", "training", "data")
 TIMEOUT_S = 300
 
 
 def page_files() -> list[str]:
     """The app's pages that exist, in navigation order."""
-    return [f"pages/{name}.py" for name in PAGE_ORDER if (PAGES_DIR / f"{name}.py").exists()]
+    from views import PAGES
+
+    return [str(view.path.relative_to(REPO_ROOT)) for view in PAGES]
 
 
 def render_times(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:

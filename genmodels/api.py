@@ -12,7 +12,7 @@ from torch import nn
 
 from genmodels.checkpoint import CheckpointError, checkpoint_path, load_model
 from genmodels.datasets import dataset_info
-from genmodels.kinds import generator_kinds
+from genmodels.kinds import KINDS, generator_kinds
 from genmodels.models import Classifier, CondGenerator, Generator, Mapper, VAE
 
 MAX_SAMPLES = 10_000
@@ -78,7 +78,7 @@ class Samples:
 
 @dataclass
 class GenerativeModel:
-    """A loaded generator ready to sample: 'cgan', 'gan' (with its label mapper when shipped) or 'vae'."""
+    """A loaded generator ready to sample, with the label mapper of a kind that is labelled by one (when shipped)."""
 
     kind: str
     dataset: str
@@ -101,44 +101,38 @@ class GenerativeModel:
 
     @property
     def supports_labels(self) -> bool:
-        return self.kind != "gan" or self.mapper is not None
+        return KINDS[self.kind].labelled_by is None or self.mapper is not None
 
     def without_mapper(self) -> GenerativeModel:
         """The same generator without its label mapper: a new object sharing the module; this one is unchanged."""
         return dataclasses.replace(self, mapper=None, mapper_meta=None)
 
     @torch.no_grad()
-    def latents(self, labels: torch.Tensor | None, n: int, seed: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(latents [n, L] on the model's device, labels [n] or None); same seed, same latents."""
+    def latents(self, labels: torch.Tensor | None, n: int, seed: int, temperature: float = 1.0
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(latents [n, L] on the model's device, labels [n] or None); same seed, same latents.
+
+        A generator whose decoder takes labels gets labels drawn from the seed when none are asked for.
+        """
         generator = seeded_generator(seed)
         temperature = check_temperature(temperature)
-        noise = torch.randn(n, self.latent_dim, generator=generator) * temperature
-        if self.kind == "cgan" and labels is None:
+        if labels is not None and not self.supports_labels:
+            raise ValueError(f"the {self.dataset} {self.kind} has no label mapper checkpoint; sample it without a label")
+        source = self.mapper if labels is not None and self.mapper is not None else self.module
+        z = source.latents(n, None if labels is None else labels.to(self.device), generator, temperature)
+        if labels is None and self.module.takes_labels:
             labels = torch.randint(0, self.num_classes, (n,), generator=generator)
-        if labels is not None and self.kind == "gan":
-            if self.mapper is None:
-                raise ValueError(f"the {self.dataset} gan has no label mapper checkpoint; sample it without a label")
-            return self.mapper(labels.to(self.device), noise.to(self.device)), labels
-        if labels is not None and self.kind == "vae":
-            vae: VAE = self.module
-            labels_d = labels.to(self.device)
-            z = vae.class_means[labels_d] + torch.einsum("nij,nj->ni", vae.class_scale_tril[labels_d], noise.to(self.device))
-            return z, labels
-        return noise.to(self.device), labels
+        return z, labels
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """latents [N, L] (+ labels [N] for the cgan) -> images [N, 1, 28, 28] in [0, 1] on the CPU."""
+        """latents [N, L] (+ labels [N] where the decoder takes them) -> images [N, 1, 28, 28] in [0, 1] on the CPU."""
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"latents must have shape [N, {self.latent_dim}], got {tuple(z.shape)}")
         if not torch.isfinite(z).all():
             raise ValueError("latents must be finite")
-        z = z.to(self.device, torch.float32)
-        if self.kind == "cgan":
-            if labels is None or len(labels) != len(z):
-                raise ValueError("the cgan needs one label per latent")
-            return self.module.decode(z, labels.to(self.device)).cpu()
-        return self.module.decode(z).cpu()
+        labels = labels.to(self.device) if labels is not None and self.module.takes_labels else None
+        return self.module.decode(z.to(self.device, torch.float32), labels).cpu()
 
     def sample(self, n: int = 10, label: int | str | None = None, seed: int = 0, temperature: float = 1.0) -> Samples:
         """n images (of class `label`, of every class for 'all', or unconditional for None)."""
@@ -163,10 +157,11 @@ def load_generator(
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(kind, dataset, root)
     module, meta = load_model(path, kind=kind, dataset=dataset, device=device)
     mapper = mapper_meta = None
-    if kind == "gan":
-        mapper_file = path.with_name("mapper.safetensors")
+    labeller = KINDS[kind].labelled_by
+    if labeller is not None:
+        mapper_file = path.with_name(f"{labeller}.safetensors")
         if mapper_file.exists():
-            mapper, mapper_meta = load_model(mapper_file, kind="mapper", dataset=dataset, device=device)
+            mapper, mapper_meta = load_model(mapper_file, kind=labeller, dataset=dataset, device=device)
             if mapper_meta.get("generator_sha256") not in (None, meta["weights_sha256"]):
                 raise CheckpointError(mapper_file, f"was trained for another generator than {path}")
     return GenerativeModel(kind, dataset, module, meta, mapper, mapper_meta)

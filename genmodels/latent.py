@@ -39,16 +39,14 @@ def edit_latents(z: torch.Tensor, offsets: Sequence[float], first_only: bool) ->
 
 
 @torch.no_grad()
-def _decode_cgan_blend(model: GenerativeModel, z: torch.Tensor, start_label: int, end_label: int) -> torch.Tensor:
-    """cgan images for latents z [S, L] whose label embedding moves linearly from one class to the other."""
+def _decode_class_blend(model: GenerativeModel, z: torch.Tensor, start_label: int, end_label: int) -> torch.Tensor:
+    """Images for latents z [S, L] whose class embedding moves linearly from one class to the other."""
     generator = model.module
     device = model.device
     weights = torch.linspace(0.0, 1.0, len(z), device=device).unsqueeze(1)
     embeddings = generator.embed(torch.tensor([start_label, end_label], device=device))
-    # the cgan's class input is an embedding vector, so blending it is the continuous path between classes
     blended = embeddings[0] * (1 - weights) + embeddings[1] * weights
-    hidden = generator.body(torch.cat([z.to(device, torch.float32), blended], dim=1))
-    return torch.tanh(generator.to_pixels(hidden)).view(-1, 1, 28, 28).add(1.0).mul(0.5).cpu()
+    return generator.forward_embedded(z.to(device, torch.float32), blended).add(1.0).mul(0.5).cpu()
 
 
 def interpolation_strip(
@@ -73,14 +71,14 @@ def interpolation_strip(
         z, _ = model.latents(labels, 1, seed, temperature)
         ends.append(z[0].cpu())
     path = interpolate(ends[0], ends[1], steps)
-    if model.kind != "cgan":
+    if not model.module.takes_labels:
         return model.decode(path)
     if start_label is None:
         # an unconditional cgan draw picks its class from the seed; keep the start's class along the path
         start_label = end_label = int(model.latents(None, 1, start_seed, temperature)[1][0])
     if start_label == end_label:
         return model.decode(path, torch.full((steps,), start_label))
-    return _decode_cgan_blend(model, path, start_label, end_label)
+    return _decode_class_blend(model, path, start_label, end_label)
 
 
 @dataclass

@@ -5,13 +5,11 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from genmodels.paths import REPO_ROOT
-from pages.common import FRAMED_KEY
 
 
 def open_page(name: str, dataset: str = "mnist", timeout: int = 120, **state) -> AppTest:
-    """Run pages/<name>.py once with st.session_state['dataset'] (and any other keys) seeded."""
-    at = AppTest.from_file(str(REPO_ROOT / "pages" / f"{name}.py"), default_timeout=timeout)
-    at.session_state[FRAMED_KEY] = True  # as app.py sets it: the page is not sent back through the frame
+    """Run views/<name>.py once with st.session_state['dataset'] (and any other keys) seeded."""
+    at = AppTest.from_file(str(REPO_ROOT / "views" / f"{name}.py"), default_timeout=timeout)
     at.session_state["dataset"] = dataset
     for key, value in state.items():
         at.session_state[key] = value

@@ -213,7 +213,7 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
 
 
 def test_a_link_to_a_page_on_a_fresh_server_opens_it_inside_the_frame(browser, tmp_path):
-    """Before app.py has run once, Streamlit ran pages/training.py alone for /training: no sidebar, modules as pages."""
+    """The server's very first request is a link to /training: it opens inside the frame, with the sidebar."""
     require_browser()
     (tmp_path / "runs").mkdir()
     server, url, log = start_app(tmp_path / "runs")

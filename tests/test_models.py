@@ -15,7 +15,7 @@ def test_gan_shapes_and_range():
     images = generator(torch.randn(5, config.latent_dim))
     assert images.shape == (5, 1, 28, 28) and images.abs().max() <= 1
     assert discriminator(images).shape == (5,)
-    samples = generator.sample(4, torch.Generator().manual_seed(0))
+    samples = generator.decode(generator.latents(4, None, torch.Generator().manual_seed(0)))
     assert samples.shape == (4, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
 
 
@@ -27,13 +27,26 @@ def test_cgan_shapes():
     logit, class_logits = discriminator(images, labels)
     assert images.shape == (3, 1, 28, 28) and logit.shape == (3,) and class_logits.shape == (3, 10)
     with pytest.raises(ValueError, match="labels must lie in 0..9"):
-        generator.sample(torch.tensor([10]))
+        generator.decode(generator.latents(1), torch.tensor([10]))
+    with pytest.raises(ValueError, match="one label per latent"):
+        generator.decode(generator.latents(2))
 
 
 def test_mapper_keeps_noise_and_shapes():
     mapper = Mapper(MapperConfig())
-    z = mapper.latents(torch.tensor([1, 2]), torch.Generator().manual_seed(0))
+    z = mapper.latents(2, torch.tensor([1, 2]), torch.Generator().manual_seed(0))
     assert z.shape == (2, 100)
+    with pytest.raises(ValueError, match="one label per latent"):
+        mapper.latents(3, torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize("kind", ["cgan", "gan", "vae", "mapper"])
+def test_every_latent_source_keeps_one_contract(kind):
+    """latents(n, labels, generator, temperature) -> [n, L]; the same generator seed gives the same latents."""
+    module = build_model(kind)
+    labels = None if kind == "gan" else torch.tensor([0, 1, 2])
+    draws = [module.latents(3, labels, torch.Generator().manual_seed(5), 0.5) for _ in range(2)]
+    assert draws[0].shape == (3, module.config.latent_dim) and torch.equal(*draws)
 
 
 def test_vae_loss_and_class_gaussians():

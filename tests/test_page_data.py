@@ -7,9 +7,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from genmodels.paths import REPO_ROOT
-from pages.common import FRAMED_KEY
 
-PAGE = str(REPO_ROOT / "pages" / "data.py")
+PAGE = str(REPO_ROOT / "views" / "data.py")
 REAL_DATA = Path(os.environ.get("GENMODELS_DATA") or "/work/shared/datasets")
 
 
@@ -21,7 +20,6 @@ def no_full_data(tmp_path, monkeypatch):
 
 def open_page(dataset="mnist"):
     at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state[FRAMED_KEY] = True  # as app.py sets it
     at.session_state["dataset"] = dataset
     return at.run()
 

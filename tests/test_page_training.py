@@ -7,9 +7,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from genmodels.paths import REPO_ROOT
-from pages.common import FRAMED_KEY
 
-PAGE = str(REPO_ROOT / "pages" / "training.py")
+PAGE = str(REPO_ROOT / "views" / "training.py")
 GAN_RECORDS = [
     {"type": "step", "step": s, "epoch": s / 10, "loss_d": 1.0 + (s % 3) * 0.3, "loss_g": 2.0 - (s % 2) * 0.5,
      "d_real": 0.7, "d_fake": 0.3} for s in range(1, 21)
@@ -19,7 +18,6 @@ GAN_RECORDS = [
 
 def open_page(dataset="mnist", **state):
     at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state[FRAMED_KEY] = True  # as app.py sets it
     at.session_state["dataset"] = dataset
     for key, value in state.items():
         at.session_state[key] = value

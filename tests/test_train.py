@@ -431,7 +431,7 @@ def test_ctrl_c_before_training_starts_is_one_line(tmp_path):
 def test_a_mapper_run_says_what_it_prepares_before_its_first_step(synthetic_data, tmp_path, monkeypatch):
     """While the mapper trains its pixel judge and sorts the generator's draws (about a minute for the shipped
     recipe), its status says so, and the sidebar shows it instead of 'loading data'; the note goes once steps run."""
-    from pages.sidebar import _progress_text
+    from views.sidebar import _progress_text
     from train import tasks
 
     run_dir = tmp_path / "run"

@@ -496,7 +496,8 @@ class VAETask(BaseTask):
         if self.judge is not None and self.train_images is not None:
             self.fit_classes()
             labels = self._eval_labels(self.config.num_classes)
-            images = self.vae.sample(len(labels), labels.to(self.device), generator=torch.Generator().manual_seed(EVAL_SEED))
+            z = self.vae.latents(len(labels), labels.to(self.device), torch.Generator().manual_seed(EVAL_SEED))
+            images = self.vae.decode(z)
             probs = self._judge_probs(images)
             out.update(class_accuracy=metrics.class_accuracy(probs, labels), classifier_confidence=metrics.mean_confidence(probs))
         return out
@@ -629,7 +630,7 @@ class MapperTask(BaseTask):
     def evaluate(self, test_images, test_labels):
         self.mapper.eval()
         labels = self._eval_labels(self.config.num_classes)
-        z = self.mapper.latents(labels, generator=torch.Generator().manual_seed(EVAL_SEED))
+        z = self.mapper.latents(len(labels), labels, torch.Generator().manual_seed(EVAL_SEED))
         probs = self._judge_probs(self.generator.decode(z))
         out = {
             "class_accuracy": metrics.class_accuracy(probs, labels),

@@ -41,20 +41,30 @@ class CondGenerator(nn.Module):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    takes_labels = True  # decoding needs a class per latent
+
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.body(torch.cat([z, self.embed(labels)], dim=1))
+        return self.forward_embedded(z, self.embed(labels))
+
+    def forward_embedded(self, z: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """(z [N, latent_dim], class embeddings [N, embed_dim]) -> image [N, 1, 28, 28] in [-1, 1].
+
+        The class enters as an embedding vector, so a blend of two classes' embeddings is a continuous path.
+        """
+        h = self.body(torch.cat([z, embeddings], dim=1))
         return torch.tanh(self.to_pixels(h)).view(-1, *IMAGE_SHAPE)
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """labels [N] -> images [N, 1, 28, 28] in [0, 1], z ~ N(0, temperature^2 I)."""
-        labels = check_labels(labels, self.config.num_classes).to(self.embed.weight.device)
-        z = gaussian_noise(len(labels), self.latent_dim, generator, self.embed.weight.device) * temperature
-        return self.decode(z, labels)
+    def latents(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                temperature: float = 1.0) -> torch.Tensor:
+        """Latents [n, latent_dim] ~ N(0, temperature^2 I); the class goes to `decode`, not into z."""
+        return gaussian_noise(n, self.latent_dim, generator, self.embed.weight.device) * temperature
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """(latents [N, latent_dim], labels [N]) -> images [N, 1, 28, 28] in [0, 1]."""
+        if labels is None or len(labels) != len(z):
+            raise ValueError("the conditional GAN needs one label per latent")
         labels = check_labels(labels, self.config.num_classes).to(self.embed.weight.device)
         return self(z, labels).add_(1.0).mul_(0.5)
 

@@ -36,15 +36,19 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.to_pixels(self.body(z))).view(-1, *IMAGE_SHAPE)
 
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """n images [n, 1, 28, 28] in [0, 1] from z ~ N(0, temperature^2 I)."""
-        z = gaussian_noise(n, self.latent_dim, generator, self.to_pixels.weight.device) * temperature
-        return self.decode(z)
+    takes_labels = False  # unconditional: its label mapper (genmodels.models.mapper) picks latents per class
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents [N, latent_dim] -> images [N, 1, 28, 28] in [0, 1]."""
+    def latents(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                temperature: float = 1.0) -> torch.Tensor:
+        """Latents [n, latent_dim] ~ N(0, temperature^2 I); labels need its mapper."""
+        if labels is not None:
+            raise ValueError("the unconditional GAN samples by class only through its label mapper")
+        return gaussian_noise(n, self.latent_dim, generator, self.to_pixels.weight.device) * temperature
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents [N, latent_dim] -> images [N, 1, 28, 28] in [0, 1] (labels: unused, unconditional)."""
         return self(z).add_(1.0).mul_(0.5)
 
 

@@ -39,8 +39,11 @@ class Mapper(nn.Module):
         return noise + self.to_offset(h)
 
     @torch.no_grad()
-    def latents(self, labels: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """labels [N] -> latents [N, latent_dim] for the frozen generator."""
+    def latents(self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None = None,
+                temperature: float = 1.0) -> torch.Tensor:
+        """labels [n] -> latents [n, latent_dim] for the frozen generator, from noise ~ N(0, temperature^2 I)."""
+        if labels is None or len(labels) != n:
+            raise ValueError(f"the label mapper needs one label per latent: {n} latents")
         labels = check_labels(labels, self.config.num_classes).to(self.embed.weight.device)
-        noise = gaussian_noise(len(labels), self.config.latent_dim, generator, self.embed.weight.device) * temperature
+        noise = gaussian_noise(n, self.config.latent_dim, generator, self.embed.weight.device) * temperature
         return self(labels, noise)

@@ -71,9 +71,11 @@ class VAE(nn.Module):
         z = mu + eps * torch.exp(0.5 * logvar)
         return self.decode_logits(z), mu, logvar, z
 
+    takes_labels = False  # the class picks the latent's Gaussian in `latents`; decoding needs no label
+
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """latents [N, latent_dim] -> images [N, 1, 28, 28] in [0, 1]."""
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """latents [N, latent_dim] -> images [N, 1, 28, 28] in [0, 1] (labels: unused)."""
         return torch.sigmoid(self.decode_logits(z))
 
     @torch.no_grad()
@@ -87,11 +89,6 @@ class VAE(nn.Module):
         if len(labels) != n:
             raise ValueError(f"{len(labels)} labels for {n} samples")
         return self.class_means[labels] + torch.einsum("nij,nj->ni", self.class_scale_tril[labels], eps)
-
-    @torch.no_grad()
-    def sample(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """n images [n, 1, 28, 28] in [0, 1], unconditional or of the given labels [n]."""
-        return self.decode(self.latents(n, labels, generator, temperature))
 
     @torch.no_grad()
     def fit_class_gaussians(self, mu: torch.Tensor, labels: torch.Tensor) -> None:

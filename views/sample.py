@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import common
+from views import common
 
-common.require_frame(__file__)
 # The default page draws its heading before PyTorch loads: on a cold start the imports below take 2-3 s.
 st.title("Sample")
 st.caption("Generate images by model, class and seed. Every image is captioned with the project classifier's "

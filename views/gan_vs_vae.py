@@ -15,9 +15,8 @@ from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
 from genmodels.latent import interpolation_strip
 from genmodels.summary import load_summary
-from pages import common
+from views import common
 
-common.require_frame(__file__)
 
 TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
 COLORS = {"cgan": "#1f77b4", "gan": "#ff7f0e", "vae": "#2ca02c"}  # one colour per model in every chart

@@ -15,9 +15,8 @@ from genmodels.datasets import missing_files
 from genmodels.latent import (LatentMap, RealImages, full_test_images, interpolate, real_latent_map, reconstruct, summary_images,
                               unit_images)
 from genmodels.summary import load_summary
-from pages import common
+from views import common
 
-common.require_frame(__file__)
 
 NEIGHBOURS = 8
 SCATTER_KEY = "latent_scatter"

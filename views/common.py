@@ -4,7 +4,6 @@ PyTorch loads on first use of a model, not on import: the sidebar and a page's h
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -16,8 +15,6 @@ if TYPE_CHECKING:
     from genmodels.compare import RealismReference
 
 DATASET_KEY = "dataset"
-FRAMED_KEY = "framed"  # set by app.py on each run of a session; absent when Streamlit ran a page file on its own
-DEEP_LINK_KEY = "deep_link"  # the page a link asked for, kept while app.py is brought in to frame it
 DEFAULT_DATASET = "mnist"
 
 
@@ -89,15 +86,3 @@ def try_classifier(dataset: str):
     except (CheckpointError, ValueError) as exc:
         st.error(f"The classifier for {dataset_info(dataset).title} is unavailable: {exc}")
         return None
-
-
-def require_frame(page_file: str) -> None:
-    """Send a page that Streamlit ran on its own through app.py, which opens it again inside the frame.
-
-    Until app.py has called st.navigation once since the server started, Streamlit treats pages/ as an old-style
-    pages folder: a link or reload to /training runs pages/training.py alone, without the sidebar, its dataset
-    picker or the launcher, and lists every module of pages/ as a page.
-    """
-    if not st.session_state.get(FRAMED_KEY):
-        st.session_state[DEEP_LINK_KEY] = Path(page_file).stem  # app.py keys its pages by file name
-        st.switch_page("app.py")

@@ -18,10 +18,9 @@ from genmodels.logs import (
     Chart, Series, TrainingLog, charts_for, grid_images, metrics_csv, run_log, shipped_logs, smooth, user_logs,
 )
 from genmodels.runs import read_metrics, run_info
-from pages.common import current_dataset, real_baselines, require_frame, try_classifier, try_generator
-from pages.sidebar import REFRESH_S, show_ended
+from views.common import current_dataset, real_baselines, try_classifier, try_generator
+from views.sidebar import REFRESH_S, show_ended
 
-require_frame(__file__)
 
 PALETTE = plotly.colors.qualitative.Plotly
 SHIPPED_ORDER = ("gan", "cgan", "vae", "classifier", "mapper")

@@ -7,7 +7,7 @@ from genmodels.datasets import DATASETS, dataset_info
 from genmodels.kinds import KINDS
 from genmodels.launch import BATCH_RANGE, EPOCH_RANGE, LAUNCH_KINDS, MAX_STEPS_RANGE, SEED_RANGE, check_request, start
 from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, run_info
-from pages.common import DATASET_KEY, current_dataset
+from views.common import DATASET_KEY, current_dataset
 
 LAUNCHED_KEY = "launched_runs"  # names of the runs started from this browser session, newest last
 NOTICE_KEY = "runs_notice"  # one message for the runs panel (e.g. the outcome of a Cancel click)

@@ -11,9 +11,8 @@ from genmodels.eda import DataOverview, intensity_histogram, overview, preview_g
 from genmodels.images import png_bytes
 from genmodels.paths import data_dir
 from genmodels.summary import load_summary
-from pages.common import current_dataset, require_frame
+from views.common import current_dataset
 
-require_frame(__file__)
 
 
 @st.cache_data(show_spinner="Summarising the dataset...", max_entries=4)

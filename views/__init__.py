@@ -1,0 +1,29 @@
+"""The studio's views (thin Streamlit pages); `PAGES` lists them once, in navigation order."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+VIEWS_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class View:
+    """One page of the app: its file stem in views/, its title and its Material icon."""
+
+    name: str
+    title: str
+    icon: str
+
+    @property
+    def path(self) -> Path:
+        return VIEWS_DIR / f"{self.name}.py"
+
+
+PAGES = (
+    View("sample", "Sample", ":material/draw:"),
+    View("latent_space", "Latent space", ":material/scatter_plot:"),
+    View("gan_vs_vae", "GAN vs VAE", ":material/compare:"),
+    View("training", "Training", ":material/monitoring:"),
+    View("data", "Data", ":material/dataset:"),
+)
