@@ -198,6 +198,11 @@ def labelling_kinds() -> dict[str, str]:
     return {k.labelled_by: name for name, k in KINDS.items() if k.labelled_by}
 
 
+def draws_samples(name: str) -> bool:
+    """Whether a kind's training draws fixed-noise sample grids: the generators and their label mappers."""
+    return name in KINDS and (KINDS[name].generates or name in labelling_kinds())
+
+
 def training_order() -> tuple[str, ...]:
     """Every kind, each after the kinds its training needs (registry order otherwise)."""
     ordered: list[str] = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from genmodels.kinds import KINDS, generator_kinds
 from views import common
 
 # The default page draws its heading before PyTorch loads: on a cold start the imports below take 2-3 s.
@@ -16,12 +17,11 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     from genmodels.images import grid_png
     from genmodels.latent import interpolation_strip
 
-MODEL_TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
 MODES = ("One class", "Every class", "Unconditional")
 SHIPPED = ""  # the Checkpoint box's first option; not None, which a selectbox shows as "no choice" after a rerun
 EDITABLE_DIMS = 4
 DEFAULTS = {
-    "sample_kind": "cgan", "sample_mode": "One class", "sample_class": 0, "sample_n": 10,
+    "sample_kind": generator_kinds()[0], "sample_mode": "One class", "sample_class": 0, "sample_n": 10,
     "sample_seed": 0, "sample_temperature": 1.0, "sample_edit_scope": "First image",
     **{f"sample_dz{i}": 0.0 for i in range(EDITABLE_DIMS)},
 }
@@ -76,7 +76,7 @@ preset_cols[1].button("10 images, one per class (report 000)", on_click=apply_pr
 preset_cols[2].button("5 images of the chosen class", on_click=apply_preset, args=("One class", 5), width="stretch")
 
 left, middle, right = st.columns(3)
-kind = left.selectbox("Model", list(MODEL_TITLES), format_func=MODEL_TITLES.get, key="sample_kind")
+kind = left.selectbox("Model", generator_kinds(), format_func=lambda k: KINDS[k].display_title, key="sample_kind")
 runs_of_kind = user_checkpoints(kind, dataset)
 run_name = left.selectbox("Checkpoint", [SHIPPED, *runs_of_kind], format_func=lambda r: "Shipped" if r == SHIPPED else f"Run {r}",
                           key=f"sample_checkpoint_{kind}_{dataset}", disabled=not runs_of_kind,

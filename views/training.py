@@ -14,6 +14,7 @@ from genmodels.architecture import NetworkTable, architecture
 from genmodels.checkpoint import CheckpointError, read_metadata
 from genmodels.compare import COMPARED_KINDS, generated_scores
 from genmodels.datasets import dataset_info
+from genmodels.kinds import draws_samples
 from genmodels.logs import (
     Chart, Series, TrainingLog, charts_for, grid_images, metrics_csv, run_log, shipped_logs, smooth, user_logs,
 )
@@ -23,7 +24,6 @@ from views.sidebar import REFRESH_S, show_ended
 
 
 PALETTE = plotly.colors.qualitative.Plotly
-SHIPPED_ORDER = ("gan", "cgan", "vae", "classifier", "mapper")
 
 
 def _file_stamp(path: Path) -> tuple[int, int]:
@@ -105,8 +105,8 @@ def show_grids(log: TrainingLog) -> None:
     """The fixed-noise sample grid of the epoch picked on a slider."""
     grids = grid_images(log.grids_dir)
     if not grids:
-        if log.kind == "classifier":
-            st.caption("No sample grids: the classifier draws none.")
+        if not draws_samples(log.kind):
+            st.caption(f"No sample grids: a {log.kind} draws none.")
         elif log.active:
             st.caption("No sample grid yet (one is drawn at the end of each epoch).")
         else:
@@ -220,7 +220,7 @@ def show_evaluation(log: TrainingLog) -> None:
 
 dataset = current_dataset()
 st.title("Training")
-shipped = sorted(shipped_logs(dataset), key=lambda log: SHIPPED_ORDER.index(log.kind))
+shipped = shipped_logs(dataset)  # in the registry's order
 try:
     every_run = user_logs()
 except OSError as exc:
