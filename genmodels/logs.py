@@ -1,13 +1,13 @@
 """Training logs for display: the shipped runs' logs and the user's runs, their metric series, smoothing, grids and CSV."""
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, Chart
@@ -106,14 +106,13 @@ def _finite(value: Any) -> bool:
 
 
 def smooth(values: list[float], weight: float) -> list[float]:
-    """Exponential moving average with bias correction (TensorBoard's smoothing); weight in [0, 1)."""
+    """Exponential moving average with bias correction (TensorBoard's smoothing); weight in [0, 1).
+
+    pandas' adjusted EWM with alpha = 1 - weight is that average: early points are not pulled towards 0.
+    """
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
-    smoothed, average = [], 0.0
-    for i, value in enumerate(values, 1):
-        average = weight * average + (1.0 - weight) * value
-        smoothed.append(average / (1.0 - weight ** i))  # early points are not pulled towards 0
-    return smoothed
+    return pd.Series(values, dtype="float64").ewm(alpha=1.0 - weight, adjust=True).mean().tolist()
 
 
 def charts_for(kind: str, records: list[dict[str, Any]]) -> list[tuple[Chart, list[Series]]]:
@@ -139,8 +138,4 @@ def metrics_csv(records: list[dict[str, Any]]) -> str:
     """The records as CSV: one row per record, one column per key seen (type, step, epoch first)."""
     leading = ["type", "step", "epoch"]
     columns = leading + sorted({k for r in records for k in r} - set(leading))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buffer.getvalue()
+    return pd.DataFrame.from_records(records, columns=columns).to_csv(index=False, lineterminator="\n")

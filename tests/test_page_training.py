@@ -6,6 +6,7 @@ import subprocess
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from genmodels.kinds import generator_kinds
 from genmodels.paths import REPO_ROOT
 
 PAGE = str(REPO_ROOT / "views" / "training.py")
@@ -37,7 +38,7 @@ def errors(at):
 def test_shipped_logs_render_with_their_charts(shipped_logs_dir, runs_root, dataset):
     at = open_page(dataset)
     assert not at.exception and not at.error
-    assert at.selectbox(key="training_log").value == f"shipped/{dataset}/gan"
+    assert at.selectbox(key="training_log").value == f"shipped/{dataset}/{generator_kinds()[0]}", "registry order"
     titles = [c["layout"]["title"]["text"] for c in charts(at)]
     assert any("D(x)" in t for t in titles) and any("discriminator vs generator" in t for t in titles)
     assert at.get("download_button") and at.get("image")
@@ -58,7 +59,7 @@ def test_picking_another_log_changes_the_charts(shipped_logs_dir, runs_root):
 
 @pytest.mark.checkpoints
 def test_smoothing_slider_changes_the_plotted_series(shipped_logs_dir, runs_root):
-    at = open_page()
+    at = open_page(training_log="shipped/mnist/gan")
     smoothed = charts(at)[0]["data"]
     at.slider(key="training_smoothing").set_value(0.0).run()
     raw = charts(at)[0]["data"]
@@ -71,8 +72,9 @@ def test_smoothing_slider_changes_the_plotted_series(shipped_logs_dir, runs_root
 @pytest.mark.checkpoints
 def test_grid_slider_shows_the_chosen_epoch(shipped_logs_dir, runs_root):
     at = open_page()
-    slider = at.select_slider(key="grid-epoch-shipped/mnist/gan")
-    last_grid = sorted((shipped_logs_dir / "mnist" / "logs" / "gan_grids").glob("epoch_*.png"))[-1]
+    first = generator_kinds()[0]
+    slider = at.select_slider(key=f"grid-epoch-shipped/mnist/{first}")
+    last_grid = sorted((shipped_logs_dir / "mnist" / "logs" / f"{first}_grids").glob("epoch_*.png"))[-1]
     assert slider.value == int(last_grid.stem.removeprefix("epoch_"))  # opens on the last epoch
     slider.set_value(1).run()
     assert "after epoch 1" in at.get("image")[0].captions[0]
@@ -118,7 +120,7 @@ def test_missing_or_corrupt_checkpoint_keeps_the_page_working(shipped_logs_dir, 
     shutil.copytree(shipped_logs_dir / "mnist" / "logs", root / "mnist" / "logs")
     (root / "mnist" / "gan.safetensors").write_bytes(b"not a safetensors file")
     monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(root))
-    at = open_page()
+    at = open_page(training_log="shipped/mnist/gan")
     assert "checkpoint is unusable" in errors(at) and len(charts(at)) == 3
     assert any("training log's config" in c.value for c in at.caption), "the architecture falls back to the log's config"
     at.selectbox(key="training_log").select("shipped/mnist/vae").run()
@@ -140,6 +142,7 @@ def test_log_helpers_series_smoothing_csv_and_grids(tmp_path):
     assert quality.per_epoch and quality.x == [1.0, 2.0]
     assert metric_series([{"type": "step", "epoch": 1, "loss_d": float("nan")}], "loss_d").x == []
     assert smooth([1.0, 3.0], 0.0) == [1.0, 3.0] and smooth([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])
+    assert smooth([1.0, 2.0, 4.0], 0.5) == pytest.approx([1.0, 5 / 3, 3.0]), "bias-corrected, as TensorBoard smooths"
     with pytest.raises(ValueError):
         smooth([1.0], 1.0)
     assert [chart.keys for chart, _ in charts_for("gan", GAN_RECORDS)][0] == ("loss_d", "loss_g")

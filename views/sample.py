@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from genmodels.kinds import KINDS, generator_kinds
 from views import common
 
 # The default page draws its heading before PyTorch loads: on a cold start the imports below take 2-3 s.
@@ -15,6 +14,7 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     from genmodels.api import predict
     from genmodels.gallery import MAX_GALLERY, Gallery, display_pixels, generate_gallery, next_seed, prediction_captions
     from genmodels.images import grid_png
+    from genmodels.kinds import KINDS, generator_kinds
     from genmodels.latent import interpolation_strip
 
 MODES = ("One class", "Every class", "Unconditional")
