@@ -211,3 +211,16 @@ def test_a_run_that_ended_within_its_first_epoch_says_so(runs_root, make_run):
     assert any("ended before its first epoch" in c.value for c in at.caption) and not at.exception
     shares = [c for c in charts(at) if c["layout"]["yaxis"].get("tickformat") == ".0%"]
     assert shares and all(c["layout"]["yaxis"]["range"] == [0, 1.02] for c in shares)
+
+
+def test_a_failing_run_shows_its_alert_and_a_marker_on_the_curves(make_run, runs_root):
+    """A run whose D rejects every fake for 500 steps: the page names it, says what to try, and marks the step."""
+    records = [{"type": "step", "step": s, "epoch": s / 100, "loss_d": 0.01, "loss_g": 6.0, "d_real": 0.99,
+                "d_fake": 0.01} for s in range(100, 800, 100)]
+    make_run("gan-broken", "finished", kind="gan", records=records)
+    at = open_page(training_log="run/gan-broken")
+    assert not at.exception
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("**Discriminator wins** at step 600") and "lower D's learning rate" in warning
+    marked = [shape for chart in charts(at) for shape in chart["layout"].get("shapes", [])]
+    assert marked and all(shape["x0"] == 6.0 for shape in marked)

@@ -13,7 +13,9 @@ import streamlit as st
 from genmodels.architecture import NetworkTable, architecture
 from genmodels.checkpoint import CheckpointError, read_metadata
 from genmodels.compare import COMPARED_KINDS, generated_scores
+from genmodels import health
 from genmodels.datasets import dataset_info
+from genmodels.health import Alert
 from genmodels.kinds import draws_samples
 from genmodels.logs import (
     Chart, Series, TrainingLog, charts_for, grid_images, metrics_csv, run_log, shipped_logs, smooth, user_logs,
@@ -57,9 +59,13 @@ def records_of(log: TrainingLog) -> list[dict[str, Any]]:
     return cached_records(str(log.metrics_file), _file_stamp(log.metrics_file))
 
 
-def chart_figure(chart: Chart, series: list[Series], smoothing: float) -> go.Figure:
-    """Raw values faintly, smoothed values on top (TensorBoard style); per-epoch metrics get markers."""
+def chart_figure(chart: Chart, series: list[Series], smoothing: float, alerts: list[Alert] = ()) -> go.Figure:
+    """Raw values faintly, smoothed values on top (TensorBoard style); per-epoch metrics get markers; a dotted
+    line marks where each alert fired."""
     figure = go.Figure()
+    for alert in alerts:
+        figure.add_vline(x=alert.epoch, line=dict(color="#d62728", dash="dot", width=1),
+                         annotation=dict(text=alert.name, font=dict(color="#d62728", size=11)))
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
         mode = "lines+markers" if s.per_epoch and len(s.x) <= 60 else "lines"
@@ -89,7 +95,14 @@ def show_status(log: TrainingLog) -> None:
         show_ended(log.run)
 
 
-def show_charts(log: TrainingLog, records: list[dict[str, Any]], smoothing: float) -> None:
+def show_alerts(alerts: list[Alert]) -> None:
+    """What the health rules found in the log: each failure named, where it fired, and what to try."""
+    for alert in alerts:
+        st.warning(f"**{alert.name.capitalize()}** at step {alert.step:,} (epoch {alert.epoch:.3g}): {alert.message}. "
+                   f"Try: {alert.fix}.", icon=":material/warning:")
+
+
+def show_charts(log: TrainingLog, records: list[dict[str, Any]], smoothing: float, alerts: list[Alert]) -> None:
     """The kind's charts, two per row."""
     charts = charts_for(log.kind, records)
     if not charts:
@@ -98,7 +111,7 @@ def show_charts(log: TrainingLog, records: list[dict[str, Any]], smoothing: floa
     columns = st.columns(2)
     for i, (chart, series) in enumerate(charts):
         with columns[i % 2]:
-            st.plotly_chart(chart_figure(chart, series, smoothing), key=f"chart-{i}")
+            st.plotly_chart(chart_figure(chart, series, smoothing, alerts), key=f"chart-{i}")
 
 
 def show_grids(log: TrainingLog) -> None:
@@ -129,7 +142,9 @@ def live_view(log: TrainingLog, smoothing: float) -> None:
             st.rerun()
         show_status(log)
     records = records_of(log)
-    show_charts(log, records, smoothing)
+    alerts = health.alerts(records)
+    show_alerts(alerts)
+    show_charts(log, records, smoothing, alerts)
     st.subheader("Samples per epoch")
     show_grids(log)
     if records:
