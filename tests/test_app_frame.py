@@ -177,3 +177,12 @@ def test_check_request_ranges():
         args = {"kind": "gan", "dataset": "mnist", "epochs": 1, "batch_size": 64, "lr": "", "seed": 0, "max_steps": 0, **kwargs}
         with pytest.raises(ValueError, match=message):
             check_request(**args)
+
+
+def test_the_runs_panel_names_an_active_runs_alert(make_run, runs_root, sleeper):
+    """A live run whose loss went NaN: the sidebar says so beside its progress bar."""
+    make_run("gan-live", "running", pid=sleeper.pid, total_steps=1000, step=300,
+             records=[{"type": "step", "step": 300, "epoch": 0.3, "loss_d": float("nan"), "loss_g": 1.0}])
+    at = open_sidebar()
+    assert not at.exception
+    assert any(w.value.startswith("**Diverged** (step 300)") for w in at.sidebar.warning)

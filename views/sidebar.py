@@ -6,7 +6,8 @@ import streamlit as st
 from genmodels.datasets import DATASETS, dataset_info
 from genmodels.kinds import KINDS
 from genmodels.launch import BATCH_RANGE, EPOCH_RANGE, LAUNCH_KINDS, MAX_STEPS_RANGE, SEED_RANGE, check_request, start
-from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, run_info
+from genmodels import health
+from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, read_metrics, run_info
 from views.common import DATASET_KEY, current_dataset
 
 LAUNCHED_KEY = "launched_runs"  # names of the runs started from this browser session, newest last
@@ -101,6 +102,8 @@ def runs_panel() -> None:
         st.info(notice)
     for run in active:
         st.progress(run.progress, text=_progress_text(run))
+        for alert in health.alerts(read_metrics(run.path / "metrics.jsonl")):
+            st.warning(f"**{alert.name.capitalize()}** (step {alert.step:,}): {alert.message}.", icon=":material/warning:")
         st.button("Cancel", key=f"cancel-{run.name}", on_click=_cancel, args=(run,), help=f"Stop {run.name}")
     for run in ended:
         show_ended(run)
