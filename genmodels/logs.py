@@ -9,10 +9,11 @@ from typing import Any
 
 import pandas as pd
 
+from genmodels.cards import ExperimentCard, make_card
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, Chart
 from genmodels.paths import checkpoints_dir
-from genmodels.runs import RunInfo, list_runs, read_json
+from genmodels.runs import RunInfo, list_runs, read_json, read_metrics
 
 GRID_PATTERN = re.compile(r"^epoch_(\d+)\.png$")
 SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
@@ -29,16 +30,19 @@ class TrainingLog:
     config: dict[str, Any]
     grids_dir: Path
     model_file: Path | None
-    run: RunInfo | None = None  # None for the shipped logs
+    run: RunInfo | None = None  # None for the shipped logs and opened cards
+    card: str | None = None  # the run name inside an opened experiment card
 
     @property
     def key(self) -> str:
-        """A stable identifier: 'shipped/<dataset>/<kind>' or 'run/<name>'."""
+        """A stable identifier: 'shipped/<dataset>/<kind>', 'run/<name>' or 'card/<name>'."""
+        if self.card is not None:
+            return f"card/{self.card}"
         return f"shipped/{self.dataset}/{self.kind}" if self.run is None else f"run/{self.run.name}"
 
     @property
     def shipped(self) -> bool:
-        return self.run is None
+        return self.run is None and self.card is None
 
     @property
     def active(self) -> bool:
@@ -80,6 +84,21 @@ def run_log(run: RunInfo) -> TrainingLog:
         metrics_file=run.path / "metrics.jsonl", config=run.config, grids_dir=run.path / "grids",
         model_file=run.path / f"{run.kind}.safetensors" if run.kind else None, run=run,
     )
+
+
+def card_log(card: ExperimentCard, folder: Path) -> TrainingLog:
+    """The training log inside an experiment card, unpacked into `folder` (see genmodels.cards.unpack)."""
+    return TrainingLog(
+        label=f"Card {card.name}", kind=card.kind, dataset=card.dataset, metrics_file=folder / "metrics.jsonl",
+        config=card.config, grids_dir=folder / "grids", model_file=None, card=card.name,
+    )
+
+
+def log_card(log: TrainingLog) -> ExperimentCard:
+    """An experiment card of a log: its config, metrics, environment and newest grid."""
+    grids = {epoch: path.read_bytes() for epoch, path in list(grid_images(log.grids_dir).items())[-1:]}
+    name = log.run.name if log.run is not None else log.card or f"shipped-{log.dataset}-{log.kind}"
+    return make_card(name, log.kind, log.dataset, log.config, read_metrics(log.metrics_file), grids)
 
 
 def user_logs(dataset: str | None = None, root: str | None = None) -> list[TrainingLog]:

@@ -224,3 +224,31 @@ def test_a_failing_run_shows_its_alert_and_a_marker_on_the_curves(make_run, runs
     assert warning.startswith("**Discriminator wins** at step 600") and "lower D's learning rate" in warning
     marked = [shape for chart in charts(at) for shape in chart["layout"].get("shapes", [])]
     assert marked and all(shape["x0"] == 6.0 for shape in marked)
+
+
+@pytest.mark.checkpoints
+def test_two_logs_compare_on_shared_axes_with_one_grid_slider(shipped_logs_dir, runs_root):
+    at = open_page(training_log="shipped/mnist/gan")
+    at.multiselect(key="training_compare").select("shipped/mnist/cgan").run()
+    assert not at.exception and not at.error
+    overlaid = [c for c in charts(at) if any(" · " in (t.get("name") or "") for t in c["data"])]
+    losses = next(c for c in overlaid if "discriminator vs generator" in c["layout"]["title"]["text"])
+    labels = {t["name"].split(" · ")[0] for t in losses["data"]}
+    assert len(labels) == 2, "both logs' losses on one chart"
+    slider = at.select_slider(key="compare-epoch")
+    first = int(slider.options[0])
+    slider.set_value(first).run()
+    captions = [image.captions[0] for image in at.get("image")[-2:]]
+    assert captions == [f"after epoch {first}"] * 2, "one grid per log, both at the chosen epoch"
+
+
+def test_an_opened_card_is_a_log_like_any_other(runs_root, tmp_path):
+    """A card unpacked into the session shows its charts and joins the picker (the upload itself: browser test)."""
+    from genmodels.cards import make_card, unpack
+
+    records = [{"type": "step", "step": s, "epoch": s / 10, "loss_d": 1.0, "loss_g": 2.0, "d_real": 0.6,
+                "d_fake": 0.4} for s in range(1, 11)]
+    card = make_card("my-card", "gan", "mnist", {"recipe": {"seed": 3}}, records, {})
+    at = open_page(opened_cards={"abc": (card, unpack(card, tmp_path / "abc"))}, training_log="card/my-card")
+    assert not at.exception and not at.error
+    assert at.selectbox(key="training_log").value == "card/my-card" and charts(at)

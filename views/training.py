@@ -1,7 +1,10 @@
-"""Training page: live loss curves of the shipped and the user's runs, per-epoch sample grids, architectures, CSV export."""
+"""Training page: live curves of the shipped and the user's runs with health alerts, per-epoch sample grids,
+architectures, CSV and experiment-card export, and two to four runs compared side by side."""
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,11 @@ from genmodels import health
 from genmodels.datasets import dataset_info
 from genmodels.health import Alert
 from genmodels.kinds import draws_samples
+from genmodels.cards import CardError, read_card, unpack
+from genmodels.kinds import KINDS
 from genmodels.logs import (
-    Chart, Series, TrainingLog, charts_for, grid_images, metrics_csv, run_log, shipped_logs, smooth, user_logs,
+    Chart, Series, TrainingLog, card_log, charts_for, grid_images, log_card, metric_series, metrics_csv, run_log,
+    shipped_logs, smooth, user_logs,
 )
 from genmodels.runs import read_metrics, run_info
 from views.common import current_dataset, real_baselines, try_classifier, try_generator
@@ -26,6 +32,9 @@ from views.sidebar import REFRESH_S, show_ended
 
 
 PALETTE = plotly.colors.qualitative.Plotly
+DASHES = ("solid", "dash", "dot", "dashdot")  # one per metric of a compared chart; colours tell the logs apart
+MAX_COMPARED = 4
+CARDS_KEY = "opened_cards"  # {content digest: (card, unpacked folder)} of this session
 
 
 def _file_stamp(path: Path) -> tuple[int, int]:
@@ -88,6 +97,10 @@ def show_status(log: TrainingLog) -> None:
         recipe = log.config.get("recipe", {})
         st.caption(f"The log of the run behind the shipped {log.kind} checkpoint: {recipe.get('epochs', '?')} epochs, "
                    f"batch {recipe.get('batch_size', '?')}, lr {recipe.get('lr', '?')}, on {log.config.get('device', '?')}.")
+    elif log.card is not None:
+        recipe = log.config.get("recipe", {})
+        st.caption(f"Opened from an experiment card: a {log.kind} run on {dataset_info(log.dataset).title}, seed "
+                   f"{recipe.get('seed', '?')}, {recipe.get('epochs', '?')} epochs, lr {recipe.get('lr', '?')}.")
     elif log.active:
         st.progress(log.run.progress, text=f"{log.run.state}: step {log.run.status.get('step', 0)}"
                                            f"/{log.run.status.get('total_steps') or '?'} (refreshes every {REFRESH_S:g} s)")
@@ -148,8 +161,14 @@ def live_view(log: TrainingLog, smoothing: float) -> None:
     st.subheader("Samples per epoch")
     show_grids(log)
     if records:
-        st.download_button("Download metrics (CSV)", metrics_csv(records), file_name=f"{log.key.replace('/', '-')}.csv",
-                           mime="text/csv", on_click="ignore", key="metrics-csv")
+        csv_col, card_col = st.columns(2)
+        csv_col.download_button("Download metrics (CSV)", metrics_csv(records), file_name=f"{log.key.replace('/', '-')}.csv",
+                                 mime="text/csv", on_click="ignore", key="metrics-csv")
+        card_col.download_button("Download experiment card", log_card(log).to_json(),
+                                 file_name=f"{log.key.replace('/', '-')}.card.json", mime="application/json",
+                                 on_click="ignore", key="experiment-card",
+                                 help="One file with the config, seed, environment, metrics, alerts and last grid; "
+                                      "open it again below.")
 
 
 def show_architecture(log: TrainingLog) -> None:
@@ -233,6 +252,82 @@ def show_evaluation(log: TrainingLog) -> None:
                    "`python -m genmodels evaluate`.")
 
 
+def opened_cards() -> list[TrainingLog]:
+    """The experiment cards this session opened (unpacked once per card content)."""
+    return [card_log(card, folder) for card, folder in st.session_state.get(CARDS_KEY, {}).values()]
+
+
+def open_card_box() -> None:
+    """Upload an experiment card: it joins the logs to view and compare; a bad file gets one message."""
+    upload = st.file_uploader("Open an experiment card", type=["json"], key="card_upload",
+                              help="A .card.json file downloaded from this page.")
+    if upload is None:
+        return
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    cards = st.session_state.setdefault(CARDS_KEY, {})
+    if digest in cards:
+        return
+    try:
+        card = read_card(data)
+    except CardError as exc:
+        st.error(f"Cannot open {upload.name}: {exc}.")
+        return
+    cards[digest] = (card, unpack(card, Path(tempfile.gettempdir()) / "genmodels-cards" / digest))
+    st.session_state["training_log"] = f"card/{card.name}"
+    st.rerun()
+
+
+def overlay_figure(chart: Chart, logs: list[TrainingLog], smoothing: float) -> go.Figure | None:
+    """One chart's metrics from every compared log on shared axes: a colour per log, a dash per metric."""
+    figure = go.Figure()
+    for i, log in enumerate(logs):
+        records = records_of(log)
+        for j, key in enumerate(chart.keys):
+            s = metric_series(records, key)
+            if s.x:
+                figure.add_scatter(x=s.x, y=smooth(s.y, smoothing) if smoothing > 0 else s.y, mode="lines",
+                                   name=f"{log.label} · {key}", line=dict(color=PALETTE[i % len(PALETTE)], width=2,
+                                                                        dash=DASHES[j % len(DASHES)]))
+    if not figure.data:
+        return None
+    figure.update_layout(title=dict(text=chart.title, font=dict(size=14)), xaxis_title="epoch",
+                         yaxis_title=chart.y_label, height=360, margin=dict(t=40, b=10, l=10, r=10),
+                         legend=dict(orientation="h", y=-0.3))
+    if chart.share:
+        figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return figure
+
+
+def show_comparison(logs: list[TrainingLog], smoothing: float) -> None:
+    """Two to four logs: their curves overlaid chart by chart, and their grids at one epoch under one slider."""
+    charts = {chart.title: chart for log in logs for chart in KINDS[log.kind].charts if log.kind in KINDS}
+    columns = st.columns(2)
+    drawn = 0
+    for chart in charts.values():
+        figure = overlay_figure(chart, logs, smoothing)
+        if figure is not None:
+            with columns[drawn % 2]:
+                st.plotly_chart(figure, key=f"compare-chart-{drawn}")
+            drawn += 1
+    grids = {log.key: grid_images(log.grids_dir) for log in logs}
+    epochs = sorted({epoch for by_epoch in grids.values() for epoch in by_epoch})
+    if not epochs:
+        st.caption("None of these logs has a sample grid.")
+        return
+    epoch = epochs[-1] if len(epochs) == 1 else st.select_slider("Epoch, for every grid", epochs, value=epochs[-1],
+                                                                   key="compare-epoch")
+    for column, log in zip(st.columns(len(logs)), logs, strict=True):
+        earlier = [e for e in grids[log.key] if e <= epoch]
+        with column:
+            st.markdown(f"**{log.label}**")
+            if earlier:
+                shown = earlier[-1]
+                st.image(grids[log.key][shown].read_bytes(), caption=f"after epoch {shown}", width="stretch")
+            else:
+                st.caption(f"No grid by epoch {epoch}.")
+
+
 dataset = current_dataset()
 st.title("Training")
 shipped = shipped_logs(dataset)  # in the registry's order
@@ -242,7 +337,8 @@ except OSError as exc:
     st.error(f"Cannot read your runs: {exc}")
     every_run = []
 runs = [r for r in every_run if r.dataset == dataset]
-logs = {log.key: log for log in [*(r for r in runs if r.active), *shipped, *(r for r in runs if not r.active)]}
+cards = [c for c in opened_cards() if c.dataset == dataset]
+logs = {log.key: log for log in [*(r for r in runs if r.active), *cards, *shipped, *(r for r in runs if not r.active)]}
 elsewhere = [r for r in every_run if r.active and r.dataset != dataset]
 if elsewhere:
     st.info("Also training, on another dataset: " + ", ".join(f"{log.label} ({dataset_info(log.dataset).title})" for log in elsewhere)
@@ -264,3 +360,10 @@ st.subheader("Architecture")
 show_architecture(log)
 if log.run is not None and not log.active and log.kind in COMPARED_KINDS and log.model_file is not None:
     show_evaluation(log)
+st.subheader("Compare runs")
+others = st.multiselect("Compare with", [k for k in logs if k != key], format_func=lambda k: logs[k].label,
+                        max_selections=MAX_COMPARED - 1, key="training_compare",
+                        placeholder="Pick up to three other logs: shipped, your runs or opened cards")
+if others:
+    show_comparison([log, *(logs[k] for k in others)], smoothing)
+open_card_box()
