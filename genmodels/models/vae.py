@@ -25,20 +25,19 @@ class VAEConfig:
     class_weight: float = 0.0  # > 0: a linear class head on z shapes the latent space into class clusters
 
 
-class VAE(nn.Module):
-    """image [N, 1, 28, 28] in [0, 1] -> (pixel logits [N, 1, 28, 28], mu [N, L], logvar [N, L]).
+class GaussianVAE(nn.Module):
+    """What every VAE shares: the reparameterised forward pass, decoding to [0, 1], per-class latent Gaussians.
 
-    Buffers `class_means` [C, L] and `class_scale_tril` [C, L, L] hold a Gaussian per class
-    fitted to the encoded training set (see `fit_class_gaussians`), for class-conditional sampling.
+    A subclass builds its encoder and decoder, then calls `_add_latent_heads`; it defines `encode` (images
+    [N, 1, 28, 28] in [0, 1] -> (mu, logvar) [N, L]) and `decode_logits` (latents [N, L] -> pixel logits).
+    Buffers `class_means` [C, L] and `class_scale_tril` [C, L, L] hold a Gaussian per class fitted to the
+    encoded training set (see `fit_class_gaussians`), for class-conditional sampling.
     """
 
-    def __init__(self, config: VAEConfig):
-        super().__init__()
-        self.config = config
-        self.encoder = mlp([IMAGE_PIXELS, *config.hidden], config.negative_slope)
-        self.to_stats = nn.Linear(config.hidden[-1], 2 * config.latent_dim)
-        self.decoder = mlp([config.latent_dim, *reversed(config.hidden)], config.negative_slope)
-        self.to_pixels = nn.Linear(config.hidden[0], IMAGE_PIXELS)
+    takes_labels = False  # the class picks the latent's Gaussian in `latents`; decoding needs no label
+
+    def _add_latent_heads(self, config) -> None:
+        """The optional class head on z and the per-class Gaussian buffers (after the networks: init order)."""
         self.to_class = nn.Linear(config.latent_dim, config.num_classes) if config.class_weight > 0 else None
         eye = torch.zeros(config.num_classes, config.latent_dim, config.latent_dim)
         eye.diagonal(dim1=1, dim2=2).fill_(1.0)  # not torch.eye: on the meta device it would import torch._dynamo
@@ -48,15 +47,6 @@ class VAE(nn.Module):
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
-
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images [N, 1, 28, 28] in [0, 1] -> (mu, logvar), each [N, latent_dim]."""
-        mu, logvar = self.to_stats(self.encoder(images.reshape(len(images), -1))).chunk(2, dim=1)
-        return mu, logvar
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """latents [N, latent_dim] -> pixel logits [N, 1, 28, 28]."""
-        return self.to_pixels(self.decoder(z)).view(-1, *IMAGE_SHAPE)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None,
                 noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,8 +60,6 @@ class VAE(nn.Module):
             eps = torch.randn_like(mu)
         z = mu + eps * torch.exp(0.5 * logvar)
         return self.decode_logits(z), mu, logvar, z
-
-    takes_labels = False  # the class picks the latent's Gaussian in `latents`; decoding needs no label
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,6 +92,27 @@ class VAE(nn.Module):
         self.class_means.copy_(torch.stack(means))
         self.class_scale_tril.copy_(torch.stack(trils))
 
+
+class VAE(GaussianVAE):
+    """MLP VAE: image [N, 1, 28, 28] in [0, 1] -> (pixel logits [N, 1, 28, 28], mu [N, L], logvar [N, L], z)."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = mlp([IMAGE_PIXELS, *config.hidden], config.negative_slope)
+        self.to_stats = nn.Linear(config.hidden[-1], 2 * config.latent_dim)
+        self.decoder = mlp([config.latent_dim, *reversed(config.hidden)], config.negative_slope)
+        self.to_pixels = nn.Linear(config.hidden[0], IMAGE_PIXELS)
+        self._add_latent_heads(config)
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [N, 1, 28, 28] in [0, 1] -> (mu, logvar), each [N, latent_dim]."""
+        mu, logvar = self.to_stats(self.encoder(images.reshape(len(images), -1))).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """latents [N, latent_dim] -> pixel logits [N, 1, 28, 28]."""
+        return self.to_pixels(self.decoder(z)).view(-1, *IMAGE_SHAPE)
 
 def vae_loss(pixel_logits: torch.Tensor, images: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(reconstruction, KL), each in nats per image: BCE summed over pixels, KL to N(0, I)."""
