@@ -123,7 +123,7 @@ def mode_collapse(records: list[Record]) -> Alert | None:
         "mode collapse",
         f"{_number(last, 'dominant_class_share'):.0%} of the samples are class {last.get('dominant_class')} "
         f"since epoch {_where(first)[1]:g}",
-        "try label smoothing, a lower D learning rate or the hinge objective",
+        "label smoothing, a lower D learning rate or the hinge objective",
     )
 
 

@@ -72,9 +72,10 @@ def chart_figure(chart: Chart, series: list[Series], smoothing: float, alerts: l
     """Raw values faintly, smoothed values on top (TensorBoard style); per-epoch metrics get markers; a dotted
     line marks where each alert fired."""
     figure = go.Figure()
-    for alert in alerts:
+    for i, alert in enumerate(alerts):  # labels alternate top and bottom so neighbouring alerts stay readable
         figure.add_vline(x=alert.epoch, line=dict(color="#d62728", dash="dot", width=1),
-                         annotation=dict(text=alert.name, font=dict(color="#d62728", size=11)))
+                         annotation=dict(text=alert.name, font=dict(color="#d62728", size=11)),
+                         annotation_position="top right" if i % 2 == 0 else "bottom right")
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
         mode = "lines+markers" if s.per_epoch and len(s.x) <= 60 else "lines"
