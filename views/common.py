@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from genmodels.compare import RealismReference
 
 DATASET_KEY = "dataset"
+TRAINING_LOG_KEY = "training_log"  # the log the Training page shows: "shipped/..", "run/<name>" or "card/<name>"
 DEFAULT_DATASET = "mnist"
 
 

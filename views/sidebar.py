@@ -8,7 +8,7 @@ from genmodels.kinds import KINDS
 from genmodels.launch import BATCH_RANGE, EPOCH_RANGE, LAUNCH_KINDS, MAX_STEPS_RANGE, SEED_RANGE, check_request, start
 from genmodels import health
 from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, read_metrics, run_info
-from views.common import DATASET_KEY, current_dataset
+from views.common import DATASET_KEY, TRAINING_LOG_KEY, current_dataset
 
 LAUNCHED_KEY = "launched_runs"  # names of the runs started from this browser session, newest last
 NOTICE_KEY = "runs_notice"  # one message for the runs panel (e.g. the outcome of a Cancel click)
@@ -49,6 +49,7 @@ def launcher() -> None:
                 st.error(f"Training refused: {exc}.")
             else:
                 st.session_state.setdefault(LAUNCHED_KEY, []).append(info.name)
+                st.session_state[TRAINING_LOG_KEY] = f"run/{info.name}"  # the Training page follows the new run
                 where = "" if dataset == current_dataset() else f" with the sidebar's dataset set to {dataset_info(dataset).title}"
                 st.success(f"Started {info.name}. Follow it below or on the Training page{where}.")
 

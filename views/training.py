@@ -27,7 +27,7 @@ from genmodels.logs import (
     shipped_logs, smooth, user_logs,
 )
 from genmodels.runs import read_metrics, run_info
-from views.common import current_dataset, real_baselines, try_classifier, try_generator
+from views.common import TRAINING_LOG_KEY, current_dataset, real_baselines, try_classifier, try_generator
 from views.sidebar import REFRESH_S, show_ended
 
 
@@ -140,7 +140,11 @@ def show_grids(log: TrainingLog) -> None:
             st.caption("No sample grid: the run ended before its first epoch did (a grid is drawn at the end of each epoch).")
         return
     epochs = list(grids)
-    epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key=f"grid-epoch-{log.key}",
+    slider_key, newest_key = f"grid-epoch-{log.key}", f"grid-newest-{log.key}"
+    if st.session_state.get(slider_key) in (None, st.session_state.get(newest_key)):
+        st.session_state[slider_key] = epochs[-1]  # follow each new grid until the user moves the slider
+    st.session_state[newest_key] = epochs[-1]
+    epoch = st.select_slider("Epoch", epochs, key=slider_key,
                              help="The same fixed noise (and labels) every epoch: watch the model learn.")
     try:
         st.image(grids[epoch].read_bytes(), caption=f"{log.kind} samples after epoch {epoch}", width=420)
@@ -275,7 +279,7 @@ def open_card_box() -> None:
         st.error(f"Cannot open {upload.name}: {exc}.")
         return
     cards[digest] = (card, unpack(card, Path(tempfile.gettempdir()) / "genmodels-cards" / digest))
-    st.session_state["training_log"] = f"card/{card.name}"
+    st.session_state[TRAINING_LOG_KEY] = f"card/{card.name}"
     st.rerun()
 
 
@@ -350,7 +354,9 @@ if not logs:
     st.stop()
 
 pick_col, smooth_col = st.columns([3, 2])
-key = pick_col.selectbox("Training log", list(logs), format_func=lambda k: logs[k].label, key="training_log")
+if st.session_state.get(TRAINING_LOG_KEY) not in logs:
+    st.session_state.pop(TRAINING_LOG_KEY, None)  # a log that went away (a deleted run): open on the first one
+key = pick_col.selectbox("Training log", list(logs), format_func=lambda k: logs[k].label, key=TRAINING_LOG_KEY)
 smoothing = smooth_col.slider("Smoothing", 0.0, 0.99, 0.6, step=0.01, key="training_smoothing",
                               help="Exponential moving average of the curves; 0 shows the raw values.")
 log = logs[key]
