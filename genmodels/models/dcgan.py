@@ -21,8 +21,8 @@ class DCGANConfig:
     num_classes: int = 10
     latent_dim: int = 64
     embed_dim: int = 32
-    g_channels: tuple[int, ...] = (128, 64)
-    d_channels: tuple[int, ...] = (64, 128)
+    g_channels: tuple[int, ...] = (64, 32)
+    d_channels: tuple[int, ...] = (32, 64)
     negative_slope: float = 0.2
     aux_weight: float = 1.0
 
