@@ -4,17 +4,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, Chart
-from genmodels.paths import checkpoints_dir
-from genmodels.runs import RunInfo, list_runs, read_json
+from genmodels.runs import GRID_PATTERN, RunInfo, ShippedLogs, list_runs, read_json
 
-GRID_PATTERN = re.compile(r"^epoch_(\d+)\.png$")
 SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
 
 
@@ -60,14 +57,14 @@ def shipped_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
     from genmodels.checkpoint import checkpoint_path  # deferred: the sidebar imports this module before PyTorch loads
 
     info = dataset_info(dataset)
-    logs_dir = checkpoints_dir(root) / dataset / "logs"
+    logs = ShippedLogs.of(dataset, root)
     found = []
     for kind in KINDS:
-        metrics_file = logs_dir / f"{kind}.jsonl"
+        metrics_file = logs.metrics_file(kind)
         if metrics_file.is_file():
             found.append(TrainingLog(
                 label=f"Shipped {KINDS[kind].title} ({info.title})", kind=kind, dataset=dataset, metrics_file=metrics_file,
-                config=read_json(logs_dir / f"{kind}.config.json") or {}, grids_dir=logs_dir / f"{kind}_grids",
+                config=read_json(logs.config_file(kind)) or {}, grids_dir=logs.grids_dir(kind),
                 model_file=checkpoint_path(kind, dataset, root),
             ))
     return found
@@ -77,8 +74,8 @@ def run_log(run: RunInfo) -> TrainingLog:
     """The training log of one of the user's runs."""
     return TrainingLog(
         label=f"Your run {run.name} ({run.state})", kind=run.kind or "unknown", dataset=run.dataset or "unknown",
-        metrics_file=run.path / "metrics.jsonl", config=run.config, grids_dir=run.path / "grids",
-        model_file=run.path / f"{run.kind}.safetensors" if run.kind else None, run=run,
+        metrics_file=run.folder.metrics_file, config=run.config, grids_dir=run.folder.grids_dir,
+        model_file=run.folder.model_file(run.kind) if run.kind else None, run=run,
     )
 
 
