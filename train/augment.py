@@ -12,7 +12,8 @@ def jitter(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch
         return images
     n = len(images)
     draw_device = generator.device
-    shift = torch.randint(-2, 3, (n, 2), generator=generator, device=draw_device).to(images.device).float() * (2.0 / 28.0)
+    shift = torch.randint(-2, 3, (n, 2), generator=generator, device=draw_device).to(images.device).float()
+    shift = shift * (2.0 / 28.0)
     theta = torch.zeros(n, 2, 3, device=images.device)
     theta[:, 0, 0] = 1.0
     theta[:, 1, 1] = 1.0

@@ -54,7 +54,8 @@ def _folder(value: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m train", description="Train genmodels models on MNIST / Fashion-MNIST.")
-    parser.add_argument("kind", choices=[*KINDS, "all"], help="model to train; 'all' trains every model and publishes them as the shipped checkpoints")
+    parser.add_argument("kind", choices=[*KINDS, "all"],
+                        help="model to train; 'all' trains every model and publishes them as the shipped checkpoints")
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     parser.add_argument("--epochs", type=int, help="epochs (default: the shipped recipe's)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimisation steps")
@@ -63,21 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="random seed (default: 0; on --resume, the run's own)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", choices=list(PRECISIONS),
-                        help="matmul precision (default: the recipe's 'auto': bf16 on a CPU with native bf16, else fp32)")
+                        help="matmul precision (default: the recipe's 'auto': bf16 on a CPU with native bf16, "
+                             "else fp32)")
     parser.add_argument("--compile", choices=list(COMPILE_CHOICES),
-                        help=f"torch.compile the step ({', '.join(COMPILE_KINDS)} only; default: the recipe's 'auto': on the CPU, "
-                             f"for runs of {COMPILE_MIN_STEPS:,} steps or more)")
+                        help=f"torch.compile the step ({', '.join(COMPILE_KINDS)} only; default: the recipe's 'auto': "
+                             f"on the CPU, for runs of {COMPILE_MIN_STEPS:,} steps or more)")
     parser.add_argument("--run-dir", type=_folder, help="run folder (for 'all': the parent of one folder per model)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     for name, users in needed_kinds().items():
         parser.add_argument(f"--{name}", type=Path,
-                            help=f"the {name} checkpoint that training the {_listed(users)} reads (default: the shipped one)")
-    parser.add_argument("--checkpoints", type=Path, help="'all' only: where to publish the checkpoints (default: the repo's checkpoints/)")
-    parser.add_argument("--model-config", type=json.loads, help='JSON overrides of the model config, e.g. \'{"d_hidden": [512, 256]}\'')
+                            help=f"the {name} checkpoint that training the {_listed(users)} reads "
+                                 "(default: the shipped one)")
+    parser.add_argument("--checkpoints", type=Path,
+                        help="'all' only: where to publish the checkpoints (default: the repo's checkpoints/)")
+    parser.add_argument("--model-config", type=json.loads,
+                        help='JSON overrides of the model config, e.g. \'{"d_hidden": [512, 256]}\'')
     parser.add_argument("--log-every", type=int, default=100, help="steps between metric records")
     parser.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     parser.add_argument("--nice", type=int, default=0,
-                        help="lower this process's CPU priority by N (0-19); the app launches runs with 10 so its pages stay responsive")
+                        help="lower this process's CPU priority by N (0-19); the app launches runs with 10 so its "
+                             "pages stay responsive")
     return parser
 
 
@@ -131,7 +137,8 @@ def check_writable(folder: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
         raise UsageError(f"{folder} is not writable")
     free = shutil.disk_usage(target).free
     if free < need_bytes:
-        raise UsageError(f"only {free // 1_000_000} MB free on the disk of {folder}; training needs about {need_bytes // 1_000_000} MB")
+        raise UsageError(f"only {free // 1_000_000} MB free on the disk of {folder}; training needs about "
+                         f"{need_bytes // 1_000_000} MB")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
         device = resolve_device(args.device)
         if args.compile is not None and args.kind != "all":
-            resolve_compile(args.compile, args.kind, device, total_steps=0)  # refuse 'on' for a kind that never compiles
+            # refuse 'on' for a kind that never compiles
+            resolve_compile(args.compile, args.kind, device, total_steps=0)
         if args.precision is not None:
             resolve_precision(args.precision, device)  # refuse bf16 where this machine cannot do it, before any work
         run_dir = args.run_dir or runs_dir() / new_run_name(args.kind, args.dataset)
@@ -152,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.run_dir is not None and not args.resume:
             for folder in [run_dir / kind for kind in training_order()] if args.kind == "all" else [run_dir]:
                 if holds_training_files(folder):
-                    raise UsageError(f"{folder} already holds a run or model files; pass --resume to continue a run there "
-                                     "or choose another --run-dir")
+                    raise UsageError(f"{folder} already holds a run or model files; pass --resume to continue a "
+                                     "run there or choose another --run-dir")
         resumed = saved_recipe(run_dir, args) if args.resume else None
         check_model_config(args)
     except (UsageError, ValueError) as exc:
@@ -168,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_model_config(args: argparse.Namespace) -> None:
-    """Build each model config the run will use (for 'all': every kind's), so a bad --model-config is refused up front."""
+    """Build each model config the run will use (for 'all': every kind's): a bad --model-config is refused up front."""
     from genmodels.kinds import kind as model_kind
     from genmodels.models import config_from_dict
 
@@ -176,14 +184,15 @@ def check_model_config(args: argparse.Namespace) -> None:
         return
     for kind in training_order() if args.kind == "all" else [args.kind]:
         try:
-            config_from_dict(model_kind(kind).config_cls, {**default_recipe(kind, args.dataset).model, **args.model_config})
+            overrides = {**default_recipe(kind, args.dataset).model, **args.model_config}
+            config_from_dict(model_kind(kind).config_cls, overrides)
         except ValueError as exc:
             raise UsageError(f"--model-config: {exc}" + (f" (for 'all' it applies to every model; {kind} refused it)"
                                                          if args.kind == "all" else "")) from None
 
 
 def holds_training_files(folder: Path) -> bool:
-    """Whether a folder holds a run's log or any checkpoint file (the app's launcher pre-creates only status and logs)."""
+    """Whether a folder holds a run's log or any checkpoint file (the app's launcher pre-creates only status, logs)."""
     try:
         metrics_name = RunFolder(folder).metrics_file.name
         return folder.is_dir() and any(p.name == metrics_name or p.suffix == ".safetensors" for p in folder.iterdir())
@@ -192,12 +201,15 @@ def holds_training_files(folder: Path) -> bool:
 
 
 def saved_recipe(run_dir: Path, args: argparse.Namespace) -> Recipe:
-    """The recipe a run was started with, for --resume: --epochs may extend it; flags that would change it are refused."""
+    """The recipe a run was started with, for --resume: --epochs may extend it; flags that would change it are
+    refused."""
     from train.run import resume_recipe
 
-    recipe = resume_recipe(run_dir, args.kind, args.dataset)  # its ValueError is a usage error here: nothing written yet
+    # its ValueError is a usage error here: nothing is written yet
+    recipe = resume_recipe(run_dir, args.kind, args.dataset)
     changed = [flag for flag, given, saved in (
-        ("--batch-size", args.batch_size, recipe.batch_size), ("--lr", args.lr, recipe.lr), ("--seed", args.seed, recipe.seed),
+        ("--batch-size", args.batch_size, recipe.batch_size), ("--lr", args.lr, recipe.lr),
+        ("--seed", args.seed, recipe.seed),
         ("--precision", args.precision, recipe.precision), ("--compile", args.compile, recipe.compile),
     ) if given is not None and given != saved]
     if args.model_config and {**recipe.model, **args.model_config} != recipe.model:
@@ -244,7 +256,8 @@ def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
         print(f"== {kind} on {args.dataset} -> {run_dir}", flush=True)
         code = train_one(args, kind, device, run_dir, needs=needs)
         if code != 0:
-            print(f"error: training {kind} failed (exit {code}); see {run_dir}. Nothing was published.", file=sys.stderr)
+            print(f"error: training {kind} failed (exit {code}); see {run_dir}. Nothing was published.",
+                  file=sys.stderr)
             return code
         state = (read_json(RunFolder(run_dir).status_file) or {}).get("state")
         if state != "finished":
@@ -254,7 +267,8 @@ def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
     target.mkdir(parents=True, exist_ok=True)
     for kind in training_order():
         publish(run_root / kind, kind, args.dataset, root)
-    print(f"all models of {args.dataset} trained and published to {target} in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"all models of {args.dataset} trained and published to {target} in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
     return 0
 
 

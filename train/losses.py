@@ -10,7 +10,8 @@ def bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
-def discriminator_losses(d_real: torch.Tensor, d_fake: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+def discriminator_losses(d_real: torch.Tensor, d_fake: torch.Tensor,
+                         smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss on real, loss on fake) for the discriminator, with one-sided label smoothing."""
     return bce_logits(d_real, 1.0 - smoothing), bce_logits(d_fake, 0.0)
 

@@ -109,7 +109,7 @@ def train_model(req: RunRequest) -> int:
 
 
 def _lock_run(run_dir: Path):
-    """An exclusive lock on the run folder, held while the returned file stays open; None when another process holds it."""
+    """An exclusive lock on the run folder, held while the returned file stays open; None when another holds it."""
     import fcntl
 
     handle = open(RunFolder(run_dir).lock_file, "a")
@@ -233,7 +233,8 @@ class TrainingRun:
             epoch, step_in_epoch, global_step, images_seen, wall_time = (meta[k] for k in SAVED_PROGRESS)
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:  # another kind's or config's state, or damaged
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"--resume: {state_file} does not hold this run's {req.kind} state ({first_line[:200]})") from None
+            raise ValueError(f"--resume: {state_file} does not hold this run's {req.kind} state "
+                             f"({first_line[:200]})") from None
         if "rng.torch" in tensors:  # dropout draws from the global generators: resume them too
             torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and req.device.type == "cuda":
@@ -268,8 +269,9 @@ class TrainingRun:
             self.config.update(compiled=False, compile_failure=task.compile_failure)
             write_json(self.folder.config_file, self.config)
             _log(f"note: torch.compile failed, training goes on uncompiled ({task.compile_failure})")
-        self.log.write({"type": "step", "step": p.global_step, "epoch": p.epoch + p.step_in_epoch / self.steps_per_epoch,
-                        **losses, "wall_time": round(p.wall_time, 3), "images_per_s": round(rate, 1)})
+        epoch = p.epoch + p.step_in_epoch / self.steps_per_epoch
+        self.log.write({"type": "step", "step": p.global_step, "epoch": epoch, **losses,
+                        "wall_time": round(p.wall_time, 3), "images_per_s": round(rate, 1)})
         self.status.set(epoch=p.epoch, step=p.global_step)
         self.bar.update(p, losses)
 

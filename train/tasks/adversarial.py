@@ -16,7 +16,7 @@ from genmodels.recipes import Recipe
 from train.ema import weight_average
 from train.losses import discriminator_losses, generator_loss
 from train.optim import make_adam
-from train.tasks.base import EVAL_SEED, GRID_SEED, GRID_SIZE, BaseTask
+from train.tasks.base import EVAL_SEED, BaseTask, grid_labels, grid_noise
 
 
 class AdversarialTask(BaseTask):
@@ -36,9 +36,8 @@ class AdversarialTask(BaseTask):
         self.average = weight_average(self.generator, recipe.ema_decay) if recipe.ema_decay else None
         if self.average is not None:
             self.modules["generator_ema"] = self.average
-        self.fixed_noise = gaussian_noise(GRID_SIZE, config.latent_dim, torch.Generator().manual_seed(GRID_SEED), device)
-        self.fixed_labels = (torch.arange(config.num_classes).repeat(GRID_SIZE // config.num_classes).to(device)
-                             if self.conditional else None)
+        self.fixed_noise = grid_noise(config.latent_dim, device)
+        self.fixed_labels = grid_labels(config.num_classes, device) if self.conditional else None
 
     def _conditions(self, labels: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """The label arguments of a conditional kind's networks; none for an unconditional one."""

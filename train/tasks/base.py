@@ -14,6 +14,7 @@ from genmodels.data import TensorBatches, to_signed
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, judge_kind
 from genmodels.models import config_from_dict
+from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.optim import lr_factor
 from train.recipes import resolve_precision
@@ -27,6 +28,16 @@ EVAL_SAMPLES_PER_CLASS = 100  # 1,000 images per epoch-end quality check
 GRID_SIZE = 100  # 10 x 10 fixed-noise grid per epoch
 GRID_SEED = 1234
 EVAL_SEED = 4321
+
+
+def grid_noise(latent_dim: int, device: torch.device) -> torch.Tensor:
+    """The latents of every epoch's grid: the same for each run, so grids compare across epochs and runs."""
+    return gaussian_noise(GRID_SIZE, latent_dim, torch.Generator().manual_seed(GRID_SEED), device)
+
+
+def grid_labels(num_classes: int, device: torch.device) -> torch.Tensor:
+    """The classes of a labelled grid: one row of every class per row of the grid."""
+    return torch.arange(num_classes).repeat(GRID_SIZE // num_classes).to(device)
 
 
 def model_config(req: RunRequest, **fixed: Any):

@@ -25,8 +25,8 @@ from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.augment import jitter
 from train.optim import make_adam
-from train.tasks.base import (EVAL_SAMPLES_PER_CLASS, EVAL_SEED, GRID_SEED, GRID_SIZE, JUDGE_KIND, BaseTask, load_needed,
-                              model_config)
+from train.tasks.base import (EVAL_SAMPLES_PER_CLASS, EVAL_SEED, JUDGE_KIND, BaseTask, grid_labels, grid_noise,
+                              load_needed, model_config)
 
 MATCH_CONFIDENCE = 0.9  # a prior latent joins its class's set only when the CNN is at least this sure of its image
 MATCH_MIN_LATENTS = 32  # fewer confident draws of a class than this cannot stand for its distribution
@@ -46,8 +46,8 @@ class MapperTask(BaseTask):
         self.mapper = Mapper(config).to(device)
         self.modules = {kind: self.mapper}  # state names: module.<kind>.*
         self.optimizers = {kind: make_adam(self.mapper.parameters(), recipe)}
-        self.fixed_noise = gaussian_noise(GRID_SIZE, config.latent_dim, torch.Generator().manual_seed(GRID_SEED), device)
-        self.fixed_labels = torch.arange(config.num_classes).repeat(GRID_SIZE // config.num_classes).to(device)
+        self.fixed_noise = grid_noise(config.latent_dim, device)
+        self.fixed_labels = grid_labels(config.num_classes, device)
         self.pixel_judge: PixelJudge | None = None
         self.class_latents: list[torch.Tensor] | None = None
 
@@ -91,8 +91,8 @@ class MapperTask(BaseTask):
             draws = self._match_draws()
             print(f"{self.kind}: sorting {draws:,} draws of the generator by class before the first step", flush=True)
             with self.autocast():
-                self.class_latents = class_latents(self.generator, self.critic, self.pixel_judge, self.config.num_classes,
-                                                   draws, self.recipe.seed, self.device)
+                self.class_latents = class_latents(self.generator, self.critic, self.pixel_judge,
+                                                   self.config.num_classes, draws, self.recipe.seed, self.device)
             counts = ", ".join(f"{c}: {len(t):,}" for c, t in enumerate(self.class_latents))
             print(f"{self.kind}: confident draws per class: {counts}", flush=True)
 
@@ -155,8 +155,9 @@ class MapperTask(BaseTask):
         pools = [pool[:EVAL_SAMPLES_PER_CLASS] if len(pool) >= MATCH_MIN_LATENTS else pool[:0]
                  for pool in self.class_latents]
         own_labels = torch.cat([torch.full((len(pool),), c) for c, pool in enumerate(pools)])
-        own = metrics.class_spread(self.generator.decode(torch.cat(pools)).cpu(), own_labels, self.config.num_classes)
-        mapped = metrics.class_spread(self.generator.decode(z.to(self.device)).cpu(), labels.cpu(), self.config.num_classes)
+        num_classes = self.config.num_classes
+        own = metrics.class_spread(self.generator.decode(torch.cat(pools)).cpu(), own_labels, num_classes)
+        mapped = metrics.class_spread(self.generator.decode(z.to(self.device)).cpu(), labels.cpu(), num_classes)
         return metrics.spread_ratios(mapped, own)[0]
 
     def model(self):
@@ -239,7 +240,8 @@ def class_match_loss(images: torch.Tensor, labels: torch.Tensor, latents: list[t
         if len(mapped) < 2 or len(pool) < MATCH_MIN_LATENTS:
             continue
         with torch.no_grad():
-            target = decode(pool[torch.randint(len(pool), (len(mapped),), generator=rng, device=pool.device)]).flatten(1)
+            drawn = torch.randint(len(pool), (len(mapped),), generator=rng, device=pool.device)
+            target = decode(pool[drawn]).flatten(1)
         losses.append(energy_distance(mapped, target))
     return torch.stack(losses).mean() if losses else flat.sum() * 0.0
 

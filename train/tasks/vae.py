@@ -11,7 +11,7 @@ from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.optim import make_adam
 from train.recipes import resolve_compile
-from train.tasks.base import EVAL_SEED, GRID_SEED, GRID_SIZE, BaseTask
+from train.tasks.base import EVAL_SEED, BaseTask, grid_noise
 
 
 class VAETask(BaseTask):
@@ -22,7 +22,7 @@ class VAETask(BaseTask):
         self.vae = VAE(config).to(device)
         self.modules = {kind: self.vae}  # state names: module.<kind>.*
         self.optimizers = {kind: make_adam(self.vae.parameters(), recipe)}
-        self.fixed_noise = gaussian_noise(GRID_SIZE, config.latent_dim, torch.Generator().manual_seed(GRID_SEED), device)
+        self.fixed_noise = grid_noise(config.latent_dim, device)
         self.train_images: torch.Tensor | None = None
         self.train_labels: torch.Tensor | None = None
         self.compiled = resolve_compile(recipe.compile, kind, device, total_steps)
@@ -54,7 +54,7 @@ class VAETask(BaseTask):
         noise = gaussian_noise(len(images), self.config.latent_dim, self.rng, self.device)
         try:
             losses = self._losses_fn(images, labels, noise)
-        except Exception as exc:  # noqa: BLE001 - a build without a C++ compiler, an unsupported op...: train on uncompiled
+        except Exception as exc:  # noqa: BLE001 - no C++ compiler, an unsupported op...: train on uncompiled
             if not self.compiled:
                 raise
             self.compile_failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
@@ -93,7 +93,8 @@ class VAETask(BaseTask):
         if self.judge is not None and self.train_images is not None:
             self.fit_classes()
             labels = self._eval_labels(self.config.num_classes)
-            images = self.vae.sample(len(labels), labels.to(self.device), generator=torch.Generator().manual_seed(EVAL_SEED))
+            draws = torch.Generator().manual_seed(EVAL_SEED)
+            images = self.vae.sample(len(labels), labels.to(self.device), generator=draws)
             probs = self._judge_probs(images)
             out.update(class_accuracy=metrics.class_accuracy(probs, labels),
                        classifier_confidence=metrics.mean_confidence(probs))
