@@ -55,3 +55,37 @@ def test_train_names_no_kind_itself():
             if isinstance(node, ast.Constant) and node.value in KINDS:
                 spelled.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.value!r}")
     assert not spelled
+
+
+def test_a_resumed_gan_task_averages_its_weights_like_an_unbroken_one():
+    """The weight average's count of updates is not in the state (which keeps the generator's tensor names): the
+    task restores it from its step count, so the warm-up goes on where it stopped."""
+    import torch
+
+    from genmodels.models import GANConfig
+    from train.recipes import default_recipe
+    from train.tasks.adversarial import AdversarialTask
+
+    recipe = default_recipe("gan", "mnist", precision="fp32")
+    assert recipe.ema_decay
+
+    def fresh():
+        task = AdversarialTask("gan", GANConfig(latent_dim=8, g_hidden=(16,), d_hidden=(16,)), recipe,
+                               torch.device("cpu"), total_steps=10)
+        task.train_mode()
+        return task
+
+    images, labels = torch.rand(20, 1, 28, 28) * 2 - 1, torch.arange(20) % 10
+    unbroken = fresh()
+    for _ in range(3):
+        unbroken.step(images, labels)
+    tensors, meta = unbroken.state()
+    assert not any(".module." in name or "n_averaged" in name for name in tensors)
+    resumed = fresh()
+    resumed.load_state({name: tensor.clone() for name, tensor in tensors.items()}, meta)
+    dropout_rng = torch.get_rng_state()
+    for task in (unbroken, resumed):
+        torch.set_rng_state(dropout_rng)
+        task.step(images, labels)
+    for a, b in zip(unbroken.model().parameters(), resumed.model().parameters()):
+        assert torch.equal(a, b)

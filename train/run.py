@@ -130,6 +130,7 @@ class RunStatus:
         self.set(**fields)
 
     def set(self, **fields: Any) -> None:
+        """Update fields and rewrite the file."""
         self.fields.update(fields, updated=time.time())
         write_json(self.path, self.fields)
 
@@ -329,6 +330,7 @@ class TrainingRun:
              f"{' - ' + reason if reason else ''}")
 
     def close(self) -> None:
+        """Close the metrics log."""
         if self.log is not None:
             self.log.close()
 

@@ -34,8 +34,8 @@ class AdversarialTask(BaseTask):
             "discriminator": make_adam(self.discriminator.parameters(), recipe),
         }
         self.average = weight_average(self.generator, recipe.ema_decay) if recipe.ema_decay else None
-        if self.average is not None:
-            self.modules["generator_ema"] = self.average
+        if self.average is not None:  # saved under the generator's own tensor names, as a checkpoint holds them
+            self.modules["generator_ema"] = self.average.module
         self.fixed_noise = grid_noise(config.latent_dim, device)
         self.fixed_labels = grid_labels(config.num_classes, device) if self.conditional else None
 
@@ -88,6 +88,11 @@ class AdversarialTask(BaseTask):
             losses.update(loss_d_class=loss_d_class.detach(), loss_g_class=loss_g_class.detach())
         losses.update(d_real=torch.sigmoid(d_real.detach()).mean(), d_fake=torch.sigmoid(d_fake.detach()).mean())
         return losses
+
+    def load_state(self, tensors, meta):
+        super().load_state(tensors, meta)
+        if self.average is not None:  # it averaged the initial weights, then once after every step
+            self.average.n_averaged.fill_(self.step_count + 1)
 
     @torch.no_grad()
     def grid_images(self):
