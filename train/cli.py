@@ -275,6 +275,7 @@ def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
 def publish(run_dir: Path, kind: str, dataset: str, root: Path) -> None:
     """Copy a finished run's model, metrics log, config and grids into the checkpoints folder `root`."""
     from genmodels.checkpoint import checkpoint_path, load_tensors, save_tensors
+    from genmodels.logs import grid_images
 
     run = RunFolder(run_dir)
     tensors, meta = load_tensors(run.model_file(kind))
@@ -288,7 +289,7 @@ def publish(run_dir: Path, kind: str, dataset: str, root: Path) -> None:
             f.write(json.dumps(record) + "\n")
     os.replace(partial, metrics_file)
     shutil.copyfile(run.config_file, logs.config_file(kind))
-    grids = sorted(run.grids_dir.glob("epoch_*.png"))
+    grids = list(grid_images(run.grids_dir).values())
     grids = [g for i, g in enumerate(grids, 1) if i <= 10 or i % 5 == 0 or i == len(grids)]  # keeps the repo small
     if grids:
         shutil.rmtree(logs.grids_dir(kind), ignore_errors=True)
