@@ -14,7 +14,7 @@ from bench.timing import matmul_gflops, median, sync
 from genmodels.data import TensorBatches, load_split
 from genmodels.datasets import dataset_info
 from train.recipes import default_recipe
-from train.run import RunRequest, _build_task
+from train.run import RunRequest, build_task as build_run_task
 from train.trainer import Callbacks, Progress, StopFlag, run_epochs
 
 KINDS = ("gan", "cgan", "vae", "classifier")
@@ -67,7 +67,7 @@ def build_task(kind: str, dataset: str, device: torch.device, **overrides: Any):
     recipe = default_recipe(kind, dataset, **overrides)
     request = RunRequest(kind=kind, dataset=dataset, recipe=recipe, run_dir=Path("."), device=device)
     steps = MNIST_TRAIN_IMAGES // recipe.batch_size * recipe.epochs
-    return _build_task(request, steps), recipe
+    return build_run_task(request, steps), recipe
 
 
 def project_loop(kind: str, dataset: str, device: torch.device, **overrides: Any) -> ProjectLoop:

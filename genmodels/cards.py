@@ -20,6 +20,7 @@ from genmodels import health
 from genmodels.datasets import DATASETS
 from genmodels.kinds import KINDS
 from genmodels.paths import atomic_write_bytes
+from genmodels.runs import RunFolder
 
 CARD_FORMAT = "genmodels-experiment-card"
 CARD_VERSION = 1
@@ -103,16 +104,16 @@ def make_card(
     return ExperimentCard(name, kind, dataset, config, records, environment(), grids.get(epoch), epoch)
 
 
-def unpack(card: ExperimentCard, folder: str | os.PathLike) -> Path:
-    """Write the card out as a run-like folder (metrics log, config, last grid) for the Training page's views."""
-    folder = Path(folder)
-    (folder / "grids").mkdir(parents=True, exist_ok=True)
+def unpack(card: ExperimentCard, folder: str | os.PathLike) -> RunFolder:
+    """Write the card out as a run folder (metrics log, config, last grid) for the Training page's views."""
+    run = RunFolder(Path(folder))
+    run.grids_dir.mkdir(parents=True, exist_ok=True)
     lines = "".join(json.dumps(record, allow_nan=True) + "\n" for record in card.records)
-    atomic_write_bytes(folder / "metrics.jsonl", lines.encode())
-    atomic_write_bytes(folder / "config.json", json.dumps(card.config).encode())
+    atomic_write_bytes(run.metrics_file, lines.encode())
+    atomic_write_bytes(run.config_file, json.dumps(card.config).encode())
     if card.grid_png is not None:
-        atomic_write_bytes(folder / "grids" / f"epoch_{card.grid_epoch:03d}.png", card.grid_png)
-    return folder
+        atomic_write_bytes(run.grid_file(card.grid_epoch), card.grid_png)
+    return run
 
 
 def _require(condition: bool, message: str) -> None:

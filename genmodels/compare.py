@@ -13,10 +13,9 @@ from genmodels.api import GenerativeModel, predict
 from genmodels.checkpoint import read_metadata
 from genmodels.data import load_split, to_unit
 from genmodels.evaluation import classifier_outputs, nearest_training_images
-from genmodels.metrics import (class_accuracy, coverage_kl, frechet_distance_to, mean_confidence, per_class_accuracy,
-                               reference_stats)
-from genmodels.paths import checkpoints_dir
-from genmodels.runs import read_metrics
+from genmodels.metrics import (class_accuracy, class_spread, coverage_kl, frechet_distance_to, mean_confidence,
+                               per_class_accuracy, reference_stats, spread_ratios)
+from genmodels.runs import ShippedLogs, read_metrics
 from genmodels.summary import DataSummary
 
 COMPARED_KINDS = ("cgan", "gan", "vae")
@@ -68,27 +67,10 @@ def midtone_share(images: torch.Tensor) -> float:
     return float(((images > low) & (images < high)).float().mean())
 
 
-def class_spread(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
-    """Per class, the mean pixel (L2) distance between two different images of that class (None below two images)."""
-    spreads: list[float | None] = []
-    for c in range(num_classes):
-        pixels = images[labels == c].flatten(1).float()
-        n = len(pixels)
-        spreads.append(float(torch.cdist(pixels, pixels).sum()) / (n * (n - 1)) if n >= 2 else None)
-    return spreads
-
-
 def real_class_spread(summary: DataSummary, per_class: int = SPREAD_REAL_PER_CLASS) -> list[float | None]:
     """`class_spread` of real test images from a data summary: the baseline of the spread ratios."""
     images, labels = real_subset(summary, per_class)
     return class_spread(images, labels, len(summary.classes))
-
-
-def spread_ratios(spreads: list[float | None], real: list[float | None]) -> tuple[float | None, list[float | None]]:
-    """(mean over classes, per class) of generated spread / real spread, skipping classes either side lacks."""
-    per_class = [g / r if g is not None and r else None for g, r in zip(spreads, real)]
-    known = [v for v in per_class if v is not None]
-    return (sum(known) / len(known) if known else None), per_class
 
 
 def generated_scores(model: GenerativeModel, classifier: torch.nn.Module, n_per_class: int, seed: int,
@@ -143,7 +125,7 @@ def real_scores(classifier: torch.nn.Module, summary: DataSummary, per_class: in
 
 def shipped_log(kind: str, dataset: str, root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """The records of the training log behind a shipped checkpoint ([] when absent)."""
-    return read_metrics(checkpoints_dir(root) / dataset / "logs" / f"{kind}.jsonl")
+    return read_metrics(ShippedLogs.of(dataset, root).metrics_file(kind))
 
 
 def epoch_series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:

@@ -58,6 +58,7 @@ class Kind:
     loss_key: str | None = None  # the generator's loss in its log, compared across generators
     compiles: bool = False  # its step is torch.compile'd (measured faster; the GAN steps were not)
     compare_title: str | None = None  # its title where generators are compared, when it differs
+    judges: bool = False  # its network scores generated samples (the epoch-end judge of the kinds that need it)
 
     @property
     def display_title(self) -> str:
@@ -169,6 +170,7 @@ KINDS: dict[str, Kind] = {
                 Chart("Loss (cross-entropy)", ("loss", "test_loss"), "loss"),
                 Chart("Accuracy", ("accuracy", "test_accuracy"), "accuracy", share=True),
             ),
+            judges=True,
         ),
     )
 }  # fmt: skip
@@ -191,6 +193,11 @@ def kind(name: Any) -> Kind:
 def generator_kinds() -> tuple[str, ...]:
     """The kinds served as generators, in page order."""
     return tuple(name for name, k in KINDS.items() if k.generates)
+
+
+def judge_kind() -> str:
+    """The kind whose network judges generated samples."""
+    return next(name for name, k in KINDS.items() if k.judges)
 
 
 def labelling_kinds() -> dict[str, str]:

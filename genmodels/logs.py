@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,8 @@ import pandas as pd
 from genmodels.cards import ExperimentCard, make_card
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, Chart
-from genmodels.paths import checkpoints_dir
-from genmodels.runs import RunInfo, list_runs, read_json, read_metrics
+from genmodels.runs import GRID_PATTERN, RunFolder, RunInfo, ShippedLogs, list_runs, read_json, read_metrics
 
-GRID_PATTERN = re.compile(r"^epoch_(\d+)\.png$")
 SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
 
 
@@ -64,14 +61,14 @@ def shipped_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
     from genmodels.checkpoint import checkpoint_path  # deferred: the sidebar imports this module before PyTorch loads
 
     info = dataset_info(dataset)
-    logs_dir = checkpoints_dir(root) / dataset / "logs"
+    logs = ShippedLogs.of(dataset, root)
     found = []
     for kind in KINDS:
-        metrics_file = logs_dir / f"{kind}.jsonl"
+        metrics_file = logs.metrics_file(kind)
         if metrics_file.is_file():
             found.append(TrainingLog(
                 label=f"Shipped {KINDS[kind].title} ({info.title})", kind=kind, dataset=dataset, metrics_file=metrics_file,
-                config=read_json(logs_dir / f"{kind}.config.json") or {}, grids_dir=logs_dir / f"{kind}_grids",
+                config=read_json(logs.config_file(kind)) or {}, grids_dir=logs.grids_dir(kind),
                 model_file=checkpoint_path(kind, dataset, root),
             ))
     return found
@@ -81,16 +78,16 @@ def run_log(run: RunInfo) -> TrainingLog:
     """The training log of one of the user's runs."""
     return TrainingLog(
         label=f"Your run {run.name} ({run.state})", kind=run.kind or "unknown", dataset=run.dataset or "unknown",
-        metrics_file=run.path / "metrics.jsonl", config=run.config, grids_dir=run.path / "grids",
-        model_file=run.path / f"{run.kind}.safetensors" if run.kind else None, run=run,
+        metrics_file=run.folder.metrics_file, config=run.config, grids_dir=run.folder.grids_dir,
+        model_file=run.folder.model_file(run.kind) if run.kind else None, run=run,
     )
 
 
-def card_log(card: ExperimentCard, folder: Path) -> TrainingLog:
+def card_log(card: ExperimentCard, folder: RunFolder) -> TrainingLog:
     """The training log inside an experiment card, unpacked into `folder` (see genmodels.cards.unpack)."""
     return TrainingLog(
-        label=f"Card {card.name}", kind=card.kind, dataset=card.dataset, metrics_file=folder / "metrics.jsonl",
-        config=card.config, grids_dir=folder / "grids", model_file=None, card=card.name,
+        label=f"Card {card.name}", kind=card.kind, dataset=card.dataset, metrics_file=folder.metrics_file,
+        config=card.config, grids_dir=folder.grids_dir, model_file=None, card=card.name,
     )
 
 

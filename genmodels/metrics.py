@@ -57,6 +57,25 @@ def classifier_score(probs: torch.Tensor, eps: float = 1e-12) -> float:
     return float(torch.exp((p * (p.log() - marginal.log())).sum(1).mean()))
 
 
+# ----------------------------------------------------------------------------- variety within a class
+
+def class_spread(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
+    """Per class, the mean pixel (L2) distance between two different images of that class (None below two images)."""
+    spreads: list[float | None] = []
+    for c in range(num_classes):
+        pixels = images[labels == c].flatten(1).float()
+        n = len(pixels)
+        spreads.append(float(torch.cdist(pixels, pixels).sum()) / (n * (n - 1)) if n >= 2 else None)
+    return spreads
+
+
+def spread_ratios(spreads: list[float | None], real: list[float | None]) -> tuple[float | None, list[float | None]]:
+    """(mean over classes, per class) of generated spread / real spread, skipping classes either side lacks."""
+    per_class = [g / r if g is not None and r else None for g, r in zip(spreads, real)]
+    known = [v for v in per_class if v is not None]
+    return (sum(known) / len(known) if known else None), per_class
+
+
 # ----------------------------------------------------------------------------- Fréchet distance
 
 def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

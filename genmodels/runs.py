@@ -1,8 +1,7 @@
-"""Training run folders: names, status, metrics logs, and launching `python -m train` as a process.
+"""Training run folders: their layout, names, status, metrics logs, and launching `python -m train` as a process.
 
-A run folder holds config.json, status.json, metrics.jsonl, grids/epoch_NNN.png, the model
-file <kind>.safetensors and the resumable training state state.safetensors. The training
-process writes them; the app and the CLI read them through the functions here.
+`RunFolder` names the files of a run folder and `ShippedLogs` those of the runs behind the shipped checkpoints;
+the training process writes them, the app and the CLIs read them, all through these two types.
 """
 from __future__ import annotations
 
@@ -19,14 +18,84 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from genmodels.paths import REPO_ROOT, atomic_write_bytes, runs_dir
+import psutil
+
+from genmodels.paths import REPO_ROOT, atomic_write_bytes, checkpoints_dir, runs_dir
 
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: "$" would accept a trailing newline
 ACTIVE_STATES = ("starting", "running")
-STDERR_FILE = "stderr.log"
-MIN_FREE_BYTES = 200_000_000  # what a run needs for checkpoints, grids and logs (as train/cli.py checks)
+MIN_FREE_BYTES = 200_000_000  # what a run needs for checkpoints, grids and logs
+GRID_PATTERN = re.compile(r"^epoch_(\d+)\.png$")  # a fixed-noise grid, named by its epoch
 RUN_NICENESS = 10  # app-launched runs yield the CPU to page renders: training still gets every idle cycle
 LAUNCH_LOG_EVERY = 20  # steps between a launched run's records: its progress bar moves at least this often
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one training run's folder: config, status, metrics log, grids, model, resumable state."""
+
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.safetensors"
+
+    @property
+    def lock_file(self) -> Path:
+        """flock'ed by the training process, so two cannot write one run folder."""
+        return self.path / ".train.lock"
+
+    @property
+    def stdout_file(self) -> Path:
+        return self.path / "stdout.log"
+
+    @property
+    def stderr_file(self) -> Path:
+        return self.path / "stderr.log"
+
+    @property
+    def grids_dir(self) -> Path:
+        return self.path / "grids"
+
+    def grid_file(self, epoch: int) -> Path:
+        """The fixed-noise grid drawn after `epoch`."""
+        return self.grids_dir / f"epoch_{epoch:03d}.png"
+
+    def model_file(self, kind: str) -> Path:
+        return self.path / f"{kind}.safetensors"
+
+
+@dataclass(frozen=True)
+class ShippedLogs:
+    """The logs of the runs behind a dataset's shipped checkpoints: <checkpoints>/<dataset>/logs/."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, dataset: str, root: str | os.PathLike | None = None) -> ShippedLogs:
+        """The shipped logs folder of `dataset` in the checkpoints folder `root` (default: the configured one)."""
+        return cls(checkpoints_dir(root) / dataset / "logs")
+
+    def metrics_file(self, kind: str) -> Path:
+        return self.path / f"{kind}.jsonl"
+
+    def config_file(self, kind: str) -> Path:
+        return self.path / f"{kind}.config.json"
+
+    def grids_dir(self, kind: str) -> Path:
+        return self.path / f"{kind}_grids"
 
 
 def check_run_name(name: Any) -> str:
@@ -118,19 +187,14 @@ class MetricsLog:
 
 
 def pid_alive(pid: Any) -> bool:
-    """Whether a process with this pid exists (and is not a zombie)."""
+    """Whether a process with this pid exists (and is not a zombie: a finished child nobody reaped yet)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    try:  # a finished child that nobody reaped yet still answers kill(0)
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
+    except psutil.AccessDenied:  # another user's process: it exists
         return True
 
 
@@ -161,9 +225,15 @@ class RunInfo:
         return self.config.get("dataset") or self.status.get("dataset")
 
     @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
+
+    @property
     def model_file(self) -> Path | None:
-        path = self.path / f"{self.kind}.safetensors"
-        return path if self.kind and path.exists() else None
+        if not self.kind:
+            return None
+        path = self.folder.model_file(self.kind)
+        return path if path.exists() else None
 
     @property
     def progress(self) -> float:
@@ -172,7 +242,7 @@ class RunInfo:
 
     def stderr_tail(self, lines: int = 20) -> str:
         try:
-            return "\n".join((self.path / STDERR_FILE).read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(self.folder.stderr_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
 
@@ -180,8 +250,9 @@ class RunInfo:
 def run_info(path: str | os.PathLike) -> RunInfo:
     """Read a run folder; an active status whose process is gone becomes 'crashed'."""
     path = Path(path)
-    config = read_json(path / "config.json") or {}
-    status = read_json(path / "status.json") or {"state": "unknown"}
+    folder = RunFolder(path)
+    config = read_json(folder.config_file) or {}
+    status = read_json(folder.status_file) or {"state": "unknown"}
     if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid")):
         status = {**status, "state": "crashed", "reason": status.get("reason") or "the training process is gone"}
     return RunInfo(path.name, path, config, status)
@@ -194,7 +265,7 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
         return []
     # status.json counts too: a just-launched run has no config.json until its process has loaded the data
     folders = [p for p in base.iterdir() if p.is_dir() and RUN_NAME_PATTERN.match(p.name)
-               and ((p / "config.json").exists() or (p / "status.json").exists())]
+               and (RunFolder(p).config_file.exists() or RunFolder(p).status_file.exists())]
     return [run_info(p) for p in sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
@@ -251,18 +322,21 @@ def launch_run(
             "--device", device, "--run-dir", str(path), "--nice", str(RUN_NICENESS), "--log-every", str(LAUNCH_LOG_EVERY),
             *(extra or []),
         ]
-        write_json(path / "status.json", {"state": "starting", "pid": None, "updated": time.time()})
-        write_json(path / "config.json", {"kind": kind, "dataset": dataset, "launched": time.time()})  # replaced by the run's own
+        folder = RunFolder(path)
+        write_json(folder.status_file, {"state": "starting", "pid": None, "updated": time.time()})
+        # replaced by the run's own
+        write_json(folder.config_file, {"kind": kind, "dataset": dataset, "launched": time.time()})
         try:
-            with open(path / STDERR_FILE, "wb") as stderr, open(path / "stdout.log", "wb") as stdout:
+            with open(folder.stderr_file, "wb") as stderr, open(folder.stdout_file, "wb") as stdout:
                 process = subprocess.Popen(
                     command, cwd=REPO_ROOT, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
                     start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
         except OSError as exc:
-            write_json(path / "status.json", {"state": "failed", "pid": None, "reason": f"could not start: {exc}", "updated": time.time()})
+            write_json(folder.status_file, {"state": "failed", "pid": None, "reason": f"could not start: {exc}",
+                                            "updated": time.time()})
             raise LaunchError(f"could not start the training process: {exc.strerror or exc}") from None
-        write_json(path / "status.json", {"state": "starting", "pid": process.pid, "updated": time.time()})
+        write_json(folder.status_file, {"state": "starting", "pid": process.pid, "updated": time.time()})
     return run_info(path)
 
 

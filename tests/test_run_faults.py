@@ -178,7 +178,7 @@ def in_process(monkeypatch, synthetic_data, tmp_path):
 
 def poison_vae_step(monkeypatch, at_step: int, poison_weights: bool):
     """Make VAETask.step go bad from `at_step` on: NaN losses, or NaN weights behind a finite loss."""
-    from train.tasks import VAETask
+    from train.tasks.vae import VAETask
 
     real_step = VAETask.step
 

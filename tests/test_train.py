@@ -94,7 +94,8 @@ def test_sigterm_finishes_the_step_and_saves(synthetic_data, tmp_path):
     (["gan", "--dataset", "mnist", "--compile", "on"], "only vae compiles its step"),
     (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/a-file/run"], "is a file, not a folder"),
     (["gan", "--dataset", "mnist", "--gan", "{tmp}/a-file"], "--gan is for the mapper only"),
-    (["all", "--dataset", "mnist", "--classifier", "{tmp}/a-file"], "judged by the classifier trained in the same run"),
+    (["all", "--dataset", "mnist", "--classifier", "{tmp}/a-file"], "uses the classifier trained in the same run"),
+    (["classifier", "--dataset", "mnist", "--classifier", "{tmp}/a-file"], "--classifier is for the cgan, gan, vae and mapper only"),
     (["vae", "--dataset", "mnist", "--checkpoints", "{tmp}"], "--checkpoints is for 'all' only"),
 ])
 def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
@@ -133,42 +134,47 @@ def test_precision_choices(monkeypatch):
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
-def test_fused_adam_steps_exactly_like_torch_adam(weight_decay):
-    """The lean step gives torch.optim.Adam(fused=True) / AdamW's weights and state bit for bit, across lr changes
-    and a parameter without a gradient, and its state dict loads into the stock optimiser."""
+def test_tasks_train_with_torch_s_fused_adam(weight_decay):
+    """The public fused kernel (Adam, or AdamW with weight decay) with the recipe's betas; see train/optim.py for
+    the benchmark that retired the hand-rolled step."""
     import torch
 
-    from train.tasks import FusedAdam
+    from train.optim import make_adam
+    from train.recipes import default_recipe
 
-    def make(seed):
-        torch.manual_seed(seed)
-        return [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2))]
+    recipe = default_recipe("gan", "mnist", weight_decay=weight_decay)
+    optimizer = make_adam([torch.nn.Parameter(torch.zeros(3))], recipe)
+    assert type(optimizer) is (torch.optim.AdamW if weight_decay else torch.optim.Adam)
+    assert optimizer.defaults["fused"] and optimizer.defaults["betas"] == tuple(recipe.betas)
+    assert optimizer.defaults["weight_decay"] == weight_decay
 
-    ours, stock = make(0), make(0)
-    lean = FusedAdam(ours, lr=1e-2, betas=(0.5, 0.999), weight_decay=weight_decay)
-    cls = torch.optim.AdamW if weight_decay else torch.optim.Adam
-    reference = cls(stock, lr=1e-2, betas=(0.5, 0.999), weight_decay=weight_decay, fused=True)
-    gen = torch.Generator().manual_seed(1)
-    for step in range(5):
-        grads = [torch.randn(p.shape, generator=gen) for p in ours[:2]]
-        for params in (ours, stock):
-            for p, g in zip(params, grads):
-                p.grad = g.clone()
-        for opt in (lean, reference):
-            opt.param_groups[0]["lr"] = 1e-2 / (step + 1)
-            opt.step()
-    for a, b in zip(ours, stock):
-        assert torch.equal(a, b)
-    assert ours[2] not in lean.state  # never had a gradient, never stepped
-    for name in ("step", "exp_avg", "exp_avg_sq"):
-        assert all(torch.equal(lean.state[a][name], reference.state[b][name]) for a, b in zip(ours[:2], stock[:2]))
-    cls(make(0), lr=1e-2, fused=True).load_state_dict(lean.state_dict())
+
+def test_the_weight_average_is_the_warmed_up_ema_of_the_generator():
+    """train.ema.weight_average (torch's AveragedModel) starts at the init and then moves each weight by
+    1 - min(decay, (1 + n) / (10 + n)) towards the network's at its n-th update, bit for bit."""
+    import torch
+
+    from train.ema import weight_average
+
+    torch.manual_seed(0)
+    network = torch.nn.Linear(4, 3)
+    expected = [p.detach().clone() for p in network.parameters()]
+    average = weight_average(network, decay=0.5)
+    for n in range(1, 6):
+        with torch.no_grad():
+            for p in network.parameters():
+                p.add_(torch.randn_like(p))
+        average.update_parameters(network)
+        torch._foreach_lerp_(expected, [p.detach() for p in network.parameters()], 1.0 - min(0.5, (1 + n) / (10 + n)))
+    assert all(torch.equal(a, b) for a, b in zip(average.module.parameters(), expected))
+    assert set(average.module.state_dict()) == set(network.state_dict())  # the checkpoint's tensor names
+    assert not any(p.requires_grad for p in average.module.parameters())
 
 
 def test_energy_distance_is_near_zero_for_one_distribution_and_grows_with_a_shift_or_a_collapse():
     import torch
 
-    from train.tasks import energy_distance
+    from train.tasks.mapper import energy_distance
 
     gen = torch.Generator().manual_seed(0)
     points, others = torch.randn(400, 5, generator=gen), torch.randn(400, 5, generator=gen)
@@ -184,7 +190,7 @@ def test_the_class_match_spreads_collapsed_images_like_the_generator_s_own():
     generator draws from their class's latents; a class with too few known latents gets no pull at all."""
     import torch
 
-    from train.tasks import MATCH_MIN_LATENTS, class_match_loss
+    from train.tasks.mapper import MATCH_MIN_LATENTS, class_match_loss
 
     gen = torch.Generator().manual_seed(0)
     latents = [torch.randn(2_000, 4, generator=gen), torch.randn(MATCH_MIN_LATENTS - 1, 4, generator=gen)]
@@ -212,7 +218,7 @@ def test_class_latents_keeps_the_draws_both_judges_confidently_call_the_class():
     from torch import nn
 
     from genmodels.models import GANConfig, Generator
-    from train.tasks import MATCH_CONFIDENCE, class_latents
+    from train.tasks.mapper import MATCH_CONFIDENCE, class_latents
 
     class Brightness(nn.Module):
         """Class 1 for images brighter than `level`, else class 0, confidently away from it."""
@@ -264,10 +270,11 @@ def _tiny_vae_task(compile_choice: str):
 
     from genmodels.models import VAEConfig
     from train.recipes import default_recipe
-    from train.tasks import VAETask
+    from train.tasks.vae import VAETask
 
     recipe = default_recipe("vae", "mnist", compile=compile_choice, precision="fp32")
-    return VAETask(VAEConfig(hidden=(32,), latent_dim=4, class_weight=1.0), recipe, torch.device("cpu"), total_steps=10)
+    return VAETask("vae", VAEConfig(hidden=(32,), latent_dim=4, class_weight=1.0), recipe, torch.device("cpu"),
+                   total_steps=10)
 
 
 def test_compiled_vae_step_trains_like_the_eager_one():
@@ -374,7 +381,8 @@ def test_a_resumed_run_logs_on_multiples_of_log_every(synthetic_data, tmp_path):
 
 
 def test_two_trainings_cannot_share_a_run_folder(synthetic_data, tmp_path):
-    from train.run import LOCK_FILE, _lock_run
+    from genmodels.runs import RunFolder
+    from train.run import _lock_run
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -384,7 +392,7 @@ def test_two_trainings_cannot_share_a_run_folder(synthetic_data, tmp_path):
     finally:
         held.close()
     assert result.returncode == 2 and "another training is using" in result.stderr
-    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]
+    assert sorted(p.name for p in run_dir.iterdir()) == [RunFolder(run_dir).lock_file.name]
 
 
 def test_a_stopped_all_publishes_nothing(synthetic_data, tmp_path):
@@ -431,19 +439,19 @@ def test_ctrl_c_before_training_starts_is_one_line(tmp_path):
 def test_a_mapper_run_says_what_it_prepares_before_its_first_step(synthetic_data, tmp_path, monkeypatch):
     """While the mapper trains its pixel judge and sorts the generator's draws (about a minute for the shipped
     recipe), its status says so, and the sidebar shows it instead of 'loading data'; the note goes once steps run."""
+    from train.tasks.mapper import MapperTask
     from views.sidebar import _progress_text
-    from train import tasks
 
     run_dir = tmp_path / "run"
     seen = []
-    original = tasks.MapperTask.before_training
+    original = MapperTask.before_training
 
     def recording(self, *args):
         seen.append(run_info(run_dir))
         return original(self, *args)
 
     monkeypatch.setenv("GENMODELS_DATA", str(synthetic_data))
-    monkeypatch.setattr(tasks.MapperTask, "before_training", recording)
+    monkeypatch.setattr(MapperTask, "before_training", recording)
     assert main(["mapper", "--dataset", "mnist", "--max-steps", "2", "--device", "cpu", "--run-dir", str(run_dir)]) == 0
     (preparing,) = seen
     assert preparing.status["preparing"] == "training its pixel judge and sorting 5,120 draws of the generator by class"

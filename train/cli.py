@@ -14,7 +14,7 @@ from genmodels.api import MAX_SEED
 from genmodels.datasets import DATASETS
 from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
-from genmodels.runs import new_run_name, read_metrics
+from genmodels.runs import MIN_FREE_BYTES, RunFolder, ShippedLogs, new_run_name, read_json, read_metrics
 from genmodels.kinds import KINDS, training_order
 from genmodels.recipes import Recipe
 from train.recipes import (
@@ -36,6 +36,16 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(USAGE_EXIT)
 
 
+def needed_kinds() -> dict[str, list[str]]:
+    """{kind whose checkpoint some training reads: the kinds whose training reads it}, in training order."""
+    users = {name: [k for k in training_order() if name in KINDS[k].needs] for name in training_order()}
+    return {name: kinds for name, kinds in users.items() if kinds}
+
+
+def _listed(names: list[str]) -> str:
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 def _folder(value: str) -> Path:
     if not value.strip():
         raise argparse.ArgumentTypeError("--run-dir must name a folder")
@@ -44,7 +54,8 @@ def _folder(value: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m train", description="Train genmodels models on MNIST / Fashion-MNIST.")
-    parser.add_argument("kind", choices=[*KINDS, "all"], help="model to train; 'all' trains every model and publishes them as the shipped checkpoints")
+    parser.add_argument("kind", choices=[*KINDS, "all"],
+                        help="model to train; 'all' trains every model and publishes them as the shipped checkpoints")
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     parser.add_argument("--epochs", type=int, help="epochs (default: the shipped recipe's)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimisation steps")
@@ -53,20 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="random seed (default: 0; on --resume, the run's own)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", choices=list(PRECISIONS),
-                        help="matmul precision (default: the recipe's 'auto': bf16 on a CPU with native bf16, else fp32)")
+                        help="matmul precision (default: the recipe's 'auto': bf16 on a CPU with native bf16, "
+                             "else fp32)")
     parser.add_argument("--compile", choices=list(COMPILE_CHOICES),
-                        help=f"torch.compile the step ({', '.join(COMPILE_KINDS)} only; default: the recipe's 'auto': on the CPU, "
-                             f"for runs of {COMPILE_MIN_STEPS:,} steps or more)")
+                        help=f"torch.compile the step ({', '.join(COMPILE_KINDS)} only; default: the recipe's 'auto': "
+                             f"on the CPU, for runs of {COMPILE_MIN_STEPS:,} steps or more)")
     parser.add_argument("--run-dir", type=_folder, help="run folder (for 'all': the parent of one folder per model)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    parser.add_argument("--classifier", type=Path, help="classifier checkpoint that judges sample quality (default: the shipped one)")
-    parser.add_argument("--gan", type=Path, help="mapper only: the gan checkpoint to map into (default: the shipped one)")
-    parser.add_argument("--checkpoints", type=Path, help="'all' only: where to publish the checkpoints (default: the repo's checkpoints/)")
-    parser.add_argument("--model-config", type=json.loads, help='JSON overrides of the model config, e.g. \'{"d_hidden": [512, 256]}\'')
+    for name, users in needed_kinds().items():
+        parser.add_argument(f"--{name}", type=Path,
+                            help=f"the {name} checkpoint that training the {_listed(users)} reads "
+                                 "(default: the shipped one)")
+    parser.add_argument("--checkpoints", type=Path,
+                        help="'all' only: where to publish the checkpoints (default: the repo's checkpoints/)")
+    parser.add_argument("--model-config", type=json.loads,
+                        help='JSON overrides of the model config, e.g. \'{"d_hidden": [512, 256]}\'')
     parser.add_argument("--log-every", type=int, default=100, help="steps between metric records")
     parser.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     parser.add_argument("--nice", type=int, default=0,
-                        help="lower this process's CPU priority by N (0-19); the app launches runs with 10 so its pages stay responsive")
+                        help="lower this process's CPU priority by N (0-19); the app launches runs with 10 so its "
+                             "pages stay responsive")
     return parser
 
 
@@ -92,20 +109,21 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError("--resume needs --run-dir of the run to continue")
     if args.resume and args.kind == "all":
         raise UsageError("--resume works on a single model's run, not on 'all'")
-    if args.gan is not None and args.kind != "mapper":
-        raise UsageError("--gan is for the mapper only: it names the generator to map into")
-    if args.classifier is not None and args.kind in ("classifier", "all"):
-        raise UsageError(f"--classifier does nothing for {args.kind!r}: " + ("it trains the judge itself" if args.kind == "classifier"
-                         else "each model is judged by the classifier trained in the same run"))
+    for name, users in needed_kinds().items():
+        path = getattr(args, name)
+        if path is None:
+            continue
+        if args.kind == "all":
+            raise UsageError(f"--{name} does nothing for 'all': each model uses the {name} trained in the same run")
+        if args.kind not in users:
+            raise UsageError(f"--{name} is for the {_listed(users)} only: it names the {name} their training reads")
+        if not path.is_file():
+            raise UsageError(f"--{name} {path}: no such file")
     if args.checkpoints is not None and args.kind != "all":
         raise UsageError("--checkpoints is for 'all' only: a single model stays in its --run-dir")
-    for flag in ("classifier", "gan"):
-        path = getattr(args, flag)
-        if path is not None and not path.is_file():
-            raise UsageError(f"--{flag} {path}: no such file")
 
 
-def check_writable(folder: Path, need_bytes: int = 200_000_000) -> None:
+def check_writable(folder: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
     """Refuse an unwritable folder or a nearly full disk before training starts."""
     target = folder
     try:
@@ -119,7 +137,8 @@ def check_writable(folder: Path, need_bytes: int = 200_000_000) -> None:
         raise UsageError(f"{folder} is not writable")
     free = shutil.disk_usage(target).free
     if free < need_bytes:
-        raise UsageError(f"only {free // 1_000_000} MB free on the disk of {folder}; training needs about {need_bytes // 1_000_000} MB")
+        raise UsageError(f"only {free // 1_000_000} MB free on the disk of {folder}; training needs about "
+                         f"{need_bytes // 1_000_000} MB")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
         device = resolve_device(args.device)
         if args.compile is not None and args.kind != "all":
-            resolve_compile(args.compile, args.kind, device, total_steps=0)  # refuse 'on' for a kind that never compiles
+            # refuse 'on' for a kind that never compiles
+            resolve_compile(args.compile, args.kind, device, total_steps=0)
         if args.precision is not None:
             resolve_precision(args.precision, device)  # refuse bf16 where this machine cannot do it, before any work
         run_dir = args.run_dir or runs_dir() / new_run_name(args.kind, args.dataset)
@@ -140,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.run_dir is not None and not args.resume:
             for folder in [run_dir / kind for kind in training_order()] if args.kind == "all" else [run_dir]:
                 if holds_training_files(folder):
-                    raise UsageError(f"{folder} already holds a run or model files; pass --resume to continue a run there "
-                                     "or choose another --run-dir")
+                    raise UsageError(f"{folder} already holds a run or model files; pass --resume to continue a "
+                                     "run there or choose another --run-dir")
         resumed = saved_recipe(run_dir, args) if args.resume else None
         check_model_config(args)
     except (UsageError, ValueError) as exc:
@@ -156,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_model_config(args: argparse.Namespace) -> None:
-    """Build each model config the run will use (for 'all': every kind's), so a bad --model-config is refused up front."""
+    """Build each model config the run will use (for 'all': every kind's): a bad --model-config is refused up front."""
     from genmodels.kinds import kind as model_kind
     from genmodels.models import config_from_dict
 
@@ -164,27 +184,32 @@ def check_model_config(args: argparse.Namespace) -> None:
         return
     for kind in training_order() if args.kind == "all" else [args.kind]:
         try:
-            config_from_dict(model_kind(kind).config_cls, {**default_recipe(kind, args.dataset).model, **args.model_config})
+            overrides = {**default_recipe(kind, args.dataset).model, **args.model_config}
+            config_from_dict(model_kind(kind).config_cls, overrides)
         except ValueError as exc:
             raise UsageError(f"--model-config: {exc}" + (f" (for 'all' it applies to every model; {kind} refused it)"
                                                          if args.kind == "all" else "")) from None
 
 
 def holds_training_files(folder: Path) -> bool:
-    """Whether a folder holds a run's log or any checkpoint file (the app's launcher pre-creates only status and logs)."""
+    """Whether a folder holds a run's log or any checkpoint file (the app's launcher pre-creates only status, logs)."""
     try:
-        return folder.is_dir() and any(p.name == "metrics.jsonl" or p.suffix == ".safetensors" for p in folder.iterdir())
+        metrics_name = RunFolder(folder).metrics_file.name
+        return folder.is_dir() and any(p.name == metrics_name or p.suffix == ".safetensors" for p in folder.iterdir())
     except OSError:
         return False
 
 
 def saved_recipe(run_dir: Path, args: argparse.Namespace) -> Recipe:
-    """The recipe a run was started with, for --resume: --epochs may extend it; flags that would change it are refused."""
+    """The recipe a run was started with, for --resume: --epochs may extend it; flags that would change it are
+    refused."""
     from train.run import resume_recipe
 
-    recipe = resume_recipe(run_dir, args.kind, args.dataset)  # its ValueError is a usage error here: nothing written yet
+    # its ValueError is a usage error here: nothing is written yet
+    recipe = resume_recipe(run_dir, args.kind, args.dataset)
     changed = [flag for flag, given, saved in (
-        ("--batch-size", args.batch_size, recipe.batch_size), ("--lr", args.lr, recipe.lr), ("--seed", args.seed, recipe.seed),
+        ("--batch-size", args.batch_size, recipe.batch_size), ("--lr", args.lr, recipe.lr),
+        ("--seed", args.seed, recipe.seed),
         ("--precision", args.precision, recipe.precision), ("--compile", args.compile, recipe.compile),
     ) if given is not None and given != saved]
     if args.model_config and {**recipe.model, **args.model_config} != recipe.model:
@@ -197,8 +222,10 @@ def saved_recipe(run_dir: Path, args: argparse.Namespace) -> Recipe:
     return recipe
 
 
-def train_one(args: argparse.Namespace, kind: str, device, run_dir: Path, classifier: Path | None = None, gan: Path | None = None,
+def train_one(args: argparse.Namespace, kind: str, device, run_dir: Path, needs: dict[str, Path] | None = None,
               recipe: Recipe | None = None) -> int:
+    """Train one model; `needs` names the checkpoints of the kinds its training reads (default: the flags' or the
+    shipped ones)."""
     from train.run import RunRequest, train_model
 
     if recipe is None:
@@ -207,60 +234,65 @@ def train_one(args: argparse.Namespace, kind: str, device, run_dir: Path, classi
                                 compile=args.compile if kind in COMPILE_KINDS else None)
         if args.model_config:
             recipe.model = {**recipe.model, **args.model_config}
+    if needs is None:
+        needs = {name: getattr(args, name) for name in KINDS[kind].needs if getattr(args, name) is not None}
     request = RunRequest(kind, args.dataset, recipe, run_dir, device, max_steps=args.max_steps, resume=args.resume,
-                         classifier=classifier or args.classifier, gan=gan or args.gan, log_every=args.log_every, data_root=args.data)
+                         needs=needs, log_every=args.log_every, data_root=args.data)
     return train_model(request)
 
 
 def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
-    """Train classifier, gan, mapper, cgan and vae in order, then publish them together into the checkpoints folder.
+    """Train every kind, each after the kinds it needs, then publish them together into the checkpoints folder.
 
-    Each model is judged by (and the mapper maps into) the models of this same run, and nothing is published
-    unless all five finished: a stopped or failed run leaves the checkpoints folder as it was.
+    Each model's training reads the models of this same run (its judge, the generator a mapper maps into), and
+    nothing is published unless all of them finished: a stopped or failed run leaves the checkpoints folder as it was.
     """
-    from genmodels.runs import read_json
-
-    target = (args.checkpoints or checkpoints_dir()) / args.dataset
+    root = checkpoints_dir(args.checkpoints)
+    target = root / args.dataset
     started = time.perf_counter()
     for kind in training_order():
         run_dir = run_root / kind
-        classifier = run_root / "classifier" / "classifier.safetensors" if kind != "classifier" else None
-        gan = run_root / "gan" / "gan.safetensors" if kind == "mapper" else None
+        needs = {name: RunFolder(run_root / name).model_file(name) for name in KINDS[kind].needs}
         print(f"== {kind} on {args.dataset} -> {run_dir}", flush=True)
-        code = train_one(args, kind, device, run_dir, classifier=classifier, gan=gan)
+        code = train_one(args, kind, device, run_dir, needs=needs)
         if code != 0:
-            print(f"error: training {kind} failed (exit {code}); see {run_dir}. Nothing was published.", file=sys.stderr)
+            print(f"error: training {kind} failed (exit {code}); see {run_dir}. Nothing was published.",
+                  file=sys.stderr)
             return code
-        state = (read_json(run_dir / "status.json") or {}).get("state")
+        state = (read_json(RunFolder(run_dir).status_file) or {}).get("state")
         if state != "finished":
             print(f"error: training {kind} ended {state or 'without a status'}; the later models were not trained and "
                   "nothing was published", file=sys.stderr)
             return 1
     target.mkdir(parents=True, exist_ok=True)
     for kind in training_order():
-        publish(run_root / kind, kind, target)
-    print(f"all models of {args.dataset} trained and published to {target} in {time.perf_counter() - started:.0f} s", flush=True)
+        publish(run_root / kind, kind, args.dataset, root)
+    print(f"all models of {args.dataset} trained and published to {target} in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
     return 0
 
 
-def publish(run_dir: Path, kind: str, target: Path) -> None:
-    """Copy a finished run's model, metrics log, config and grids into the shipped checkpoints folder."""
-    from genmodels.checkpoint import load_tensors, save_tensors
+def publish(run_dir: Path, kind: str, dataset: str, root: Path) -> None:
+    """Copy a finished run's model, metrics log, config and grids into the checkpoints folder `root`."""
+    from genmodels.checkpoint import checkpoint_path, load_tensors, save_tensors
+    from genmodels.logs import grid_images
 
-    tensors, meta = load_tensors(run_dir / f"{kind}.safetensors")
-    save_tensors(target / f"{kind}.safetensors", tensors, meta)
-    logs = target / "logs"
-    logs.mkdir(exist_ok=True)
-    records = read_metrics(run_dir / "metrics.jsonl")
-    with open(logs / f".{kind}.jsonl.tmp", "w") as f:
-        for record in records:
+    run = RunFolder(run_dir)
+    tensors, meta = load_tensors(run.model_file(kind))
+    save_tensors(checkpoint_path(kind, dataset, root), tensors, meta)
+    logs = ShippedLogs.of(dataset, root)
+    logs.path.mkdir(exist_ok=True)
+    metrics_file = logs.metrics_file(kind)
+    partial = metrics_file.with_name(f".{metrics_file.name}.tmp")
+    with open(partial, "w") as f:
+        for record in read_metrics(run.metrics_file):
             f.write(json.dumps(record) + "\n")
-    os.replace(logs / f".{kind}.jsonl.tmp", logs / f"{kind}.jsonl")
-    shutil.copyfile(run_dir / "config.json", logs / f"{kind}.config.json")
-    grids = sorted((run_dir / "grids").glob("epoch_*.png"))
+    os.replace(partial, metrics_file)
+    shutil.copyfile(run.config_file, logs.config_file(kind))
+    grids = list(grid_images(run.grids_dir).values())
     grids = [g for i, g in enumerate(grids, 1) if i <= 10 or i % 5 == 0 or i == len(grids)]  # keeps the repo small
     if grids:
-        shutil.rmtree(logs / f"{kind}_grids", ignore_errors=True)
-        (logs / f"{kind}_grids").mkdir()
+        shutil.rmtree(logs.grids_dir(kind), ignore_errors=True)
+        logs.grids_dir(kind).mkdir()
         for grid in grids:
-            shutil.copyfile(grid, logs / f"{kind}_grids" / grid.name)
+            shutil.copyfile(grid, logs.grids_dir(kind) / grid.name)

@@ -103,7 +103,7 @@ def runs_panel() -> None:
         st.info(notice)
     for run in active:
         st.progress(run.progress, text=_progress_text(run))
-        for alert in health.alerts(read_metrics(run.path / "metrics.jsonl")):
+        for alert in health.alerts(read_metrics(run.folder.metrics_file)):
             st.warning(f"**{alert.name.capitalize()}** (step {alert.step:,}): {alert.message}.", icon=":material/warning:")
         st.button("Cancel", key=f"cancel-{run.name}", on_click=_cancel, args=(run,), help=f"Stop {run.name}")
     for run in ended:

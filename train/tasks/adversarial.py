@@ -1,0 +1,118 @@
+"""The MLP GANs: one task for the unconditional GAN (report 001) and the conditional one (report 000).
+
+A conditional kind's generator and discriminator take class labels, and its discriminator also returns class
+logits (projection + auxiliary class head); everything else is one step, pytorch/examples style: D on
+`fake.detach()`, then G through a frozen D.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from genmodels import metrics
+from genmodels.kinds import KINDS
+from genmodels.models.layers import gaussian_noise
+from genmodels.recipes import Recipe
+from train.ema import weight_average
+from train.losses import discriminator_losses, generator_loss
+from train.optim import make_adam
+from train.tasks.base import EVAL_SEED, BaseTask, grid_labels, grid_noise
+
+
+class AdversarialTask(BaseTask):
+    """A GAN of its kind's generator and discriminator: BCE with one-sided label smoothing, Adam, optional EMA of G."""
+
+    def __init__(self, kind: str, config, recipe: Recipe, device: torch.device, total_steps: int):
+        super().__init__(kind, config, recipe, device, total_steps)
+        spec = KINDS[kind]
+        self.conditional = spec.conditional
+        self.generator = spec.module_cls(config).to(device)
+        self.discriminator = spec.critic_cls(config).to(device)
+        self.modules = {"generator": self.generator, "discriminator": self.discriminator}
+        self.optimizers = {
+            "generator": make_adam(self.generator.parameters(), recipe),
+            "discriminator": make_adam(self.discriminator.parameters(), recipe),
+        }
+        self.average = weight_average(self.generator, recipe.ema_decay) if recipe.ema_decay else None
+        if self.average is not None:  # saved under the generator's own tensor names, as a checkpoint holds them
+            self.modules["generator_ema"] = self.average.module
+        self.fixed_noise = grid_noise(config.latent_dim, device)
+        self.fixed_labels = grid_labels(config.num_classes, device) if self.conditional else None
+
+    def _conditions(self, labels: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The label arguments of a conditional kind's networks; none for an unconditional one."""
+        return (labels,) if self.conditional else ()
+
+    def _critic(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's real/fake logits and, for a conditional kind, its class logits (None otherwise)."""
+        if self.conditional:
+            return self.discriminator(images, labels)
+        return self.discriminator(images), None
+
+    def step(self, images, labels):
+        self._schedule()
+        n = len(images)
+        z = gaussian_noise(n, self.config.latent_dim, self.rng, self.device)
+        fake_labels = (torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
+                       if self.conditional else None)
+        both_labels = torch.cat([labels, fake_labels]) if self.conditional else None
+        with self.autocast():
+            fake = self.generator(z, *self._conditions(fake_labels))
+            # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
+            logits, classes = self._critic(torch.cat([images.to(fake.dtype), fake.detach()]), both_labels)
+        d_real, d_fake = logits.float().split(n)
+        loss_d_real, loss_d_fake = discriminator_losses(d_real, d_fake, self.recipe.label_smoothing)
+        loss_d = loss_d_real + loss_d_fake
+        if classes is not None:
+            loss_d_class = F.cross_entropy(classes.float()[:n], labels)
+            loss_d = loss_d + self.config.aux_weight * loss_d_class
+        opt_d, opt_g = self.optimizers["discriminator"], self.optimizers["generator"]
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        self.discriminator.requires_grad_(False)  # G's step needs gradients through D, not of D
+        with self.autocast():
+            d_fake_g, class_fake = self._critic(fake, fake_labels)
+        loss_g = generator_loss(d_fake_g.float())
+        if class_fake is not None:
+            loss_g_class = F.cross_entropy(class_fake.float(), fake_labels)
+            loss_g = loss_g + self.config.aux_weight * loss_g_class
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+        if self.average is not None:
+            self.average.update_parameters(self.generator)
+        losses = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+        if classes is not None:
+            losses.update(loss_d_class=loss_d_class.detach(), loss_g_class=loss_g_class.detach())
+        losses.update(d_real=torch.sigmoid(d_real.detach()).mean(), d_fake=torch.sigmoid(d_fake.detach()).mean())
+        return losses
+
+    def load_state(self, tensors, meta):
+        super().load_state(tensors, meta)
+        if self.average is not None:  # it averaged the initial weights, then once after every step
+            self.average.n_averaged.fill_(self.step_count + 1)
+
+    @torch.no_grad()
+    def grid_images(self):
+        return self.model().eval().decode(self.fixed_noise, *self._conditions(self.fixed_labels)).cpu()
+
+    @torch.no_grad()
+    def evaluate(self, test_images, test_labels):
+        if self.judge is None:
+            return {}
+        num_classes = self.judge.config.num_classes
+        labels = self._eval_labels(num_classes)
+        z = gaussian_noise(len(labels), self.config.latent_dim, torch.Generator().manual_seed(EVAL_SEED), self.device)
+        images = self.model().eval().decode(z, *self._conditions(labels.to(self.device)))
+        probs = self._judge_probs(images)
+        if self.conditional:
+            return {"class_accuracy": metrics.class_accuracy(probs, labels),
+                    "classifier_confidence": metrics.mean_confidence(probs)}
+        reference = torch.bincount(test_labels.cpu(), minlength=num_classes)
+        return {"classifier_confidence": metrics.mean_confidence(probs),
+                "coverage_kl": metrics.coverage_kl(probs, reference)}
+
+    def model(self):
+        return self.average.module if self.average is not None else self.generator
