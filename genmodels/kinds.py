@@ -58,6 +58,12 @@ class Kind:
     loss_key: str | None = None  # the generator's loss in its log, compared across generators
     compiles: bool = False  # its step is torch.compile'd (measured faster; the GAN steps were not)
     compare_title: str | None = None  # its title where generators are compared, when it differs
+    encodes: bool = False  # it has an encoder (a VAE): its latent space can be mapped and images encoded
+
+    @property
+    def adversarial(self) -> bool:
+        """Trained against a discriminator: the GAN objectives and their flags apply."""
+        return self.critic is not None
     judges: bool = False  # its network scores generated samples (the epoch-end judge of the kinds that need it)
 
     @property
@@ -132,7 +138,7 @@ KINDS: dict[str, Kind] = {
                 Chart("Test negative ELBO (per epoch)", ("test_neg_elbo", "test_recon", "test_kl"), "nats"),
                 _SAMPLE_ACCURACY,
             ),
-            generates=True, conditional=True, needs=("classifier",), loss_key="loss", compiles=True,
+            generates=True, conditional=True, needs=("classifier",), loss_key="loss", compiles=True, encodes=True,
         ),
         Kind(
             "mapper", "Label mapper for the GAN", "Label-to-latent mapper",

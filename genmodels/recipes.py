@@ -28,10 +28,24 @@ class Recipe:
     match_weight: float = 0.0  # mapper only: weight of matching, per class, the images the generator itself draws of it
     match_draws: int = 100_000  # mapper only: prior draws sorted by the judges into those per-class latents
     ema_decay: float = 0.0  # GANs: sample from an exponential moving average of G's weights (0 = off)
+    objective: str = "bce"  # GANs: one of OBJECTIVES
+    d_steps: int = 1  # GANs: discriminator updates per generator update (each on fresh fakes)
+    lr_d: float | None = None  # GANs: the discriminator's own learning rate (None: lr)
+    spectral_norm: bool = False  # GANs: spectral normalisation on every layer of the discriminator
+    beta: float = 1.0  # VAEs: weight of the KL term (beta-VAE)
+    kl_warmup_steps: int = 0  # VAEs: ramp the KL weight linearly from 0 to beta over this many steps
     precision: str = "auto"  # matmuls in "fp32" or "bf16" (weights, optimiser and losses stay fp32); see resolve_precision
     compile: str = "off"  # torch.compile the step's forward and loss: "auto" (long CPU runs), "on" or "off"; see resolve_compile
     model: dict = dataclasses.field(default_factory=dict)  # overrides of the model config's defaults
 
+
+
+OBJECTIVES = {
+    "bce": "the reports' loss: binary cross-entropy, non-saturating for G",
+    "lsgan": "least squares: D regresses real to 1 and fake to 0, G pulls fakes to 1",
+    "hinge": "hinge: D wants real logits above +1 and fake below -1; G raises fake logits",
+    "wgan-gp": "Wasserstein critic with a gradient penalty (weight 10) instead of weight clipping",
+}
 
 
 def with_overrides(recipe: Recipe, **overrides) -> Recipe:

@@ -16,7 +16,7 @@ from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.runs import MIN_FREE_BYTES, RunFolder, ShippedLogs, new_run_name, read_json, read_metrics
 from genmodels.kinds import KINDS, training_order
-from genmodels.recipes import Recipe
+from genmodels.recipes import OBJECTIVES, Recipe
 from train.recipes import (
     COMPILE_CHOICES, COMPILE_KINDS, COMPILE_MIN_STEPS, PRECISIONS, default_recipe, resolve_compile, resolve_precision,
 )
@@ -79,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'all' only: where to publish the checkpoints (default: the repo's checkpoints/)")
     parser.add_argument("--model-config", type=json.loads,
                         help='JSON overrides of the model config, e.g. \'{"d_hidden": [512, 256]}\'')
+    gan = [name for name, k in KINDS.items() if k.adversarial]
+    vae = [name for name, k in KINDS.items() if k.encodes]
+    parser.add_argument("--objective", choices=list(OBJECTIVES),
+                        help=f"GAN objective ({_listed(gan)}); default: the recipe's (bce). "
+                             + "; ".join(f"{name}: {text}" for name, text in OBJECTIVES.items()))
+    parser.add_argument("--spectral-norm", action="store_true", default=None,
+                        help="spectral normalisation on every layer of the discriminator (GANs)")
+    parser.add_argument("--d-steps", type=int, help="discriminator updates per generator update (GANs; default 1)")
+    parser.add_argument("--lr-d", type=float, help="the discriminator's own learning rate (GANs; default: --lr)")
+    parser.add_argument("--label-smoothing", type=float,
+                        help="one-sided label smoothing: D's target for real images is 1 minus this (GANs)")
+    parser.add_argument("--beta", type=float, help=f"weight of the KL term ({_listed(vae)}; default 1)")
+    parser.add_argument("--kl-warmup", type=int, help="ramp the KL weight from 0 to beta over this many steps (VAEs)")
     parser.add_argument("--log-every", type=int, default=100, help="steps between metric records")
     parser.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     parser.add_argument("--nice", type=int, default=0,
@@ -119,8 +132,34 @@ def validate(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name} is for the {_listed(users)} only: it names the {name} their training reads")
         if not path.is_file():
             raise UsageError(f"--{name} {path}: no such file")
+    check_objective_flags(args)
     if args.checkpoints is not None and args.kind != "all":
         raise UsageError("--checkpoints is for 'all' only: a single model stays in its --run-dir")
+
+
+GAN_FLAGS = ("objective", "spectral_norm", "d_steps", "lr_d", "label_smoothing")
+VAE_FLAGS = ("beta", "kl_warmup")
+RECIPE_FIELDS = {"kl_warmup": "kl_warmup_steps"}  # flags whose recipe field has another name
+
+
+def check_objective_flags(args: argparse.Namespace) -> None:
+    """The GAN and VAE flags: in range, and only for the kinds they change; raises UsageError."""
+    for flags, applies, family in ((GAN_FLAGS, "adversarial", "GANs"), (VAE_FLAGS, "encodes", "VAEs")):
+        given = [flag for flag in flags if getattr(args, flag) is not None]
+        if given and (args.kind == "all" or not getattr(KINDS[args.kind], applies)):
+            flag = "--" + given[0].replace("_", "-")
+            kinds = _listed([name for name, k in KINDS.items() if getattr(k, applies)])
+            raise UsageError(f"{flag} is for the {family} ({kinds}) only, not {args.kind!r}")
+    if args.d_steps is not None and not 1 <= args.d_steps <= 10:
+        raise UsageError(f"--d-steps must be between 1 and 10, got {args.d_steps}")
+    if args.lr_d is not None and not (math.isfinite(args.lr_d) and 0 < args.lr_d <= 1):
+        raise UsageError(f"--lr-d must be a number in (0, 1], got {args.lr_d}")
+    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 0.5:
+        raise UsageError(f"--label-smoothing must be in [0, 0.5), got {args.label_smoothing}")
+    if args.beta is not None and not (math.isfinite(args.beta) and 0 <= args.beta <= 100):
+        raise UsageError(f"--beta must be between 0 and 100, got {args.beta}")
+    if args.kl_warmup is not None and not 0 <= args.kl_warmup <= 10_000_000:
+        raise UsageError(f"--kl-warmup must be between 0 and 10000000 steps, got {args.kl_warmup}")
 
 
 def check_writable(folder: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
@@ -211,6 +250,8 @@ def saved_recipe(run_dir: Path, args: argparse.Namespace) -> Recipe:
         ("--batch-size", args.batch_size, recipe.batch_size), ("--lr", args.lr, recipe.lr),
         ("--seed", args.seed, recipe.seed),
         ("--precision", args.precision, recipe.precision), ("--compile", args.compile, recipe.compile),
+        *((f"--{flag.replace('_', '-')}", getattr(args, flag), getattr(recipe, RECIPE_FIELDS.get(flag, flag)))
+          for flag in (*GAN_FLAGS, *VAE_FLAGS)),
     ) if given is not None and given != saved]
     if args.model_config and {**recipe.model, **args.model_config} != recipe.model:
         changed.append("--model-config")
@@ -231,7 +272,10 @@ def train_one(args: argparse.Namespace, kind: str, device, run_dir: Path, needs:
     if recipe is None:
         recipe = default_recipe(kind, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 seed=args.seed if args.seed is not None else 0, precision=args.precision,
-                                compile=args.compile if kind in COMPILE_KINDS else None)
+                                compile=args.compile if kind in COMPILE_KINDS else None, objective=args.objective,
+                                spectral_norm=args.spectral_norm, d_steps=args.d_steps, lr_d=args.lr_d,
+                                label_smoothing=args.label_smoothing, beta=args.beta,
+                                kl_warmup_steps=args.kl_warmup)
         if args.model_config:
             recipe.model = {**recipe.model, **args.model_config}
     if needs is None:

@@ -1,8 +1,12 @@
-"""The GAN losses, as pure functions of the discriminator's logits."""
+"""The GAN objectives, as pure functions of the discriminator's logits (the gradient penalty takes D itself)."""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+GRADIENT_PENALTY_WEIGHT = 10.0  # WGAN-GP's lambda (Gulrajani et al. 2017)
 
 
 def bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -10,12 +14,35 @@ def bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
-def discriminator_losses(d_real: torch.Tensor, d_fake: torch.Tensor,
-                         smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss on real, loss on fake) for the discriminator, with one-sided label smoothing."""
-    return bce_logits(d_real, 1.0 - smoothing), bce_logits(d_fake, 0.0)
+def discriminator_losses(d_real: torch.Tensor, d_fake: torch.Tensor, smoothing: float,
+                         objective: str = "bce") -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss on real, loss on fake) for the discriminator; `smoothing` lowers the real target (bce, lsgan)."""
+    if objective == "bce":
+        return bce_logits(d_real, 1.0 - smoothing), bce_logits(d_fake, 0.0)
+    if objective == "lsgan":
+        return 0.5 * (d_real - (1.0 - smoothing)).pow(2).mean(), 0.5 * d_fake.pow(2).mean()
+    if objective == "hinge":
+        return F.relu(1.0 - d_real).mean(), F.relu(1.0 + d_fake).mean()
+    if objective == "wgan-gp":
+        return -d_real.mean(), d_fake.mean()
+    raise ValueError(f"unknown GAN objective {objective!r}")
 
 
-def generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
-    """The non-saturating generator loss: D's fake logits against the 'real' target."""
-    return bce_logits(d_fake, 1.0)
+def generator_loss(d_fake: torch.Tensor, objective: str = "bce") -> torch.Tensor:
+    """G's loss on D's fake logits: non-saturating BCE, least squares, or the critic's mean (hinge, wgan-gp)."""
+    if objective == "bce":
+        return bce_logits(d_fake, 1.0)
+    if objective == "lsgan":
+        return 0.5 * (d_fake - 1.0).pow(2).mean()
+    if objective in ("hinge", "wgan-gp"):
+        return -d_fake.mean()
+    raise ValueError(f"unknown GAN objective {objective!r}")
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator) -> torch.Tensor:
+    """WGAN-GP's penalty: (||grad critic(x)|| - 1)^2 at random points x between real and fake images."""
+    mix = torch.rand(len(real), 1, 1, 1, generator=generator, device=real.device)
+    points = (mix * real + (1.0 - mix) * fake).requires_grad_(True)
+    (gradients,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
+    return GRADIENT_PENALTY_WEIGHT * (gradients.flatten(1).norm(dim=1) - 1.0).pow(2).mean()

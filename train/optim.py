@@ -15,11 +15,12 @@ from genmodels.recipes import Recipe
 # that would justify depending on a private op.
 
 
-def make_adam(params, recipe: Recipe) -> torch.optim.Optimizer:
-    """Adam (AdamW when the recipe sets weight decay), fused where this torch build has the kernel for the device."""
+def make_adam(params, recipe: Recipe, lr: float | None = None) -> torch.optim.Optimizer:
+    """Adam (AdamW when the recipe sets weight decay) at `lr` (default: the recipe's), fused where this torch
+    build has the kernel for the device."""
     params = list(params)
     cls = torch.optim.AdamW if recipe.weight_decay else torch.optim.Adam
-    options = dict(lr=recipe.lr, betas=tuple(recipe.betas), weight_decay=recipe.weight_decay)
+    options = dict(lr=lr or recipe.lr, betas=tuple(recipe.betas), weight_decay=recipe.weight_decay)
     try:
         return cls(params, **options, fused=True)
     except (RuntimeError, TypeError, ValueError):  # a device without the fused kernel

@@ -8,31 +8,47 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 from genmodels import metrics
 from genmodels.kinds import KINDS
 from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.ema import weight_average
-from train.losses import discriminator_losses, generator_loss
+from train.losses import discriminator_losses, generator_loss, gradient_penalty
 from train.optim import make_adam
 from train.tasks.base import EVAL_SEED, BaseTask, grid_labels, grid_noise
 
 
+def with_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalisation on every linear, convolution and embedding layer of `module` not normalised yet."""
+    for layer in list(module.modules()):
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.Embedding)) and not parametrize.is_parametrized(layer):
+            spectral_norm(layer)
+    return module
+
+
 class AdversarialTask(BaseTask):
-    """A GAN of its kind's generator and discriminator: BCE with one-sided label smoothing, Adam, optional EMA of G."""
+    """A GAN of its kind's generator and discriminator: the recipe's objective (BCE with one-sided label smoothing
+    by default), D steps per G step, D's own learning rate, optional spectral norm in D and an EMA of G."""
 
     def __init__(self, kind: str, config, recipe: Recipe, device: torch.device, total_steps: int):
         super().__init__(kind, config, recipe, device, total_steps)
         spec = KINDS[kind]
         self.conditional = spec.conditional
         self.generator = spec.module_cls(config).to(device)
-        self.discriminator = spec.critic_cls(config).to(device)
+        self.discriminator = spec.critic_cls(config)
+        if recipe.spectral_norm:
+            with_spectral_norm(self.discriminator)
+        self.discriminator.to(device)
         self.modules = {"generator": self.generator, "discriminator": self.discriminator}
         self.optimizers = {
             "generator": make_adam(self.generator.parameters(), recipe),
-            "discriminator": make_adam(self.discriminator.parameters(), recipe),
+            "discriminator": make_adam(self.discriminator.parameters(), recipe, recipe.lr_d),
         }
+        self.base_lr["discriminator"] = recipe.lr_d or recipe.lr
         self.average = weight_average(self.generator, recipe.ema_decay) if recipe.ema_decay else None
         if self.average is not None:  # saved under the generator's own tensor names, as a checkpoint holds them
             self.modules["generator_ema"] = self.average.module
@@ -49,50 +65,57 @@ class AdversarialTask(BaseTask):
             return self.discriminator(images, labels)
         return self.discriminator(images), None
 
-    def step(self, images, labels):
-        self._schedule()
+    def _discriminator_step(self, images: torch.Tensor, labels: torch.Tensor | None
+                            ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """One D update on the real batch and fresh fakes: (D's losses and outputs, the fakes, their labels)."""
         n = len(images)
+        objective = self.recipe.objective
         z = gaussian_noise(n, self.config.latent_dim, self.rng, self.device)
         fake_labels = (torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
                        if self.conditional else None)
-        both_labels = torch.cat([labels, fake_labels]) if self.conditional else None
         with self.autocast():
             fake = self.generator(z, *self._conditions(fake_labels))
             # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
+            both_labels = torch.cat([labels, fake_labels]) if self.conditional else None
             logits, classes = self._critic(torch.cat([images.to(fake.dtype), fake.detach()]), both_labels)
         d_real, d_fake = logits.float().split(n)
-        loss_d_real, loss_d_fake = discriminator_losses(d_real, d_fake, self.recipe.label_smoothing)
+        loss_d_real, loss_d_fake = discriminator_losses(d_real, d_fake, self.recipe.label_smoothing, objective)
         loss_d = loss_d_real + loss_d_fake
+        out = {}
+        if objective == "wgan-gp":
+            out["gradient_penalty"] = gradient_penalty(lambda x: self._critic(x, labels)[0].float(), images,
+                                                       fake.detach().float(), self.rng)
+            loss_d = loss_d + out["gradient_penalty"]
         if classes is not None:
-            loss_d_class = F.cross_entropy(classes.float()[:n], labels)
-            loss_d = loss_d + self.config.aux_weight * loss_d_class
-        opt_d, opt_g = self.optimizers["discriminator"], self.optimizers["generator"]
+            out["loss_d_class"] = F.cross_entropy(classes.float()[:n], labels)
+            loss_d = loss_d + self.config.aux_weight * out["loss_d_class"]
+        opt_d = self.optimizers["discriminator"]
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
+        out.update(loss_d=loss_d, d_real=torch.sigmoid(d_real).mean(), d_fake=torch.sigmoid(d_fake).mean())
+        return out, fake, fake_labels
+
+    def step(self, images, labels):
+        self._schedule()
+        for _ in range(self.recipe.d_steps):  # the last D update's fakes serve G's step
+            losses, fake, fake_labels = self._discriminator_step(images, labels if self.conditional else None)
         self.discriminator.requires_grad_(False)  # G's step needs gradients through D, not of D
         with self.autocast():
             d_fake_g, class_fake = self._critic(fake, fake_labels)
-        loss_g = generator_loss(d_fake_g.float())
+        loss_g = generator_loss(d_fake_g.float(), self.recipe.objective)
         if class_fake is not None:
-            loss_g_class = F.cross_entropy(class_fake.float(), fake_labels)
-            loss_g = loss_g + self.config.aux_weight * loss_g_class
+            losses["loss_g_class"] = F.cross_entropy(class_fake.float(), fake_labels)
+            loss_g = loss_g + self.config.aux_weight * losses["loss_g_class"]
+        opt_g = self.optimizers["generator"]
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
         self.discriminator.requires_grad_(True)
         if self.average is not None:
             self.average.update_parameters(self.generator)
-        losses = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
-        if classes is not None:
-            losses.update(loss_d_class=loss_d_class.detach(), loss_g_class=loss_g_class.detach())
-        losses.update(d_real=torch.sigmoid(d_real.detach()).mean(), d_fake=torch.sigmoid(d_fake.detach()).mean())
-        return losses
-
-    def load_state(self, tensors, meta):
-        super().load_state(tensors, meta)
-        if self.average is not None:  # it averaged the initial weights, then once after every step
-            self.average.n_averaged.fill_(self.step_count + 1)
+        losses["loss_g"] = loss_g
+        return {name: value.detach() for name, value in losses.items()}
 
     @torch.no_grad()
     def grid_images(self):

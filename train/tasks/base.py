@@ -79,6 +79,7 @@ class BaseTask:
         self.judge: nn.Module | None = None
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.base_lr: dict[str, float] = {}  # an optimiser's own learning rate, where it is not the recipe's lr
         torch.manual_seed(recipe.seed)  # the networks a subclass builds next start from the seed's weights
 
     # -- building from a run request
@@ -132,9 +133,9 @@ class BaseTask:
 
     def _schedule(self) -> None:
         factor = lr_factor(self.recipe, self.step_count, self.total_steps)
-        for opt in self.optimizers.values():
+        for name, opt in self.optimizers.items():
             for group in opt.param_groups:
-                group["lr"] = self.recipe.lr * factor
+                group["lr"] = self.base_lr.get(name, self.recipe.lr) * factor
         self.step_count += 1
 
     def step(self, images: torch.Tensor | None, labels: torch.Tensor) -> dict[str, torch.Tensor]:

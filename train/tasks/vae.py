@@ -1,4 +1,5 @@
-"""The MLP VAE (report 000): BCE summed over pixels + KL, Adam; class Gaussians for labelled sampling."""
+"""The VAEs (report 000's MLP and the convolutional one): BCE summed over pixels + beta * KL, Adam; class
+Gaussians for labelled sampling."""
 from __future__ import annotations
 
 import torch
@@ -6,7 +7,8 @@ import torch.nn.functional as F
 
 from genmodels import metrics
 from genmodels.data import to_unit
-from genmodels.models import VAE, VAEConfig, vae_loss
+from genmodels.kinds import KINDS
+from genmodels.models import VAEConfig, vae_loss
 from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.optim import make_adam
@@ -19,7 +21,7 @@ class VAETask(BaseTask):
 
     def __init__(self, kind: str, config: VAEConfig, recipe: Recipe, device: torch.device, total_steps: int):
         super().__init__(kind, config, recipe, device, total_steps)
-        self.vae = VAE(config).to(device)
+        self.vae = KINDS[kind].module_cls(config).to(device)
         self.modules = {kind: self.vae}  # state names: module.<kind>.*
         self.optimizers = {kind: make_adam(self.vae.parameters(), recipe)}
         self.fixed_noise = grid_noise(config.latent_dim, device)
@@ -37,13 +39,21 @@ class VAETask(BaseTask):
         self.train_images, self.train_labels = batches.images, batches.labels  # what the class Gaussians are fitted to
         return batches
 
-    def _losses(self, images: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+    def kl_weight(self) -> torch.Tensor:
+        """The KL term's weight at this step: the recipe's beta, ramped up from 0 over its warm-up steps (a
+        tensor, so the compiled step takes each new value without recompiling)."""
+        warmup = self.recipe.kl_warmup_steps
+        weight = self.recipe.beta * (min(1.0, self.step_count / warmup) if warmup else 1.0)
+        return torch.tensor(weight, device=self.device)
+
+    def _losses(self, images: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor,
+                kl_weight: torch.Tensor) -> dict[str, torch.Tensor]:
         """The step's forward pass: {'loss', 'recon', 'kl'(, 'loss_class')}, each a scalar."""
         with self.autocast():
             logits, mu, logvar, z = self.vae(images, noise=noise)
             class_logits = self.vae.to_class(z) if self.vae.to_class is not None else None
         recon, kl = vae_loss(logits.float(), images, mu, logvar)
-        losses = {"loss": recon + kl, "recon": recon, "kl": kl}
+        losses = {"loss": recon + kl_weight * kl, "recon": recon, "kl": kl}
         if class_logits is not None:
             losses["loss_class"] = F.cross_entropy(class_logits.float(), labels)
             losses["loss"] = losses["loss"] + self.config.class_weight * losses["loss_class"]
@@ -53,13 +63,13 @@ class VAETask(BaseTask):
         self._schedule()
         noise = gaussian_noise(len(images), self.config.latent_dim, self.rng, self.device)
         try:
-            losses = self._losses_fn(images, labels, noise)
+            losses = self._losses_fn(images, labels, noise, self.kl_weight())
         except Exception as exc:  # noqa: BLE001 - no C++ compiler, an unsupported op...: train on uncompiled
             if not self.compiled:
                 raise
             self.compile_failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             self.compiled, self._losses_fn = False, self._losses
-            losses = self._losses(images, labels, noise)
+            losses = self._losses(images, labels, noise, self.kl_weight())
         opt = self.optimizers[self.kind]
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()

@@ -1,0 +1,78 @@
+"""GAN objectives and VAE beta: the losses as pure functions, the flags, and a tiny run of each objective."""
+
+import math
+
+import pytest
+import torch
+
+from train.cli import main
+from train.losses import discriminator_losses, generator_loss, gradient_penalty
+
+
+@pytest.mark.parametrize("objective", ["bce", "lsgan", "hinge", "wgan-gp"])
+def test_a_confident_discriminator_pays_less_and_the_generator_more(objective):
+    good_d = discriminator_losses(torch.full((8,), 5.0), torch.full((8,), -5.0), 0.0, objective)
+    bad_d = discriminator_losses(torch.full((8,), -5.0), torch.full((8,), 5.0), 0.0, objective)
+    assert sum(good_d) < sum(bad_d)
+    assert generator_loss(torch.full((8,), -5.0), objective) > generator_loss(torch.full((8,), 5.0), objective)
+
+
+def test_the_reports_bce_is_unchanged_and_hinge_is_zero_past_the_margin():
+    real, fake = torch.tensor([0.3, 2.0]), torch.tensor([-1.0, 0.5])
+    loss_real, loss_fake = discriminator_losses(real, fake, 0.1)
+    assert loss_real == pytest.approx(torch.nn.functional.binary_cross_entropy_with_logits(real, torch.full((2,), 0.9)))
+    assert sum(discriminator_losses(torch.full((3,), 1.5), torch.full((3,), -1.5), 0.0, "hinge")) == 0
+    with pytest.raises(ValueError, match="unknown GAN objective"):
+        generator_loss(real, "minimax")
+
+
+def test_the_gradient_penalty_is_zero_for_a_unit_slope_critic():
+    critic = lambda x: x.flatten(1)[:, 0]  # noqa: E731 - gradient norm exactly 1 everywhere
+    real, fake = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
+    assert gradient_penalty(critic, real, fake, torch.Generator().manual_seed(0)).item() == pytest.approx(0.0)
+    steep = lambda x: 3 * x.flatten(1)[:, 0]  # noqa: E731
+    assert gradient_penalty(steep, real, fake, torch.Generator().manual_seed(0)).item() == pytest.approx(40.0)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["vae", "--objective", "hinge"], "--objective is for the GANs"),
+        (["gan", "--beta", "4"], "--beta is for the VAEs"),
+        (["cgan", "--d-steps", "0"], "--d-steps must be between 1 and 10"),
+        (["cgan", "--lr-d", "nan"], "--lr-d must be a number in (0, 1]"),
+        (["gan", "--label-smoothing", "0.7"], "--label-smoothing must be in [0, 0.5)"),
+        (["all", "--spectral-norm"], "--spectral-norm is for the GANs"),
+    ],
+)
+def test_bad_objective_flags_get_one_line(flags, message, tmp_path, capsys):
+    code = main([flags[0], "--dataset", "mnist", "--run-dir", str(tmp_path / "run"), *flags[1:]])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("objective", ["lsgan", "hinge", "wgan-gp"])
+def test_each_objective_trains_and_is_recorded(objective, synthetic_data, tmp_path):
+    import json
+
+    run = tmp_path / objective
+    code = main(["cgan", "--dataset", "mnist", "--data", str(synthetic_data), "--run-dir", str(run), "--max-steps", "4",
+                 "--batch-size", "16", "--log-every", "2", "--objective", objective, "--d-steps", "2",
+                 "--lr-d", "4e-4", "--spectral-norm", "--model-config", '{"g_hidden": [32], "d_hidden": [32]}'])
+    assert code == 0
+    recipe = json.loads((run / "config.json").read_text())["recipe"]
+    assert (recipe["objective"], recipe["d_steps"], recipe["lr_d"], recipe["spectral_norm"]) == (objective, 2, 4e-4, True)
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss_d"]) and math.isfinite(r["loss_g"]) for r in steps if r["type"] == "step")
+    assert ("gradient_penalty" in steps[0]) == (objective == "wgan-gp")
+
+
+def test_a_beta_vae_with_warm_up_records_its_recipe(synthetic_data, tmp_path):
+    import json
+
+    run = tmp_path / "beta"
+    code = main(["vae", "--dataset", "mnist", "--data", str(synthetic_data), "--run-dir", str(run), "--max-steps", "3",
+                 "--batch-size", "16", "--beta", "4", "--kl-warmup", "100", "--model-config", '{"hidden": [32]}'])
+    assert code == 0
+    recipe = json.loads((run / "config.json").read_text())["recipe"]
+    assert recipe["beta"] == 4 and recipe["kl_warmup_steps"] == 100
