@@ -115,7 +115,8 @@ class AdversarialTask(BaseTask):
         if self.average is not None:
             self.average.update_parameters(self.generator)
         losses["loss_g"] = loss_g
-        return {name: value.detach() for name, value in losses.items()}
+        order = ("loss_d", "loss_g", "loss_d_class", "loss_g_class", "gradient_penalty", "d_real", "d_fake")
+        return {name: losses[name].detach() for name in order if name in losses}  # the order logs print them in
 
     @torch.no_grad()
     def grid_images(self):
