@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genmodels import api, metrics
-from genmodels.compare import class_spread, spread_ratios
+from genmodels import scoring
+from genmodels.metrics import class_spread, spread_ratios
 from genmodels.checkpoint import optimizer_tensors, restore_optimizer
 from genmodels.data import to_signed, to_unit
 from genmodels.models import (
@@ -223,9 +223,6 @@ class BaseTask:
         self.step_count = meta["step_count"]
 
     # -- quality checks with the project classifier
-    def _judge_probs(self, images_unit: torch.Tensor) -> torch.Tensor:
-        return api.predict(self.judge, images_unit)
-
     def _eval_labels(self, num_classes: int) -> torch.Tensor:
         return torch.arange(num_classes).repeat_interleave(EVAL_SAMPLES_PER_CLASS)
 
@@ -331,9 +328,8 @@ class GANTask(BaseTask):
         generator = self.model().eval()
         gen = torch.Generator().manual_seed(EVAL_SEED)
         z = torch.randn(10 * EVAL_SAMPLES_PER_CLASS, generator.latent_dim, generator=gen).to(self.device)
-        probs = self._judge_probs(generator.decode(z))
-        reference = torch.bincount(test_labels.cpu(), minlength=probs.shape[1])
-        return {"classifier_confidence": metrics.mean_confidence(probs), "coverage_kl": metrics.coverage_kl(probs, reference)}
+        class_mix = torch.bincount(test_labels.cpu(), minlength=self.judge.config.num_classes)
+        return scoring.judge_checks(self.judge, generator.decode(z), None, class_mix)
 
     def model(self):
         return self.average.module if self.average is not None else self.generator
@@ -411,8 +407,7 @@ class CGANTask(BaseTask):
             return {}
         labels = self._eval_labels(self.config.num_classes)
         z = torch.randn(len(labels), self.config.latent_dim, generator=torch.Generator().manual_seed(EVAL_SEED))
-        probs = self._judge_probs(self.model().eval().decode(z.to(self.device), labels.to(self.device)))
-        return {"class_accuracy": metrics.class_accuracy(probs, labels), "classifier_confidence": metrics.mean_confidence(probs)}
+        return scoring.judge_checks(self.judge, self.model().eval().decode(z.to(self.device), labels.to(self.device)), labels)
 
     def model(self):
         return self.average.module if self.average is not None else self.generator
@@ -497,8 +492,7 @@ class VAETask(BaseTask):
             self.fit_classes()
             labels = self._eval_labels(self.config.num_classes)
             images = self.vae.sample(len(labels), labels.to(self.device), generator=torch.Generator().manual_seed(EVAL_SEED))
-            probs = self._judge_probs(images)
-            out.update(class_accuracy=metrics.class_accuracy(probs, labels), classifier_confidence=metrics.mean_confidence(probs))
+            out.update(scoring.judge_checks(self.judge, images, labels))
         return out
 
     def finalize(self, train_images, train_labels):
@@ -630,10 +624,8 @@ class MapperTask(BaseTask):
         self.mapper.eval()
         labels = self._eval_labels(self.config.num_classes)
         z = self.mapper.latents(labels, generator=torch.Generator().manual_seed(EVAL_SEED))
-        probs = self._judge_probs(self.generator.decode(z))
         out = {
-            "class_accuracy": metrics.class_accuracy(probs, labels),
-            "classifier_confidence": metrics.mean_confidence(probs),
+            **scoring.judge_checks(self.judge, self.generator.decode(z), labels),
             "latent_norm": float(z.norm(dim=1).mean() / math.sqrt(self.config.latent_dim)),
         }
         if self.pixel_judge is not None:
