@@ -70,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n", type=int, default=10_000, help="generated (and real) images per measure; default 10000")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--write", action=argparse.BooleanOptionalAction, default=False,
-                          help="store the numbers in each checkpoint's metadata under 'evaluation' and the GAN vs VAE "
-                               "page's numbers in checkpoints/<dataset>/comparison.json, where they differ beyond float "
-                               "noise (default: no, measuring changes no file)")
-    evaluate.add_argument("--report", type=Path, help="also write the numbers as JSON to this file (outside checkpoints/)")
+                          help="store the numbers in each checkpoint's metadata under 'evaluation' and the GAN vs "
+                               "VAE page's numbers in checkpoints/<dataset>/comparison.json, where they differ beyond "
+                               "float noise (default: no, measuring changes no file)")
+    evaluate.add_argument("--report", type=Path,
+                          help="also write the numbers as JSON to this file (outside checkpoints/)")
     evaluate.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     evaluate.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
 

@@ -95,7 +95,8 @@ def comparison(models: dict[str, GenerativeModel], classifier: Classifier, class
         floor=baseline.floor, reference_size=baseline.reference_size, s0_accuracy=baseline.s0_accuracy,
         s0_midtone_share=baseline.s0_midtone_share,
         fingerprints={"classifier": classifier_sha, **{kind: fingerprint(model) for kind, model in models.items()}},
-        scores={kind: {n: model_scores(model, classifier, n, baseline) for n in counts} for kind, model in models.items()},
+        scores={kind: {n: model_scores(model, classifier, n, baseline) for n in counts}
+                for kind, model in models.items()},
     )
 
 
@@ -107,7 +108,8 @@ def comparison_path(dataset: str, root: str | os.PathLike | None = None) -> Path
 def comparison_json(result: Comparison) -> dict[str, Any]:
     """A Comparison as plain JSON (counts as string keys)."""
     data = asdict(result)
-    data["scores"] = {kind: {str(n): asdict(s) for n, s in by_count.items()} for kind, by_count in result.scores.items()}
+    data["scores"] = {kind: {str(n): asdict(s) for n, s in by_count.items()}
+                      for kind, by_count in result.scores.items()}
     return {"version": COMPARISON_VERSION, **data}
 
 
@@ -134,8 +136,8 @@ def write_comparison(result: Comparison, path: str | os.PathLike) -> bool:
     path = Path(path)
     data = comparison_json(result)
     # the fewest samples per class set the tolerance of a share: one image of a class
-    fewest, num_classes = min(((n, len(s.per_class)) for by_count in result.scores.values() for n, s in by_count.items()),
-                              default=(1, 1))
+    fewest, num_classes = min(((n, len(s.per_class)) for by_count in result.scores.values()
+                               for n, s in by_count.items()), default=(1, 1))
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -135,7 +135,8 @@ def build_reference(dataset: str, samples: int = DEFAULT_SAMPLES, seed: int = EV
 
 
 def make_reference(dataset: str, classifier: Classifier, crosscheck: PixelMLP, train_images: torch.Tensor,
-                   test_images: torch.Tensor, test_labels: torch.Tensor, samples: int, seed: int = EVAL_SEED) -> RealData:
+                   test_images: torch.Tensor, test_labels: torch.Tensor, samples: int,
+                   seed: int = EVAL_SEED) -> RealData:
     """The RealData of given uint8 splits: `samples` test images (and as many train images for the floors)."""
     num_classes = dataset_info(dataset).num_classes
     samples = min(samples, len(test_images), len(train_images))
@@ -204,7 +205,8 @@ def unconditional_metrics(model: GenerativeModel, classifier: Classifier, n: int
     if real is not None:
         out["fid"] = scores.fid
         out.update(scores.precision_recall)
-        memo = metrics.memorisation(samples.images[:MEMORISATION_SAMPLES], real.train_pixels, test_distances=real.test_distances)
+        memo = metrics.memorisation(samples.images[:MEMORISATION_SAMPLES], real.train_pixels,
+                                    test_distances=real.test_distances)
         out["memorisation_distance_ratio"] = memo.distance_ratio
         out["memorisation_copy_share"] = memo.copy_share
     return out
@@ -242,7 +244,8 @@ def vae_test_neg_elbo(vae: VAE, images: torch.Tensor, seed: int = EVAL_SEED) -> 
     return {"test_recon": recon_sum / count, "test_kl": kl_sum / count, "test_neg_elbo": (recon_sum + kl_sum) / count}
 
 
-def evaluate_generator(model: GenerativeModel, real: RealData, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED) -> dict[str, Any]:
+def evaluate_generator(model: GenerativeModel, real: RealData, n: int = DEFAULT_SAMPLES,
+                       seed: int = EVAL_SEED) -> dict[str, Any]:
     """Every measure of one generator: class accuracy (if it takes labels), FID, score, coverage, precision / recall, memorisation, smoothness."""
     n = check_samples(n)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -344,7 +347,8 @@ def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike
             continue
         stored = read_metadata(path).get("evaluation")
         stored = stored if isinstance(stored, dict) else {}  # a hand-edited or foreign field: replaced, not read
-        if all(same_within_noise(stored.get(key), value, abs_tol) for key, value in entry.items() if key not in TIMING_KEYS):
+        if all(same_within_noise(stored.get(key), value, abs_tol)
+               for key, value in entry.items() if key not in TIMING_KEYS):
             continue
         update_metadata(path, evaluation=entry)
         written.append(path)

@@ -114,7 +114,7 @@ def score(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor | N
 
 def sample_scores(model: GenerativeModel, classifier: Classifier, per_class: int, seed: int,
                   reference: Reference | None = None, class_mix: torch.Tensor | None = None) -> Scores:
-    """`score` of per_class samples of every class of a model (as many unconditional ones for a model without labels)."""
+    """`score` of per_class samples of every class of a model (as many unconditional ones from one without labels)."""
     samples = draw(model, per_class, seed)
     return score(classifier, samples.images, samples.labels, model.num_classes, reference, class_mix)
 

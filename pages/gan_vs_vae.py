@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
-from genmodels.compare import (COUNTS, S_PER_CLASS, SCORE_SEED, SPREAD_REAL_PER_CLASS, classifier_fingerprint,
-                               comparison_path, epoch_series, evaluation_facts, fingerprint, metric_rows, model_scores,
+from genmodels.compare import (COUNTS, S_PER_CLASS, SCORE_SEED, SPREAD_REAL_PER_CLASS, Comparison,
+                               classifier_fingerprint, comparison_path, epoch_series, evaluation_facts, fingerprint, metric_rows, model_scores,
                                nearest_training_pairs, shipped_comparison, shipped_log, stored_numbers,
                                training_stability)
 from genmodels.datasets import dataset_info, missing_files
@@ -25,7 +26,7 @@ common.require_frame(__file__)
 
 COMPARED = generator_kinds()
 TITLES = {kind: KINDS[kind].display_title for kind in COMPARED}
-COLORS = dict(zip(COMPARED, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")))  # by position, in every chart
+COLORS = dict(zip(COMPARED, plotly.colors.qualitative.D3))  # one colour per model in every chart, by position
 SIDE_BY_SIDE = 10
 DEFAULT_COUNT = 50
 MEMORISATION_SHOWN = 5
@@ -63,7 +64,7 @@ def side_by_side(kind: str, dataset: str, label: int, seed: int) -> Gallery:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def shipped(dataset: str, fingerprints: tuple[tuple[str, str], ...], modified_ns: int):
+def shipped(dataset: str, fingerprints: tuple[tuple[str, str], ...], modified_ns: int) -> Comparison | None:
     """The numbers `evaluate --write` shipped for exactly these weights, read once per server (None: measure live)."""
     return shipped_comparison(dataset, dict(fingerprints))
 
@@ -75,13 +76,13 @@ def live_scores(kind: str, dataset: str, n_per_class: int) -> Scores:
                         common.real_baselines(dataset))
 
 
-def model_numbers(precomputed, kind: str, dataset: str, n_per_class: int) -> Scores:
+def model_numbers(precomputed: Comparison | None, kind: str, dataset: str, n_per_class: int) -> Scores:
     """One model's numbers at one choice of samples per class: shipped where they were, else measured live."""
     shipped_scores = precomputed.scores.get(kind, {}).get(n_per_class) if precomputed is not None else None
     return shipped_scores or live_scores(kind, dataset, n_per_class)
 
 
-def comparison_numbers(dataset: str, kinds: list[str]):
+def comparison_numbers(dataset: str, kinds: list[str]) -> Comparison | None:
     """The shipped comparison of these models, when it was measured on their weights and the classifier's."""
     path = comparison_path(dataset)
     try:
@@ -163,7 +164,8 @@ if classifier is not None and available:
         real = precomputed or common.real_baselines(dataset)  # both carry the real side's numbers
         measured = {kind: model_numbers(precomputed, kind, dataset, int(n_per_class)) for kind in available}
         s1 = {kind: model_numbers(precomputed, kind, dataset, S_PER_CLASS) for kind in available}
-    floor, reference_size, s0_accuracy, s0_midtones = real.floor, real.reference_size, real.s0_accuracy, real.s0_midtone_share
+    floor, reference_size = real.floor, real.reference_size
+    s0_accuracy, s0_midtones = real.s0_accuracy, real.s0_midtone_share
 
     st.subheader("Image quality")
     fid_column = f"FID to real (real: {floor:.1f})"

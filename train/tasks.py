@@ -407,7 +407,8 @@ class CGANTask(BaseTask):
             return {}
         labels = self._eval_labels(self.config.num_classes)
         z = torch.randn(len(labels), self.config.latent_dim, generator=torch.Generator().manual_seed(EVAL_SEED))
-        return scoring.judge_checks(self.judge, self.model().eval().decode(z.to(self.device), labels.to(self.device)), labels)
+        images = self.model().eval().decode(z.to(self.device), labels.to(self.device))
+        return scoring.judge_checks(self.judge, images, labels)
 
     def model(self):
         return self.average.module if self.average is not None else self.generator
