@@ -1,4 +1,4 @@
-"""GAN vs VAE page: the same class and seed side by side, and report 000's comparison backed by live numbers."""
+"""GAN vs VAE page: the same class and seed side by side, and report 000's comparison backed by measured numbers."""
 from __future__ import annotations
 
 import pandas as pd
@@ -134,7 +134,7 @@ names = common.class_names(dataset)
 title = dataset_info(dataset).title
 st.title("GAN vs VAE")
 st.caption("Report 000 compared the models on image quality, training stability and latent space. "
-           "Here every claim is checked against numbers measured live from the shipped checkpoints.")
+           "Here every claim is checked against numbers measured on the shipped checkpoints.")
 
 controls = st.columns(3)
 label = controls[0].selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="compare_class")

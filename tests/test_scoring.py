@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from genmodels import api, metrics, scoring
+from genmodels.kinds import generator_kinds
 from genmodels.models import Classifier, ClassifierConfig
 
 
@@ -23,7 +24,7 @@ def test_classify_agrees_with_predict():
     assert torch.equal(probs, api.predict(classifier, images))
 
 
-@pytest.mark.parametrize("kind", ["cgan", "gan", "vae"])
+@pytest.mark.parametrize("kind", generator_kinds())
 def test_sample_scores_of_tiny_models(tiny_checkpoints, kind):
     scores = scoring.sample_scores(tiny(kind, tiny_checkpoints), tiny_classifier(tiny_checkpoints), 3, seed=0)
     assert 0 <= scores.accuracy <= 1 and len(scores.per_class) == 10 and all(a is not None for a in scores.per_class)
