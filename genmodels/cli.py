@@ -69,9 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     evaluate.add_argument("--n", type=int, default=10_000, help="generated (and real) images per measure; default 10000")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--write", action=argparse.BooleanOptionalAction,
-                          help="store the numbers in each checkpoint's metadata under 'evaluation' (default: yes, but "
-                               "numbers stored from more samples are kept unless --write is given)")
+    evaluate.add_argument("--write", action=argparse.BooleanOptionalAction, default=False,
+                          help="store the numbers in each checkpoint's metadata under 'evaluation' and the GAN vs "
+                               "VAE page's numbers in checkpoints/<dataset>/comparison.json, where they differ beyond "
+                               "float noise (default: no, measuring changes no file)")
+    evaluate.add_argument("--report", type=Path,
+                          help="also write the numbers as JSON to this file (outside checkpoints/)")
     evaluate.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     evaluate.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
 
@@ -92,16 +95,16 @@ def _device(choice: str) -> str:
     return choice
 
 
-def _check_writable(out: Path, suffixes: Sequence[str]) -> None:
+def _check_writable(out: Path, suffixes: Sequence[str], flag: str = "--out") -> None:
     if out.suffix.lower() not in suffixes:
-        raise UsageError(f"--out {out}: unknown extension {out.suffix or '(none)'!r}; use {' or '.join(suffixes)}")
+        raise UsageError(f"{flag} {out}: unknown extension {out.suffix or '(none)'!r}; use {' or '.join(suffixes)}")
     parent = out.parent if str(out.parent) else Path(".")
     if out.is_dir():
-        raise UsageError(f"--out {out}: is a folder")
+        raise UsageError(f"{flag} {out}: is a folder")
     if not parent.is_dir():
-        raise UsageError(f"--out {out}: folder {parent} does not exist")
+        raise UsageError(f"{flag} {out}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise UsageError(f"--out {out}: not writable")
+        raise UsageError(f"{flag} {out}: not writable")
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -198,9 +201,18 @@ def format_table(result: dict[str, Any], kinds: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _check_report(path: Path) -> None:
+    """--report may write any .json file outside the checkpoints folder, which only --write changes."""
+    from genmodels.paths import checkpoints_dir
+
+    _check_writable(path, (".json",), "--report")
+    if path.resolve().is_relative_to(checkpoints_dir().resolve()):
+        raise UsageError(f"--report {path}: inside the checkpoints folder, which only --write changes")
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Measure the shipped checkpoints, print them, and store them in the checkpoints' metadata."""
-    from genmodels import evaluation
+    """Measure the shipped checkpoints and print them; store them in the checkpoints only with --write."""
+    from genmodels import compare, evaluation
     from genmodels.api import check_seed
     from genmodels.kinds import generator_kinds
 
@@ -209,19 +221,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
         check_seed(args.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.report is not None:
+        _check_report(args.report)
     evaluation.require_data(args.dataset, args.data)
     progress = None if args.json else (lambda message: print(f"... {message}", file=sys.stderr, flush=True))
     result = evaluation.evaluate_dataset(args.dataset, n=args.n, seed=args.seed, data_root=args.data,
                                          device=_device(args.device), progress=progress)
-    if args.write is not False:
-        kept: list[Path] = []
-        for path in evaluation.write_evaluation(result, replace_larger=bool(args.write), kept=kept):
-            print(f"... wrote evaluation into {path}", file=sys.stderr)
-        for path in kept:
-            print(f"... kept the numbers in {path}: they were measured on more samples than --n {args.n} "
-                  "(pass --write to replace them)", file=sys.stderr)
-    print(json.dumps(result, indent=2) if args.json else format_table(result, generator_kinds()))
     failed = [kind for kind in generator_kinds() if f"{kind}_error" in result]
+    if args.write:
+        for path in evaluation.write_evaluation(result):
+            print(f"... wrote evaluation into {path}", file=sys.stderr)
+        path = compare.comparison_path(args.dataset)
+        if failed:  # the page compares every generator: its numbers wait until all of them load
+            print(f"... left {path} as it was: not every generator was measured", file=sys.stderr)
+        elif compare.write_comparison(compare.measure_comparison(args.dataset, device=_device(args.device)), path):
+            print(f"... wrote the GAN vs VAE page's numbers into {path}", file=sys.stderr)
+    text = json.dumps(result, indent=2)
+    if args.report is not None:
+        args.report.write_text(text + "\n")
+    print(text if args.json else format_table(result, generator_kinds()))
     for kind in failed:
         print(f"error: {kind} not measured: {result[f'{kind}_error']}", file=sys.stderr)
     return 1 if failed else 0

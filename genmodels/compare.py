@@ -1,112 +1,171 @@
-"""The numbers behind the GAN vs VAE comparison: class accuracy, S0/S1, sharpness, variety, training stability, stored metrics."""
+"""The GAN vs VAE comparison for the page: the numbers it shows (computed once and shipped, or live for a user's
+choice), training stability, stored metrics, and the tables they are presented in."""
 from __future__ import annotations
 
+import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from genmodels.api import GenerativeModel, predict
-from genmodels.checkpoint import read_metadata
+from genmodels import metrics, scoring
+from genmodels.api import GenerativeModel, load_classifier, load_generator
+from genmodels.checkpoint import checkpoint_path, read_metadata, sidecar_path
 from genmodels.data import load_split, to_unit
-from genmodels.evaluation import classifier_outputs, nearest_training_images
-from genmodels.metrics import (class_accuracy, class_spread, coverage_kl, frechet_distance_to, mean_confidence,
-                               per_class_accuracy, reference_stats, spread_ratios)
+from genmodels.evaluation import nearest_training_images, noise_tolerance, same_within_noise
+from genmodels.kinds import KINDS, generator_kinds
+from genmodels.models import Classifier
+from genmodels.paths import atomic_write_bytes, checkpoints_dir
 from genmodels.runs import ShippedLogs, read_metrics
-from genmodels.summary import DataSummary
+from genmodels.summary import DataSummary, load_summary
 
-COMPARED_KINDS = ("cgan", "gan", "vae")
-LOSS_KEYS = {"cgan": "loss_g", "gan": "loss_g", "vae": "loss"}  # the generator's loss; the VAE's negative ELBO
-MIDTONE = (0.1, 0.9)
+COUNTS = tuple(range(10, 201, 10))  # the page's choices of samples per class, each measured once and shipped
+S_PER_CLASS = 10  # report 001: S0 and S1 hold 100 images, 10 of each class
+SCORE_SEED = 0  # the measured numbers use one fixed seed, so the page's seed picker only changes the pictures
 SPREAD_REAL_PER_CLASS = 100  # real test images per class behind the variety baseline
 REALISM_PER_CLASS = 100  # real test images per class on each side of the realism check
+COMPARISON_FILE = "comparison.json"
+COMPARISON_VERSION = 1
 
 
 @dataclass
-class GeneratedScores:
-    """Classifier verdicts on n generated images per class (accuracies are None for a model without labels).
+class Baseline:
+    """The real side of the comparison, from a data summary's test images: the reference the samples are measured
+    against, the FID of as many other real images to it (the floor), and report 001's S0 numbers."""
 
-    The spread ratios compare the variety within each class with real test images' (1 = as varied as real
-    images); they are None when no real baseline was given.
-    """
-
-    accuracy: float | None
-    per_class: list[float | None]
-    confidence: float
-    coverage_kl: float
-    midtone_share: float
-    spread_ratio: float | None = None
-    per_class_spread_ratio: list[float | None] | None = None
-    fid: float | None = None  # FID on classifier features against a RealismReference, when one was given
-
-
-@dataclass
-class RealismReference:
-    """Classifier features of half of a data summary's real test images, and the FID of the other half to them:
-    the floor that samples of the same number are measured against."""
-
-    features: torch.Tensor
+    reference: scoring.Reference
+    class_mix: torch.Tensor  # test-split class counts, for the coverage KL
     floor: float
-    stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # the features' reference_stats, fitted once for every model
+    s0_accuracy: float
+    s0_midtone_share: float
+
+    @property
+    def reference_size(self) -> int:
+        """How many real images the reference holds."""
+        return len(self.reference.features)
 
 
-def realism_reference(classifier: torch.nn.Module, summary: DataSummary, per_class: int = REALISM_PER_CLASS) -> RealismReference:
-    """Two disjoint sets of per_class real test images per class: features of the second, FID of the first to them."""
-    held_out, reference = (classifier_outputs(classifier, real_subset(summary, per_class, start)[0])[0]
-                           for start in (0, per_class))
-    stats = reference_stats(reference)
-    return RealismReference(reference, frechet_distance_to(held_out, stats), stats)
+def summary_baseline(classifier: Classifier, summary: DataSummary, per_class: int = REALISM_PER_CLASS) -> Baseline:
+    """Two disjoint sets of per_class real test images per class: features of the second are the reference, the
+    first's FID to it is the floor; the within-class spread of SPREAD_REAL_PER_CLASS of them is the variety baseline."""
+    num_classes = len(summary.classes)
+    held_out, real = (real_subset(summary, per_class, start)[0] for start in (0, per_class))
+    spread_images, spread_labels = real_subset(summary, SPREAD_REAL_PER_CLASS)
+    spread = metrics.class_spread(spread_images, spread_labels, num_classes)
+    reference = scoring.reference_set(scoring.classify(classifier, real)[0], spread=spread)
+    s0_images, s0_labels = real_subset(summary, S_PER_CLASS)
+    s0 = scoring.score(classifier, s0_images, s0_labels, num_classes)
+    return Baseline(reference, summary.test_counts, scoring.fid(scoring.classify(classifier, held_out)[0], reference),
+                    s0.accuracy, s0.midtone_share)
 
 
-def midtone_share(images: torch.Tensor) -> float:
-    """Share of pixels strictly between 0.1 and 0.9: near 0 for crisp strokes, higher for blurry images."""
-    low, high = MIDTONE
-    return float(((images > low) & (images < high)).float().mean())
+def model_scores(model: GenerativeModel, classifier: Classifier, per_class: int, baseline: Baseline) -> scoring.Scores:
+    """The classifier's verdicts on per_class samples of every class of one model (seed SCORE_SEED), their variety
+    within each class and their FID to the baseline."""
+    return scoring.sample_scores(model, classifier, per_class, SCORE_SEED, baseline.reference, baseline.class_mix)
 
 
-def real_class_spread(summary: DataSummary, per_class: int = SPREAD_REAL_PER_CLASS) -> list[float | None]:
-    """`class_spread` of real test images from a data summary: the baseline of the spread ratios."""
-    images, labels = real_subset(summary, per_class)
-    return class_spread(images, labels, len(summary.classes))
+def fingerprint(model: GenerativeModel) -> str:
+    """The weights a model's numbers were measured on: its checkpoint's hash (and its label mapper's)."""
+    mapper = (model.mapper_meta or {}).get("weights_sha256", "") if model.mapper is not None else ""
+    return f"{model.meta.get('weights_sha256', '')}{'+' + mapper if mapper else ''}"
 
 
-def generated_scores(model: GenerativeModel, classifier: torch.nn.Module, n_per_class: int, seed: int,
-                     temperature: float = 1.0, real_spread: list[float | None] | None = None,
-                     realism: RealismReference | None = None) -> GeneratedScores:
-    """Sample n_per_class images of every class (or as many unconditionally) and score them with the classifier.
+@dataclass
+class Comparison:
+    """Every number of the comparison that does not depend on the page's widgets, for each choice of samples per
+    class in COUNTS: computed by `evaluate --write` and shipped, so the page only reads it."""
 
-    With `real_spread` (see `real_class_spread`) it also measures variety within each class: by requested
-    class, or by the classifier's verdict for a model without labels. With `realism` it also measures the FID
-    of the samples to real images, which a classifier's confident verdict on noise cannot hide.
-    """
-    if model.supports_labels:
-        samples = model.sample(n_per_class, "all", seed, temperature)
-    else:
-        samples = model.sample(n_per_class * model.num_classes, None, seed, temperature)
-    fid = None
-    if realism is not None:
-        features, probs = classifier_outputs(classifier, samples.images)
-        fid = frechet_distance_to(features, realism.stats)
-    else:
-        probs = predict(classifier, samples.images)
-    labelled = samples.labels is not None
-    spread, per_class_spread = None, None
-    if real_spread is not None:
-        groups = samples.labels if labelled else probs.argmax(1)
-        spread, per_class_spread = spread_ratios(class_spread(samples.images, groups, model.num_classes), real_spread)
-    return GeneratedScores(
-        accuracy=class_accuracy(probs, samples.labels) if labelled else None,
-        per_class=per_class_accuracy(probs, samples.labels, model.num_classes) if labelled else [None] * model.num_classes,
-        confidence=mean_confidence(probs),
-        coverage_kl=coverage_kl(probs),
-        midtone_share=midtone_share(samples.images),
-        spread_ratio=spread,
-        per_class_spread_ratio=per_class_spread,
-        fid=fid,
+    floor: float
+    reference_size: int
+    s0_accuracy: float
+    s0_midtone_share: float
+    fingerprints: dict[str, str]  # kind (and "classifier") -> the weights measured
+    scores: dict[str, dict[int, scoring.Scores]]  # kind -> samples per class -> scores
+
+
+def comparison(models: dict[str, GenerativeModel], classifier: Classifier, classifier_sha: str, summary: DataSummary,
+               counts: tuple[int, ...] = COUNTS) -> Comparison:
+    """Measure every model at every count of samples per class against the summary's real images."""
+    baseline = summary_baseline(classifier, summary)
+    return Comparison(
+        floor=baseline.floor, reference_size=baseline.reference_size, s0_accuracy=baseline.s0_accuracy,
+        s0_midtone_share=baseline.s0_midtone_share,
+        fingerprints={"classifier": classifier_sha, **{kind: fingerprint(model) for kind, model in models.items()}},
+        scores={kind: {n: model_scores(model, classifier, n, baseline) for n in counts}
+                for kind, model in models.items()},
     )
+
+
+def comparison_path(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """The shipped comparison numbers of a dataset."""
+    return checkpoints_dir(root) / dataset / COMPARISON_FILE
+
+
+def comparison_json(result: Comparison) -> dict[str, Any]:
+    """A Comparison as plain JSON (counts as string keys)."""
+    data = asdict(result)
+    data["scores"] = {kind: {str(n): asdict(s) for n, s in by_count.items()}
+                      for kind, by_count in result.scores.items()}
+    return {"version": COMPARISON_VERSION, **data}
+
+
+def classifier_fingerprint(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """The shipped classifier's weights hash, from its JSON sidecar ('' when unreadable)."""
+    try:
+        return str(json.loads(sidecar_path(checkpoint_path("classifier", dataset, root)).read_text())["weights_sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def measure_comparison(dataset: str, root: str | os.PathLike | None = None,
+                       device: str | torch.device = "cpu") -> Comparison:
+    """The Comparison of a dataset's shipped generators, against its bundled summary (as the page measures)."""
+    models = {kind: load_generator(kind, dataset, root=root, device=device) for kind in generator_kinds()}
+    classifier = load_classifier(dataset, root=root, device=device)
+    summary = load_summary(dataset, prefer_full=False)
+    return comparison(models, classifier, classifier_fingerprint(dataset, root), summary)
+
+
+def write_comparison(result: Comparison, path: str | os.PathLike) -> bool:
+    """Write a Comparison as JSON unless the file already holds the same (other weights or numbers beyond float noise:
+    see `evaluation.same_within_noise`); True when written."""
+    path = Path(path)
+    data = comparison_json(result)
+    # the fewest samples per class set the tolerance of a share: one image of a class
+    fewest, num_classes = min(((n, len(s.per_class)) for by_count in result.scores.values()
+                               for n, s in by_count.items()), default=(1, 1))
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stored = None
+    if same_within_noise(stored, data, noise_tolerance(fewest * num_classes, num_classes)):
+        return False
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+    return True
+
+
+def shipped_comparison(dataset: str, fingerprints: dict[str, str],
+                       root: str | os.PathLike | None = None) -> Comparison | None:
+    """The shipped Comparison of a dataset when it was measured on exactly these weights; None otherwise."""
+    result = read_comparison(comparison_path(dataset, root))
+    return result if result is not None and result.fingerprints == fingerprints else None
+
+
+def read_comparison(path: str | os.PathLike) -> Comparison | None:
+    """The shipped comparison at path; None when it is missing, unreadable or of another version."""
+    try:
+        data = json.loads(Path(path).read_text())
+        if data.pop("version") != COMPARISON_VERSION:
+            return None
+        data["scores"] = {kind: {int(n): scoring.Scores(**s) for n, s in by_count.items()}
+                          for kind, by_count in data["scores"].items()}
+        return Comparison(**data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def real_subset(summary: DataSummary, per_class: int, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,12 +174,6 @@ def real_subset(summary: DataSummary, per_class: int, start: int = 0) -> tuple[t
     rows = torch.cat([torch.nonzero(summary.subset_labels == c).squeeze(1)[start:start + per_class]
                       for c in range(len(summary.classes))])
     return summary.subset_images[rows].reshape(-1, 1, 28, 28).float().div(255.0), summary.subset_labels[rows]
-
-
-def real_scores(classifier: torch.nn.Module, summary: DataSummary, per_class: int = 10) -> tuple[float, float]:
-    """(classifier accuracy, mid-tone share) on per_class real test images per class: report 001's S0."""
-    images, labels = real_subset(summary, per_class)
-    return class_accuracy(predict(classifier, images), labels), midtone_share(images)
 
 
 def shipped_log(kind: str, dataset: str, root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -149,7 +202,7 @@ def _spread(values: list[float]) -> tuple[float | None, float | None]:
 
 def training_stability(kind: str, records: list[dict[str, Any]], last: int = 10) -> dict[str, float | None]:
     """Loss level and wobble over the last `last` epochs, and the spread of the epoch-end classifier checks."""
-    _, losses = epoch_series(records, LOSS_KEYS[kind])
+    _, losses = epoch_series(records, KINDS[kind].loss_key)
     mean, std = _spread(losses[-last:])
     window = losses[-last - 1:]  # one more epoch, so each of the last epochs has a change into it
     steps = [abs(b - a) for a, b in zip(window, window[1:])]
@@ -162,13 +215,6 @@ def training_stability(kind: str, records: list[dict[str, Any]], last: int = 10)
         "epoch-end confidence std": _spread(epoch_series(records, "classifier_confidence")[1][-last:])[1],
         "epoch-end class accuracy std": _spread(epoch_series(records, "class_accuracy")[1][-last:])[1],
     }
-
-
-def jump_ratio(images: torch.Tensor) -> float:
-    """Largest pixel change between neighbouring frames of a strip over the mean change: 1 is an even morph."""
-    steps = (images[1:] - images[:-1]).flatten(1).norm(dim=1)
-    mean = float(steps.mean())
-    return float(steps.max()) / mean if mean > 0 else 1.0
 
 
 def stored_numbers(path: str | os.PathLike) -> tuple[dict[str, float], dict[str, list[float]]]:
@@ -263,8 +309,12 @@ def stored_class_profile(meta: dict[str, Any]) -> dict[str, list[float]]:
             if isinstance(evaluation.get(key), list)}
 
 
-def nearest_training_pairs(images: torch.Tensor, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(nearest training image of each image [N, 1, 28, 28] in [0, 1], pixel distances [N]); needs the full dataset."""
-    distances, indices = nearest_training_images(images, dataset)
+def nearest_training_pairs(images: dict[str, torch.Tensor], dataset: str) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Per model, (its images, the nearest training image of each [N, 1, 28, 28] in [0, 1], pixel distances [N]),
+    with one search of the training set for every model; needs the full dataset."""
+    distances, indices = nearest_training_images(torch.cat(list(images.values())), dataset)
     train_images, _ = load_split(dataset, "train", download=False)
-    return to_unit(train_images[indices]), distances
+    nearest = to_unit(train_images[indices])
+    sizes = [len(batch) for batch in images.values()]
+    return {kind: (batch, near, far) for (kind, batch), near, far
+            in zip(images.items(), nearest.split(sizes), distances.split(sizes))}

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genmodels import metrics
-from genmodels.api import GenerativeModel, load_classifier, load_generator, predict
+from genmodels import metrics, scoring
+from genmodels.api import GenerativeModel, load_classifier, load_generator
 from genmodels.checkpoint import CheckpointError, checkpoint_path, read_metadata, update_metadata
 from genmodels.data import DataMissingError, load_split, to_unit
 from genmodels.datasets import dataset_info, missing_files
-from genmodels.kinds import generator_kinds
+from genmodels.kinds import KINDS, generator_kinds, labelling_kinds
 from genmodels.models import VAE, Classifier, vae_loss
 
 DEFAULT_SAMPLES = 10_000
@@ -27,7 +27,6 @@ SMALL_SET = 100  # report 001's S0 (real) and S1 (generated) test sets
 MEMORISATION_SAMPLES = 1_000  # generated and test images compared with all 60,000 training images
 SMOOTHNESS_PATHS = 100
 SMOOTHNESS_STEPS = 16
-NEIGHBOURS = 3  # k of the k-NN balls in precision / recall
 BATCH = 1_000
 CROSSCHECK_HIDDEN = 256
 CROSSCHECK_EPOCHS = 3
@@ -36,18 +35,6 @@ CROSSCHECK_LR = 2e-3
 
 
 # ----------------------------------------------------------------------------- classifiers
-
-@torch.no_grad()
-def classifier_outputs(classifier: Classifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hidden features [N, D], class probabilities [N, C]) on the CPU for images in [0, 1], in one pass."""
-    device = next(classifier.parameters()).device
-    features, probs = [], []
-    for chunk in images.reshape(-1, 1, 28, 28).split(BATCH):
-        hidden = classifier.features(chunk.to(device, torch.float32) * 2.0 - 1.0)
-        features.append(hidden.cpu())
-        probs.append(F.softmax(classifier.to_logits(hidden), dim=1).cpu())  # eval-mode dropout is the identity
-    return torch.cat(features), torch.cat(probs)
-
 
 class PixelMLP(nn.Module):
     """The cross-check classifier: 2x2-averaged pixels -> one ReLU layer -> class logits; shares nothing with the CNN.
@@ -96,7 +83,7 @@ def crosscheck_probs(model: PixelMLP, images: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the real side
 
 @dataclass
-class Reference:
+class RealData:
     """Everything about the real data that every generator of a dataset is compared with (computed once)."""
 
     dataset: str
@@ -104,9 +91,7 @@ class Reference:
     crosscheck: PixelMLP
     test_images: torch.Tensor  # uint8 [10000, 28, 28], the whole test split
     test_labels: torch.Tensor
-    features: torch.Tensor  # classifier features of `samples` real test images
-    stats: tuple[torch.Tensor, torch.Tensor]  # their Gaussian (mean, covariance)
-    radii: torch.Tensor  # their k-NN radii
+    reference: scoring.Reference  # classifier features of `samples` real test images, their Gaussian and k-NN radii
     class_mix: torch.Tensor  # test-split class counts
     train_pixels: torch.Tensor  # float [60000, 784] in [0, 1], for memorisation
     test_distances: torch.Tensor  # nearest-training-image distances of MEMORISATION_SAMPLES test images
@@ -138,7 +123,7 @@ def small_set_indices(labels: torch.Tensor, num_classes: int, size: int = SMALL_
 
 def build_reference(dataset: str, samples: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED,
                     data_root: str | os.PathLike | None = None, checkpoints_root: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu") -> Reference:
+                    device: str | torch.device = "cpu") -> RealData:
     """Load the real splits and the project classifier, train the cross-check, and measure the real data itself."""
     samples = check_samples(samples)
     require_data(dataset, data_root)
@@ -150,18 +135,17 @@ def build_reference(dataset: str, samples: int = DEFAULT_SAMPLES, seed: int = EV
 
 
 def make_reference(dataset: str, classifier: Classifier, crosscheck: PixelMLP, train_images: torch.Tensor,
-                   test_images: torch.Tensor, test_labels: torch.Tensor, samples: int, seed: int = EVAL_SEED) -> Reference:
-    """The Reference of given uint8 splits: `samples` test images (and as many train images for the floors)."""
+                   test_images: torch.Tensor, test_labels: torch.Tensor, samples: int,
+                   seed: int = EVAL_SEED) -> RealData:
+    """The RealData of given uint8 splits: `samples` test images (and as many train images for the floors)."""
     num_classes = dataset_info(dataset).num_classes
     samples = min(samples, len(test_images), len(train_images))
     generator = torch.Generator().manual_seed(seed)
     test_pick = torch.randperm(len(test_images), generator=generator)[:samples]
     train_pick = torch.randperm(len(train_images), generator=generator)[:samples]
-    test_features_all, test_probs_all = classifier_outputs(classifier, to_unit(test_images))
-    features = test_features_all[test_pick]
-    train_features, train_probs = classifier_outputs(classifier, to_unit(train_images[train_pick]))
-    radii = metrics.knn_radii(features, NEIGHBOURS)
-    stats = metrics.gaussian_stats(features)
+    test_features_all, test_probs_all = scoring.classify(classifier, to_unit(test_images))
+    reference = scoring.reference_set(test_features_all[test_pick], precision_recall=True)
+    train_features, train_probs = scoring.classify(classifier, to_unit(train_images[train_pick]))
     train_pixels = to_unit(train_images).flatten(1)
     memo_pick = test_pick[:MEMORISATION_SAMPLES]
     test_distances = metrics.nearest_neighbours(to_unit(test_images[memo_pick]), train_pixels)[0][:, 0]
@@ -174,13 +158,14 @@ def make_reference(dataset: str, classifier: Classifier, crosscheck: PixelMLP, t
         "crosscheck_test_accuracy": metrics.class_accuracy(crosscheck_probs(crosscheck, to_unit(test_images)), test_labels),
         "s0_accuracy": metrics.class_accuracy(test_probs_all[s0], test_labels[s0]),
         "real_classifier_score": metrics.classifier_score(test_probs_all[test_pick]),
-        "real_fid_floor": metrics.frechet_distance(*metrics.gaussian_stats(train_features), *stats),
+        "real_fid_floor": scoring.fid(train_features, reference),
         "real_coverage_kl": metrics.coverage_kl(train_probs, class_mix),
-        **{f"real_{k}": v for k, v in metrics.precision_recall(features, train_features, NEIGHBOURS, radii).items()},
+        **{f"real_{k}": v for k, v in metrics.precision_recall(reference.features, train_features, scoring.NEIGHBOURS,
+                                                               reference.radii).items()},
     }
-    return Reference(
+    return RealData(
         dataset=dataset, classifier=classifier, crosscheck=crosscheck, test_images=test_images, test_labels=test_labels,
-        features=features, stats=stats, radii=radii, class_mix=class_mix,
+        reference=reference, class_mix=class_mix,
         train_pixels=train_pixels, test_distances=test_distances, real=real,
     )
 
@@ -190,36 +175,38 @@ def make_reference(dataset: str, classifier: Classifier, crosscheck: PixelMLP, t
 def conditional_metrics(model: GenerativeModel, classifier: Classifier, per_class: int, seed: int = EVAL_SEED,
                         crosscheck: PixelMLP | None = None) -> dict[str, Any]:
     """Class accuracy and confidence (overall, per class, and by the cross-check) of per_class samples of every class."""
-    samples = model.sample(per_class, label="all", seed=seed)
-    probs = predict(classifier, samples.images)
-    num_classes = model.num_classes
+    samples = scoring.draw(model, per_class, seed)
+    scores = scoring.score(classifier, samples.images, samples.labels, model.num_classes)
     out: dict[str, Any] = {
-        "class_accuracy": metrics.class_accuracy(probs, samples.labels),
-        "class_confidence": metrics.mean_confidence(probs),
-        "per_class_accuracy": metrics.per_class_accuracy(probs, samples.labels, num_classes),
-        "per_class_confidence": metrics.per_class_confidence(probs, samples.labels, num_classes),
+        "class_accuracy": scores.accuracy,
+        "class_confidence": scores.confidence,
+        "per_class_accuracy": scores.per_class,
+        "per_class_confidence": scores.per_class_confidence,
     }
     if crosscheck is not None:
         out["class_accuracy_crosscheck"] = metrics.class_accuracy(crosscheck_probs(crosscheck, samples.images), samples.labels)
-    small = model.sample(SMALL_SET // num_classes, label="all", seed=seed + 1)
-    out["s1_accuracy"] = metrics.class_accuracy(predict(classifier, small.images), small.labels)
+    small = scoring.draw(model, SMALL_SET // model.num_classes, seed + 1)
+    out["s1_accuracy"] = scoring.score(classifier, small.images, small.labels, model.num_classes).accuracy
     return out
 
 
 def unconditional_metrics(model: GenerativeModel, classifier: Classifier, n: int, class_mix: torch.Tensor,
-                          seed: int = EVAL_SEED, reference: Reference | None = None) -> dict[str, Any]:
-    """Classifier score and class coverage of n unconditional samples; with a reference also FID, precision / recall, memorisation."""
+                          seed: int = EVAL_SEED, real: RealData | None = None) -> dict[str, Any]:
+    """Classifier score and class coverage of n unconditional samples; with the real data also FID, precision / recall,
+    memorisation."""
     samples = model.sample(n, seed=seed + 2)
-    features, probs = classifier_outputs(classifier, samples.images)
+    reference = None if real is None else real.reference
+    scores = scoring.score(classifier, samples.images, None, len(class_mix), reference, class_mix)
     out: dict[str, Any] = {
-        "classifier_score": metrics.classifier_score(probs),
-        "coverage_kl": metrics.coverage_kl(probs, class_mix),
-        "class_histogram": metrics.class_histogram(probs, len(class_mix)).tolist(),
+        "classifier_score": scores.classifier_score,
+        "coverage_kl": scores.coverage_kl,
+        "class_histogram": scores.class_histogram,
     }
-    if reference is not None:
-        out["fid"] = metrics.frechet_distance(*metrics.gaussian_stats(features), *reference.stats)
-        out.update(metrics.precision_recall(reference.features, features, NEIGHBOURS, reference.radii))
-        memo = metrics.memorisation(samples.images[:MEMORISATION_SAMPLES], reference.train_pixels, test_distances=reference.test_distances)
+    if real is not None:
+        out["fid"] = scores.fid
+        out.update(scores.precision_recall)
+        memo = metrics.memorisation(samples.images[:MEMORISATION_SAMPLES], real.train_pixels,
+                                    test_distances=real.test_distances)
         out["memorisation_distance_ratio"] = memo.distance_ratio
         out["memorisation_copy_share"] = memo.copy_share
     return out
@@ -237,7 +224,7 @@ def smoothness_metrics(model: GenerativeModel, classifier: Classifier, paths: in
     line, labels = latent_paths(model, paths, steps, seed + 3)
     flat_labels = None if labels is None else labels.repeat_interleave(steps + 1)
     images = model.decode(line.reshape(-1, line.shape[2]), flat_labels)
-    features, _ = classifier_outputs(classifier, images)
+    features, _ = scoring.classify(classifier, images)
     return {f"latent_{k}": v for k, v in metrics.path_smoothness(features.view(paths, steps + 1, -1)).items()}
 
 
@@ -257,17 +244,18 @@ def vae_test_neg_elbo(vae: VAE, images: torch.Tensor, seed: int = EVAL_SEED) -> 
     return {"test_recon": recon_sum / count, "test_kl": kl_sum / count, "test_neg_elbo": (recon_sum + kl_sum) / count}
 
 
-def evaluate_generator(model: GenerativeModel, reference: Reference, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED) -> dict[str, Any]:
+def evaluate_generator(model: GenerativeModel, real: RealData, n: int = DEFAULT_SAMPLES,
+                       seed: int = EVAL_SEED) -> dict[str, Any]:
     """Every measure of one generator: class accuracy (if it takes labels), FID, score, coverage, precision / recall, memorisation, smoothness."""
     n = check_samples(n)
     started, cpu_started = time.perf_counter(), time.process_time()
     out: dict[str, Any] = {}
     if model.supports_labels:
-        out.update(conditional_metrics(model, reference.classifier, n // model.num_classes, seed, reference.crosscheck))
-    out.update(unconditional_metrics(model, reference.classifier, n, reference.class_mix, seed, reference))
-    out.update(smoothness_metrics(model, reference.classifier, seed=seed))
-    if model.kind == "vae":
-        out.update(vae_test_neg_elbo(model.module, to_unit(reference.test_images), seed))
+        out.update(conditional_metrics(model, real.classifier, n // model.num_classes, seed, real.crosscheck))
+    out.update(unconditional_metrics(model, real.classifier, n, real.class_mix, seed, real))
+    out.update(smoothness_metrics(model, real.classifier, seed=seed))
+    if isinstance(model.module, VAE):  # the one model with an encoder, so a likelihood bound
+        out.update(vae_test_neg_elbo(model.module, to_unit(real.test_images), seed))
     # wall time depends on what else the machine runs; CPU time (all threads) is the work itself
     out["seconds"] = round(time.perf_counter() - started, 2)
     out["cpu_seconds"] = round(time.process_time() - cpu_started, 2)
@@ -283,8 +271,8 @@ def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SE
     report = progress or (lambda message: None)
     started, cpu_started = time.perf_counter(), time.process_time()
     report(f"{dataset}: real data, classifier and cross-check")
-    reference = build_reference(dataset, n, seed, data_root, checkpoints_root, device)
-    result: dict[str, Any] = {"dataset": dataset, "samples": n, "seed": seed, **reference.real,
+    real = build_reference(dataset, n, seed, data_root, checkpoints_root, device)
+    result: dict[str, Any] = {"dataset": dataset, "samples": n, "seed": seed, **real.real,
                               "reference_seconds": round(time.perf_counter() - started, 2),
                               "reference_cpu_seconds": round(time.process_time() - cpu_started, 2)}
     for kind in kinds:
@@ -294,15 +282,15 @@ def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SE
         except CheckpointError as exc:  # one broken file: the other models are still measured and reported
             result[f"{kind}_error"] = str(exc)
             continue
-        result.update({f"{kind}_{key}": value for key, value in evaluate_generator(model, reference, n, seed).items()})
+        result.update({f"{kind}_{key}": value for key, value in evaluate_generator(model, real, n, seed).items()})
     return result
 
 
 # ----------------------------------------------------------------------------- results into the checkpoints
 
 def _measured_as(kind: str) -> str:
-    """The evaluate_dataset prefix a checkpoint kind's numbers come under: the mapper's are the gan's labelled ones."""
-    return "gan" if kind == "mapper" else kind
+    """The evaluate_dataset prefix a checkpoint kind's numbers come under: a labeller's are its generator's."""
+    return labelling_kinds().get(kind, kind)
 
 
 def model_evaluation(result: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -314,32 +302,41 @@ def model_evaluation(result: dict[str, Any], kind: str) -> dict[str, Any]:
     else:
         source = _measured_as(kind)
         values = {k[len(source) + 1:]: v for k, v in result.items() if k.startswith(f"{source}_")}
-        if kind == "mapper":  # the mapper's own numbers are the gan's labelled ones
+        if kind in labelling_kinds():  # a labeller's own numbers are its generator's labelled ones
             values = {k: v for k, v in values.items() if k.startswith(("class_", "per_class_", "s1_"))}
     return {"samples": result["samples"], "seed": result["seed"], **values} if values else {}
 
 
 TIMING_KEYS = ("seconds", "cpu_seconds")  # differ from run to run: alone, no reason to rewrite a checkpoint
+NOISE_REL = 1e-4  # another CPU sums in another order: FIDs and path lengths move in the 6th-8th digit
+NOISE_IMAGES = 1.5  # ...and an image on a decision or k-NN boundary may flip, moving a per-class share by one image
 
 
-def _same_number(stored: Any, value: Any) -> bool:
-    """Equal, or floats (also inside lists) equal to 1e-5 relative: another CPU sums in another order."""
+def noise_tolerance(samples: int, num_classes: int) -> float:
+    """The absolute tolerance of a share measured on `samples` images: one image of a class."""
+    return NOISE_IMAGES * num_classes / max(samples, 1)
+
+
+def same_within_noise(stored: Any, value: Any, abs_tol: float) -> bool:
+    """Equal, or numbers (also inside lists and dicts) equal to NOISE_REL relative or abs_tol absolute."""
+    if isinstance(stored, dict) and isinstance(value, dict):
+        return stored.keys() == value.keys() and all(same_within_noise(stored[k], value[k], abs_tol) for k in value)
     if isinstance(stored, list) and isinstance(value, list):
-        return len(stored) == len(value) and all(_same_number(a, b) for a, b in zip(stored, value))
+        return len(stored) == len(value) and all(same_within_noise(a, b, abs_tol) for a, b in zip(stored, value))
     if isinstance(stored, float) and isinstance(value, float):
-        return math.isclose(stored, value, rel_tol=1e-5, abs_tol=1e-9)
+        return math.isclose(stored, value, rel_tol=NOISE_REL, abs_tol=abs_tol)
     return stored == value
 
 
 def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike | None = None,
-                     kinds: tuple[str, ...] = ("classifier", "mapper", *generator_kinds()), replace_larger: bool = False,
-                     kept: list[Path] | None = None) -> list[Path]:
+                     kinds: tuple[str, ...] = tuple(KINDS)) -> list[Path]:
     """Merge the numbers of an evaluate_dataset result into each checkpoint's metadata under "evaluation".
 
-    A checkpoint that already holds the same numbers (timings aside, floats to 1e-5) is left byte for byte as it was,
-    so re-running `evaluate` on unchanged models does not rewrite multi-megabyte files. Numbers measured on more
-    samples than this result's are kept unless `replace_larger`; the checkpoints so kept are appended to `kept`.
+    Only `evaluate --write` calls this. A checkpoint that already holds the same numbers (timings aside, within float
+    noise: see `same_within_noise`) is left byte for byte as it was, so measuring unchanged models on another CPU
+    does not rewrite multi-megabyte files.
     """
+    abs_tol = noise_tolerance(result["samples"], dataset_info(result["dataset"]).num_classes)
     written = []
     for kind in kinds:
         if f"{_measured_as(kind)}_error" in result:
@@ -350,12 +347,8 @@ def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike
             continue
         stored = read_metadata(path).get("evaluation")
         stored = stored if isinstance(stored, dict) else {}  # a hand-edited or foreign field: replaced, not read
-        stored_samples = stored.get("samples")
-        if not replace_larger and isinstance(stored_samples, (int, float)) and stored_samples > result.get("samples", 0):
-            if kept is not None:
-                kept.append(path)
-            continue
-        if all(_same_number(stored.get(key), value) for key, value in entry.items() if key not in TIMING_KEYS):
+        if all(same_within_noise(stored.get(key), value, abs_tol)
+               for key, value in entry.items() if key not in TIMING_KEYS):
             continue
         update_metadata(path, evaluation=entry)
         written.append(path)

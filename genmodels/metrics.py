@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 BLOCK_FLOATS = 2**24  # pairwise distances are computed in blocks of at most this many floats (64 MiB)
+MIDTONE = (0.1, 0.9)
 
 
 # ----------------------------------------------------------------------------- class accuracy and confidence
@@ -92,11 +93,10 @@ def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
-def frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Tensor, cov_b: torch.Tensor,
-                     root_a: torch.Tensor | None = None) -> float:
-    """Fréchet distance between N(mean_a, cov_a) and N(mean_b, cov_b): |Δμ|² + tr(A + B - 2 (A^½ B A^½)^½); root_a is A^½ if known."""
+def frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Tensor, cov_b: torch.Tensor) -> float:
+    """Fréchet distance between N(mean_a, cov_a) and N(mean_b, cov_b): |Δμ|² + tr(A + B - 2 (A^½ B A^½)^½)."""
     mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
-    root_a = _psd_sqrt(cov_a) if root_a is None else root_a.double()
+    root_a = _psd_sqrt(cov_a)
     # tr((A B)^½) = tr((A^½ B A^½)^½), and A^½ B A^½ is symmetric, so eigh applies
     inner = root_a @ cov_b @ root_a
     cross = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()
@@ -107,19 +107,6 @@ def frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Te
 def feature_frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets [N, D] and [M, D] (FID on given features)."""
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
-
-
-def reference_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mean [D], covariance [D, D], its square root) of reference features [N, D], for `frechet_distance_to`."""
-    mean, cov = gaussian_stats(features)
-    return mean, cov, _psd_sqrt(cov)
-
-
-def frechet_distance_to(features: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
-    """`feature_frechet_distance` of features [N, D] to fixed `reference_stats`, with one eigendecomposition instead of two."""
-    # the distance is symmetric: with the reference as side a, the costly A^½ is the one computed once
-    mean, cov, root = reference
-    return frechet_distance(mean, cov, *gaussian_stats(features), root_a=root)
 
 
 # ----------------------------------------------------------------------------- nearest neighbours, precision / recall
@@ -250,3 +237,35 @@ def path_smoothness(path_features: torch.Tensor) -> dict[str, float]:
         "ppl": float((steps * num_steps).pow(2).mean()),
         "jump_ratio": float(jump_ratio.mean()),
     }
+
+
+# ----------------------------------------------------------------------------- pixels: blur and variety
+
+def midtone_share(images: torch.Tensor) -> float:
+    """Share of pixels strictly between 0.1 and 0.9: near 0 for crisp strokes, higher for blurry images."""
+    low, high = MIDTONE
+    return float(((images > low) & (images < high)).float().mean())
+
+
+def class_spread(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
+    """Per class, the mean pixel (L2) distance between two different images of that class (None below two images)."""
+    spreads: list[float | None] = []
+    for c in range(num_classes):
+        pixels = images[labels == c].flatten(1).float()
+        n = len(pixels)
+        spreads.append(float(torch.cdist(pixels, pixels).sum()) / (n * (n - 1)) if n >= 2 else None)
+    return spreads
+
+
+def spread_ratios(spreads: list[float | None], real: list[float | None]) -> tuple[float | None, list[float | None]]:
+    """(mean over classes, per class) of generated spread / real spread, skipping classes either side lacks."""
+    per_class = [g / r if g is not None and r else None for g, r in zip(spreads, real)]
+    known = [v for v in per_class if v is not None]
+    return (sum(known) / len(known) if known else None), per_class
+
+
+def jump_ratio(images: torch.Tensor) -> float:
+    """Largest pixel change between neighbouring frames of a strip over the mean change: 1 is an even morph."""
+    steps = (images[1:] - images[:-1]).flatten(1).norm(dim=1)
+    mean = float(steps.mean())
+    return float(steps.max()) / mean if mean > 0 else 1.0

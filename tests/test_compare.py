@@ -1,48 +1,81 @@
-"""genmodels.compare: live scores, S0, sharpness, training-log stability, stored metrics."""
+"""genmodels.compare: the real baseline, the shipped comparison, training-log stability, stored metrics."""
 import json
 
 import pytest
 import torch
 
-from genmodels import api
+from genmodels import api, metrics, scoring
 from genmodels.checkpoint import read_metadata, update_metadata
-from genmodels.compare import (MISSING, class_spread, epoch_series, evaluation_facts, format_metric, generated_scores,
-                               jump_ratio, metric_rows, midtone_share, real_class_spread, real_scores, realism_reference,
-                               shipped_log, spread_ratios, stored_metrics, training_stability)
-from genmodels.evaluation import classifier_outputs
-from genmodels.metrics import feature_frechet_distance
+from genmodels.compare import (MISSING, Comparison, classifier_fingerprint, comparison, comparison_path, epoch_series,
+                               evaluation_facts, fingerprint, format_metric, metric_rows, read_comparison,
+                               shipped_comparison, shipped_log, stored_metrics, summary_baseline, training_stability,
+                               write_comparison)
 from genmodels.summary import DataSummary
 
 
-def test_midtone_share_separates_crisp_from_blurry():
-    assert midtone_share(torch.tensor([0.0, 1.0, 0.05, 0.95])) == 0.0
-    assert midtone_share(torch.tensor([0.5, 0.5, 0.0, 1.0])) == 0.5
+def summary_of(pixels):
+    n = len(pixels)
+    return DataSummary("mnist", torch.zeros(10), torch.full((10,), 2), torch.zeros(10, 28, 28), torch.zeros(256),
+                       pixels, torch.arange(n) % 10, torch.arange(n), "bundled summary")
 
 
-@pytest.mark.parametrize("kind", ["cgan", "gan", "vae"])
-def test_generated_scores_of_tiny_models(tiny_checkpoints, kind):
-    model = api.load_generator(kind, "mnist", root=tiny_checkpoints, device="cpu")
-    classifier = api.load_classifier("mnist", root=tiny_checkpoints, device="cpu")
-    scores = generated_scores(model, classifier, 3, seed=0)
-    assert 0 <= scores.accuracy <= 1 and len(scores.per_class) == 10 and all(a is not None for a in scores.per_class)
-    assert 0 <= scores.confidence <= 1 and scores.coverage_kl >= 0 and 0 <= scores.midtone_share <= 1
+def random_pixels(n, seed=0):
+    return torch.randint(0, 256, (n, 28, 28), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
 
 
-def test_generated_scores_without_labels(tiny_checkpoints, tmp_path):
-    root = tmp_path / "ckpt"
-    (root / "mnist").mkdir(parents=True)
-    (root / "mnist" / "gan.safetensors").write_bytes((tiny_checkpoints / "mnist" / "gan.safetensors").read_bytes())
-    model = api.load_generator("gan", "mnist", root=root, device="cpu")
-    scores = generated_scores(model, api.load_classifier("mnist", root=tiny_checkpoints, device="cpu"), 2, seed=0)
-    assert scores.accuracy is None and scores.per_class == [None] * 10
-
-
-def test_real_scores_use_per_class_images(tiny_checkpoints):
+def test_summary_baseline_s0_and_spread(tiny_checkpoints):
     pixels = torch.zeros(40, 28, 28, dtype=torch.uint8)
-    summary = DataSummary("mnist", torch.zeros(10), torch.zeros(10), torch.zeros(10, 28, 28), torch.zeros(256),
-                          pixels, torch.arange(40) % 10, torch.arange(40), "bundled summary")
-    accuracy, midtones = real_scores(api.load_classifier("mnist", root=tiny_checkpoints, device="cpu"), summary, 2)
-    assert accuracy in (pytest.approx(0.0), pytest.approx(0.1)) and midtones == 0.0
+    pixels[10, 0, 0] = 255  # image 10 is class 0's second: it differs by one full pixel; classes 1-9 are copies
+    baseline = summary_baseline(api.load_classifier("mnist", root=tiny_checkpoints, device="cpu"), summary_of(pixels), 2)
+    assert baseline.s0_accuracy in (pytest.approx(0.0), pytest.approx(0.1)) and baseline.s0_midtone_share == 0.0
+    assert baseline.reference.spread[0] > 0 and baseline.reference.spread[1:] == [0.0] * 9
+    assert baseline.reference_size == 20 and baseline.reference.radii is None
+
+
+def test_the_floor_is_the_fid_of_other_real_images(tiny_checkpoints):
+    classifier = api.load_classifier("mnist", root=tiny_checkpoints, device="cpu")
+    pixels = random_pixels(80)
+    baseline = summary_baseline(classifier, summary_of(pixels), per_class=4)
+    images = pixels.float().div(255).reshape(-1, 1, 28, 28)  # the k-th image of class c is image c + 10 k
+    first, second = (scoring.classify(classifier, half)[0] for half in (images[:40], images[40:]))
+    assert baseline.floor == pytest.approx(metrics.feature_frechet_distance(first, second), rel=1e-9)
+
+
+def measured(tiny_checkpoints, counts=(2, 3)):
+    models = {kind: api.load_generator(kind, "mnist", root=tiny_checkpoints, device="cpu") for kind in ("cgan", "vae")}
+    classifier = api.load_classifier("mnist", root=tiny_checkpoints, device="cpu")
+    return comparison(models, classifier, classifier_fingerprint("mnist", tiny_checkpoints), summary_of(random_pixels(2000)),
+                      counts)
+
+
+def test_the_comparison_round_trips_and_is_rewritten_only_beyond_float_noise(tiny_checkpoints, tmp_path):
+    result = measured(tiny_checkpoints)
+    assert set(result.scores["cgan"]) == {2, 3} and result.fingerprints["classifier"]
+    path = tmp_path / "comparison.json"
+    assert write_comparison(result, path)
+    assert read_comparison(path) == result
+    before = path.read_bytes()
+    noisy = read_comparison(path)
+    noisy.scores["vae"][3].fid *= 1 + 1e-7
+    noisy.floor *= 1 - 1e-7
+    assert not write_comparison(noisy, path) and path.read_bytes() == before
+    retrained = read_comparison(path)
+    retrained.fingerprints["vae"] = "another model"
+    assert write_comparison(retrained, path) and read_comparison(path).fingerprints["vae"] == "another model"
+    path.write_text("{torn")
+    assert read_comparison(path) is None
+
+
+def test_the_shipped_comparison_is_used_only_for_the_weights_it_measured(tiny_checkpoints, tmp_path):
+    result = measured(tiny_checkpoints)
+    root = tmp_path / "checkpoints"
+    comparison_path("mnist", root).parent.mkdir(parents=True)
+    write_comparison(result, comparison_path("mnist", root))
+    assert shipped_comparison("mnist", result.fingerprints, root) == result
+    other = {**result.fingerprints, "cgan": fingerprint(api.load_generator("vae", "mnist", root=tiny_checkpoints))}
+    assert shipped_comparison("mnist", other, root) is None
+    assert shipped_comparison("fashion", result.fingerprints, root) is None
+    assert isinstance(result, Comparison)
 
 
 def records(losses, accuracies=None):
@@ -78,73 +111,11 @@ def test_shipped_log_reads_a_checkpoint_folder(tmp_path):
     assert shipped_log("gan", "mnist", tmp_path) == []
 
 
-def test_jump_ratio_is_one_for_an_even_morph_and_large_for_a_jump():
-    even = torch.linspace(0, 1, 5).view(5, 1, 1, 1).expand(5, 1, 28, 28)
-    assert jump_ratio(even) == pytest.approx(1.0)
-    jump = torch.zeros(5, 1, 28, 28)
-    jump[3:] = 1.0
-    assert jump_ratio(jump) == pytest.approx(4.0)
-
-
 def test_stored_metrics_flattens_training_and_evaluation_numbers(tiny_checkpoints, tmp_path):
     path = tmp_path / "vae.safetensors"
     path.write_bytes((tiny_checkpoints / "mnist" / "vae.safetensors").read_bytes())
     update_metadata(path, metrics={"class_accuracy": 0.5, "note": "text"}, evaluation={"fid": 12.0, "pr": {"precision": 0.7}})
     assert stored_metrics(read_metadata(path)) == {"class_accuracy": 0.5, "evaluation.fid": 12.0, "evaluation.pr.precision": 0.7}
-
-
-def test_class_spread_is_zero_for_copies_and_the_mean_pairwise_distance_otherwise():
-    images = torch.zeros(5, 1, 28, 28)
-    images[3, 0, 0, 0] = 3.0  # class 1: two images 3 apart, and one apart from both by 3 and 0
-    images[4, 0, 0, 0] = 4.0
-    labels = torch.tensor([0, 0, 1, 1, 2])
-    spreads = class_spread(images, labels, 4)
-    assert spreads[0] == 0.0 and spreads[1] == pytest.approx(3.0) and spreads[2] is None and spreads[3] is None
-
-
-def test_spread_ratios_skip_classes_either_side_lacks():
-    mean, per_class = spread_ratios([2.0, None, 1.0, 3.0], [4.0, 5.0, None, 3.0])
-    assert per_class == [0.5, None, None, 1.0] and mean == pytest.approx(0.75)
-    assert spread_ratios([None], [1.0]) == (None, [None])
-
-
-def test_generated_scores_measure_variety_against_real_images(tiny_checkpoints):
-    model = api.load_generator("cgan", "mnist", root=tiny_checkpoints, device="cpu")
-    classifier = api.load_classifier("mnist", root=tiny_checkpoints, device="cpu")
-    assert generated_scores(model, classifier, 3, seed=0).spread_ratio is None
-    scores = generated_scores(model, classifier, 3, seed=0, real_spread=[1.0] * 10)
-    own = class_spread(*(lambda s: (s.images, s.labels))(model.sample(3, "all", 0)), 10)
-    assert scores.per_class_spread_ratio == pytest.approx(own) and scores.spread_ratio == pytest.approx(sum(own) / 10)
-
-
-def test_a_model_s_fid_costs_one_eigendecomposition(tiny_checkpoints, monkeypatch):
-    """The real side's Gaussian and its square root are fitted once, in the realism reference: each model's FID then
-    needs one eigendecomposition, not two (under a busy CPU each can take seconds), and keeps its value."""
-    pixels = torch.randint(0, 256, (80, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    summary = DataSummary("mnist", torch.zeros(10), torch.zeros(10), torch.zeros(10, 28, 28), torch.zeros(256),
-                          pixels, torch.arange(80) % 10, torch.arange(80), "bundled summary")
-    classifier = api.load_classifier("mnist", root=tiny_checkpoints, device="cpu")
-    model = api.load_generator("cgan", "mnist", root=tiny_checkpoints, device="cpu")
-    realism = realism_reference(classifier, summary, per_class=4)
-    decompositions = []
-    for name in ("eigh", "eigvalsh"):
-        def counted(*args, real=getattr(torch.linalg, name), name=name, **kwargs):
-            decompositions.append(name)
-            return real(*args, **kwargs)
-        monkeypatch.setattr(torch.linalg, name, counted)
-    scores = generated_scores(model, classifier, 3, seed=0, realism=realism)
-    assert decompositions == ["eigvalsh"]
-    features = classifier_outputs(classifier, model.sample(3, "all", 0).images)[0]
-    assert scores.fid == pytest.approx(feature_frechet_distance(features, realism.features), rel=1e-6)
-
-
-def test_real_class_spread_uses_the_summary_images():
-    pixels = torch.zeros(40, 28, 28, dtype=torch.uint8)
-    pixels[10, 0, 0] = 255  # image 10 is class 0's second: it differs by one full pixel; classes 1-9 are copies
-    summary = DataSummary("mnist", torch.zeros(10), torch.zeros(10), torch.zeros(10, 28, 28), torch.zeros(256),
-                          pixels, torch.arange(40) % 10, torch.arange(40), "bundled summary")
-    spreads = real_class_spread(summary, per_class=4)
-    assert spreads[0] > 0 and spreads[1:] == [0.0] * 9
 
 
 def test_metric_rows_name_and_format_the_stored_numbers():

@@ -11,8 +11,7 @@ from genmodels import evaluation, metrics
 from genmodels.api import load_classifier, load_generator, predict
 from genmodels.checkpoint import checkpoint_path, read_metadata
 from genmodels.data import DataMissingError, to_unit
-from genmodels.kinds import generator_kinds
-from genmodels.models import Classifier, ClassifierConfig
+from genmodels.kinds import KINDS, generator_kinds
 from genmodels.summary import load_summary
 
 
@@ -34,15 +33,6 @@ def test_crosscheck_learns_and_is_deterministic():
     probs = evaluation.crosscheck_probs(first, to_unit(test_images))
     assert metrics.class_accuracy(probs, test_labels) > 0.9
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
-
-
-def test_classifier_outputs_agree_with_predict():
-    torch.manual_seed(0)
-    classifier = Classifier(ClassifierConfig(channels=(2, 4), hidden=8)).eval()
-    images = torch.rand(7, 1, 28, 28, generator=torch.Generator().manual_seed(2))
-    features, probs = evaluation.classifier_outputs(classifier, images)
-    assert features.shape == (7, 8)
-    assert torch.allclose(probs, predict(classifier, images), atol=1e-6)
 
 
 def test_check_samples_and_missing_data(tmp_path):
@@ -85,18 +75,19 @@ def test_evaluate_dataset_and_write_on_tiny_models(synthetic_data, tiny_root):
     assert again["vae_fid"] == result["vae_fid"] and again["vae_class_accuracy"] == result["vae_class_accuracy"]
 
     written = evaluation.write_evaluation(result, tiny_root)
-    assert {p.stem for p in written} == {"classifier", "mapper", *generator_kinds()}
+    assert {p.stem for p in written} == set(KINDS)
     meta = read_metadata(checkpoint_path("gan", "mnist", tiny_root))
     assert meta["evaluation"]["fid"] == result["gan_fid"] and meta["evaluation"]["samples"] == 100
     assert read_metadata(checkpoint_path("mapper", "mnist", tiny_root))["evaluation"]["class_accuracy"] == result["gan_class_accuracy"]
     assert read_metadata(checkpoint_path("classifier", "mnist", tiny_root))["evaluation"]["test_accuracy"] == result["classifier_test_accuracy"]
     load_generator("gan", "mnist", root=tiny_root)  # the mapper still matches its generator after the rewrite
 
-    files = {kind: checkpoint_path(kind, "mnist", tiny_root) for kind in ("classifier", "mapper", *generator_kinds())}
+    files = {kind: checkpoint_path(kind, "mnist", tiny_root) for kind in KINDS}
     before = {kind: path.read_bytes() for kind, path in files.items()}
     retimed = {**result, "gan_seconds": result["gan_seconds"] + 5.0, "vae_cpu_seconds": 123.0}
     assert evaluation.write_evaluation(retimed, tiny_root) == []  # same numbers, other timings: nothing rewritten
-    summed_elsewhere = {**result, "vae_fid": result["vae_fid"] * (1 + 1e-7)}
+    summed_elsewhere = {**result, "vae_fid": result["vae_fid"] * (1 + 1e-7), "gan_latent_ppl": result["gan_latent_ppl"] * (1 - 5e-5),
+                        "cgan_precision": result["cgan_precision"] + 1 / 100}  # and one sample on a k-NN boundary
     assert evaluation.write_evaluation(summed_elsewhere, tiny_root) == []  # float noise of another CPU: nothing rewritten
     assert all(path.read_bytes() == before[kind] for kind, path in files.items())
     changed = {**result, "vae_fid": result["vae_fid"] + 1.0}

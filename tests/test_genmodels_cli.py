@@ -15,6 +15,7 @@ from genmodels import cli
 from genmodels.api import load_generator
 from genmodels.checkpoint import load_tensors, read_metadata
 from genmodels.data import unit_to_uint8
+from genmodels.kinds import generator_kinds
 from genmodels.paths import REPO_ROOT
 
 
@@ -138,30 +139,61 @@ def tiny_copy(tiny_checkpoints, tmp_path, monkeypatch):
     return root
 
 
-def test_evaluate_json_writes_metadata_and_table(synthetic_data, tiny_copy, capsys):
-    code, stdout, _ = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
-    assert code == 0
+def checkpoint_files(root):
+    return {path: path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_evaluate_prints_and_changes_no_file_by_default(synthetic_data, tiny_copy, capsys):
+    before = checkpoint_files(tiny_copy)
+    code, stdout, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
+    assert code == 0 and "wrote" not in err
     result = json.loads(stdout)
     for key in ("classifier_test_accuracy", "cgan_class_accuracy", "gan_class_accuracy", "vae_class_accuracy", "vae_test_neg_elbo",
                 "s0_accuracy", "cgan_s1_accuracy", "gan_s1_accuracy", "vae_s1_accuracy",
                 "cgan_class_accuracy_crosscheck", "gan_class_accuracy_crosscheck", "vae_class_accuracy_crosscheck"):
         assert isinstance(result[key], float), key
-    assert read_metadata(tiny_copy / "mnist" / "vae.safetensors")["evaluation"]["test_neg_elbo"] == result["vae_test_neg_elbo"]
+    assert checkpoint_files(tiny_copy) == before  # measuring never modifies shipped files
 
-    table = cli.format_table(result, ("cgan", "gan", "vae"))
+    table = cli.format_table(result, generator_kinds())
     assert "classifier test accuracy" in table and "cross-check" in table and "FID" in table
     assert len(table.splitlines()) > 20
 
 
-def test_evaluate_no_write_leaves_checkpoints_alone(synthetic_data, tiny_copy, capsys, monkeypatch):
+def test_evaluate_writes_the_checkpoints_only_with_write(synthetic_data, tiny_copy, capsys, tmp_path):
+    from genmodels.compare import comparison_path, read_comparison
+
+    report = tmp_path / "report.json"
+    code, stdout, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json",
+                            "--write", "--report", str(report))
+    assert code == 0 and "wrote evaluation into" in err and "wrote the GAN vs VAE page's numbers" in err
+    result = json.loads(stdout)
+    assert json.loads(report.read_text()) == result
+    assert read_metadata(tiny_copy / "mnist" / "vae.safetensors")["evaluation"]["test_neg_elbo"] == result["vae_test_neg_elbo"]
+    assert set(read_comparison(comparison_path("mnist", tiny_copy)).scores) == set(generator_kinds())
+
+    before = checkpoint_files(tiny_copy)
+    code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write")
+    assert code == 0 and "wrote" not in err and checkpoint_files(tiny_copy) == before  # same numbers: nothing rewritten
+
+
+def test_evaluate_report_stays_out_of_the_checkpoints(synthetic_data, tiny_copy, capsys, tmp_path):
+    before = checkpoint_files(tiny_copy)
+    for bad, message in ((tiny_copy / "mnist" / "report.json", "inside the checkpoints folder"),
+                         (tmp_path / "report.txt", "unknown extension"), (tmp_path / "none" / "r.json", "does not exist")):
+        code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--report", str(bad))
+        assert code == 2 and message in err and err.startswith("error: --report"), err
+    assert checkpoint_files(tiny_copy) == before
+
+
+def test_evaluate_no_write_is_still_accepted(synthetic_data, tiny_copy, capsys, monkeypatch):
     from genmodels import evaluation
 
     fake = {"dataset": "mnist", "samples": 100, "seed": 0, "vae_fid": 1.0}
     monkeypatch.setattr(evaluation, "evaluate_dataset", lambda *a, **k: fake)
-    before = (tiny_copy / "mnist" / "vae.safetensors").read_bytes()
+    before = checkpoint_files(tiny_copy)
     code, stdout, _ = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--no-write")
     assert code == 0 and json.loads(stdout) == fake
-    assert (tiny_copy / "mnist" / "vae.safetensors").read_bytes() == before
+    assert checkpoint_files(tiny_copy) == before
 
 
 def test_evaluate_refuses_bad_input_and_missing_data(tmp_path, capsys):
@@ -189,8 +221,8 @@ def test_summarize_rebuilds_a_summary(synthetic_data, tmp_path, capsys):
     assert code == 2 and "exists and is not a data summary" in err and model.read_bytes() == b"a checkpoint, or anything else"
 
 
-def test_evaluate_keeps_numbers_from_more_samples_unless_told(synthetic_data, tiny_copy, capsys, monkeypatch):
-    from genmodels import evaluation
+def test_evaluate_write_replaces_numbers_from_more_samples(synthetic_data, tiny_copy, capsys, monkeypatch):
+    from genmodels import compare, evaluation
     from genmodels.checkpoint import update_metadata
 
     path = tiny_copy / "mnist" / "vae.safetensors"
@@ -198,8 +230,9 @@ def test_evaluate_keeps_numbers_from_more_samples_unless_told(synthetic_data, ti
     monkeypatch.setattr(evaluation, "evaluate_dataset", lambda *a, **k: {
         "dataset": "mnist", "samples": 100, "seed": 0, "vae_fid": 9.0, "classifier_test_accuracy": 0.9,
         "classifier_test_confidence": 0.9, "crosscheck_test_accuracy": 0.9, "s0_accuracy": 0.9})
+    monkeypatch.setattr(compare, "write_comparison", lambda *a, **k: False)
     code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
-    assert code == 0 and "kept the numbers in" in err and read_metadata(path)["evaluation"]["fid"] == 5.0
+    assert code == 0 and read_metadata(path)["evaluation"]["fid"] == 5.0
     code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write")
     assert code == 0 and read_metadata(path)["evaluation"]["fid"] == 9.0
 
@@ -212,3 +245,6 @@ def test_evaluate_measures_the_others_when_one_checkpoint_is_broken(synthetic_da
     result = json.loads(stdout)
     assert code == 1 and isinstance(result["cgan_class_accuracy"], float) and "vae_class_accuracy" not in result
     assert "error: vae not measured:" in err and "Traceback" not in err and broken.read_bytes() == before
+    code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write")
+    assert code == 1 and "not every generator was measured" in err and broken.read_bytes() == before
+    assert not (tiny_copy / "mnist" / "comparison.json").exists()

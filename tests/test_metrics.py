@@ -107,15 +107,6 @@ def test_feature_frechet_distance_self_real_and_noise():
     assert metrics.feature_frechet_distance(set_a, noise) > 50 * same_distribution
 
 
-def test_frechet_distance_to_reference_stats_is_the_pairwise_distance():
-    """Fitting one side once (its Gaussian and the covariance's root) gives feature_frechet_distance's value."""
-    centres = torch.randn(10, 16, generator=gen(9)) * 3
-    real, samples = (centres[torch.randint(0, 10, (500,), generator=gen(s))] + torch.randn(500, 16, generator=gen(s)) for s in (10, 11))
-    stats = metrics.reference_stats(real)
-    for other in (samples, samples * 1.5 + 2.0, real):
-        assert metrics.frechet_distance_to(other, stats) == pytest.approx(metrics.feature_frechet_distance(other, real), rel=1e-9, abs=1e-9)
-
-
 def test_gaussian_stats_needs_two_rows():
     with pytest.raises(ValueError):
         metrics.gaussian_stats(torch.zeros(1, 3))
@@ -211,3 +202,33 @@ def test_path_smoothness_even_path_vs_one_jump():
     assert smooth["ppl"] == pytest.approx(32.0)  # (step x S)² = |end - start|² on an even path
     assert jumpy["ppl"] == pytest.approx(32.0 * 8)
     assert metrics.path_smoothness(torch.zeros(2, 4, 3))["jump_ratio"] == 1.0  # constant features: no jump
+
+
+# ----------------------------------------------------------------------------- pixels: blur and variety
+
+def test_midtone_share_separates_crisp_from_blurry():
+    assert metrics.midtone_share(torch.tensor([0.0, 1.0, 0.05, 0.95])) == 0.0
+    assert metrics.midtone_share(torch.tensor([0.5, 0.5, 0.0, 1.0])) == 0.5
+
+
+def test_class_spread_is_zero_for_copies_and_the_mean_pairwise_distance_otherwise():
+    images = torch.zeros(5, 1, 28, 28)
+    images[3, 0, 0, 0] = 3.0  # class 1: two images 3 apart, and one apart from both by 3 and 0
+    images[4, 0, 0, 0] = 4.0
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    spreads = metrics.class_spread(images, labels, 4)
+    assert spreads[0] == 0.0 and spreads[1] == pytest.approx(3.0) and spreads[2] is None and spreads[3] is None
+
+
+def test_spread_ratios_skip_classes_either_side_lacks():
+    mean, per_class = metrics.spread_ratios([2.0, None, 1.0, 3.0], [4.0, 5.0, None, 3.0])
+    assert per_class == [0.5, None, None, 1.0] and mean == pytest.approx(0.75)
+    assert metrics.spread_ratios([None], [1.0]) == (None, [None])
+
+
+def test_jump_ratio_is_one_for_an_even_morph_and_large_for_a_jump():
+    even = torch.linspace(0, 1, 5).view(5, 1, 1, 1).expand(5, 1, 28, 28)
+    assert metrics.jump_ratio(even) == pytest.approx(1.0)
+    jump = torch.zeros(5, 1, 28, 28)
+    jump[3:] = 1.0
+    assert metrics.jump_ratio(jump) == pytest.approx(4.0)

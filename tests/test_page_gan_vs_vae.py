@@ -116,3 +116,26 @@ def test_the_same_class_at_both_ends_asks_for_two_classes():
     at = ok(at.selectbox(key="compare_to").set_value(0).run())
     assert any("two different classes" in i.value for i in at.info) and strips == 3
     assert not any("largest frame-to-frame change" in m.value for m in at.markdown) and len(at.get("image")) == images - strips
+
+
+def test_the_page_reads_the_shipped_numbers_instead_of_measuring(monkeypatch):
+    """Numbers that do not depend on the widgets come from checkpoints/<dataset>/comparison.json, for every position
+    of the samples-per-class slider: nothing is sampled, classified or fitted for them on the page."""
+    import streamlit as st
+
+    from genmodels import compare
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the page measured what evaluate --write ships")
+
+    monkeypatch.setattr(compare, "model_scores", refuse)
+    monkeypatch.setattr(compare, "summary_baseline", refuse)
+    st.cache_data.clear()
+    shipped = compare.read_comparison(compare.comparison_path("mnist"))
+    at = ok(open_page())
+    for count in (50, 200):
+        at = ok(at.slider(key="compare_n").set_value(count).run())
+        table = quality(at)
+        assert table.loc["VAE", "accuracy, all classes"] == f"{shipped.scores['vae'][count].accuracy:.1%}"
+        assert table.loc["Conditional GAN", "S1 / S0 accuracy (100 images)"] == f"{shipped.scores['cgan'][10].accuracy:.1%}"
+        assert f"FID to real (real: {shipped.floor:.1f})" in table.columns

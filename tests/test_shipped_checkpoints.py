@@ -1,12 +1,15 @@
 """The shipped checkpoints meet the project's quality targets (on subsets, to stay fast)."""
 import os
+from dataclasses import asdict
 
 import pytest
 import torch
 
-from genmodels import api, compare, metrics
+from genmodels import api, compare, metrics, scoring
 from genmodels.data import load_split, to_unit
 from genmodels.datasets import missing_files
+from genmodels.evaluation import noise_tolerance, same_within_noise
+from genmodels.kinds import generator_kinds
 from genmodels.models import vae_loss
 from genmodels.summary import load_summary
 
@@ -34,9 +37,10 @@ def test_generators_make_the_requested_class(kind, dataset):
 @pytest.mark.parametrize("dataset", ["mnist", "fashion"])
 def test_the_label_mapper_draws_each_class_varied(dataset):
     """A mapper that draws nearly one convincing image per class (Fashion T-shirts at 0.16 of real spread) fails."""
-    summary = load_summary(dataset, prefer_full=False)
-    scores = compare.generated_scores(api.load_generator("gan", dataset, device="cpu"), api.load_classifier(dataset, device="cpu"),
-                                      PER_CLASS, 2024, real_spread=compare.real_class_spread(summary))
+    classifier = api.load_classifier(dataset, device="cpu")
+    baseline = compare.summary_baseline(classifier, load_summary(dataset, prefer_full=False))
+    scores = scoring.sample_scores(api.load_generator("gan", dataset, device="cpu"), classifier, PER_CLASS, 2024,
+                                   baseline.reference)
     assert scores.spread_ratio >= MAPPER_SPREAD_TARGET
     assert min(scores.per_class_spread_ratio) >= MAPPER_SPREAD_TARGET - 0.1
 
@@ -73,3 +77,24 @@ def test_same_seed_same_images(kind):
     assert torch.equal(first.images, again.images) and not torch.equal(first.images, other.images)
     everything = model.sample(n=2, label="all", seed=1)
     assert everything.labels.tolist() == [c for c in range(10) for _ in range(2)]
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_the_shipped_comparison_is_what_the_page_would_measure(dataset):
+    """checkpoints/<dataset>/comparison.json belongs to the shipped weights and holds the numbers the GAN vs VAE page
+    would measure itself (at two of its slider positions, to stay fast); `evaluate --write` rebuilds it."""
+    models = {kind: api.load_generator(kind, dataset, device="cpu") for kind in generator_kinds()}
+    classifier = api.load_classifier(dataset, device="cpu")
+    prints = {"classifier": compare.classifier_fingerprint(dataset),
+              **{kind: compare.fingerprint(model) for kind, model in models.items()}}
+    shipped = compare.shipped_comparison(dataset, prints)
+    assert shipped is not None, f"run python -m genmodels evaluate --dataset {dataset} --write"
+    assert set(shipped.scores) == set(models) and all(set(by_count) == set(compare.COUNTS)
+                                                      for by_count in shipped.scores.values())
+    counts = (compare.S_PER_CLASS, 50)
+    live = compare.comparison(models, classifier, prints["classifier"], load_summary(dataset, prefer_full=False), counts)
+    tolerance = noise_tolerance(min(counts) * 10, 10)
+    assert same_within_noise(live.floor, shipped.floor, tolerance)
+    for kind in models:
+        for n in counts:
+            assert same_within_noise(asdict(live.scores[kind][n]), asdict(shipped.scores[kind][n]), tolerance), (kind, n)

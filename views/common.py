@@ -12,7 +12,7 @@ from genmodels.datasets import DATASETS, dataset_info
 
 if TYPE_CHECKING:
     from genmodels import api
-    from genmodels.compare import RealismReference
+    from genmodels.compare import Baseline
 
 DATASET_KEY = "dataset"
 TRAINING_LOG_KEY = "training_log"  # the log the Training page shows: "shipped/..", "run/<name>" or "card/<name>"
@@ -58,13 +58,12 @@ def classifier(dataset: str):
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def real_baselines(dataset: str) -> tuple[list[float | None], RealismReference]:
-    """(within-class spread, realism reference) of the bundled real test images: what samples are measured against."""
-    from genmodels.compare import real_class_spread, realism_reference
+def real_baselines(dataset: str) -> Baseline:
+    """The real side that samples are measured against, from the bundled real test images (once per server)."""
+    from genmodels.compare import summary_baseline
     from genmodels.summary import load_summary
 
-    summary = load_summary(dataset, prefer_full=False)
-    return real_class_spread(summary), realism_reference(classifier(dataset), summary)
+    return summary_baseline(classifier(dataset), load_summary(dataset, prefer_full=False))
 
 
 def try_generator(kind: str, dataset: str, checkpoint: str | None = None) -> api.GenerativeModel | None:

@@ -1,28 +1,33 @@
-"""GAN vs VAE page: the same class and seed side by side, and report 000's comparison backed by live numbers."""
+"""GAN vs VAE page: the same class and seed side by side, and report 000's comparison backed by measured numbers."""
 from __future__ import annotations
 
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
-from genmodels.compare import (COMPARED_KINDS, LOSS_KEYS, SPREAD_REAL_PER_CLASS, GeneratedScores, epoch_series,
-                               evaluation_facts, generated_scores, jump_ratio, metric_rows, nearest_training_pairs,
-                               real_scores, shipped_log, stored_numbers, training_stability)
+from genmodels.compare import (COUNTS, S_PER_CLASS, SCORE_SEED, SPREAD_REAL_PER_CLASS, Comparison,
+                               classifier_fingerprint, comparison_path, epoch_series, evaluation_facts, fingerprint, metric_rows, model_scores,
+                               nearest_training_pairs, shipped_comparison, shipped_log, stored_numbers,
+                               training_stability)
 from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
+from genmodels.kinds import KINDS, generator_kinds
 from genmodels.latent import interpolation_strip
+from genmodels.metrics import jump_ratio
+from genmodels.scoring import Scores
 from genmodels.summary import load_summary
 from views import common
 
 
-TITLES = {"cgan": "Conditional GAN", "gan": "GAN + label mapper", "vae": "VAE"}
-COLORS = {"cgan": "#1f77b4", "gan": "#ff7f0e", "vae": "#2ca02c"}  # one colour per model in every chart
+COMPARED = generator_kinds()
+TITLES = {kind: KINDS[kind].display_title for kind in COMPARED}
+COLORS = dict(zip(COMPARED, plotly.colors.qualitative.D3))  # one colour per model in every chart, by position
 SIDE_BY_SIDE = 10
-S_PER_CLASS = 10  # report 001: S0 and S1 hold 100 images, 10 of each class
-SCORE_SEED = 0  # the measured numbers use one fixed seed, so the seed picker only changes the pictures
+DEFAULT_COUNT = 50
 MEMORISATION_SHOWN = 5
 
 
@@ -43,10 +48,11 @@ def checkpoint_numbers(kind: str, dataset: str) -> tuple[dict, dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def nearest_in_training(kind: str, dataset: str, label: int, seed: int) -> tuple:
-    """(generated images, their nearest training images, pixel distances) for the first few side-by-side samples."""
-    images = side_by_side(kind, dataset, label, seed).images[:MEMORISATION_SHOWN]
-    return (images, *nearest_training_pairs(images, dataset))
+def nearest_in_training(kinds: tuple[str, ...], dataset: str, label: int, seed: int) -> dict[str, tuple]:
+    """Per model, (generated images, their nearest training images, pixel distances) for the first few side-by-side
+    samples: one search of the training set for every model."""
+    return nearest_training_pairs({kind: side_by_side(kind, dataset, label, seed).images[:MEMORISATION_SHOWN]
+                                   for kind in kinds}, dataset)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -56,18 +62,35 @@ def side_by_side(kind: str, dataset: str, label: int, seed: int) -> Gallery:
     return generate_gallery(model, common.classifier(dataset), label if model.supports_labels else None, SIDE_BY_SIDE, seed)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def scores(kind: str, dataset: str, n_per_class: int, seed: int) -> GeneratedScores:
-    """The classifier's verdicts on n samples per class of one model, their variety within each class and their FID."""
-    spread, realism = common.real_baselines(dataset)
-    return generated_scores(common.generator(kind, dataset), common.classifier(dataset), n_per_class, seed,
-                            real_spread=spread, realism=realism)
+@st.cache_data(show_spinner=False, max_entries=8)
+def shipped(dataset: str, fingerprints: tuple[tuple[str, str], ...], modified_ns: int) -> Comparison | None:
+    """The numbers `evaluate --write` shipped for exactly these weights, read once per server (None: measure live)."""
+    return shipped_comparison(dataset, dict(fingerprints))
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def s0_scores(dataset: str) -> tuple[float, float]:
-    """Accuracy and mid-grey share of report 001's S0: 10 real test images per class."""
-    return real_scores(common.classifier(dataset), load_summary(dataset, prefer_full=False), S_PER_CLASS)
+@st.cache_data(show_spinner=False, max_entries=64)
+def live_scores(kind: str, dataset: str, n_per_class: int) -> Scores:
+    """The same numbers measured now, where none were shipped for these weights: once per server for each choice."""
+    return model_scores(common.generator(kind, dataset), common.classifier(dataset), n_per_class,
+                        common.real_baselines(dataset))
+
+
+def model_numbers(precomputed: Comparison | None, kind: str, dataset: str, n_per_class: int) -> Scores:
+    """One model's numbers at one choice of samples per class: shipped where they were, else measured live."""
+    shipped_scores = precomputed.scores.get(kind, {}).get(n_per_class) if precomputed is not None else None
+    return shipped_scores or live_scores(kind, dataset, n_per_class)
+
+
+def comparison_numbers(dataset: str, kinds: list[str]) -> Comparison | None:
+    """The shipped comparison of these models, when it was measured on their weights and the classifier's."""
+    path = comparison_path(dataset)
+    try:
+        modified_ns = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    prints = (("classifier", classifier_fingerprint(dataset)),
+              *((kind, fingerprint(common.generator(kind, dataset))) for kind in kinds))
+    return shipped(dataset, prints, modified_ns)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -81,13 +104,13 @@ def strip(kind: str, dataset: str, labels: tuple[int, int], seed: int, steps: in
 def stability(kind: str, dataset: str) -> tuple[dict, tuple[list[float], list[float]]]:
     """Stability numbers and the per-epoch loss curve of a shipped training log."""
     records = shipped_log(kind, dataset)
-    return training_stability(kind, records), epoch_series(records, LOSS_KEYS[kind])
+    return training_stability(kind, records), epoch_series(records, KINDS[kind].loss_key)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def loss_figure(curves: dict[str, tuple[list[float], list[float]]]) -> dict:
     """One loss-curve panel per model (their losses have different scales), as a plain dict for cheap caching."""
-    fig = make_subplots(rows=1, cols=len(curves), subplot_titles=[f"{TITLES[k]}: {LOSS_KEYS[k]}" for k in curves])
+    fig = make_subplots(rows=1, cols=len(curves), subplot_titles=[f"{TITLES[k]}: {KINDS[k].loss_key}" for k in curves])
     for i, (kind, (epochs, losses)) in enumerate(curves.items(), start=1):
         fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines", name=TITLES[kind]), row=1, col=i)
         fig.update_xaxes(title_text="epoch", row=1, col=i)
@@ -110,17 +133,18 @@ names = common.class_names(dataset)
 title = dataset_info(dataset).title
 st.title("GAN vs VAE")
 st.caption("Report 000 compared the models on image quality, training stability and latent space. "
-           "Here every claim is checked against numbers measured live from the shipped checkpoints.")
+           "Here every claim is checked against numbers measured on the shipped checkpoints.")
 
 controls = st.columns(3)
 label = controls[0].selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="compare_class")
 seed = controls[1].number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, step=1, key="compare_seed")
-n_per_class = controls[2].slider("Samples per class for the accuracies", 10, 200, 50, step=10, key="compare_n")
+n_per_class = controls[2].slider("Samples per class for the accuracies", COUNTS[0], COUNTS[-1], DEFAULT_COUNT,
+                                 step=COUNTS[1] - COUNTS[0], key="compare_n")
 
 classifier = common.try_classifier(dataset)
 if classifier is None:
     st.info("Without the classifier only the training-log numbers can be shown.")
-models = {kind: common.try_generator(kind, dataset) for kind in COMPARED_KINDS}
+models = {kind: common.try_generator(kind, dataset) for kind in COMPARED}
 available = [kind for kind, model in models.items() if model is not None]
 
 st.subheader(f"Same class ({names[label]}), same seed ({seed})")
@@ -134,13 +158,16 @@ if classifier is not None and available:
                 st.caption("No label mapper: unconditional samples.")
             st.image(display_pixels(gallery.images, 2), caption=gallery.captions(names), width=56, output_format="PNG")
 
+    precomputed = comparison_numbers(dataset, available)
     with st.spinner(f"Classifying {n_per_class} samples per class from each model..."):
-        measured = {kind: scores(kind, dataset, int(n_per_class), SCORE_SEED) for kind in available}
-        s0_accuracy, s0_midtones = s0_scores(dataset)
-        s1 = {kind: scores(kind, dataset, S_PER_CLASS, SCORE_SEED) for kind in available}
+        real = precomputed or common.real_baselines(dataset)  # both carry the real side's numbers
+        measured = {kind: model_numbers(precomputed, kind, dataset, int(n_per_class)) for kind in available}
+        s1 = {kind: model_numbers(precomputed, kind, dataset, S_PER_CLASS) for kind in available}
+    floor, reference_size = real.floor, real.reference_size
+    s0_accuracy, s0_midtones = real.s0_accuracy, real.s0_midtone_share
 
     st.subheader("Image quality")
-    fid_column = f"FID to real (real: {common.real_baselines(dataset)[1].floor:.1f})"
+    fid_column = f"FID to real (real: {floor:.1f})"
     rows = [{
         "model": TITLES[kind],
         f"accuracy on {names[label]}": percent(measured[kind].per_class[label]),
@@ -165,7 +192,7 @@ if classifier is not None and available:
                "Spread: the mean pixel distance between two samples of the same class (by the classifier's verdict "
                f"for a model without labels), over the same for {SPREAD_REAL_PER_CLASS} real test images of that class; a model that "
                "draws nearly one image per class sits far below 1, however accurate it is. FID: the Fréchet distance "
-               f"between the samples' classifier features and those of {len(common.real_baselines(dataset)[1].features):,} real "
+               f"between the samples' classifier features and those of {reference_size:,} real "
                "test images (lower is better); the number in the heading is as many other real images', the best a model "
                "can get here. Fewer samples per class raise every FID, so compare the models at one setting.")
     sharpest = min(available, key=lambda k: measured[k].midtone_share)
@@ -185,11 +212,11 @@ elif not available:
 
 st.subheader("Training stability")
 stability_rows, curves = [], {}
-for kind in COMPARED_KINDS:
+for kind in COMPARED:
     numbers, curve = stability(kind, dataset)
     if curve[0]:
         curves[kind] = curve
-        stability_rows.append({"model": TITLES[kind], "loss": LOSS_KEYS[kind], **numbers})
+        stability_rows.append({"model": TITLES[kind], "loss": KINDS[kind].loss_key, **numbers})
 if stability_rows:
     st.dataframe(pd.DataFrame(stability_rows).set_index("model"), width="stretch")
     st.plotly_chart(loss_figure(curves), width="stretch")
@@ -221,7 +248,7 @@ elif classifier is not None:
 
 st.subheader("Stored evaluation metrics")
 table, profiles = {}, {}
-for kind in COMPARED_KINDS:
+for kind in COMPARED:
     try:
         table[TITLES[kind]], profiles[kind] = checkpoint_numbers(kind, dataset)
     except CheckpointError as exc:
@@ -262,10 +289,11 @@ if missing_files(dataset):
     st.caption("Needs the full training set (set GENMODELS_DATA); `python -m genmodels evaluate` stores the copy share "
                "shown in the table above.")
 elif classifier is not None and available:
-    columns = st.columns(len(available))
-    for column, kind in zip(columns, available):
-        with column, st.spinner(f"Searching 60,000 training images for the {TITLES[kind]}'s samples..."):
-            generated, nearest, distances = nearest_in_training(kind, dataset, int(label), int(seed))
+    with st.spinner("Searching 60,000 training images for the samples..."):
+        pairs = nearest_in_training(tuple(available), dataset, int(label), int(seed))
+    for column, kind in zip(st.columns(len(available)), available):
+        generated, nearest, distances = pairs[kind]
+        with column:
             st.markdown(f"**{TITLES[kind]}**")
             st.image(display_pixels(generated, 2), width=56, output_format="PNG")
             st.image(display_pixels(nearest, 2), width=56, output_format="PNG", caption=[f"d={d:.1f}" for d in distances.tolist()])

@@ -15,13 +15,12 @@ import streamlit as st
 
 from genmodels.architecture import NetworkTable, architecture
 from genmodels.checkpoint import CheckpointError, read_metadata
-from genmodels.compare import COMPARED_KINDS, generated_scores
 from genmodels import health
+from genmodels.cards import CardError, read_card, unpack
+from genmodels.compare import model_scores
 from genmodels.datasets import dataset_info
 from genmodels.health import Alert
-from genmodels.kinds import draws_samples
-from genmodels.cards import CardError, read_card, unpack
-from genmodels.kinds import KINDS
+from genmodels.kinds import KINDS, draws_samples, generator_kinds
 from genmodels.logs import (
     Chart, Series, TrainingLog, card_log, charts_for, grid_images, log_card, metric_series, metrics_csv, run_log,
     shipped_logs, smooth, user_logs,
@@ -216,12 +215,12 @@ EVALUATION_PER_CLASS = 100
 
 
 def evaluation_row(model, classifier) -> dict[str, str]:
-    spread, realism = real_baselines(model.dataset)
-    scores = generated_scores(model, classifier, EVALUATION_PER_CLASS, seed=0, real_spread=spread, realism=realism)
+    baseline = real_baselines(model.dataset)
+    scores = model_scores(model, classifier, EVALUATION_PER_CLASS, baseline)
     return {
         "class accuracy": "n/a (no labels)" if scores.accuracy is None else f"{scores.accuracy:.1%}",
         "mean confidence": f"{scores.confidence:.3f}",
-        f"FID to real test images (real: {realism.floor:.1f})": f"{scores.fid:.1f}",
+        f"FID to real test images (real: {baseline.floor:.1f})": f"{scores.fid:.1f}",
         "within-class spread (real = 1)": "n/a" if scores.spread_ratio is None else f"{scores.spread_ratio:.2f}",
         "class coverage KL (nats)": f"{scores.coverage_kl:.4f}",
         "mid-grey pixels (blur)": f"{scores.midtone_share:.1%}",
@@ -248,7 +247,7 @@ def show_evaluation(log: TrainingLog) -> None:
             st.session_state[state_key] = rows
     if state_key in st.session_state:
         st.dataframe(pd.DataFrame(st.session_state[state_key]).T, width="stretch")
-        real = len(real_baselines(log.dataset)[1].features)
+        real = real_baselines(log.dataset).reference_size
         st.caption(f"{EVALUATION_PER_CLASS} samples per class from each (seed 0). The classifier is confident even on noise, "
                    "so read its verdicts with the FID: the Fréchet distance between the samples' classifier features and "
                    f"{real:,} real test images' (the number in the heading is as many other real images': the best a model "
@@ -365,7 +364,7 @@ if not log.active:
 st.fragment(live_view, run_every=REFRESH_S if log.active else None)(log, smoothing)
 st.subheader("Architecture")
 show_architecture(log)
-if log.run is not None and not log.active and log.kind in COMPARED_KINDS and log.model_file is not None:
+if log.run is not None and not log.active and log.kind in generator_kinds() and log.model_file is not None:
     show_evaluation(log)
 st.subheader("Compare runs")
 others = st.multiselect("Compare with", [k for k in logs if k != key], format_func=lambda k: logs[k].label,

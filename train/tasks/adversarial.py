@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from genmodels import metrics
+from genmodels import scoring
 from genmodels.kinds import KINDS
 from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
@@ -118,6 +118,11 @@ class AdversarialTask(BaseTask):
         order = ("loss_d", "loss_g", "loss_d_class", "loss_g_class", "gradient_penalty", "d_real", "d_fake")
         return {name: losses[name].detach() for name in order if name in losses}  # the order logs print them in
 
+    def load_state(self, tensors, meta):
+        super().load_state(tensors, meta)
+        if self.average is not None:  # it averaged the initial weights, then once after every step
+            self.average.n_averaged.fill_(self.step_count + 1)
+
     @torch.no_grad()
     def grid_images(self):
         return self.model().eval().decode(self.fixed_noise, *self._conditions(self.fixed_labels)).cpu()
@@ -130,13 +135,9 @@ class AdversarialTask(BaseTask):
         labels = self._eval_labels(num_classes)
         z = gaussian_noise(len(labels), self.config.latent_dim, torch.Generator().manual_seed(EVAL_SEED), self.device)
         images = self.model().eval().decode(z, *self._conditions(labels.to(self.device)))
-        probs = self._judge_probs(images)
         if self.conditional:
-            return {"class_accuracy": metrics.class_accuracy(probs, labels),
-                    "classifier_confidence": metrics.mean_confidence(probs)}
-        reference = torch.bincount(test_labels.cpu(), minlength=num_classes)
-        return {"classifier_confidence": metrics.mean_confidence(probs),
-                "coverage_kl": metrics.coverage_kl(probs, reference)}
+            return scoring.judge_checks(self.judge, images, labels)
+        return scoring.judge_checks(self.judge, images, None, torch.bincount(test_labels.cpu(), minlength=num_classes))
 
     def model(self):
         return self.average.module if self.average is not None else self.generator

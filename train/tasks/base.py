@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from genmodels import api
 from genmodels.checkpoint import CheckpointError, checkpoint_path, load_model, optimizer_tensors, restore_optimizer
 from genmodels.data import TensorBatches, to_signed
 from genmodels.datasets import dataset_info
@@ -195,8 +194,5 @@ class BaseTask:
         self.step_count = meta["step_count"]
 
     # -- quality checks with the judge
-    def _judge_probs(self, images_unit: torch.Tensor) -> torch.Tensor:
-        return api.predict(self.judge, images_unit)
-
     def _eval_labels(self, num_classes: int) -> torch.Tensor:
         return torch.arange(num_classes).repeat_interleave(EVAL_SAMPLES_PER_CLASS)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genmodels import metrics
+from genmodels import metrics, scoring
 from genmodels.data import to_signed
 from genmodels.kinds import labelling_kinds
 from genmodels.models import IMAGE_PIXELS, Mapper, MapperConfig
@@ -133,10 +133,8 @@ class MapperTask(BaseTask):
         self.mapper.eval()
         labels = self._eval_labels(self.config.num_classes)
         z = self.mapper.latents(len(labels), labels, torch.Generator().manual_seed(EVAL_SEED))
-        probs = self._judge_probs(self.generator.decode(z))
         out = {
-            "class_accuracy": metrics.class_accuracy(probs, labels),
-            "classifier_confidence": metrics.mean_confidence(probs),
+            **scoring.judge_checks(self.judge, self.generator.decode(z), labels),
             "latent_norm": float(z.norm(dim=1).mean() / math.sqrt(self.config.latent_dim)),
         }
         if self.pixel_judge is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genmodels import metrics
+from genmodels import scoring
 from genmodels.data import to_unit
 from genmodels.kinds import KINDS
 from genmodels.models import VAEConfig, vae_loss
@@ -105,9 +105,7 @@ class VAETask(BaseTask):
             labels = self._eval_labels(self.config.num_classes)
             draws = torch.Generator().manual_seed(EVAL_SEED)
             images = self.vae.decode(self.vae.latents(len(labels), labels.to(self.device), draws))
-            probs = self._judge_probs(images)
-            out.update(class_accuracy=metrics.class_accuracy(probs, labels),
-                       classifier_confidence=metrics.mean_confidence(probs))
+            out.update(scoring.judge_checks(self.judge, images, labels))
         return out
 
     def finalize(self):
