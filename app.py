@@ -16,6 +16,7 @@ pages = {
     "sample": st.Page("pages/sample.py", title="Sample", icon=":material/draw:", default=True),
     "latent_space": st.Page("pages/latent_space.py", title="Latent space", icon=":material/scatter_plot:"),
     "gan_vs_vae": st.Page("pages/gan_vs_vae.py", title="GAN vs VAE", icon=":material/compare:"),
+    "your_image": st.Page("pages/your_image.py", title="Your image", icon=":material/gesture:"),
     "training": st.Page("pages/training.py", title="Training", icon=":material/monitoring:"),
     "data": st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
 }

@@ -100,7 +100,8 @@ def invert(
             optimiser.step()
             if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
                 progress((step + 1) / steps)
-    best = int(loss.argmin())
+    best = int(loss.detach().argmin())
+    pixel, feature = pixel.detach(), feature.detach()
     return Inversion(
         kind=model.kind,
         latent=z[best].detach().cpu(),

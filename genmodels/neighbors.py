@@ -41,6 +41,10 @@ class NeighbourIndex:
     source: str
     searches: dict[str, tuple[Any, Any]]  # space -> (fitted PCA, fitted NearestNeighbors)
 
+    def unit_images(self, rows: np.ndarray) -> torch.Tensor:
+        """The images at `rows` as floats [K, 1, 28, 28] in [0, 1]."""
+        return _unit(self.images[torch.from_numpy(np.asarray(rows, dtype=np.int64))])
+
 
 def _unit(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.reshape(-1, 1, 28, 28).float().div(255.0)
