@@ -23,6 +23,7 @@ STRIP_STEPS = 8
 INVERSIONS_KEY = "your_image_inversions"  # this session's inversions, so a rerun does not redo them
 KEPT_INVERSIONS = 24
 ENCODING_KEY = "your_image_encoding"  # {dataset: (mu, draws)} for the Latent space page to draw
+SELECT_KEY = "your_image_select"  # tells the Latent space page to decode at the encoding
 PROJECTION_KEY = "latent_projection"  # shared with the Latent space page
 
 
@@ -161,6 +162,7 @@ def vae_section(dataset: str, pixels: np.ndarray) -> None:
         st.caption(f"Mean σ over the {len(view.sigma)} latent dimensions: {float(view.sigma.mean()):.3f}")
         if st.button("Open on the Latent space page", key="your_image_to_latent"):
             st.session_state[ENCODING_KEY] = {dataset: (view.mu, view.draws)}
+            st.session_state[SELECT_KEY] = True
             st.switch_page("pages/latent_space.py")
 
 
