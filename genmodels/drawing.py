@@ -22,6 +22,10 @@ class ImageInputError(ValueError):
     """An input the page refuses, with the one message people see."""
 
 
+class EmptyCanvas(ImageInputError):
+    """Nothing drawn yet: a hint rather than a fault."""
+
+
 @dataclass
 class Prepared:
     """A 28x28 model input in [0, 1] (light ink on dark, like the datasets) and how it was made from the input."""
@@ -85,11 +89,11 @@ def _to_grey(image: Image.Image) -> np.ndarray:
 def read_canvas(rgba: np.ndarray | None) -> np.ndarray:
     """The canvas's RGBA pixels [H, W, 4] (uint8) -> greyscale [H, W] in [0, 1] on white paper."""
     if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.size == 0:
-        raise ImageInputError("The canvas is empty: draw something first.")
+        raise EmptyCanvas("The canvas is empty: draw something first.")
     image = Image.fromarray(np.ascontiguousarray(rgba, dtype=np.uint8), mode="RGBA")
     grey = _to_grey(image)
     if grey.max() - grey.min() < MIN_CONTRAST:
-        raise ImageInputError("The canvas is empty: draw something first.")
+        raise EmptyCanvas("The canvas is empty: draw something first.")
     return grey
 
 

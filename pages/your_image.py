@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from genmodels.checkpoint import CheckpointError
-from genmodels.drawing import ImageInputError, prepare, read_canvas, read_upload
+from genmodels.drawing import EmptyCanvas, ImageInputError, prepare, read_canvas, read_upload
 from genmodels.kinds import KINDS
 from pages import common
 
@@ -102,8 +102,12 @@ def read_input(dataset: str) -> np.ndarray | None:
         if upload is None:
             st.info("Upload an image to see what the models make of it.")
             return None
-        st.image(upload.getvalue(), width=CANVAS_SIDE, caption="uploaded")
-        return read_upload(upload.getvalue())
+        grey = read_upload(upload.getvalue())  # checked first: a bomb or a broken file never reaches st.image
+        st.image(grey, width=CANVAS_SIDE, caption="uploaded (in greyscale)", clamp=True)
+        return grey
+    except EmptyCanvas as exc:
+        st.info(str(exc))
+        return None
     except ImageInputError as exc:
         st.warning(str(exc))
         return None
