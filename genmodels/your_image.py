@@ -77,8 +77,8 @@ def neighbour_pool(dataset: str) -> tuple[torch.Tensor, torch.Tensor, str]:
 def attribution_overlay(pixels: np.ndarray, attribution: np.ndarray, scale: int = 6) -> np.ndarray:
     """RGB uint8 [28 s, 28 s, 3]: the image in grey, ink for the class in red and against it in blue."""
     peak = max(float(np.abs(attribution).max()), 1e-8)
-    signed = np.clip(attribution / peak, -1.0, 1.0)
-    base = np.repeat((0.45 * np.clip(pixels, 0, 1))[..., None], 3, axis=2)
+    signed = np.sign(attribution) * np.sqrt(np.abs(attribution) / peak)  # the square root lifts the weaker pixels
+    base = np.repeat((0.3 * np.clip(pixels, 0, 1))[..., None], 3, axis=2)
     red = np.array([1.0, 0.15, 0.1]) * np.clip(signed, 0, None)[..., None]
     blue = np.array([0.1, 0.45, 1.0]) * np.clip(-signed, 0, None)[..., None]
     rgb = np.clip(base + red + blue, 0.0, 1.0)

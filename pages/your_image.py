@@ -91,11 +91,11 @@ def read_input(dataset: str) -> np.ndarray | None:
     mode = st.radio("Input", ["Draw", "Upload"], horizontal=True, key="your_image_mode")
     try:
         if mode == "Draw":
-            brush = st.slider("Brush width", 4, 40, 18 if dataset == "mnist" else 30, key=f"your_image_brush_{dataset}")
-            st.caption("Undo, redo and clear are in the canvas's toolbar.")
+            brush = st.slider("Brush width", 4, 40, 22 if dataset == "mnist" else 30, key=f"your_image_brush_{dataset}")
             drawn = st_canvas(stroke_width=brush, stroke_color="#000000", background_color="#FFFFFF",
                               height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
                               key=f"your_image_canvas_{dataset}", return_image_data=True)
+            st.caption("Undo, redo and clear are in the canvas's toolbar (above it).")
             return read_canvas(drawn.image_data)
         upload = st.file_uploader("An image file (PNG, JPEG, BMP or WebP)", type=["png", "jpg", "jpeg", "bmp", "webp"],
                                   key=f"your_image_upload_{dataset}")
