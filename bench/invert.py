@@ -70,7 +70,8 @@ def page_render_times(repeats: int, log: Callable[[str], None]) -> dict[str, Any
         app.run()
         times = []
         for i, target in enumerate(targets):
-            app.file_uploader(key=f"your_image_upload_{dataset}").set_value((f"{i}.png", _upload_png(target), "image/png"))
+            upload = (f"{i}.png", _upload_png(target), "image/png")
+            app.file_uploader(key=f"your_image_upload_{dataset}").set_value(upload)
             start = time.perf_counter()
             app.run()
             times.append(time.perf_counter() - start)

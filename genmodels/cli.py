@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     from genmodels.kinds import generator_kinds
 
     parser = _Parser(prog="python -m genmodels", description="Sample and evaluate the genmodels GANs and VAEs.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{sample,evaluate,summarize,umap}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{sample,evaluate,summarize,umap}",
+                                     parser_class=_Parser)
 
     sample = commands.add_parser("sample", help="generate images to a .png grid or a .npy array")
     sample.add_argument("--dataset", required=True, choices=sorted(DATASETS))

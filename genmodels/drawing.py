@@ -147,7 +147,7 @@ def _resize(ink: np.ndarray, longest: int) -> np.ndarray:
 
 
 def _fit_digit(crop: np.ndarray) -> np.ndarray:
-    """MNIST: fit the ink into 20x20 keeping its aspect, then place it in 28x28 with its centre of mass at the centre."""
+    """MNIST: fit the ink into 20x20 keeping its aspect, then place it in 28x28 with its centre of mass centred."""
     digit = _resize(crop, DIGIT_BOX)
     height, width = digit.shape
     mass = digit.sum()

@@ -115,7 +115,8 @@ def load_umap_coords(dataset: str, vae_sha256: str, rows: int) -> np.ndarray:
     if meta.get("kind") != "latent_umap" or meta.get("dataset") != dataset:
         raise CheckpointError(path, f"is not the UMAP map of {dataset}")
     if meta.get("vae_sha256") != vae_sha256:
-        raise CheckpointError(path, f"was fitted to another VAE; refit it with `python -m genmodels umap --dataset {dataset}`")
+        raise CheckpointError(path, "was fitted to another VAE; refit it with "
+                                    f"`python -m genmodels umap --dataset {dataset}`")
     coords = tensors.get("coords")
     if coords is None or tuple(coords.shape) != (rows, 2) or not torch.isfinite(coords).all():
         raise CheckpointError(path, f"does not hold finite coordinates [{rows}, 2]")

@@ -59,7 +59,8 @@ def plane_of(dataset: str, source: str, projection: str) -> Plane:
 
 
 @st.cache_data(show_spinner="Decoding the confidence map...", max_entries=8)
-def confidence_map(dataset: str, source: str, projection: str, box: tuple[float, float, float, float]) -> ConfidenceGrid:
+def confidence_map(dataset: str, source: str, projection: str,
+                   box: tuple[float, float, float, float]) -> ConfidenceGrid:
     """The classifier's confidence on the VAE's images over the plane's box."""
     vae, classifier = common.generator("vae", dataset), common.classifier(dataset)
     return confidence_grid(plane_of(dataset, source, projection), lambda z: vae.decode(torch.from_numpy(z)),
@@ -189,7 +190,8 @@ pc1 = float(st.session_state.get(pc1_key, 0.0))
 pc2 = float(st.session_state.get(pc2_key, 0.0))
 
 a_row, b_row = int(st.session_state[a_key]), int(st.session_state[b_key])
-path = plane.project(interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), 2).numpy())
+ends = torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row])
+path = plane.project(interpolate(*ends, 2 if projection == "PCA" else 12).numpy())  # a straight line bends in UMAP
 selected = int(st.session_state[row_key])
 fig = go.Figure(scatter_spec(dataset, source, projection, has_classifier))
 if show_confidence:

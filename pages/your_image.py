@@ -77,9 +77,10 @@ def inversion(dataset: str, kind: str, pixels: np.ndarray, digest: str, label: i
     key = f"{dataset}/{kind}/{label}/{digest}"
     done = st.session_state.setdefault(INVERSIONS_KEY, {})
     if key not in done:
-        bar = st.progress(0.0, text=f"Inverting the {KINDS[kind].title}...")
+        text = f"Inverting the {KINDS[kind].title}..."
+        bar = st.progress(0.0, text=text)
         done[key] = invert(common.generator(kind, dataset), common.classifier(dataset), as_batch(pixels), label,
-                           progress=lambda fraction: bar.progress(fraction, text=f"Inverting the {KINDS[kind].title}..."))
+                           progress=lambda fraction: bar.progress(fraction, text=text))
         bar.empty()
         while len(done) > KEPT_INVERSIONS:
             done.pop(next(iter(done)))
@@ -120,8 +121,8 @@ def verdict_section(dataset: str, pixels: np.ndarray) -> int:
     st.subheader("1. The classifier's verdict")
     result = classify(dataset, pixels)
     bars, why = st.columns([2, 1])
-    chart = go.Figure(go.Bar(x=list(names), y=result.probs, marker_color=["#d62728" if c == result.predicted else "#7f7f7f"
-                                                                            for c in range(len(names))]))
+    colours = ["#d62728" if c == result.predicted else "#7f7f7f" for c in range(len(names))]
+    chart = go.Figure(go.Bar(x=list(names), y=result.probs, marker_color=colours))
     chart.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[0, 1], title="probability"),
                         title=f"{names[result.predicted]} ({result.probs[result.predicted]:.0%})")
     bars.plotly_chart(chart, width="stretch", key="your_image_verdict")
@@ -151,7 +152,8 @@ def vae_section(dataset: str, pixels: np.ndarray) -> None:
     for c, name in enumerate(names):
         rows = np.flatnonzero(lmap.labels == c)
         chart.add_trace(go.Scattergl(x=plane.coords[rows, 0], y=plane.coords[rows, 1], mode="markers", name=name,
-                                     marker=dict(size=4, color=colours[c % len(colours)], opacity=0.6), hoverinfo="name"))
+                                     marker=dict(size=4, color=colours[c % len(colours)], opacity=0.6),
+                                     hoverinfo="name"))
     chart.add_trace(go.Scatter(x=ellipse[:, 0], y=ellipse[:, 1], mode="lines", name="1σ of q(z|x)",
                                line=dict(color="black", width=2)))
     chart.add_trace(go.Scatter(x=[centre[0]], y=[centre[1]], mode="markers", name="your image",
@@ -177,8 +179,8 @@ def gan_section(dataset: str, pixels: np.ndarray, digest: str, predicted: int) -
     from genmodels.your_image import as_batch, residual_image
 
     st.subheader("3. The GANs' view: inversion")
-    st.caption("Adam on the latent (8 restarts at once, 40 steps) to match your image in pixels and in the classifier's "
-               "features, with a prior term that keeps the latent where the generator was trained.")
+    st.caption("Adam on the latent (8 restarts at once, 40 steps) to match your image in pixels and in the "
+               "classifier's features, with a prior term that keeps the latent where the generator was trained.")
     for kind, column in zip(gan_kinds(), st.columns(len(gan_kinds()))):
         with column:
             st.markdown(f"**{KINDS[kind].display_title}**")
@@ -187,8 +189,8 @@ def gan_section(dataset: str, pixels: np.ndarray, digest: str, predicted: int) -
                 continue
             label = None
             if KINDS[kind].conditional or model.supports_labels:
-                label = st.selectbox("Invert as class", range(len(names)), index=predicted, format_func=names.__getitem__,
-                                     key=f"your_image_label_{kind}_{dataset}")
+                label = st.selectbox("Invert as class", range(len(names)), index=predicted,
+                                     format_func=names.__getitem__, key=f"your_image_label_{kind}_{dataset}")
             key, found = inversion(dataset, kind, pixels, digest, label)
             st.image([display_pixels(as_batch(pixels))[0], display_pixels(found.image)[0],
                       residual_image(as_batch(pixels), found.image)], width=84,

@@ -6,7 +6,8 @@ import math
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.test_browser import app_url, browser, choose, go_to, no_exception, page, settle, shot  # noqa: F401 (fixtures)
+from tests.test_browser import (app_url, browser, choose, go_to, no_exception, page, settle,  # noqa: F401 (fixtures)
+                                shot)
 
 pytestmark = pytest.mark.browser
 

@@ -52,8 +52,9 @@ def test_inversion_lowers_the_distance_within_a_second_of_cpu_time(mnist, kind):
     cpu = time.process_time() - cpu_started
     assert found.losses[-1] < 0.5 * found.losses[0], found.losses
     assert found.image.shape == (1, 1, 28, 28) and found.latent.shape == (model.latent_dim,)
-    start_rmse = float((model.decode(model.latents(torch.tensor([3]), 1, 0)[0], torch.tensor([3]) if KINDS[kind].conditional
-                                     else None) - target).pow(2).mean().sqrt())
+    start = model.latents(torch.tensor([3]), 1, 0)[0]
+    start_image = model.decode(start, torch.tensor([3]) if KINDS[kind].conditional else None)
+    start_rmse = float((start_image - target).pow(2).mean().sqrt())
     assert found.pixel_distance < start_rmse
     assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
     # CPU seconds over both cores: the wall time on an idle 2-core machine is at most this
