@@ -137,7 +137,7 @@ names = common.class_names(dataset)
 st.title("Latent space")
 st.caption("Latent means of the VAE for real test images, projected onto their first two principal components or by "
            "UMAP. Hover for class, test index and the classifier's verdict; click a point to inspect it. Behind them, "
-           "the classifier's confidence on the VAE's image of each place: pale cells are the holes between classes.")
+           "the classifier's confidence on the VAE's image of each place: dark cells are the holes between classes.")
 
 vae = common.try_generator("vae", dataset)
 if vae is None:
@@ -196,8 +196,9 @@ selected = int(st.session_state[row_key])
 fig = go.Figure(scatter_spec(dataset, source, projection, has_classifier))
 if show_confidence:
     grid = confidence_map(dataset, source, projection, (*x_range, *y_range))
-    fig.add_trace(go.Heatmap(x=grid.xs, y=grid.ys, z=grid.confidence, zmin=0.0, zmax=1.0, colorscale="Greys",
-                             opacity=0.45, showscale=False, name="classifier confidence",
+    fig.add_trace(go.Heatmap(x=grid.xs, y=grid.ys, z=grid.confidence, zmin=0.0, zmax=1.0, opacity=0.5,
+                             colorscale=[[0.0, "#3c3c3c"], [1.0, "#ffffff"]], showscale=False,
+                             name="classifier confidence",
                              text=np.asarray(names, dtype=object)[grid.predicted],
                              hovertemplate="decoded here: %{text} (%{z:.0%})<extra></extra>"))
     fig.data = (fig.data[-1], *fig.data[:-1])  # behind the points

@@ -124,6 +124,7 @@ def verdict_section(dataset: str, pixels: np.ndarray) -> int:
     colours = ["#d62728" if c == result.predicted else "#7f7f7f" for c in range(len(names))]
     chart = go.Figure(go.Bar(x=list(names), y=result.probs, marker_color=colours))
     chart.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[0, 1], title="probability"),
+                        xaxis=dict(type="category"),
                         title=f"{names[result.predicted]} ({result.probs[result.predicted]:.0%})")
     bars.plotly_chart(chart, width="stretch", key="your_image_verdict")
     why.image(attribution_overlay(pixels, result.attribution), width=168,
