@@ -147,3 +147,18 @@ def test_residual_image_colours_added_and_missing_ink():
     image[..., 27, 27] = 1.0  # ink the model added
     rgb = residual_image(target, image, scale=1)
     assert tuple(rgb[0, 0]) == (0, 0, 255) and tuple(rgb[27, 27]) == (255, 0, 0) and rgb[14, 14].sum() == 0
+
+
+def test_one_thread_holds_only_for_the_calling_thread_and_is_restored():
+    import threading
+
+    from genmodels.inversion import one_thread
+
+    before = torch.get_num_threads()
+    seen = []
+    with one_thread():
+        inside = torch.get_num_threads()
+        other = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        other.start()
+        other.join()
+    assert inside == 1 and seen == [before] and torch.get_num_threads() == before
