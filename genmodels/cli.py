@@ -1,4 +1,5 @@
-"""The `python -m genmodels` command line: sample images, evaluate the shipped checkpoints, rebuild data summaries."""
+"""The `python -m genmodels` command line: sample images, evaluate the shipped checkpoints, rebuild data summaries and
+the shipped UMAP maps."""
 from __future__ import annotations
 
 import argparse
