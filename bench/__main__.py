@@ -19,13 +19,13 @@ from genmodels.data import DataMissingError
 from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import data_dir
 
-SECTIONS = ("train", "quality", "sample", "app")  # the default run
+SECTIONS = ("train", "quality", "sample", "app", "invert")  # the default run
 OPT_IN_SECTIONS = ("ceiling",)  # minutes more, for the question of where the GAN step tops out; only with --only
 FULL = {"repeats": 5, "seconds": 3.0, "quality_budget_s": 480.0, "check_images": 12_800, "sample_repeats": 50, "page_repeats": 5,
-        "ceiling_batches": (256, 1024, 4096), "ceiling_repeats": 3}
+        "ceiling_batches": (256, 1024, 4096), "ceiling_repeats": 3, "invert_repeats": 10}
 GPU = {**FULL, "seconds": 1.5, "quality_budget_s": 300.0}  # keeps a --device cuda run within about 8 minutes
 QUICK = {"repeats": 1, "seconds": 0.2, "quality_budget_s": 1.0, "check_images": 1_280, "sample_repeats": 5, "page_repeats": 1,
-         "ceiling_batches": (32, 64), "ceiling_repeats": 1}
+         "ceiling_batches": (32, 64), "ceiling_repeats": 1, "invert_repeats": 2}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,6 +107,13 @@ def measure(args: argparse.Namespace, settings: dict[str, Any], device: torch.de
             from bench import app
 
             results["app"] = app.measure(settings["page_repeats"], log)
+    if "invert" in args.sections:
+        if device.type != "cpu":
+            results["invert"] = {"skipped": "inversion is measured on the CPU runs only"}
+        else:
+            from bench import invert
+
+            results["invert"] = invert.measure(settings["invert_repeats"], log)
     return results
 
 

@@ -1,4 +1,5 @@
-"""Run in its own process by bench.app: warm AppTest renders of every page on both datasets, then the peak RSS.
+"""Run in its own process by bench.app: warm AppTest renders of every page on both datasets, an upload through the
+Your image page on each, then the peak RSS.
 
 Prints one JSON object: {"pages": {page: {dataset: [seconds, ...]}}, "errors": [...], "peak_rss_mb": float}.
 """
@@ -51,6 +52,26 @@ def render_times(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[
     return times, errors
 
 
+def your_image_inputs(errors: list[str]) -> None:
+    """One upload through the Your image page per dataset: its models, UMAP map and neighbour index stay loaded."""
+    from streamlit.testing.v1 import AppTest
+
+    from bench.invert import _targets, _upload_png
+    from genmodels.datasets import DATASETS
+
+    for dataset in DATASETS:
+        app = AppTest.from_file(str(ENTRY_POINT), default_timeout=TIMEOUT_S)
+        app.session_state["dataset"] = dataset
+        app.session_state["your_image_mode"] = "Upload"
+        app.switch_page("pages/your_image.py")
+        app.run()
+        (target,), _ = _targets(dataset, 1)
+        app.file_uploader(key=f"your_image_upload_{dataset}").set_value(("probe.png", _upload_png(target), "image/png"))
+        app.run()
+        if app.exception:
+            errors.append(f"pages/your_image.py with an upload ({dataset}): {app.exception[0].message}")
+
+
 def load_every_model() -> None:
     """Every shipped model of both datasets, as the app holds them (generators, mappers, classifiers)."""
     from genmodels import api
@@ -80,6 +101,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     times, errors = render_times(args.repeats)
+    your_image_inputs(errors)
     load_every_model()
     json.dump({"pages": times, "errors": errors, "peak_rss_mb": round(peak_rss_mb(), 1)}, sys.stdout)
 

@@ -1,4 +1,5 @@
-"""The `python -m genmodels` command line: sample images, evaluate the shipped checkpoints, rebuild data summaries."""
+"""The `python -m genmodels` command line: sample images, evaluate the shipped checkpoints, rebuild data summaries and
+the shipped UMAP maps."""
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,13 @@ def _finite_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with the sample, evaluate and summarize subcommands."""
+    """The argument parser with the sample, evaluate, summarize and umap subcommands."""
     from genmodels.datasets import DATASETS
     from genmodels.kinds import generator_kinds
 
     parser = _Parser(prog="python -m genmodels", description="Sample and evaluate the genmodels GANs and VAEs.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{sample,evaluate,summarize}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{sample,evaluate,summarize,umap}",
+                                     parser_class=_Parser)
 
     sample = commands.add_parser("sample", help="generate images to a .png grid or a .npy array")
     sample.add_argument("--dataset", required=True, choices=sorted(DATASETS))
@@ -82,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     summarize.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     summarize.add_argument("--out", type=Path, help="output file (default: genmodels/assets/<dataset>_summary.safetensors)")
+    umap = commands.add_parser("umap", help="refit the shipped UMAP map of the VAE latents of the bundled test images")
+    umap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    umap.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -273,7 +278,21 @@ def run_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"sample": run_sample, "evaluate": run_evaluate, "summarize": run_summarize}
+def run_umap(args: argparse.Namespace) -> int:
+    """Fit UMAP to the VAE latents of the bundled test subset (umap-learn) and ship its coordinates."""
+    from genmodels import api
+    from genmodels.latent import real_latent_map, summary_images
+    from genmodels.projection import fit_umap, write_umap
+    from genmodels.summary import load_summary
+
+    vae = api.load_generator("vae", args.dataset, device="cpu")
+    lmap = real_latent_map(vae.module, summary_images(load_summary(args.dataset, prefer_full=False)))
+    path = write_umap(args.dataset, fit_umap(lmap.latents, args.seed), vae.meta["weights_sha256"], args.seed)
+    print(f"wrote the {args.dataset} UMAP map to {path}")
+    return 0
+
+
+COMMANDS = {"sample": run_sample, "evaluate": run_evaluate, "summarize": run_summarize, "umap": run_umap}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,7 +39,7 @@ def edit_latents(z: torch.Tensor, offsets: Sequence[float], first_only: bool) ->
 
 
 @torch.no_grad()
-def _decode_class_blend(model: GenerativeModel, z: torch.Tensor, start_label: int, end_label: int) -> torch.Tensor:
+def decode_class_blend(model: GenerativeModel, z: torch.Tensor, start_label: int, end_label: int) -> torch.Tensor:
     """Images for latents z [S, L] whose class embedding moves linearly from one class to the other."""
     generator = model.module
     device = model.device
@@ -78,7 +78,7 @@ def interpolation_strip(
         start_label = end_label = int(model.latents(None, 1, start_seed, temperature)[1][0])
     if start_label == end_label:
         return model.decode(path, torch.full((steps,), start_label))
-    return _decode_class_blend(model, path, start_label, end_label)
+    return decode_class_blend(model, path, start_label, end_label)
 
 
 @dataclass

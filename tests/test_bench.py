@@ -130,6 +130,19 @@ def test_app_section_reports_first_page_renders_and_memory():
     assert not app["page_errors"]
 
 
+@pytest.mark.checkpoints
+def test_invert_section_reports_inversion_and_the_your_image_page(tmp_path):
+    pytest.importorskip("streamlit")
+    done = run_bench("--json", "--quick", "--only", "invert", env={"GENMODELS_DATA": str(tmp_path)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    invert = json.loads(done.stdout)["invert"]
+    for kind in ("cgan", "gan"):
+        assert 0 < invert["inversion"][kind]["p50_s"] <= invert["inversion"][kind]["p95_s"]
+    for dataset in ("mnist", "fashion"):
+        assert invert["page"][dataset]["first_input_s"] > 0 and invert["page"][dataset]["p50_s"] > 0
+    assert "invert one image, cgan" in report.table(json.loads(done.stdout))
+
+
 def test_reference_models_use_stock_layers_with_the_same_weights():
     """The reference loop trains what a usual script builds: nn.Dropout for the project's dropout, same weights and eval outputs."""
     import torch

@@ -96,3 +96,42 @@ def test_the_whole_test_split_when_its_files_are_present(monkeypatch):
 def test_no_full_split_toggle_without_the_files(tmp_path, monkeypatch):
     monkeypatch.setenv("GENMODELS_DATA", str(tmp_path))
     assert not ok(open_page()).toggle
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_umap_projection_over_the_confidence_background(dataset):
+    at = ok(open_page(dataset))
+    spec = json.loads(at.get_by_key("latent_scatter").proto.spec)
+    assert spec["data"][0]["type"] == "heatmap" and spec["data"][0]["name"] == "classifier confidence"  # behind
+    at = ok(at.radio(key="latent_projection").set_value("UMAP").run())
+    spec = json.loads(at.get_by_key("latent_scatter").proto.spec)
+    assert spec["layout"]["xaxis"]["title"]["text"] == "UMAP 1" and spec["data"][0]["type"] == "heatmap"
+    heatmap = spec["data"][0]
+    assert heatmap["z"]["shape"] == "40, 40" and "decoded here" in heatmap["hovertemplate"]
+    assert sum(len(trace["customdata"]) for trace in spec["data"] if "customdata" in trace) == 2000
+    assert not at.metric  # the explained variance belongs to PCA
+    before = images(at)["decoded"]
+    slider = at.slider(key=f"latent_pc1_{dataset}_umap")
+    at = ok(slider.set_value(round((slider.min + slider.max) / 3, 2)).run())
+    assert images(at)["decoded"] != before
+    at = ok(at.checkbox(key="latent_confidence").uncheck().run())
+    spec = json.loads(at.get_by_key("latent_scatter").proto.spec)
+    assert all(trace["type"] != "heatmap" for trace in spec["data"])
+
+
+def test_your_image_is_drawn_with_its_ellipse_and_decoded_on_arrival():
+    from genmodels import api
+    from genmodels.latent import unit_images
+    from genmodels.summary import load_summary
+    from genmodels.your_image import vae_view
+
+    summary = load_summary("mnist", prefer_full=False)
+    image = unit_images(summary.subset_images[:1])[0, 0].numpy()
+    view = vae_view(api.load_generator("vae", "mnist", device="cpu"), image)
+    at = ok(app_pages.open_page("latent_space", "mnist", your_image_encoding={"mnist": (view.mu, view.draws)},
+                                your_image_select=True))
+    spec = json.loads(at.get_by_key("latent_scatter").proto.spec)
+    star = next(trace for trace in spec["data"] if trace["name"] == "your image")
+    assert any(trace["name"] == "1σ of q(z|x)" for trace in spec["data"])
+    assert at.slider(key="latent_pc1_mnist").value == pytest.approx(star["x"][0], abs=0.01)
+    assert "your_image_select" not in at.session_state

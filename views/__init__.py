@@ -24,6 +24,7 @@ PAGES = (
     View("sample", "Sample", ":material/draw:"),
     View("latent_space", "Latent space", ":material/scatter_plot:"),
     View("gan_vs_vae", "GAN vs VAE", ":material/compare:"),
+    View("your_image", "Your image", ":material/gesture:"),
     View("training", "Training", ":material/monitoring:"),
     View("data", "Data", ":material/dataset:"),
 )

@@ -13,6 +13,8 @@ from genmodels.datasets import DATASETS, dataset_info
 if TYPE_CHECKING:
     from genmodels import api
     from genmodels.compare import Baseline
+    from genmodels.latent import LatentMap
+    from genmodels.projection import Plane
 
 DATASET_KEY = "dataset"
 TRAINING_LOG_KEY = "training_log"  # the log the Training page shows: "shipped/..", "run/<name>" or "card/<name>"
@@ -64,6 +66,25 @@ def real_baselines(dataset: str) -> Baseline:
     from genmodels.summary import load_summary
 
     return summary_baseline(classifier(dataset), load_summary(dataset, prefer_full=False))
+
+
+@st.cache_data(show_spinner="Encoding the real test images...", max_entries=4)
+def subset_latent_map(dataset: str) -> LatentMap:
+    """The PCA map of the VAE latent means of the bundled test images (the points UMAP was fitted on)."""
+    from genmodels.latent import real_latent_map, summary_images
+    from genmodels.summary import load_summary
+
+    return real_latent_map(generator("vae", dataset).module, summary_images(load_summary(dataset, prefer_full=False)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def umap_plane(dataset: str) -> Plane:
+    """The shipped UMAP plane of the bundled test images; CheckpointError when missing or fitted to another VAE."""
+    from genmodels.projection import load_umap_coords, umap_plane as make_plane
+
+    lmap = subset_latent_map(dataset)
+    coords = load_umap_coords(dataset, generator("vae", dataset).meta["weights_sha256"], len(lmap.latents))
+    return make_plane(lmap.latents, coords)
 
 
 def try_generator(kind: str, dataset: str, checkpoint: str | None = None) -> api.GenerativeModel | None:

@@ -1,5 +1,8 @@
-"""Latent space page: the VAE codes of real test images in a PCA plane; inspect points, decode anywhere, interpolate."""
+"""Latent space page: the VAE codes of real test images in a PCA or UMAP plane over the classifier's confidence map;
+inspect points, decode anywhere, interpolate, and see your own image's encoding."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import plotly.graph_objects as go
@@ -14,6 +17,7 @@ from genmodels.data import DataMissingError
 from genmodels.datasets import missing_files
 from genmodels.latent import (LatentMap, RealImages, full_test_images, interpolate, real_latent_map, reconstruct, summary_images,
                               unit_images)
+from genmodels.projection import PROJECTIONS, ConfidenceGrid, Plane, confidence_grid, encoding_ellipse, pca_plane
 from genmodels.summary import load_summary
 from views import common
 
@@ -21,6 +25,9 @@ from views import common
 NEIGHBOURS = 8
 SCATTER_KEY = "latent_scatter"
 SUBSET, FULL = "subset", "full"  # the bundled 200 test images per class, or the whole test split when its files exist
+PROJECTION_KEY = "latent_projection"  # shared with the Your image page
+ENCODING_KEY = "your_image_encoding"  # {dataset: (mu, draws of q(z|x))}, set by the Your image page
+SELECT_KEY = "your_image_select"  # set with it when that page's button sends people here
 
 
 @st.cache_data(show_spinner="Reading the real test images...", max_entries=4)
@@ -40,6 +47,25 @@ def latent_map(dataset: str, source: str) -> LatentMap:
     return real_latent_map(common.generator("vae", dataset).module, real_images(dataset, source))
 
 
+@st.cache_resource(show_spinner="Placing the points on the map...", max_entries=8)
+def plane_of(dataset: str, source: str, projection: str) -> Plane:
+    """The map's plane: its own PCA, or the shipped UMAP (the whole test split placed on it point by point)."""
+    lmap = latent_map(dataset, source)
+    if projection == "PCA":
+        return pca_plane(lmap)
+    umap = common.umap_plane(dataset)
+    return umap if source == SUBSET else dataclasses.replace(umap, coords=umap.project(lmap.latents))
+
+
+@st.cache_data(show_spinner="Decoding the confidence map...", max_entries=8)
+def confidence_map(dataset: str, source: str, projection: str,
+                   box: tuple[float, float, float, float]) -> ConfidenceGrid:
+    """The classifier's confidence on the VAE's images over the plane's box."""
+    vae, classifier = common.generator("vae", dataset), common.classifier(dataset)
+    return confidence_grid(plane_of(dataset, source, projection), lambda z: vae.decode(torch.from_numpy(z)),
+                           lambda images: predict(classifier, images), box[:2], box[2:])
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
 def real_predictions(dataset: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     """The classifier's predicted class and confidence for each real image of the map."""
@@ -49,12 +75,13 @@ def real_predictions(dataset: str, source: str) -> tuple[np.ndarray, np.ndarray]
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def scatter_spec(dataset: str, source: str, with_predictions: bool) -> dict:
+def scatter_spec(dataset: str, source: str, projection: str, with_predictions: bool) -> dict:
     """The scatter of the map, one trace per class, with the map row in customdata for selections.
 
     Cached as a plain dict: unpickling a go.Figure re-validates every trace, which costs more than the rest of a rerun.
     """
     lmap = latent_map(dataset, source)
+    coords = plane_of(dataset, source, projection).coords
     names = common.class_names(dataset)
     predicted, confidence = real_predictions(dataset, source) if with_predictions else (None, None)
     colours = px.colors.qualitative.T10  # ten clearly distinct hues, one per class
@@ -64,15 +91,15 @@ def scatter_spec(dataset: str, source: str, with_predictions: bool) -> dict:
         verdict = ([f"{names[p]} ({q:.0%})" for p, q in zip(predicted[rows], confidence[rows])]
                    if with_predictions else ["classifier unavailable"] * len(rows))
         fig.add_trace(go.Scattergl(
-            x=lmap.coords[rows, 0], y=lmap.coords[rows, 1], mode="markers", name=name,
+            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=name,
             marker=dict(size=5 if source == SUBSET else 3, color=colours[c % len(colours)], opacity=0.75),
             customdata=np.stack([rows, lmap.indices[rows], np.array(verdict, dtype=object)], axis=1),
             hovertemplate=f"class: {name}<br>test index: %{{customdata[1]}}<br>classifier: %{{customdata[2]}}<extra></extra>",
         ))
-    ratio = lmap.explained_variance_ratio
+    titles = plane_of(dataset, source, projection).axis_titles
     fig.update_layout(
         height=560, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="class", dragmode="pan",
-        xaxis_title=f"PC1 ({ratio[0]:.1%} of variance)", yaxis_title=f"PC2 ({ratio[1]:.1%} of variance)",
+        xaxis_title=titles[0], yaxis_title=titles[1],
     )
     return fig.to_dict()
 
@@ -107,8 +134,9 @@ def point_label(row: int) -> str:
 dataset = common.current_dataset()
 names = common.class_names(dataset)
 st.title("Latent space")
-st.caption("Latent means of the VAE for real test images, projected onto their first two principal components. "
-           "Hover for class, test index and the classifier's verdict; click a point to inspect it.")
+st.caption("Latent means of the VAE for real test images, projected onto their first two principal components or by "
+           "UMAP. Hover for class, test index and the classifier's verdict; click a point to inspect it. Behind them, "
+           "the classifier's confidence on the VAE's image of each place: dark cells are the holes between classes.")
 
 vae = common.try_generator("vae", dataset)
 if vae is None:
@@ -123,29 +151,64 @@ except (CheckpointError, DataMissingError) as exc:
     st.error(f"The real test images of {dataset} are unavailable: {exc}")
     st.stop()
 has_classifier = common.try_classifier(dataset) is not None
+projection_col, background_col = st.columns(2)
+projection = projection_col.radio("Projection", PROJECTIONS, horizontal=True, key=PROJECTION_KEY,
+                                  help="PCA: linear, exact both ways. UMAP: non-linear, fitted offline on the bundled "
+                                       "test images; other points are placed by their nearest fitted neighbours.")
+show_confidence = has_classifier and background_col.checkbox("Confidence background", True, key="latent_confidence")
+try:
+    plane = plane_of(dataset, source, projection)
+except CheckpointError as exc:
+    st.warning(f"The UMAP map is unavailable ({exc}); showing PCA.")
+    projection = "PCA"
+    plane = plane_of(dataset, source, projection)
 suffix = "" if source == SUBSET else "_full"  # each source has its own point numbering and plane
 row_key, a_key, b_key = (f"latent_{name}_{dataset}{suffix}" for name in ("row", "from", "to"))
-pc1_key, pc2_key = f"latent_pc1_{dataset}{suffix}", f"latent_pc2_{dataset}{suffix}"
+plane_suffix = suffix + ("" if projection == "PCA" else "_" + projection.lower())
+pc1_key, pc2_key = f"latent_pc1_{dataset}{plane_suffix}", f"latent_pc2_{dataset}{plane_suffix}"
+axis_names = ("PC1", "PC2") if projection == "PCA" else plane.axis_titles
 common.persist_widgets({row_key: 0, a_key: 0, b_key: int(np.flatnonzero(lmap.labels != lmap.labels[0])[0])})
 
-ratio = lmap.explained_variance_ratio
-variance_cols = st.columns(3)
-variance_cols[0].metric("PC1 explains", f"{ratio[0]:.1%}")
-variance_cols[1].metric("PC2 explains", f"{ratio[1]:.1%}")
-variance_cols[2].metric("Together", f"{ratio.sum():.1%}", help=f"of the variance of the {lmap.latents.shape[1]}-dimensional latent means")
+if projection == "PCA":
+    ratio = lmap.explained_variance_ratio
+    variance_cols = st.columns(3)
+    variance_cols[0].metric("PC1 explains", f"{ratio[0]:.1%}")
+    variance_cols[1].metric("PC2 explains", f"{ratio[1]:.1%}")
+    variance_cols[2].metric("Together", f"{ratio.sum():.1%}",
+                            help=f"of the variance of the {lmap.latents.shape[1]}-dimensional latent means")
 
-x_range = (float(np.floor(lmap.coords[:, 0].min())), float(np.ceil(lmap.coords[:, 0].max())))
-y_range = (float(np.floor(lmap.coords[:, 1].min())), float(np.ceil(lmap.coords[:, 1].max())))
+x_range = (float(np.floor(plane.coords[:, 0].min())), float(np.ceil(plane.coords[:, 0].max())))
+y_range = (float(np.floor(plane.coords[:, 1].min())), float(np.ceil(plane.coords[:, 1].max())))
+encoding = st.session_state.get(ENCODING_KEY, {}).get(dataset)
+if encoding is not None:
+    centre, ellipse = encoding_ellipse(plane, *encoding)
+    if st.session_state.pop(SELECT_KEY, False):  # arrived from the Your image page: decode at its point
+        st.session_state[pc1_key] = round(float(np.clip(centre[0], *x_range)), 2)
+        st.session_state[pc2_key] = round(float(np.clip(centre[1], *y_range)), 2)
 pc1 = float(st.session_state.get(pc1_key, 0.0))
 pc2 = float(st.session_state.get(pc2_key, 0.0))
 
 a_row, b_row = int(st.session_state[a_key]), int(st.session_state[b_key])
-path = lmap.project(interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), 2).numpy())
+ends = torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row])
+path = plane.project(interpolate(*ends, 2 if projection == "PCA" else 12).numpy())  # a straight line bends in UMAP
 selected = int(st.session_state[row_key])
-fig = go.Figure(scatter_spec(dataset, source, has_classifier))
+fig = go.Figure(scatter_spec(dataset, source, projection, has_classifier))
+if show_confidence:
+    grid = confidence_map(dataset, source, projection, (*x_range, *y_range))
+    fig.add_trace(go.Heatmap(x=grid.xs, y=grid.ys, z=grid.confidence, zmin=0.0, zmax=1.0, opacity=0.5,
+                             colorscale=[[0.0, "#3c3c3c"], [1.0, "#ffffff"]], showscale=False,
+                             name="classifier confidence",
+                             text=np.asarray(names, dtype=object)[grid.predicted],
+                             hovertemplate="decoded here: %{text} (%{z:.0%})<extra></extra>"))
+    fig.data = (fig.data[-1], *fig.data[:-1])  # behind the points
+if encoding is not None:
+    fig.add_trace(go.Scatter(x=ellipse[:, 0], y=ellipse[:, 1], mode="lines", name="1σ of q(z|x)",
+                             line=dict(color="black", width=2), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=[centre[0]], y=[centre[1]], mode="markers", name="your image", hoverinfo="skip",
+                             marker=dict(size=18, symbol="star", color="gold", line=dict(color="black", width=1))))
 fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="interpolation",
                          line=dict(color="black", dash="dot"), marker=dict(size=9, symbol="diamond"), hoverinfo="skip"))
-fig.add_trace(go.Scatter(x=[lmap.coords[selected, 0]], y=[lmap.coords[selected, 1]], mode="markers", name="inspected",
+fig.add_trace(go.Scatter(x=[plane.coords[selected, 0]], y=[plane.coords[selected, 1]], mode="markers", name="inspected",
                          marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="black", width=2)), hoverinfo="skip"))
 fig.add_trace(go.Scatter(x=[pc1], y=[pc2], mode="markers", name="decoded point",
                          marker=dict(size=16, symbol="star", color="gold", line=dict(color="black", width=1)), hoverinfo="skip"))
@@ -168,14 +231,16 @@ with inspect_col:
              caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances)], output_format="PNG")
 with decode_col:
     st.subheader("Decode anywhere")
-    pc1 = st.slider("PC1", *x_range, value=0.0, step=0.05, key=pc1_key)
-    pc2 = st.slider("PC2", *y_range, value=0.0, step=0.05, key=pc2_key)
-    point_latent = lmap.to_latent(np.array([[pc1, pc2]]))
+    pc1 = st.slider(axis_names[0], *x_range, value=float(np.clip(0.0, *x_range)), step=0.05, key=pc1_key)
+    pc2 = st.slider(axis_names[1], *y_range, value=float(np.clip(0.0, *y_range)), step=0.05, key=pc2_key)
+    point_latent = plane.to_latent(np.array([[pc1, pc2]]))
     decoded, decoded_probs = decode_latents(dataset, point_latent, has_classifier)
     st.image(display_pixels(decoded, 5), caption=prediction_captions(decoded_probs, names, count=1), width=140,
              output_format="PNG")
     st.caption(f"({pc1:.2f}, {pc2:.2f}) in the PCA plane, mapped back to the latent space by the PCA inverse "
-               "transform (the other components at their mean) and decoded.")
+               "transform (the other components at their mean) and decoded." if projection == "PCA" else
+               f"({pc1:.2f}, {pc2:.2f}) in the UMAP plane, mapped back to the latent space as the distance-weighted "
+               "mean of the latents of its nearest map points, and decoded.")
 
 st.subheader("Interpolation between two real images")
 from_col, to_col, steps_col = st.columns(3)
