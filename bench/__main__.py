@@ -20,12 +20,13 @@ from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import data_dir
 
 SECTIONS = ("train", "quality", "sample", "app", "invert")  # the default run
-OPT_IN_SECTIONS = ("ceiling",)  # minutes more, for the question of where the GAN step tops out; only with --only
+# minutes more, only with --only: where the GAN step tops out; images/s on 1, 2 (.. n GPUs) processes
+OPT_IN_SECTIONS = ("ceiling", "scale")
 FULL = {"repeats": 5, "seconds": 3.0, "quality_budget_s": 480.0, "check_images": 12_800, "sample_repeats": 50, "page_repeats": 5,
-        "ceiling_batches": (256, 1024, 4096), "ceiling_repeats": 3, "invert_repeats": 10}
+        "ceiling_batches": (256, 1024, 4096), "ceiling_repeats": 3, "invert_repeats": 10, "scale_steps": 240}
 GPU = {**FULL, "seconds": 1.5, "quality_budget_s": 300.0}  # keeps a --device cuda run within about 8 minutes
 QUICK = {"repeats": 1, "seconds": 0.2, "quality_budget_s": 1.0, "check_images": 1_280, "sample_repeats": 5, "page_repeats": 1,
-         "ceiling_batches": (32, 64), "ceiling_repeats": 1, "invert_repeats": 2}
+         "ceiling_batches": (32, 64), "ceiling_repeats": 1, "invert_repeats": 2, "scale_steps": 12}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +90,10 @@ def measure(args: argparse.Namespace, settings: dict[str, Any], device: torch.de
 
         results["ceiling"] = ceiling.measure(device, args.dataset, settings["ceiling_batches"], settings["ceiling_repeats"],
                                              settings["seconds"], log)
+    if "scale" in args.sections:
+        from bench import scale
+
+        results["scale"] = scale.measure(device, args.dataset, root, settings["scale_steps"], log)
     if "quality" in args.sections:
         from bench import quality
 

@@ -49,6 +49,15 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 out.append((f"ceiling {kind}, batch {row['batch_size']}, dropout {row['dropout']:g} ({row['precision']})",
                             f"{row['images_per_s']} img/s, {row['step_ms']} ms/step, {row['achieved_gflops']} GFLOP/s = "
                             f"{row['fraction_of_peak']:.2f} of the {row['precision']} peak", "", ""))
+    scale = results.get("scale")
+    if scale:
+        threads = " (1 thread each)" if scale["threads_per_process"] == 1 else ""
+        for kind in (k for k in ("gan", "cgan", "vae", "classifier") if k in scale):
+            s = scale[kind]
+            rates = ", ".join(f"{n}: {s['images_per_s'][str(n)]}" for n in scale["process_counts"])
+            efficiency = ", ".join(f"{n}: {s['efficiency'][str(n)]:.2f}" for n in scale["process_counts"][1:])
+            out.append((f"scale {kind}, global batch {s['batch_size']}: img/s by processes{threads}",
+                        rates + (f"; efficiency {efficiency}" if efficiency else ""), "", ""))
     quality = results.get("time_to_quality", {}).get("cgan")
     if quality:
         p, r = quality["project"], quality["reference"]

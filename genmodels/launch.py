@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ class TrainingRequest:
     lr: float | None  # None: the shipped recipe's learning rate
     seed: int
     max_steps: int | None = None
+    nproc: int = 1  # processes of one run (torchrun); offered only where max_processes() > 1
 
 
 def recipe_lr(kind: str, dataset: str) -> float:
@@ -57,7 +60,28 @@ def parse_lr(text: str | float | None) -> float | None:
     return value
 
 
-def check_request(kind: Any, dataset: Any, epochs: Any, batch_size: Any, lr: Any, seed: Any, max_steps: Any = None) -> TrainingRequest:
+def gpu_count() -> int:
+    """CUDA GPUs here, without importing torch where the app has not yet (the first page must not wait for it)."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].cuda.device_count()
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+def max_processes() -> int:
+    """The most processes the launcher offers for one run: the GPUs where there are several, else the CPU cores
+    where there are more than two; 1 (the count is not offered) elsewhere."""
+    gpus = gpu_count()
+    if gpus:
+        return gpus
+    cores = os.cpu_count() or 1
+    return cores if cores > 2 else 1
+
+
+def check_request(kind: Any, dataset: Any, epochs: Any, batch_size: Any, lr: Any, seed: Any, max_steps: Any = None,
+                  nproc: Any = 1) -> TrainingRequest:
     """Validate every launcher field; ValueError naming the first bad one and its allowed range."""
     if kind not in LAUNCH_KINDS:
         raise ValueError(f"model kind must be one of {', '.join(LAUNCH_KINDS)}, got {kind!r}")
@@ -70,12 +94,22 @@ def check_request(kind: Any, dataset: Any, epochs: Any, batch_size: Any, lr: Any
         lr=parse_lr(lr),
         seed=_integer("seed", seed, *SEED_RANGE),
         max_steps=None if max_steps in (None, 0) else _integer("max steps", max_steps, *MAX_STEPS_RANGE),
+        nproc=_checked_processes(nproc, batch_size),
     )
+
+
+def _checked_processes(nproc: Any, batch_size: Any) -> int:
+    count = _integer("processes", nproc, 1, max_processes())
+    if int(batch_size) % count:
+        raise ValueError(f"batch size {int(batch_size)} must be a multiple of the {count} processes that share it")
+    return count
 
 
 def start(request: TrainingRequest) -> RunInfo:
     """Launch the request as a separate training process (raises genmodels.runs.LaunchError when refused)."""
     lr = request.lr if request.lr is not None else recipe_lr(request.kind, request.dataset)
     extra = ["--max-steps", str(request.max_steps)] if request.max_steps else []
+    if request.nproc > 1:
+        extra += ["--nproc", str(request.nproc)]
     return launch_run(request.kind, request.dataset, epochs=request.epochs, batch_size=request.batch_size,
                       lr=lr, seed=request.seed, extra=extra)

@@ -17,6 +17,7 @@ from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.runs import MIN_FREE_BYTES, RunFolder, ShippedLogs, new_run_name, read_json, read_metrics
 from genmodels.kinds import KINDS, training_order
 from genmodels.recipes import OBJECTIVES, Recipe
+from train import distributed
 from train.recipes import (
     COMPILE_CHOICES, COMPILE_KINDS, COMPILE_MIN_STEPS, PRECISIONS, default_recipe, resolve_compile, resolve_precision,
 )
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nice", type=int, default=0,
                         help="lower this process's CPU priority by N (0-19); the app launches runs with 10 so its "
                              "pages stay responsive")
+    parser.add_argument("--nproc", type=int,
+                        help="train on N processes of this machine through torchrun (DDP; gloo on the CPU, nccl on "
+                             "GPUs); the batch stays the global one, split over the processes")
+    parser.add_argument("--force-nproc", action="store_true",
+                        help="allow --nproc above this machine's CPU cores or GPUs")
     return parser
 
 
@@ -203,15 +209,64 @@ def main(argv: list[str] | None = None) -> int:
                                      "run there or choose another --run-dir")
         resumed = saved_recipe(run_dir, args) if args.resume else None
         check_model_config(args)
+        check_processes(args, device, run_dir, resumed)
     except (UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
     if args.nice:
         os.nice(args.nice)
+    if args.nproc and args.nproc > 1:  # distributed: this process becomes torchrun's launcher of N ranks
+        from train.launch_nproc import launch
+
+        return launch(args.nproc, sys.argv[1:] if argv is None else argv, run_dir)
     keep_freed_memory_for_reuse()
     if args.kind == "all":
         return train_all(args, device, run_dir)
+    if distributed.launched_by_torchrun():  # distributed: one rank of a torchrun group
+        device = distributed.setup(device).device
+        code = 1
+        try:
+            code = train_one(args, args.kind, device, run_dir, recipe=resumed)
+            return code
+        finally:
+            # a rank that failed leaves at once: its peers, perhaps still in a step, must see it gone, not wait
+            distributed.teardown(together=code == 0)
     return train_one(args, args.kind, device, run_dir, recipe=resumed)
+
+
+def check_processes(args: argparse.Namespace, device, run_dir: Path, resumed: Recipe | None) -> None:
+    """Refuse a process count this machine or run cannot take (--nproc, or torchrun's world size), before any work."""
+    world = int(os.environ["WORLD_SIZE"]) if distributed.launched_by_torchrun() else (args.nproc or 1)
+    if args.nproc is not None:
+        if distributed.launched_by_torchrun():
+            raise UsageError("--nproc starts torchrun itself; under torchrun, pass --nproc-per-node to torchrun")
+        if args.nproc < 1:
+            raise UsageError(f"--nproc must be at least 1, got {args.nproc}")
+        import torch
+
+        on_gpus = device.type == "cuda"
+        have, what = (torch.cuda.device_count(), "CUDA GPUs") if on_gpus else (os.cpu_count() or 1, "CPU cores")
+        if args.nproc > have and not args.force_nproc:
+            raise UsageError(f"--nproc {args.nproc}: this machine has {have} {what}; pass --force-nproc to start more "
+                             "processes than that")
+    if args.resume:
+        saved = (read_json(RunFolder(run_dir).config_file) or {}).get("world_size", 1)
+        if saved != world:
+            raise UsageError(f"--resume continues {run_dir} on the {saved} process(es) it was trained on, not {world}; "
+                             f"pass --nproc {saved}")
+    if world == 1:
+        return
+    if args.kind == "all":
+        raise UsageError("a run on several processes trains one model; train the models of 'all' one by one")
+    if args.kind in COMPILE_KINDS:
+        # a rank whose compile fails would go on eagerly alone, and the ranks of a DDP run must run the same graph
+        if args.compile == "on":
+            raise UsageError("--compile on: a run on several processes trains uncompiled; drop --compile")
+        args.compile = "off"
+    batch = (resumed or default_recipe(args.kind, args.dataset, batch_size=args.batch_size)).batch_size
+    if batch % world:
+        raise UsageError(f"the batch of {batch} does not split over {world} processes; choose a --batch-size that is a "
+                         f"multiple of {world}")
 
 
 def check_model_config(args: argparse.Namespace) -> None:

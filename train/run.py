@@ -23,6 +23,7 @@ from genmodels.images import grid_png
 from genmodels.kinds import KINDS, resolve
 from genmodels.recipes import Recipe
 from genmodels.runs import MetricsLog, RunFolder, read_json, write_json
+from train import distributed
 from train.tasks.base import BaseTask
 from train.trainer import Callbacks, EpochBatches, Progress, StopFlag, TrainingDiverged, run_epochs
 
@@ -71,7 +72,8 @@ def build_task(req: RunRequest, total_steps: int) -> BaseTask:
 
 
 def _log(message: str) -> None:
-    print(message, flush=True)
+    if distributed.current().is_rank0:  # distributed: one copy of each line
+        print(message, flush=True)
 
 
 def resume_recipe(run_dir: Path, kind: str, dataset: str) -> Recipe:
@@ -98,6 +100,8 @@ def resume_recipe(run_dir: Path, kind: str, dataset: str) -> Recipe:
 
 def train_model(req: RunRequest) -> int:
     """Run one training job; returns the process exit code (0 finished or cancelled, 1 failed)."""
+    if not distributed.current().is_rank0:  # distributed: rank 0 alone creates, locks and writes the run folder
+        return _train_locked(req)
     req.run_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_run(req.run_dir)
     if lock is None:
@@ -132,7 +136,8 @@ class RunStatus:
     def set(self, **fields: Any) -> None:
         """Update fields and rewrite the file."""
         self.fields.update(fields, updated=time.time())
-        write_json(self.path, self.fields)
+        if distributed.current().is_rank0:  # distributed: rank 0 writes the run folder
+            write_json(self.path, self.fields)
 
     def drop(self, name: str) -> None:
         """Forget a field; written with the next `set`."""
@@ -140,9 +145,10 @@ class RunStatus:
 
 
 def _train_locked(req: RunRequest) -> int:
-    req.folder.grids_dir.mkdir(exist_ok=True)
+    if distributed.current().is_rank0:
+        req.folder.grids_dir.mkdir(exist_ok=True)
     status = RunStatus(req.folder.status_file, state="running", pid=os.getpid(), kind=req.kind, dataset=req.dataset,
-                       epochs=req.recipe.epochs, epoch=0, step=0, started=time.time())
+                       epochs=req.recipe.epochs, epoch=0, step=0, started=time.time(), **distributed.current().facts())
     stop = StopFlag()
     stop.install()
     run = None
@@ -178,6 +184,7 @@ class TrainingRun:
     def __init__(self, req: RunRequest, status: RunStatus, task: BaseTask, batches: EpochBatches,
                  test_split: tuple[torch.Tensor, torch.Tensor], steps_per_epoch: int, total_steps: int):
         self.req, self.status, self.task, self.batches = req, status, task, batches
+        self.dist = distributed.current()
         self.folder = req.folder
         self.test_split = test_split
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
@@ -192,7 +199,7 @@ class TrainingRun:
     def start(cls, req: RunRequest, status: RunStatus) -> TrainingRun:
         """Load the data, build and prepare the task, resume when asked, then write the config and open the log."""
         if req.device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+            torch.set_num_threads(distributed.current().threads())
         train_images, train_labels = load_split(req.dataset, "train", req.data_root)
         test_images, test_labels = load_split(req.dataset, "test", req.data_root)
         tasks = task_class(req.kind)
@@ -202,6 +209,7 @@ class TrainingRun:
             total_steps = min(total_steps, req.max_steps)
         task = tasks.build(req, total_steps)
         batches = task.batches(train_images, train_labels)
+        distributed.current().check_batch(req.recipe.batch_size)
         test_split = task.prepare(test_images), test_labels.to(req.device)
         preparation = task.preparation()
         if preparation:
@@ -210,6 +218,7 @@ class TrainingRun:
         run = cls(req, status, task, batches, test_split, steps_per_epoch, total_steps)
         if req.resume:
             run.resume()
+        run.dist.wrap(task)  # distributed: after resuming, DDP starts every rank from rank 0's weights
         run.open_log()
         return run
 
@@ -220,6 +229,7 @@ class TrainingRun:
             "model": dataclasses.asdict(task.model().config), "device": str(req.device), "precision": task.precision,
             "compiled": task.compiled, "max_steps": req.max_steps, "total_steps": self.total_steps,
             "steps_per_epoch": self.steps_per_epoch, "torch": torch.__version__, "argv": sys.argv,
+            **self.dist.facts(),
         }
 
     def resume(self) -> None:
@@ -247,8 +257,9 @@ class TrainingRun:
 
     def open_log(self) -> None:
         """Write the run's config, open its metrics log and mark it as training."""
-        write_json(self.folder.config_file, self.config)
-        self.log = MetricsLog(self.folder.metrics_file)
+        if self.dist.is_rank0:
+            write_json(self.folder.config_file, self.config)
+            self.log = MetricsLog(self.folder.metrics_file)
         self.status.drop("preparing")
         self.status.set(total_steps=self.total_steps, epoch=self.progress.epoch, step=self.progress.global_step)
         if self.task.compiled:
@@ -261,10 +272,12 @@ class TrainingRun:
         req = self.req
         return run_epochs(self.task, self.batches, req.recipe.epochs, self.progress,
                           Callbacks(self.on_log, self.on_epoch_end), stop, log_every=req.log_every,
-                          max_steps=req.max_steps, skip_batches=self.skip_batches)
+                          max_steps=req.max_steps, skip_batches=self.skip_batches, dist=self.dist)
 
     def on_log(self, p: Progress, losses: dict[str, float], rate: float) -> None:
         """A log window closed: record its mean losses."""
+        if not self.dist.is_rank0:  # distributed: rank 0 logs (the losses are already averaged over the ranks)
+            return
         task = self.task
         if task.compile_failure and not self.config.get("compile_failure"):
             self.config.update(compiled=False, compile_failure=task.compile_failure)
@@ -278,6 +291,8 @@ class TrainingRun:
 
     def on_epoch_end(self, p: Progress, losses: dict[str, float], rate: float) -> None:
         """An epoch ended: evaluate, draw its grid, record it and save the checkpoints."""
+        if not self.dist.is_rank0:  # distributed: the checks, the grid and the checkpoint once, on rank 0
+            return
         epochs = self.req.recipe.epochs
         self.last_eval = self.task.evaluate(*self.test_split)
         images = self.task.grid_images()
@@ -296,7 +311,7 @@ class TrainingRun:
     def save_checkpoints(self) -> None:
         """The model file (with the last epoch-end measures), then the resumable state."""
         req, task, progress = self.req, self.task, self.progress
-        save_model(self.folder.model_file(req.kind), task.model(), req.kind, req.dataset,
+        save_model(self.folder.model_file(req.kind), distributed.unwrap(task.model()), req.kind, req.dataset,
                    recipe=dataclasses.asdict(req.recipe), epochs_trained=progress.epoch,
                    steps_trained=progress.global_step, device=str(req.device), precision=task.precision,
                    compiled=task.compiled, metrics=self.last_eval, training_wall_time_s=round(progress.wall_time, 1),
@@ -314,7 +329,8 @@ class TrainingRun:
         """Save a run stopped mid-epoch, then record how it ended."""
         req, progress = self.req, self.progress
         self.bar.close()
-        if outcome != "finished" and progress.step_in_epoch:  # stopped mid-epoch: save that state too
+        # stopped mid-epoch: save that state too (distributed: rank 0 does)
+        if outcome != "finished" and progress.step_in_epoch and self.dist.is_rank0:
             self.task.finalize()
             if outcome == "max_steps":
                 self.last_eval = self.task.evaluate(*self.test_split)

@@ -13,6 +13,8 @@ from typing import Callable, Iterator, Protocol
 
 import torch
 
+from train.distributed import SOLO, Distributed
+
 
 class Task(Protocol):
     """What the trainer drives: one optimisation step on a batch, returning detached loss tensors."""
@@ -112,8 +114,12 @@ def run_epochs(
     log_every: int = 100,
     max_steps: int | None = None,
     skip_batches: int = 0,
+    dist: Distributed = SOLO,
 ) -> str:
-    """Train from `progress` to `epochs`; returns 'finished', 'max_steps' or the stopping signal's name."""
+    """Train from `progress` to `epochs`; returns 'finished', 'max_steps' or the stopping signal's name.
+
+    Under torchrun (`dist`) each rank trains on its shard of every global batch and all ranks stop after the same step.
+    """
     while progress.epoch < epochs:
         task.train_mode()
         batches.set_epoch(progress.epoch)
@@ -123,33 +129,38 @@ def run_epochs(
                 continue  # resuming mid-epoch: the same permutation, minus the batches already trained
             if max_steps is not None and progress.global_step >= max_steps:
                 return "max_steps"  # a resumed run that had already reached the limit trains no further step
-            window.add(task.step(images, labels), 1, len(labels))
+            dist.seed_step(task, progress.global_step)  # distributed: each rank's noise, fixed by (seed, rank, step)
+            window.add(task.step(*dist.shard(images, labels)), 1, len(labels))
             progress.step_in_epoch = i + 1
             progress.global_step += 1
             progress.images_seen += len(labels)
             at_limit = max_steps is not None and progress.global_step >= max_steps
-            stopping = stop.requested  # read once: a signal landing after this is handled at the next step
+            # read once: a signal landing after this is handled at the next step; distributed: by every rank at once
+            stopping = dist.agree_stop(stop.requested)
             # multiples of log_every, not log_every steps into the window: after a resume or an epoch's shorter
             # last window the records stay where an unbroken run puts them
             if progress.global_step % log_every == 0 or at_limit or stopping:
-                window = _close_window(window, epoch, progress, callbacks)
+                window = _close_window(window, epoch, progress, callbacks, dist)
             if at_limit:
                 return "max_steps"
             if stopping:
                 return stopping
         skip_batches = 0
         if window.steps:  # the epoch's last, shorter window: logged too, so step records cover every step
-            _close_window(window, epoch, progress, callbacks)
+            _close_window(window, epoch, progress, callbacks, dist)
         progress.epoch += 1
         progress.step_in_epoch = 0
         callbacks.on_epoch_end(progress, epoch.means(), epoch.rate())
-        if stop.requested:
-            return stop.requested
+        stopping = dist.agree_stop(stop.requested)
+        if stopping:
+            return stopping
     return "finished"
 
 
-def _close_window(window: _Window, epoch: _Window, progress: Progress, callbacks: Callbacks) -> _Window:
+def _close_window(window: _Window, epoch: _Window, progress: Progress, callbacks: Callbacks,
+                  dist: Distributed = SOLO) -> _Window:
     """Log a window, add it to the epoch's totals, and open the next one."""
+    dist.average_(window.sums)  # distributed: the global batch's losses, the same on every rank (a NaN stops them all)
     callbacks.on_log(progress, window.means(), window.rate())
     epoch.add(window.sums, window.steps, window.images)
     return _Window()

@@ -5,7 +5,9 @@ import streamlit as st
 
 from genmodels.datasets import DATASETS, dataset_info
 from genmodels.kinds import KINDS
-from genmodels.launch import BATCH_RANGE, EPOCH_RANGE, LAUNCH_KINDS, MAX_STEPS_RANGE, SEED_RANGE, check_request, start
+from genmodels.launch import (
+    BATCH_RANGE, EPOCH_RANGE, LAUNCH_KINDS, MAX_STEPS_RANGE, SEED_RANGE, check_request, max_processes, start,
+)
 from genmodels import health
 from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, read_metrics, run_info
 from views.common import DATASET_KEY, TRAINING_LOG_KEY, current_dataset
@@ -39,10 +41,14 @@ def launcher() -> None:
             seed = st.number_input("Seed", *SEED_RANGE, value=0, step=1)
             max_steps = st.number_input("Stop after steps (0 = no limit)", 0, MAX_STEPS_RANGE[1], value=0, step=100,
                                         help="A quick trial: stop after this many optimisation steps.")
+            most = max_processes()
+            nproc = (st.number_input("Processes", 1, most, value=1, step=1,
+                                     help="Train on several processes (torchrun, DDP) that split the batch.")
+                     if most > 1 else 1)
             submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         if submitted:
             try:
-                info = start(check_request(kind, dataset, epochs, batch_size, lr, seed, max_steps))
+                info = start(check_request(kind, dataset, epochs, batch_size, lr, seed, max_steps, nproc))
             except ValueError as exc:
                 st.error(f"Not started: {exc}.")
             except LaunchError as exc:
@@ -67,8 +73,9 @@ def _progress_text(run: RunInfo) -> str:
     if not status.get("total_steps"):
         return f"{run.kind} on {run.dataset}: starting ({status.get('preparing') or 'loading data'})"
     epoch = min(status.get("epoch", 0) + 1, status.get("epochs") or 1)
+    processes = f", {status['world_size']} processes" if status.get("world_size", 1) > 1 else ""
     return (f"{run.kind} on {run.dataset}: epoch {epoch}/{status.get('epochs', '?')}, "
-            f"step {status.get('step', 0)}/{status['total_steps']}")
+            f"step {status.get('step', 0)}/{status['total_steps']}{processes}")
 
 
 def show_ended(run: RunInfo) -> None:

@@ -102,8 +102,11 @@ def show_status(log: TrainingLog) -> None:
         st.caption(f"Opened from an experiment card: a {log.kind} run on {dataset_info(log.dataset).title}, seed "
                    f"{recipe.get('seed', '?')}, {recipe.get('epochs', '?')} epochs, lr {recipe.get('lr', '?')}.")
     elif log.active:
+        world = log.run.status.get("world_size", 1)
         st.progress(log.run.progress, text=f"{log.run.state}: step {log.run.status.get('step', 0)}"
-                                           f"/{log.run.status.get('total_steps') or '?'} (refreshes every {REFRESH_S:g} s)")
+                                           f"/{log.run.status.get('total_steps') or '?'}"
+                                           + (f" on {world} processes" if world > 1 else "")
+                                           + f" (refreshes every {REFRESH_S:g} s)")
     else:
         show_ended(log.run)
 
