@@ -63,13 +63,13 @@ def your_image_inputs(errors: list[str]) -> None:
         app = AppTest.from_file(str(ENTRY_POINT), default_timeout=TIMEOUT_S)
         app.session_state["dataset"] = dataset
         app.session_state["your_image_mode"] = "Upload"
-        app.switch_page("pages/your_image.py")
+        app.switch_page("views/your_image.py")
         app.run()
         (target,), _ = _targets(dataset, 1)
         app.file_uploader(key=f"your_image_upload_{dataset}").set_value(("probe.png", _upload_png(target), "image/png"))
         app.run()
         if app.exception:
-            errors.append(f"pages/your_image.py with an upload ({dataset}): {app.exception[0].message}")
+            errors.append(f"views/your_image.py with an upload ({dataset}): {app.exception[0].message}")
 
 
 def load_every_model() -> None:

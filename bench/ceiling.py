@@ -12,10 +12,10 @@ from typing import Any, Callable
 import torch
 
 from bench.throughput import calibrate, flops_per_image, images_per_s, project_loop
+from bench import reference
 from bench.timing import matmul_gflops, median
 from train.recipes import default_recipe
 
-KINDS = ("gan", "cgan")
 NO_DROPOUT = 0.0
 
 
@@ -25,7 +25,7 @@ def measure(device: torch.device, dataset: str, batch_sizes: tuple[int, ...], re
     peak of the precision the loop multiplies in (measured alongside, median)."""
     peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
     rows: dict[str, list[dict[str, Any]]] = {}
-    for kind in KINDS:
+    for kind in reference.dropout_gan_kinds():
         recipe = default_recipe(kind, dataset)
         rows[kind] = []
         for batch_size in batch_sizes:

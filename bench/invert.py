@@ -70,7 +70,7 @@ def page_render_times(repeats: int, log: Callable[[str], None]) -> dict[str, Any
     out: dict[str, Any] = {}
     for dataset in DATASETS:
         targets, _ = _targets(dataset, repeats + 1)
-        app = AppTest.from_file(str(REPO_ROOT / "pages" / "your_image.py"), default_timeout=PAGE_TIMEOUT_S)
+        app = AppTest.from_file(str(REPO_ROOT / "views" / "your_image.py"), default_timeout=PAGE_TIMEOUT_S)
         app.session_state["framed"] = True
         app.session_state["dataset"] = dataset
         app.session_state["your_image_mode"] = "Upload"

@@ -17,7 +17,8 @@ from torch import nn
 
 from genmodels.data import DataMissingError
 from genmodels.datasets import RAW_FILES, SPLITS, dataset_info
-from genmodels.models import Dropout
+from genmodels.kinds import KINDS, judge_kind
+from genmodels.models import VAE, Classifier, CondGenerator, Dropout, Generator
 from genmodels.recipes import Recipe
 
 
@@ -27,10 +28,10 @@ def reference_loader(dataset: str, root: str, batch_size: int, kind: str) -> tor
 
     cls = {"mnist": datasets.MNIST, "fashion": datasets.FashionMNIST}[dataset]
     steps: list = []
-    if kind == "classifier":
+    if kind == judge_kind():  # the classifier's shift jitter
         steps.append(transforms.RandomAffine(0, translate=(2 / 28, 2 / 28)))
     steps.append(transforms.ToTensor())
-    if kind != "vae":
+    if not KINDS[kind].encodes:  # the VAEs model [0, 1] pixels; the others train on [-1, 1]
         steps.append(transforms.Normalize((0.5,), (0.5,)))
     info = dataset_info(dataset)
     raw = Path(root) / info.folder / "raw"
@@ -158,3 +159,39 @@ class ReferenceClassifier:
         loss.backward()
         self.opt.step()
         return loss.item()
+
+
+def _gan(task) -> ReferenceGAN:
+    return ReferenceGAN(stock_copy(task.generator), stock_copy(task.discriminator), task.recipe)
+
+
+def _cgan(task) -> ReferenceCGAN:
+    return ReferenceCGAN(stock_copy(task.generator), stock_copy(task.discriminator), task.recipe,
+                         task.config.aux_weight, task.config.num_classes)
+
+
+def _vae(task) -> ReferenceVAE:
+    return ReferenceVAE(stock_copy(task.vae), task.recipe, task.config.class_weight)
+
+
+def _classifier(task) -> ReferenceClassifier:
+    return ReferenceClassifier(stock_copy(task.classifier), task.recipe)
+
+
+# The usual-way trainers, by the network a kind trains: a kind whose network has none is not compared.
+TRAINERS = {Generator: _gan, CondGenerator: _cgan, VAE: _vae, Classifier: _classifier}
+
+
+def compared_kinds() -> list[str]:
+    """The kinds with a usual-way reference trainer, in registry order."""
+    return [name for name, k in KINDS.items() if k.module_cls in TRAINERS]
+
+
+def dropout_gan_kinds() -> list[str]:
+    """The compared GANs (their discriminators carry the reports' dropout)."""
+    return [name for name in compared_kinds() if KINDS[name].adversarial]
+
+
+def reference_trainer(task):
+    """The usual-way trainer of a freshly built task's networks (copies of them, built from stock torch layers)."""
+    return TRAINERS[KINDS[task.kind].module_cls](task)

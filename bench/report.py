@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from genmodels.kinds import KINDS
+
 TARGETS = {
     "train_speedup": 2.0,  # images/s vs the reference loop at batch 64
     "fraction_of_peak": 0.6,  # gan / cgan at the default batch size
@@ -30,21 +32,21 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         out.append(("matmul peak (fp32)", f"{peak:.0f} GFLOP/s", "", ""))
         if "matmul_peak_bf16_gflops" in train:
             out.append(("matmul peak (bf16)", f"{train['matmul_peak_bf16_gflops']:.0f} GFLOP/s", "", ""))
-        for kind in ("gan", "cgan", "vae", "classifier"):
+        for kind in (k for k in KINDS if k in train):
             t = train[kind]
             compiled = ", compiled" if t.get("compiled") else ""
             out.append((f"train {kind}, batch {t['batch_size']}{compiled}: project vs reference",
                         f"{t['project_images_per_s']} vs {t['reference_images_per_s']} img/s "
                         f"({t['project_s_per_epoch']} vs {t['reference_s_per_epoch']} s/epoch), x{t['speedup']}",
                         f">= x{TARGETS['train_speedup']:.0f}", _mark(t["speedup"] >= TARGETS["train_speedup"])))
-            gan = kind in ("gan", "cgan")
+            gan = KINDS[kind].adversarial
             out.append((f"train {kind}, batch {t['default_batch_size']} ({t['precision']}{compiled}): achieved / {t['precision']} peak",
                         f"{t['default_images_per_s']} img/s, {t['default_s_per_epoch']} s/epoch, {t['achieved_gflops']} GFLOP/s = {t['fraction_of_peak']:.2f}"
                         + (f" ({t['fraction_of_fp32_peak']:.2f} of fp32 peak)" if t["precision"] != "fp32" else ""),
                         f">= {TARGETS['fraction_of_peak']}" if gan else "", _mark(t["fraction_of_peak"] >= TARGETS["fraction_of_peak"]) if gan else ""))
     ceiling = results.get("ceiling")
     if ceiling:
-        for kind in ("gan", "cgan"):
+        for kind in (k for k in KINDS if k in ceiling):
             for row in ceiling[kind]:
                 out.append((f"ceiling {kind}, batch {row['batch_size']}, dropout {row['dropout']:g} ({row['precision']})",
                             f"{row['images_per_s']} img/s, {row['step_ms']} ms/step, {row['achieved_gflops']} GFLOP/s = "
@@ -52,7 +54,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     scale = results.get("scale")
     if scale:
         threads = " (1 thread each)" if scale["threads_per_process"] == 1 else ""
-        for kind in (k for k in ("gan", "cgan", "vae", "classifier") if k in scale):
+        for kind in (k for k in KINDS if k in scale):
             s = scale[kind]
             rates = ", ".join(f"{n}: {s['images_per_s'][str(n)]}" for n in scale["process_counts"])
             efficiency = ", ".join(f"{n}: {s['efficiency'][str(n)]:.2f}" for n in scale["process_counts"][1:])

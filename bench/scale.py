@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
+from bench import reference
 from genmodels.paths import REPO_ROOT
 from genmodels.runs import read_metrics
 from train.recipes import default_recipe
 
-KINDS = ("gan", "cgan", "vae", "classifier")
 WINDOWS = 6  # logged windows per run; the first is dropped
 
 
@@ -33,13 +33,13 @@ def process_counts(device: torch.device) -> list[int]:
 
 
 def measure(device: torch.device, dataset: str, root: str, steps: int, log: Callable[[str], None],
-            kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
+            kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Per kind: images/s at each process count and the efficiency rate_N / (N rate_1)."""
     counts = process_counts(device)
     out: dict[str, Any] = {"process_counts": counts, "threads_per_process": 1 if device.type == "cpu" else None,
                            "steps": steps}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        for kind in kinds:
+        for kind in kinds or reference.compared_kinds():  # the kinds the throughput section compares
             batch = default_recipe(kind, dataset).batch_size
             rates = {}
             for n in counts:

@@ -17,7 +17,6 @@ from train.recipes import default_recipe
 from train.run import RunRequest, build_task as build_run_task
 from train.trainer import Callbacks, Progress, StopFlag, run_epochs
 
-KINDS = ("gan", "cgan", "vae", "classifier")
 COMPARE_BATCH = 64
 MNIST_TRAIN_IMAGES = 60_000
 
@@ -80,19 +79,8 @@ def project_loop(kind: str, dataset: str, device: torch.device, **overrides: Any
 
 def reference_loop(kind: str, dataset: str, batch_size: int, device: torch.device, data_root: str, twin: ProjectLoop) -> ReferenceLoop:
     """The usual-way trainer of the same model (a copy of the project's freshly initialised modules)."""
-    task = twin.task
-    recipe = task.recipe
     loader = reference.reference_loader(dataset, data_root, batch_size, kind)
-    if kind == "gan":
-        trainer = reference.ReferenceGAN(reference.stock_copy(task.generator), reference.stock_copy(task.discriminator), recipe)
-    elif kind == "cgan":
-        trainer = reference.ReferenceCGAN(reference.stock_copy(task.generator), reference.stock_copy(task.discriminator), recipe,
-                                          task.config.aux_weight, dataset_info(dataset).num_classes)
-    elif kind == "vae":
-        trainer = reference.ReferenceVAE(reference.stock_copy(task.vae), recipe, task.config.class_weight)
-    else:
-        trainer = reference.ReferenceClassifier(reference.stock_copy(task.classifier), recipe)
-    return ReferenceLoop(trainer.step, loader, device)
+    return ReferenceLoop(reference.reference_trainer(twin.task).step, loader, device)
 
 
 def flops_per_image(loop: ProjectLoop) -> float:
@@ -110,7 +98,7 @@ def measure(device: torch.device, data_root: str, dataset: str, repeats: int, se
     as a fraction of the matmul peak (fp32, and bf16 where the project's loop runs in bf16) measured alongside."""
     peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
     out: dict[str, Any] = {}
-    for kind in KINDS:
+    for kind in reference.compared_kinds():
         default_batch = default_recipe(kind, dataset).batch_size
         loops = {
             "project": project_loop(kind, dataset, device, batch_size=COMPARE_BATCH),
@@ -144,7 +132,7 @@ def measure(device: torch.device, data_root: str, dataset: str, repeats: int, se
             f"(x{project / reference_rate:.2f}); batch {default_batch}: {default:.0f} img/s, {default * flops / 1e9:.1f} GFLOP/s")
         del loops
     peak = {name: median(values) for name, values in peaks.items() if values}
-    for kind in KINDS:
+    for kind in reference.compared_kinds():
         # against the peak of the precision the loop multiplies in: a bf16 loop is not credited with beating fp32
         out[kind]["fraction_of_peak"] = round(out[kind]["achieved_gflops"] / peak[out[kind]["precision"]], 3)
         out[kind]["fraction_of_fp32_peak"] = round(out[kind]["achieved_gflops"] / peak["fp32"], 3)

@@ -181,6 +181,7 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
     runs = app_url[1]
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("Train a model").click()
+    choose(page, sidebar, "Model", "Classifier (CNN)")  # the launcher opens on a GAN
     choose(page, sidebar, "Training data", "MNIST")
     sidebar.get_by_role("spinbutton", name="Batch size", exact=True).fill("32")
     sidebar.get_by_role("spinbutton", name="Stop after steps (0 = no limit)", exact=True).fill("5000")

@@ -28,3 +28,4 @@ PAGES = (
     View("training", "Training", ":material/monitoring:"),
     View("data", "Data", ":material/dataset:"),
 )
+PAGE_PATHS = {view.name: view.path for view in PAGES}  # st.switch_page and st.page_link take these

@@ -13,7 +13,7 @@ from streamlit_drawable_canvas import st_canvas
 from genmodels.checkpoint import CheckpointError
 from genmodels.drawing import EmptyCanvas, ImageInputError, prepare, read_canvas, read_upload
 from genmodels.kinds import KINDS
-from views import common
+from views import PAGE_PATHS, common
 
 
 CANVAS_SIDE = 280
@@ -169,7 +169,7 @@ def vae_section(dataset: str, pixels: np.ndarray) -> None:
         if st.button("Open on the Latent space page", key="your_image_to_latent"):
             st.session_state[ENCODING_KEY] = {dataset: (view.mu, view.draws)}
             st.session_state[SELECT_KEY] = True
-            st.switch_page("pages/latent_space.py")
+            st.switch_page(PAGE_PATHS["latent_space"])
 
 
 def gan_section(dataset: str, pixels: np.ndarray, digest: str, predicted: int) -> None:
