@@ -247,25 +247,24 @@ def midtone_share(images: torch.Tensor) -> float:
     return float(((images > low) & (images < high)).float().mean())
 
 
-def class_spread(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
-    """Per class, the mean pixel (L2) distance between two different images of that class (None below two images)."""
-    spreads: list[float | None] = []
-    for c in range(num_classes):
-        pixels = images[labels == c].flatten(1).float()
-        n = len(pixels)
-        spreads.append(float(torch.cdist(pixels, pixels).sum()) / (n * (n - 1)) if n >= 2 else None)
-    return spreads
-
-
-def spread_ratios(spreads: list[float | None], real: list[float | None]) -> tuple[float | None, list[float | None]]:
-    """(mean over classes, per class) of generated spread / real spread, skipping classes either side lacks."""
-    per_class = [g / r if g is not None and r else None for g, r in zip(spreads, real)]
-    known = [v for v in per_class if v is not None]
-    return (sum(known) / len(known) if known else None), per_class
-
-
 def jump_ratio(images: torch.Tensor) -> float:
     """Largest pixel change between neighbouring frames of a strip over the mean change: 1 is an even morph."""
     steps = (images[1:] - images[:-1]).flatten(1).norm(dim=1)
     mean = float(steps.mean())
     return float(steps.max()) / mean if mean > 0 else 1.0
+
+
+def sample_health(images: torch.Tensor, previous: torch.Tensor | None, probs: torch.Tensor | None) -> dict[str, float]:
+    """Cheap health signals of fixed-noise samples [N, 1, 28, 28] in [0, 1] (genmodels.health reads them): pixel
+    mean and spread, the mean change since the previous epoch's samples, and, with the judge's probabilities
+    [N, C], the class histogram's dominant class, its share, the classes covered and the histogram's entropy."""
+    out = {"pixel_mean": float(images.mean()), "pixel_std": float(images.std())}
+    if previous is not None and previous.shape == images.shape:
+        out["sample_change"] = float((images - previous).abs().mean())
+    if probs is not None:
+        counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).float()
+        shares = counts / counts.sum()
+        out.update(dominant_class=int(shares.argmax()), dominant_class_share=float(shares.max()),
+                   classes_covered=int((counts > 0).sum()),
+                   class_entropy=float(-(shares[shares > 0] * shares[shares > 0].log()).sum()))
+    return out

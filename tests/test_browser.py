@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from genmodels.paths import REPO_ROOT
+from views import PAGES as VIEWS
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 REAL_DATA = Path(os.environ.get("GENMODELS_DATA") or "/work/shared/datasets")
-PAGES = ("Sample", "Latent space", "GAN vs VAE", "Training", "Data")
+PAGES = tuple(view.title for view in VIEWS)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
 

@@ -63,3 +63,33 @@ def test_alerts_round_trip_as_log_records_and_are_not_rules_input():
     record = alert.to_record()
     assert record["type"] == "alert" and record["name"] == "posterior collapse"
     assert health.alerts([record]) == []
+
+
+def test_sample_health_signals_name_a_collapsed_and_a_frozen_generator():
+    import torch
+
+    from genmodels.metrics import sample_health
+
+    images = torch.rand(100, 1, 28, 28)
+    probs = torch.nn.functional.one_hot(torch.full((100,), 3), 10).float()
+    signals = sample_health(images, images.clone(), probs)
+    assert signals["dominant_class"] == 3 and signals["dominant_class_share"] == 1.0
+    assert signals["classes_covered"] == 1 and signals["class_entropy"] == 0.0 and signals["sample_change"] == 0.0
+    assert set(sample_health(images, None, None)) == {"pixel_mean", "pixel_std"}
+
+
+def test_a_run_whose_generator_is_cut_to_a_constant_is_named_and_printed(synthetic_data, tmp_path):
+    """A GAN whose learning rate is ~0 draws the same samples every epoch: the trainer prints 'output frozen'."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "frozen"
+    out = subprocess.run(
+        [sys.executable, "-m", "train", "gan", "--dataset", "mnist", "--data", str(synthetic_data), "--run-dir", str(run),
+         "--epochs", "3", "--batch-size", "32", "--lr", "1e-9", "--model-config",
+         '{"g_hidden": [16], "d_hidden": [16]}'],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "alert: output frozen" in out.stdout
+    assert "output frozen" in [a.name for a in health.alerts(read_metrics(run / "metrics.jsonl"))]

@@ -17,12 +17,13 @@ from typing import Any
 
 import torch
 
+from genmodels import api, health, metrics
 from genmodels.checkpoint import CheckpointError, load_tensors, save_model, save_tensors
 from genmodels.data import DataMissingError, load_split
 from genmodels.images import grid_png
 from genmodels.kinds import KINDS, resolve
 from genmodels.recipes import Recipe
-from genmodels.runs import MetricsLog, RunFolder, read_json, write_json
+from genmodels.runs import MetricsLog, RunFolder, read_json, read_metrics, write_json
 from train import distributed
 from train.tasks.base import BaseTask
 from train.trainer import Callbacks, EpochBatches, Progress, StopFlag, TrainingDiverged, run_epochs
@@ -193,6 +194,9 @@ class TrainingRun:
         self.last_eval: dict[str, float] = {}
         self.config = self._config()
         self.log: MetricsLog | None = None
+        self.records: list[dict[str, Any]] = []  # the log so far, for the health rules
+        self.alerted: set[tuple[str, int]] = set()  # (alert, step) already printed
+        self.last_grid: torch.Tensor | None = None  # the previous epoch's fixed-noise samples
         self.bar = EpochBar(f"{req.kind} {req.dataset}", req.recipe.epochs, steps_per_epoch)
 
     @classmethod
@@ -259,6 +263,8 @@ class TrainingRun:
         """Write the run's config, open its metrics log and mark it as training."""
         if self.dist.is_rank0:
             write_json(self.folder.config_file, self.config)
+            self.records = read_metrics(self.folder.metrics_file)  # a resumed run's earlier records
+            self.alerted = {(alert.name, alert.step) for alert in health.alerts(self.records)}
             self.log = MetricsLog(self.folder.metrics_file)
         self.status.drop("preparing")
         self.status.set(total_steps=self.total_steps, epoch=self.progress.epoch, step=self.progress.global_step)
@@ -284,10 +290,20 @@ class TrainingRun:
             write_json(self.folder.config_file, self.config)
             _log(f"note: torch.compile failed, training goes on uncompiled ({task.compile_failure})")
         epoch = p.epoch + p.step_in_epoch / self.steps_per_epoch
-        self.log.write({"type": "step", "step": p.global_step, "epoch": epoch, **losses,
-                        "wall_time": round(p.wall_time, 3), "images_per_s": round(rate, 1)})
+        self.record({"type": "step", "step": p.global_step, "epoch": epoch, **losses,
+                     "wall_time": round(p.wall_time, 3), "images_per_s": round(rate, 1)})
         self.status.set(epoch=p.epoch, step=p.global_step)
         self.bar.update(p, losses)
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Write a metrics record, then print each health alert the log raises for the first time."""
+        self.log.write(record)
+        self.records.append(record)
+        for alert in health.alerts(self.records):
+            if (alert.name, alert.step) not in self.alerted:
+                self.alerted.add((alert.name, alert.step))
+                self.bar.close()
+                _log(f"alert: {alert.name} at step {alert.step}: {alert.message}. Try: {alert.fix}.")
 
     def on_epoch_end(self, p: Progress, losses: dict[str, float], rate: float) -> None:
         """An epoch ended: evaluate, draw its grid, record it and save the checkpoints."""
@@ -296,10 +312,14 @@ class TrainingRun:
         epochs = self.req.recipe.epochs
         self.last_eval = self.task.evaluate(*self.test_split)
         images = self.task.grid_images()
+        signals = {}
         if images is not None:
             self.folder.grid_file(p.epoch).write_bytes(grid_png(images, nrow=10))
-        self.log.write({"type": "epoch", "step": p.global_step, "epoch": p.epoch, **losses, **self.last_eval,
-                        "wall_time": round(p.wall_time, 3), "images_per_s": round(rate, 1)})
+            judge = self.task.judge
+            signals = metrics.sample_health(images, self.last_grid, api.predict(judge, images) if judge else None)
+            self.last_grid = images
+        self.record({"type": "epoch", "step": p.global_step, "epoch": p.epoch, **losses, **self.last_eval, **signals,
+                     "wall_time": round(p.wall_time, 3), "images_per_s": round(rate, 1)})
         if p.epoch == epochs:
             self.task.finalize()
         self.save_checkpoints()
