@@ -88,8 +88,9 @@ class Comparison:
 
 
 def comparison(models: dict[str, GenerativeModel], classifier: Classifier, classifier_sha: str, summary: DataSummary,
-               counts: tuple[int, ...] = COUNTS) -> Comparison:
-    """Measure every model at every count of samples per class against the summary's real images."""
+               counts: tuple[int, ...] | None = None) -> Comparison:
+    """Measure every model at every count of samples per class (default: COUNTS) against the summary's real images."""
+    counts = COUNTS if counts is None else counts
     baseline = summary_baseline(classifier, summary)
     return Comparison(
         floor=baseline.floor, reference_size=baseline.reference_size, s0_accuracy=baseline.s0_accuracy,

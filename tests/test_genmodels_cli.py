@@ -159,9 +159,11 @@ def test_evaluate_prints_and_changes_no_file_by_default(synthetic_data, tiny_cop
     assert len(table.splitlines()) > 20
 
 
-def test_evaluate_writes_the_checkpoints_only_with_write(synthetic_data, tiny_copy, capsys, tmp_path):
+def test_evaluate_writes_the_checkpoints_only_with_write(synthetic_data, tiny_copy, capsys, tmp_path, monkeypatch):
+    from genmodels import compare
     from genmodels.compare import comparison_path, read_comparison
 
+    monkeypatch.setattr(compare, "COUNTS", (10, 20))  # two slider positions are enough here, and quicker
     report = tmp_path / "report.json"
     code, stdout, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json",
                             "--write", "--report", str(report))
