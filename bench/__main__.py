@@ -1,4 +1,5 @@
 """python -m bench [--json] [--quick] [--only SECTION[,SECTION]] [--device cpu|cuda]: measure, then print a table or JSON."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,8 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -22,11 +24,31 @@ from genmodels.paths import data_dir
 SECTIONS = ("train", "quality", "sample", "app", "invert")  # the default run
 # minutes more, only with --only: where the GAN step tops out; images/s on 1, 2 (.. n GPUs) processes
 OPT_IN_SECTIONS = ("ceiling", "scale")
-FULL = {"repeats": 5, "seconds": 3.0, "quality_budget_s": 480.0, "check_images": 12_800, "sample_repeats": 50, "page_repeats": 5,
-        "ceiling_batches": (256, 1024, 4096), "ceiling_repeats": 3, "invert_repeats": 10, "scale_steps": 240}
+FULL = {
+    "repeats": 5,
+    "seconds": 3.0,
+    "quality_budget_s": 480.0,
+    "check_images": 12_800,
+    "sample_repeats": 50,
+    "page_repeats": 5,
+    "ceiling_batches": (256, 1024, 4096),
+    "ceiling_repeats": 3,
+    "invert_repeats": 10,
+    "scale_steps": 240,
+}
 GPU = {**FULL, "seconds": 1.5, "quality_budget_s": 300.0}  # keeps a --device cuda run within about 8 minutes
-QUICK = {"repeats": 1, "seconds": 0.2, "quality_budget_s": 1.0, "check_images": 1_280, "sample_repeats": 5, "page_repeats": 1,
-         "ceiling_batches": (32, 64), "ceiling_repeats": 1, "invert_repeats": 2, "scale_steps": 12}
+QUICK = {
+    "repeats": 1,
+    "seconds": 0.2,
+    "quality_budget_s": 1.0,
+    "check_images": 1_280,
+    "sample_repeats": 5,
+    "page_repeats": 1,
+    "ceiling_batches": (32, 64),
+    "ceiling_repeats": 1,
+    "invert_repeats": 2,
+    "scale_steps": 12,
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,12 +60,25 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _Parser(prog="python -m bench", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--quick", action="store_true", help="tiny repetitions and budgets: checks that everything runs, not how fast")
-    parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS + OPT_IN_SECTIONS)} "
-                                       f"(default: {', '.join(SECTIONS)})")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny repetitions and budgets: checks that everything runs, not how fast"
+    )
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated sections among {', '.join(SECTIONS + OPT_IN_SECTIONS)} (default: {', '.join(SECTIONS)})",
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core); 1 is steadier on a machine others keep busy")
-    parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion"], help="training data of the train and quality sections")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's, one per core); 1 is steadier on a machine others keep busy",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="mnist",
+        choices=["mnist", "fashion"],
+        help="training data of the train and quality sections",
+    )
     args = parser.parse_args(argv)
     args.sections = SECTIONS if args.only is None else tuple(s.strip() for s in args.only.split(",") if s.strip())
     if not args.sections:
@@ -60,8 +95,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def machine(device: torch.device) -> dict[str, Any]:
     """What ran the benchmark: CPU model, cores, threads, torch version and GPU."""
-    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
+    info = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -77,8 +118,9 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def measure(args: argparse.Namespace, settings: dict[str, Any], device: torch.device, root: str,
-            log: Callable[[str], None]) -> dict[str, Any]:
+def measure(
+    args: argparse.Namespace, settings: dict[str, Any], device: torch.device, root: str, log: Callable[[str], None]
+) -> dict[str, Any]:
     """The requested sections' results, keyed as in the JSON."""
     results: dict[str, Any] = {}
     if "train" in args.sections:
@@ -88,8 +130,9 @@ def measure(args: argparse.Namespace, settings: dict[str, Any], device: torch.de
     if "ceiling" in args.sections:
         from bench import ceiling
 
-        results["ceiling"] = ceiling.measure(device, args.dataset, settings["ceiling_batches"], settings["ceiling_repeats"],
-                                             settings["seconds"], log)
+        results["ceiling"] = ceiling.measure(
+            device, args.dataset, settings["ceiling_batches"], settings["ceiling_repeats"], settings["seconds"], log
+        )
     if "scale" in args.sections:
         from bench import scale
 
@@ -97,8 +140,11 @@ def measure(args: argparse.Namespace, settings: dict[str, Any], device: torch.de
     if "quality" in args.sections:
         from bench import quality
 
-        results["time_to_quality"] = {"cgan": quality.measure(args.dataset, device, root, settings["quality_budget_s"],
-                                                              settings["check_images"], log)}
+        results["time_to_quality"] = {
+            "cgan": quality.measure(
+                args.dataset, device, root, settings["quality_budget_s"], settings["check_images"], log
+            )
+        }
     if "sample" in args.sections:
         from bench import sampling
 
@@ -126,12 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = QUICK if args.quick else GPU if args.device == "cuda" else FULL
     device = torch.device(args.device)
-    threads = 1 if args.quick and args.threads is None else args.threads  # quick: a smoke test, steady on a busy machine
+    threads = (
+        1 if args.quick and args.threads is None else args.threads
+    )  # quick: a smoke test, steady on a busy machine
     if threads is not None:
         torch.set_num_threads(threads)
     keep_freed_memory_for_reuse()  # as `python -m train` does; the reference loops share this process and gain alike
     root = str(data_dir())
-    log = (lambda message: print(message, file=sys.stderr, flush=True))
+    log = lambda message: print(message, file=sys.stderr, flush=True)
     results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "load_before": cpu_load()}
     started = time.perf_counter()
     try:

@@ -1,4 +1,5 @@
 """The app: seconds from `streamlit run` to the first page, warm page renders under AppTest, peak RSS."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from bench.timing import percentile
 
@@ -23,16 +25,31 @@ PROBE_TIMEOUT_S = 900
 def measure(repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
     """First page served (HTTP, and rendered in Chromium when Playwright is there), warm page p50s and peak RSS."""
     out: dict[str, Any] = first_page()
-    log(f"app first page: {out['first_page_s']} s, its samples {out.get('first_samples_s', '-')} s ({out['first_page_measure']})")
-    probe = subprocess.run([sys.executable, "-m", "bench.app_probe", "--repeats", str(repeats)], cwd=REPO_ROOT,
-                           capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    log(
+        f"app first page: {out['first_page_s']} s, its samples {out.get('first_samples_s', '-')} s ({out['first_page_measure']})"
+    )
+    probe = subprocess.run(
+        [sys.executable, "-m", "bench.app_probe", "--repeats", str(repeats)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=PROBE_TIMEOUT_S,
+    )
     if probe.returncode != 0:
         raise RuntimeError(f"bench.app_probe failed: {probe.stderr[-2000:]}")
     result = json.loads(probe.stdout.strip().splitlines()[-1])
-    pages = {Path(page).stem: round(percentile([t for runs in by_dataset.values() for t in runs], 50), 3)
-             for page, by_dataset in result["pages"].items()}
-    out.update(pages_p50_s=pages, page_p50_s=max(pages.values()), slowest_page=max(pages, key=pages.get),
-               page_errors=result["errors"], peak_rss_mb=result["peak_rss_mb"], render_repeats=repeats)
+    pages = {
+        Path(page).stem: round(percentile([t for runs in by_dataset.values() for t in runs], 50), 3)
+        for page, by_dataset in result["pages"].items()
+    }
+    out.update(
+        pages_p50_s=pages,
+        page_p50_s=max(pages.values()),
+        slowest_page=max(pages, key=pages.get),
+        page_errors=result["errors"],
+        peak_rss_mb=result["peak_rss_mb"],
+        render_repeats=repeats,
+    )
     log(f"app pages warm p50: {pages}; peak RSS {result['peak_rss_mb']} MB")
     return out
 
@@ -42,23 +59,45 @@ def first_page() -> dict[str, Any]:
     the first page's heading and then its first generated images."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     with _browser_page() as page:
         started = time.perf_counter()
         server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             served = _wait_for_http(url, started) - started
-            out: dict[str, Any] = {"first_page_s": round(served, 2), "first_page_measure": "GET / answered after streamlit run"}
+            out: dict[str, Any] = {
+                "first_page_s": round(served, 2),
+                "first_page_measure": "GET / answered after streamlit run",
+            }
             if page is not None:
                 page.goto(url)
-                page.wait_for_selector('[data-testid="stMain"] [data-testid="stHeading"]', timeout=START_TIMEOUT_S * 1000)
+                page.wait_for_selector(
+                    '[data-testid="stMain"] [data-testid="stHeading"]', timeout=START_TIMEOUT_S * 1000
+                )
                 rendered = time.perf_counter() - started
                 page.wait_for_selector('[data-testid="stMain"] [data-testid="stImage"]', timeout=START_TIMEOUT_S * 1000)
                 samples = time.perf_counter() - started
-                out.update(served_s=out["first_page_s"], first_page_s=round(rendered, 2), first_samples_s=round(samples, 2),
-                           first_page_measure="first page's heading visible in headless Chromium after streamlit run; "
-                                              "first_samples_s: its first generated images visible")
+                out.update(
+                    served_s=out["first_page_s"],
+                    first_page_s=round(rendered, 2),
+                    first_samples_s=round(samples, 2),
+                    first_page_measure="first page's heading visible in headless Chromium after streamlit run; "
+                    "first_samples_s: its first generated images visible",
+                )
             return out
         finally:
             server.terminate()

@@ -3,6 +3,7 @@ Your image page on each, then the peak RSS.
 
 Prints one JSON object: {"pages": {page: {dataset: [seconds, ...]}}, "errors": [...], "peak_rss_mb": float}.
 """
+
 from __future__ import annotations
 
 import argparse

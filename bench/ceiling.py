@@ -5,22 +5,30 @@ discriminator's dropout, so it shows how much of the gap to the peak is per-imag
 bigger batch does not amortise (dropout's random numbers, element-wise ops) and how much is per-step
 work that it does (Adam, the weight casts, dispatch). Opt-in (`--only ceiling`): it takes minutes.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from bench.throughput import calibrate, flops_per_image, images_per_s, project_loop
 from bench import reference
+from bench.throughput import calibrate, flops_per_image, images_per_s, project_loop
 from bench.timing import matmul_gflops, median
 from train.recipes import default_recipe
 
 NO_DROPOUT = 0.0
 
 
-def measure(device: torch.device, dataset: str, batch_sizes: tuple[int, ...], repeats: int, seconds: float,
-            log: Callable[[str], None]) -> dict[str, Any]:
+def measure(
+    device: torch.device,
+    dataset: str,
+    batch_sizes: tuple[int, ...],
+    repeats: int,
+    seconds: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """Per kind and batch size, with the model's dropout and without: images/s, GFLOP/s and the fraction of the
     peak of the precision the loop multiplies in (measured alongside, median)."""
     peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
@@ -37,13 +45,24 @@ def measure(device: torch.device, dataset: str, batch_sizes: tuple[int, ...], re
                 steps = calibrate(loop, device, seconds)
                 rates = []
                 for _ in range(repeats):
-                    peaks[precision].append(matmul_gflops(device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32))
+                    peaks[precision].append(
+                        matmul_gflops(device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+                    )
                     rates.append(images_per_s(loop, steps, device))
                 rate, trained_dropout = median(rates), loop.task.discriminator.config.dropout
-                rows[kind].append({"batch_size": batch_size, "dropout": trained_dropout, "precision": precision,
-                                   "images_per_s": round(rate), "step_ms": round(batch_size / rate * 1e3, 1),
-                                   "achieved_gflops": round(rate * flops / 1e9, 1)})
-                log(f"ceiling {kind}: batch {batch_size}, dropout {trained_dropout}: {rate:.0f} img/s, {rate * flops / 1e9:.1f} GFLOP/s")
+                rows[kind].append(
+                    {
+                        "batch_size": batch_size,
+                        "dropout": trained_dropout,
+                        "precision": precision,
+                        "images_per_s": round(rate),
+                        "step_ms": round(batch_size / rate * 1e3, 1),
+                        "achieved_gflops": round(rate * flops / 1e9, 1),
+                    }
+                )
+                log(
+                    f"ceiling {kind}: batch {batch_size}, dropout {trained_dropout}: {rate:.0f} img/s, {rate * flops / 1e9:.1f} GFLOP/s"
+                )
                 del loop
     peak = {name: median(values) for name, values in peaks.items() if values}
     for kind_rows in rows.values():

@@ -1,9 +1,11 @@
 """Your image: GAN inversion of one image, and the Your image page's render after an input (AppTest)."""
+
 from __future__ import annotations
 
 import io
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.timing import percentile
 
@@ -17,7 +19,7 @@ def _targets(dataset: str, count: int):
 
     summary = load_summary(dataset, prefer_full=False)
     step = len(summary.subset_images) // count
-    return [unit_images(summary.subset_images[i * step: i * step + 1]) for i in range(count)], summary
+    return [unit_images(summary.subset_images[i * step : i * step + 1]) for i in range(count)], summary
 
 
 def inversion_times(repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
@@ -40,12 +42,17 @@ def inversion_times(repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
                 times.append(invert(model, classifier, target, label).seconds)
                 cpu.append(time.thread_time() - started)
             times, cpu = times[1:], cpu[1:]  # the first is the warm-up
-            by_dataset[dataset] = {"p50_s": round(percentile(times, 50), 3), "p95_s": round(percentile(times, 95), 3),
-                                   "cpu_p50_s": round(percentile(cpu, 50), 3)}
+            by_dataset[dataset] = {
+                "p50_s": round(percentile(times, 50), 3),
+                "p95_s": round(percentile(times, 95), 3),
+                "cpu_p50_s": round(percentile(cpu, 50), 3),
+            }
         out[kind] = {key: max(d[key] for d in by_dataset.values()) for key in ("p50_s", "p95_s", "cpu_p50_s")}
         out[kind]["by_dataset"] = by_dataset
-        log(f"invert {kind}: p50 {out[kind]['p50_s']} s, p95 {out[kind]['p95_s']} s, "
-            f"CPU p50 {out[kind]['cpu_p50_s']} s (worst dataset)")
+        log(
+            f"invert {kind}: p50 {out[kind]['p50_s']} s, p95 {out[kind]['p95_s']} s, "
+            f"CPU p50 {out[kind]['cpu_p50_s']} s (worst dataset)"
+        )
     return out
 
 
@@ -84,10 +91,15 @@ def page_render_times(repeats: int, log: Callable[[str], None]) -> dict[str, Any
             times.append(time.perf_counter() - start)
             if app.exception:
                 raise RuntimeError(f"the Your image page failed on {dataset}: {app.exception[0].message}")
-        out[dataset] = {"first_input_s": round(times[0], 2), "p50_s": round(percentile(times[1:], 50), 2),
-                        "p95_s": round(percentile(times[1:], 95), 2)}
-        log(f"your image page, {dataset}: first input {out[dataset]['first_input_s']} s (loads and indexes), "
-            f"then p50 {out[dataset]['p50_s']} s")
+        out[dataset] = {
+            "first_input_s": round(times[0], 2),
+            "p50_s": round(percentile(times[1:], 50), 2),
+            "p95_s": round(percentile(times[1:], 95), 2),
+        }
+        log(
+            f"your image page, {dataset}: first input {out[dataset]['first_input_s']} s (loads and indexes), "
+            f"then p50 {out[dataset]['p50_s']} s"
+        )
     out["p50_s"] = max(out[d]["p50_s"] for d in DATASETS)
     return out
 

@@ -1,9 +1,11 @@
 """Time to quality: wall time from scratch until 1,000 cgan samples reach a class accuracy under the shipped classifier."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -51,8 +53,9 @@ class Judge:
         return metrics.class_accuracy(api.predict(self.classifier, images), self.labels)
 
 
-def run_project(dataset: str, device: torch.device, check_every: int, budget_s: float,
-                log: Callable[[str], None]) -> tuple[QualityRun, Recipe, str]:
+def run_project(
+    dataset: str, device: torch.device, check_every: int, budget_s: float, log: Callable[[str], None]
+) -> tuple[QualityRun, Recipe, str]:
     """The project's cgan task and loop with its shipped (default) recipe, checked every `check_every` steps."""
     loop = project_loop("cgan", dataset, device)
     task = loop.task
@@ -75,17 +78,25 @@ def run_project(dataset: str, device: torch.device, check_every: int, budget_s: 
     started = time.perf_counter()
     run_epochs(task, loop.batches, 10**6, loop.progress, Callbacks(on_log=on_log), stop, log_every=check_every)
     result = _result(history, loop.progress.images_seen // max(loop.progress.global_step, 1))
-    log(f"quality project (batch {task.recipe.batch_size}, lr {task.recipe.lr:g}, {task.precision}): {_outcome(result)}")
+    log(
+        f"quality project (batch {task.recipe.batch_size}, lr {task.recipe.lr:g}, {task.precision}): {_outcome(result)}"
+    )
     return result, task.recipe, task.precision
 
 
-def run_reference(dataset: str, device: torch.device, data_root: str, check_every: int, budget_s: float,
-                  log: Callable[[str], None]) -> QualityRun:
+def run_reference(
+    dataset: str, device: torch.device, data_root: str, check_every: int, budget_s: float, log: Callable[[str], None]
+) -> QualityRun:
     """The usual-way loop (torchvision DataLoader, tutorial step) at the reports' settings, checked like the project's."""
     twin = project_loop("cgan", dataset, device, **REFERENCE_SETTINGS)
     task = twin.task
-    trainer = reference.ReferenceCGAN(reference.stock_copy(task.generator), reference.stock_copy(task.discriminator), task.recipe,
-                                      task.config.aux_weight, task.config.num_classes)
+    trainer = reference.ReferenceCGAN(
+        reference.stock_copy(task.generator),
+        reference.stock_copy(task.discriminator),
+        task.recipe,
+        task.config.aux_weight,
+        task.config.num_classes,
+    )
     loader = reference.reference_loader(dataset, data_root, REFERENCE_SETTINGS["batch_size"], "cgan")
     judge = Judge(dataset, task.config.latent_dim, task.config.num_classes, device)
     del twin, task
@@ -110,20 +121,33 @@ def run_reference(dataset: str, device: torch.device, data_root: str, check_ever
             start = time.perf_counter()
 
 
-def measure(dataset: str, device: torch.device, data_root: str, budget_s: float, check_images: int,
-            log: Callable[[str], None]) -> dict[str, Any]:
+def measure(
+    dataset: str, device: torch.device, data_root: str, budget_s: float, check_images: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     """Both loops from scratch to TARGET_ACCURACY; speedup = reference seconds / project seconds."""
     batch_size = default_recipe("cgan", dataset).batch_size
     project, recipe, precision = run_project(dataset, device, max(1, check_images // batch_size), budget_s, log)
-    ref = run_reference(dataset, device, data_root, max(1, check_images // REFERENCE_SETTINGS["batch_size"]), budget_s, log)
+    ref = run_reference(
+        dataset, device, data_root, max(1, check_images // REFERENCE_SETTINGS["batch_size"]), budget_s, log
+    )
     speedup = ref.train_s / project.train_s if project.reached else 0.0
     return {
-        "target_accuracy": TARGET_ACCURACY, "samples_per_class": SAMPLES_PER_CLASS, "dataset": dataset,
-        "check_every_images": check_images, "budget_s": budget_s,
-        "project_recipe": {**{k: v for k, v in asdict(recipe).items()
-                              if k in ("batch_size", "lr", "betas", "ema_decay", "label_smoothing", "schedule")}, "precision": precision},
+        "target_accuracy": TARGET_ACCURACY,
+        "samples_per_class": SAMPLES_PER_CLASS,
+        "dataset": dataset,
+        "check_every_images": check_images,
+        "budget_s": budget_s,
+        "project_recipe": {
+            **{
+                k: v
+                for k, v in asdict(recipe).items()
+                if k in ("batch_size", "lr", "betas", "ema_decay", "label_smoothing", "schedule")
+            },
+            "precision": precision,
+        },
         "reference_settings": REFERENCE_SETTINGS,
-        "project": asdict(project), "reference": asdict(ref),
+        "project": asdict(project),
+        "reference": asdict(ref),
         "speedup": round(speedup, 2),
         "speedup_is_lower_bound": project.reached and not ref.reached,
     }

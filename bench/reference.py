@@ -5,6 +5,7 @@ built from stock torch.nn layers (`stock_copy`); the step follows the common tut
 (pytorch/examples, PyTorch-GAN): D on fake.detach(), then G with a fresh D pass, default
 (non-fused) Adam, no freezing of D during G's backward.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,10 @@ def reference_loader(dataset: str, root: str, batch_size: int, kind: str) -> tor
     # torchvision opens only unpacked files, where the project's loader (which has read them already) takes .gz too
     packed = [name for split in SPLITS for name in RAW_FILES[split] if not (raw / name).exists()]
     if packed:
-        raise DataMissingError(f"the reference loop reads {info.title} through torchvision, which needs the unpacked IDX files "
-                               f"{', '.join(packed)} in {raw} (gunzip the .gz there)")
+        raise DataMissingError(
+            f"the reference loop reads {info.title} through torchvision, which needs the unpacked IDX files "
+            f"{', '.join(packed)} in {raw} (gunzip the .gz there)"
+        )
     data = cls(root, train=True, download=False, transform=transforms.Compose(steps))
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
 
@@ -81,7 +84,9 @@ class ReferenceGAN:
         z = _numpy_tensor(np.random.normal(0, 1, (n, self.generator.latent_dim)).astype(np.float32), self.device)
         fake = self.generator(z)
         self.opt_d.zero_grad()
-        loss_d = self.criterion(self.discriminator(images), real_target) + self.criterion(self.discriminator(fake.detach()), fake_target)
+        loss_d = self.criterion(self.discriminator(images), real_target) + self.criterion(
+            self.discriminator(fake.detach()), fake_target
+        )
         loss_d.backward()
         self.opt_d.step()
         self.opt_g.zero_grad()
@@ -94,7 +99,9 @@ class ReferenceGAN:
 class ReferenceCGAN:
     """The conditional GAN (projection + auxiliary class D) trained like PyTorch-GAN's cgan.py."""
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, recipe: Recipe, aux_weight: float, num_classes: int):
+    def __init__(
+        self, generator: nn.Module, discriminator: nn.Module, recipe: Recipe, aux_weight: float, num_classes: int
+    ):
         self.generator, self.discriminator, self.recipe = generator, discriminator, recipe
         self.aux_weight, self.num_classes = aux_weight, num_classes
         self.device = next(generator.parameters()).device
@@ -113,14 +120,18 @@ class ReferenceCGAN:
         self.opt_d.zero_grad()
         d_real, class_real = self.discriminator(images, labels)
         d_fake, _ = self.discriminator(fake.detach(), fake_labels)
-        loss_d = (self.adversarial(d_real, real_target) + self.adversarial(d_fake, fake_target)
-                  + self.aux_weight * self.auxiliary(class_real, labels))
+        loss_d = (
+            self.adversarial(d_real, real_target)
+            + self.adversarial(d_fake, fake_target)
+            + self.aux_weight * self.auxiliary(class_real, labels)
+        )
         loss_d.backward()
         self.opt_d.step()
         self.opt_g.zero_grad()
         d_fake_g, class_fake = self.discriminator(fake, fake_labels)
-        loss_g = (self.adversarial(d_fake_g, _numpy_tensor(np.ones(n, dtype=np.float32), self.device))
-                  + self.aux_weight * self.auxiliary(class_fake, fake_labels))
+        loss_g = self.adversarial(
+            d_fake_g, _numpy_tensor(np.ones(n, dtype=np.float32), self.device)
+        ) + self.aux_weight * self.auxiliary(class_fake, fake_labels)
         loss_g.backward()
         self.opt_g.step()
         return loss_d.item() + loss_g.item()
@@ -166,8 +177,13 @@ def _gan(task) -> ReferenceGAN:
 
 
 def _cgan(task) -> ReferenceCGAN:
-    return ReferenceCGAN(stock_copy(task.generator), stock_copy(task.discriminator), task.recipe,
-                         task.config.aux_weight, task.config.num_classes)
+    return ReferenceCGAN(
+        stock_copy(task.generator),
+        stock_copy(task.discriminator),
+        task.recipe,
+        task.config.aux_weight,
+        task.config.num_classes,
+    )
 
 
 def _vae(task) -> ReferenceVAE:

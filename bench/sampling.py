@@ -1,8 +1,10 @@
 """Sampling latency: 100 images from each shipped generator, and the same rendered to a PNG grid."""
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -24,12 +26,18 @@ def measure(device: torch.device, repeats: int, log: Callable[[str], None]) -> d
             model = api.load_generator(kind, dataset, device=device)
             label = 3 if model.supports_labels else None
             sample_ms = _times(lambda seed: model.sample(SAMPLES, label=label, seed=seed), repeats)
-            png_ms = _times(lambda seed: grid_png(model.sample(SAMPLES, label=label, seed=seed).images, nrow=10), repeats)
+            png_ms = _times(
+                lambda seed: grid_png(model.sample(SAMPLES, label=label, seed=seed).images, nrow=10), repeats
+            )
             per_dataset[dataset] = {
-                "p50_ms": round(percentile(sample_ms, 50), 2), "p95_ms": round(percentile(sample_ms, 95), 2),
-                "png_p50_ms": round(percentile(png_ms, 50), 2), "png_p95_ms": round(percentile(png_ms, 95), 2),
+                "p50_ms": round(percentile(sample_ms, 50), 2),
+                "p95_ms": round(percentile(sample_ms, 95), 2),
+                "png_p50_ms": round(percentile(png_ms, 50), 2),
+                "png_p95_ms": round(percentile(png_ms, 95), 2),
             }
-        out[kind] = {key: max(d[key] for d in per_dataset.values()) for key in ("p50_ms", "p95_ms", "png_p50_ms", "png_p95_ms")}
+        out[kind] = {
+            key: max(d[key] for d in per_dataset.values()) for key in ("p50_ms", "p95_ms", "png_p50_ms", "png_p95_ms")
+        }
         out[kind]["by_dataset"] = per_dataset
         log(f"sample {kind}: p50 {out[kind]['p50_ms']} ms, PNG grid p50 {out[kind]['png_p50_ms']} ms (worst dataset)")
     return out

@@ -1,10 +1,12 @@
 """Training throughput per model kind: the project's loop vs the reference loop, interleaved, median of repetitions."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -12,9 +14,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench import reference
 from bench.timing import matmul_gflops, median, sync
 from genmodels.data import TensorBatches, load_split
-from genmodels.datasets import dataset_info
 from train.recipes import default_recipe
-from train.run import RunRequest, build_task as build_run_task
+from train.run import RunRequest
+from train.run import build_task as build_run_task
 from train.trainer import Callbacks, Progress, StopFlag, run_epochs
 
 COMPARE_BATCH = 64
@@ -32,8 +34,15 @@ class ProjectLoop:
     def run(self, steps: int) -> int:
         """Train `steps` steps; returns the number of images seen."""
         before = self.progress.images_seen
-        run_epochs(self.task, self.batches, self.progress.epoch + 10**6, self.progress, Callbacks(), StopFlag(),
-                   max_steps=self.progress.global_step + steps)
+        run_epochs(
+            self.task,
+            self.batches,
+            self.progress.epoch + 10**6,
+            self.progress,
+            Callbacks(),
+            StopFlag(),
+            max_steps=self.progress.global_step + steps,
+        )
         return self.progress.images_seen - before
 
 
@@ -77,7 +86,9 @@ def project_loop(kind: str, dataset: str, device: torch.device, **overrides: Any
     return ProjectLoop(task, batches, Progress())
 
 
-def reference_loop(kind: str, dataset: str, batch_size: int, device: torch.device, data_root: str, twin: ProjectLoop) -> ReferenceLoop:
+def reference_loop(
+    kind: str, dataset: str, batch_size: int, device: torch.device, data_root: str, twin: ProjectLoop
+) -> ReferenceLoop:
     """The usual-way trainer of the same model (a copy of the project's freshly initialised modules)."""
     loader = reference.reference_loader(dataset, data_root, batch_size, kind)
     return ReferenceLoop(reference.reference_trainer(twin.task).step, loader, device)
@@ -92,8 +103,9 @@ def flops_per_image(loop: ProjectLoop) -> float:
     return counter.get_total_flops() / len(labels)
 
 
-def measure(device: torch.device, data_root: str, dataset: str, repeats: int, seconds: float,
-            log: Callable[[str], None]) -> dict[str, Any]:
+def measure(
+    device: torch.device, data_root: str, dataset: str, repeats: int, seconds: float, log: Callable[[str], None]
+) -> dict[str, Any]:
     """Per kind: images/s of both loops at batch 64 and of the project at its default batch, with achieved GFLOP/s
     as a fraction of the matmul peak (fp32, and bf16 where the project's loop runs in bf16) measured alongside."""
     peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
@@ -118,18 +130,26 @@ def measure(device: torch.device, data_root: str, dataset: str, repeats: int, se
                 rates[name].append(images_per_s(loops[name], steps[name], device))
         project, reference_rate, default = (median(rates[n]) for n in ("project", "reference", "project_default"))
         out[kind] = {
-            "batch_size": COMPARE_BATCH, "project_images_per_s": round(project), "reference_images_per_s": round(reference_rate),
+            "batch_size": COMPARE_BATCH,
+            "project_images_per_s": round(project),
+            "reference_images_per_s": round(reference_rate),
             "speedup": round(project / reference_rate, 2),
             "project_s_per_epoch": round(MNIST_TRAIN_IMAGES / project, 1),
             "reference_s_per_epoch": round(MNIST_TRAIN_IMAGES / reference_rate, 1),
-            "default_batch_size": default_batch, "default_images_per_s": round(default),
+            "default_batch_size": default_batch,
+            "default_images_per_s": round(default),
             "default_s_per_epoch": round(MNIST_TRAIN_IMAGES / default, 1),
-            "precision": precision, "compiled": loops["project"].task.compiled,
-            "gflop_per_image": round(flops / 1e9, 5), "achieved_gflops": round(default * flops / 1e9, 1),
-            "repeats": repeats, "steps_per_repeat": steps,
+            "precision": precision,
+            "compiled": loops["project"].task.compiled,
+            "gflop_per_image": round(flops / 1e9, 5),
+            "achieved_gflops": round(default * flops / 1e9, 1),
+            "repeats": repeats,
+            "steps_per_repeat": steps,
         }
-        log(f"train {kind}: project {project:.0f} img/s vs reference {reference_rate:.0f} img/s at batch {COMPARE_BATCH} "
-            f"(x{project / reference_rate:.2f}); batch {default_batch}: {default:.0f} img/s, {default * flops / 1e9:.1f} GFLOP/s")
+        log(
+            f"train {kind}: project {project:.0f} img/s vs reference {reference_rate:.0f} img/s at batch {COMPARE_BATCH} "
+            f"(x{project / reference_rate:.2f}); batch {default_batch}: {default:.0f} img/s, {default * flops / 1e9:.1f} GFLOP/s"
+        )
         del loops
     peak = {name: median(values) for name, values in peaks.items() if values}
     for kind in reference.compared_kinds():

@@ -1,4 +1,5 @@
 """Timing helpers: device synchronisation, percentiles and the matmul peak."""
+
 from __future__ import annotations
 
 import statistics

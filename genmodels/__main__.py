@@ -1,4 +1,5 @@
 """`python -m genmodels`: see genmodels.cli."""
+
 import sys
 
 from genmodels.cli import main

@@ -1,4 +1,5 @@
 """Load models by (kind, dataset) and sample them by label and seed: the library's front door."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,7 @@ from torch import nn
 from genmodels.checkpoint import CheckpointError, checkpoint_path, load_model
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, generator_kinds
-from genmodels.models import Classifier, CondGenerator, Generator, Mapper, VAE
+from genmodels.models import VAE, Classifier, CondGenerator, Generator, Mapper
 
 MAX_SAMPLES = 10_000
 MAX_SEED = 2**63 - 1
@@ -43,7 +44,11 @@ def check_count(n: Any, limit: int = MAX_SAMPLES) -> int:
 def check_temperature(temperature: Any) -> float:
     """A truncation / temperature factor in TEMPERATURE_RANGE; ValueError otherwise."""
     low, high = TEMPERATURE_RANGE
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not low <= float(temperature) <= high:
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not low <= float(temperature) <= high
+    ):
         raise ValueError(f"temperature must be a number between {low} and {high}, got {temperature!r}")
     return float(temperature)
 
@@ -108,8 +113,9 @@ class GenerativeModel:
         return dataclasses.replace(self, mapper=None, mapper_meta=None)
 
     @torch.no_grad()
-    def latents(self, labels: torch.Tensor | None, n: int, seed: int, temperature: float = 1.0
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def latents(
+        self, labels: torch.Tensor | None, n: int, seed: int, temperature: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(latents [n, L] on the model's device, labels [n] or None); same seed, same latents.
 
         A generator whose decoder takes labels gets labels drawn from the seed when none are asked for.
@@ -117,7 +123,9 @@ class GenerativeModel:
         generator = seeded_generator(seed)
         temperature = check_temperature(temperature)
         if labels is not None and not self.supports_labels:
-            raise ValueError(f"the {self.dataset} {self.kind} has no label mapper checkpoint; sample it without a label")
+            raise ValueError(
+                f"the {self.dataset} {self.kind} has no label mapper checkpoint; sample it without a label"
+            )
         source = self.mapper if labels is not None and self.mapper is not None else self.module
         z = source.latents(n, None if labels is None else labels.to(self.device), generator, temperature)
         if labels is None and self.module.takes_labels:
@@ -179,8 +187,12 @@ def load_classifier(
     return load_model(path, kind="classifier", dataset=dataset, device=device)[0]
 
 
-def load_vae(dataset: str, checkpoint: str | os.PathLike | None = None, root: str | os.PathLike | None = None,
-             device: str | torch.device | None = None) -> VAE:
+def load_vae(
+    dataset: str,
+    checkpoint: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+) -> VAE:
     """Load the VAE of `dataset` for encoding and decoding (eval mode)."""
     return load_generator("vae", dataset, checkpoint, root, device).module
 
@@ -204,6 +216,16 @@ def encode(vae: VAE, images: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
-    "CheckpointError", "GenerativeModel", "Samples", "default_device", "encode", "load_classifier",
-    "load_generator", "load_vae", "predict", "seeded_generator", "Generator", "CondGenerator",
+    "CheckpointError",
+    "GenerativeModel",
+    "Samples",
+    "default_device",
+    "encode",
+    "load_classifier",
+    "load_generator",
+    "load_vae",
+    "predict",
+    "seeded_generator",
+    "Generator",
+    "CondGenerator",
 ]

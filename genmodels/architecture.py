@@ -1,4 +1,5 @@
 """Model architectures as tables: each network of a model kind, its layers and parameter counts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,10 +25,14 @@ def describe(module: nn.Module) -> list[dict[str, Any]]:
     rows = []
     for name, layer in module.named_modules():
         if name and next(layer.children(), None) is None:
-            rows.append({
-                "layer": name, "type": type(layer).__name__, "settings": layer.extra_repr(),
-                "parameters": sum(p.numel() for p in layer.parameters(recurse=False)),
-            })
+            rows.append(
+                {
+                    "layer": name,
+                    "type": type(layer).__name__,
+                    "settings": layer.extra_repr(),
+                    "parameters": sum(p.numel() for p in layer.parameters(recurse=False)),
+                }
+            )
     return rows
 
 

@@ -1,4 +1,5 @@
 """Why the classifier says what it says: Integrated Gradients (captum) of its verdict on one image."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,10 @@ def integrated_gradients(classifier: Classifier, image: torch.Tensor, target: in
 
     with torch.enable_grad():
         attribution = IntegratedGradients(logits).attribute(
-            image.to(device, torch.float32), baselines=torch.zeros(1, 1, 28, 28, device=device), target=target,
-            n_steps=IG_STEPS, internal_batch_size=IG_STEPS,
+            image.to(device, torch.float32),
+            baselines=torch.zeros(1, 1, 28, 28, device=device),
+            target=target,
+            n_steps=IG_STEPS,
+            internal_batch_size=IG_STEPS,
         )
     return attribution.detach().reshape(28, 28).cpu().numpy()

@@ -127,7 +127,9 @@ def read_card(data: bytes) -> ExperimentCard:
     try:
         payload = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise CardError("the file is not JSON: an experiment card is the .json file the Training page downloads") from None
+        raise CardError(
+            "the file is not JSON: an experiment card is the .json file the Training page downloads"
+        ) from None
     _require(isinstance(payload, dict) and payload.get("format") == CARD_FORMAT, "the JSON is not an experiment card")
     _require(payload.get("version") == CARD_VERSION, f"card version {payload.get('version')!r} is not {CARD_VERSION}")
     kind, dataset = payload.get("kind"), payload.get("dataset")
@@ -150,5 +152,6 @@ def read_card(data: bytes) -> ExperimentCard:
         _require(isinstance(grid_epoch, int), "the card's sample grid has no epoch")
     env = payload.get("environment") or {}
     _require(isinstance(env, dict), "the card's environment is not a JSON object")
-    return ExperimentCard(name, kind, dataset, config, records, {str(k): str(v) for k, v in env.items()}, grid_png,
-                          grid_epoch)
+    return ExperimentCard(
+        name, kind, dataset, config, records, {str(k): str(v) for k, v in env.items()}, grid_png, grid_epoch
+    )

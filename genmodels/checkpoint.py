@@ -4,6 +4,7 @@ A model file holds the module's tensors and, in its safetensors header, a JSON d
 (kind, dataset, config, recipe, metrics, sha256 of the weights); a `<name>.json` sidecar
 repeats it for people and tools. Nothing here unpickles anything.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from genmodels.datasets import dataset_info
-from genmodels.kinds import build_model, kind as model_kind
+from genmodels.kinds import build_model
+from genmodels.kinds import kind as model_kind
 from genmodels.models.config import config_to_dict
 from genmodels.paths import atomic_write_bytes, checkpoints_dir
 
@@ -100,11 +102,21 @@ def save_model(path: str | os.PathLike, module: nn.Module, kind: str, dataset: s
     state = module.state_dict()
     bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:  # a diverged model must never replace the last good file
-        raise CheckpointError(path, f"refusing to save: tensor {bad[0]} holds non-finite values (NaN/inf), training diverged")
+        raise CheckpointError(
+            path, f"refusing to save: tensor {bad[0]} holds non-finite values (NaN/inf), training diverged"
+        )
     return save_tensors(path, state, header)
 
 
-_RANDOM_INIT = {"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_"}
+_RANDOM_INIT = {
+    "normal_",
+    "uniform_",
+    "trunc_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+}
 
 
 class _SkipRandomInit(TorchFunctionMode):
@@ -139,15 +151,21 @@ def load_model(
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(path, f"tensor names do not match the {meta['kind']} model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise CheckpointError(
+            path,
+            f"tensor names do not match the {meta['kind']} model (missing {missing[:3]}, unexpected {unexpected[:3]})",
+        )
     for name, tensor in expected.items():
         if tensors[name].shape != tensor.shape or tensors[name].dtype != tensor.dtype:
             raise CheckpointError(
-                path, f"tensor {name} is {tuple(tensors[name].shape)} {tensors[name].dtype}, the model needs {tuple(tensor.shape)} {tensor.dtype}"
+                path,
+                f"tensor {name} is {tuple(tensors[name].shape)} {tensors[name].dtype}, the model needs {tuple(tensor.shape)} {tensor.dtype}",
             )
     bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
-        raise CheckpointError(path, f"tensor {bad[0]} holds non-finite values (NaN/inf): the run that wrote it diverged")
+        raise CheckpointError(
+            path, f"tensor {bad[0]} holds non-finite values (NaN/inf): the run that wrote it diverged"
+        )
     module = build_model(meta["kind"], meta["config"])
     module.load_state_dict(tensors)
     return module.to(device).eval(), meta
@@ -182,12 +200,14 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[di
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> None:
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], rest: dict[str, Any]
+) -> None:
     """Inverse of `optimizer_tensors`."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith(prefix + "."):
-            index, slot = name[len(prefix) + 1:].split(".", 1)
+            index, slot = name[len(prefix) + 1 :].split(".", 1)
             state.setdefault(int(index), {})[slot] = value
     for key, value in rest["scalars"].items():
         index, slot = key.split(".", 1)

@@ -1,5 +1,6 @@
 """The `python -m genmodels` command line: sample images, evaluate the shipped checkpoints, rebuild data summaries and
 the shipped UMAP maps."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 USAGE_EXIT = 2
 RUNTIME_EXIT = 1
@@ -51,39 +53,67 @@ def build_parser() -> argparse.ArgumentParser:
     from genmodels.kinds import generator_kinds
 
     parser = _Parser(prog="python -m genmodels", description="Sample and evaluate the genmodels GANs and VAEs.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{sample,evaluate,summarize,umap}",
-                                     parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{sample,evaluate,summarize,umap}", parser_class=_Parser
+    )
 
     sample = commands.add_parser("sample", help="generate images to a .png grid or a .npy array")
     sample.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     sample.add_argument("--model", required=True, choices=generator_kinds())
-    sample.add_argument("--label", type=_label, help="class index K, or 'all' for N images of every class in class order (default: unconditional)")
+    sample.add_argument(
+        "--label",
+        type=_label,
+        help="class index K, or 'all' for N images of every class in class order (default: unconditional)",
+    )
     sample.add_argument("--n", type=int, default=10, help="images (per class with --label all); default 10")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--temperature", type=_finite_float, default=1.0, help="scale of the latent noise; default 1.0")
-    sample.add_argument("--out", type=Path, help="output file, .png (grid) or .npy (uint8 [count, 28, 28]); default samples_<dataset>_<model>.png")
-    sample.add_argument("--checkpoint", type=Path, help="sample from this model file (e.g. a training run's) instead of the shipped one")
-    sample.add_argument("--nrow", type=int, help="images per row of the .png grid; default 10, or N (one class per row) with --label all")
+    sample.add_argument(
+        "--out",
+        type=Path,
+        help="output file, .png (grid) or .npy (uint8 [count, 28, 28]); default samples_<dataset>_<model>.png",
+    )
+    sample.add_argument(
+        "--checkpoint", type=Path, help="sample from this model file (e.g. a training run's) instead of the shipped one"
+    )
+    sample.add_argument(
+        "--nrow",
+        type=int,
+        help="images per row of the .png grid; default 10, or N (one class per row) with --label all",
+    )
     sample.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
 
-    evaluate = commands.add_parser("evaluate", help="measure the shipped checkpoints of a dataset (needs the real data)")
+    evaluate = commands.add_parser(
+        "evaluate", help="measure the shipped checkpoints of a dataset (needs the real data)"
+    )
     evaluate.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    evaluate.add_argument("--n", type=int, default=10_000, help="generated (and real) images per measure; default 10000")
+    evaluate.add_argument(
+        "--n", type=int, default=10_000, help="generated (and real) images per measure; default 10000"
+    )
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--write", action=argparse.BooleanOptionalAction, default=False,
-                          help="store the numbers in each checkpoint's metadata under 'evaluation' and the GAN vs "
-                               "VAE page's numbers in checkpoints/<dataset>/comparison.json, where they differ beyond "
-                               "float noise (default: no, measuring changes no file)")
-    evaluate.add_argument("--report", type=Path,
-                          help="also write the numbers as JSON to this file (outside checkpoints/)")
+    evaluate.add_argument(
+        "--write",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="store the numbers in each checkpoint's metadata under 'evaluation' and the GAN vs "
+        "VAE page's numbers in checkpoints/<dataset>/comparison.json, where they differ beyond "
+        "float noise (default: no, measuring changes no file)",
+    )
+    evaluate.add_argument(
+        "--report", type=Path, help="also write the numbers as JSON to this file (outside checkpoints/)"
+    )
     evaluate.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     evaluate.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
 
-    summarize = commands.add_parser("summarize", help="rebuild the bundled data summary of a dataset from the real files")
+    summarize = commands.add_parser(
+        "summarize", help="rebuild the bundled data summary of a dataset from the real files"
+    )
     summarize.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     summarize.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
-    summarize.add_argument("--out", type=Path, help="output file (default: genmodels/assets/<dataset>_summary.safetensors)")
+    summarize.add_argument(
+        "--out", type=Path, help="output file (default: genmodels/assets/<dataset>_summary.safetensors)"
+    )
     umap = commands.add_parser("umap", help="refit the shipped UMAP map of the VAE latents of the bundled test images")
     umap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     umap.add_argument("--seed", type=int, default=0)
@@ -195,7 +225,9 @@ def format_table(result: dict[str, Any], kinds: Sequence[str]) -> str:
     """A readable table of an evaluate_dataset result: real-data numbers, then one column per generator."""
     lines = [f"{result['dataset']}: {result['samples']} samples per measure, seed {result['seed']}", ""]
     for title, key, fmt in REAL_ROWS:
-        value = (f"{result['real_precision']:.3f} / {result['real_recall']:.3f}" if key is None else fmt.format(result[key]))
+        value = (
+            f"{result['real_precision']:.3f} / {result['real_recall']:.3f}" if key is None else fmt.format(result[key])
+        )
         lines.append(f"{title:<36}{value}")
     lines += ["", f"{'':<30}" + "".join(f"{kind:>12}" for kind in kinds)]
     for title, key, fmt in TABLE_ROWS:
@@ -230,8 +262,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         _check_report(args.report)
     evaluation.require_data(args.dataset, args.data)
     progress = None if args.json else (lambda message: print(f"... {message}", file=sys.stderr, flush=True))
-    result = evaluation.evaluate_dataset(args.dataset, n=args.n, seed=args.seed, data_root=args.data,
-                                         device=_device(args.device), progress=progress)
+    result = evaluation.evaluate_dataset(
+        args.dataset, n=args.n, seed=args.seed, data_root=args.data, device=_device(args.device), progress=progress
+    )
     failed = [kind for kind in generator_kinds() if f"{kind}_error" in result]
     if args.write:
         for path in evaluation.write_evaluation(result):

@@ -1,5 +1,6 @@
 """The GAN vs VAE comparison for the page: the numbers it shows (computed once and shipped, or live for a user's
 choice), training stability, stored metrics, and the tables they are presented in."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,13 @@ def summary_baseline(classifier: Classifier, summary: DataSummary, per_class: in
     reference = scoring.reference_set(scoring.classify(classifier, real)[0], spread=spread)
     s0_images, s0_labels = real_subset(summary, S_PER_CLASS)
     s0 = scoring.score(classifier, s0_images, s0_labels, num_classes)
-    return Baseline(reference, summary.test_counts, scoring.fid(scoring.classify(classifier, held_out)[0], reference),
-                    s0.accuracy, s0.midtone_share)
+    return Baseline(
+        reference,
+        summary.test_counts,
+        scoring.fid(scoring.classify(classifier, held_out)[0], reference),
+        s0.accuracy,
+        s0.midtone_share,
+    )
 
 
 def model_scores(model: GenerativeModel, classifier: Classifier, per_class: int, baseline: Baseline) -> scoring.Scores:
@@ -87,17 +93,25 @@ class Comparison:
     scores: dict[str, dict[int, scoring.Scores]]  # kind -> samples per class -> scores
 
 
-def comparison(models: dict[str, GenerativeModel], classifier: Classifier, classifier_sha: str, summary: DataSummary,
-               counts: tuple[int, ...] | None = None) -> Comparison:
+def comparison(
+    models: dict[str, GenerativeModel],
+    classifier: Classifier,
+    classifier_sha: str,
+    summary: DataSummary,
+    counts: tuple[int, ...] | None = None,
+) -> Comparison:
     """Measure every model at every count of samples per class (default: COUNTS) against the summary's real images."""
     counts = COUNTS if counts is None else counts
     baseline = summary_baseline(classifier, summary)
     return Comparison(
-        floor=baseline.floor, reference_size=baseline.reference_size, s0_accuracy=baseline.s0_accuracy,
+        floor=baseline.floor,
+        reference_size=baseline.reference_size,
+        s0_accuracy=baseline.s0_accuracy,
         s0_midtone_share=baseline.s0_midtone_share,
         fingerprints={"classifier": classifier_sha, **{kind: fingerprint(model) for kind, model in models.items()}},
-        scores={kind: {n: model_scores(model, classifier, n, baseline) for n in counts}
-                for kind, model in models.items()},
+        scores={
+            kind: {n: model_scores(model, classifier, n, baseline) for n in counts} for kind, model in models.items()
+        },
     )
 
 
@@ -109,8 +123,9 @@ def comparison_path(dataset: str, root: str | os.PathLike | None = None) -> Path
 def comparison_json(result: Comparison) -> dict[str, Any]:
     """A Comparison as plain JSON (counts as string keys)."""
     data = asdict(result)
-    data["scores"] = {kind: {str(n): asdict(s) for n, s in by_count.items()}
-                      for kind, by_count in result.scores.items()}
+    data["scores"] = {
+        kind: {str(n): asdict(s) for n, s in by_count.items()} for kind, by_count in result.scores.items()
+    }
     return {"version": COMPARISON_VERSION, **data}
 
 
@@ -122,8 +137,9 @@ def classifier_fingerprint(dataset: str, root: str | os.PathLike | None = None) 
         return ""
 
 
-def measure_comparison(dataset: str, root: str | os.PathLike | None = None,
-                       device: str | torch.device = "cpu") -> Comparison:
+def measure_comparison(
+    dataset: str, root: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+) -> Comparison:
     """The Comparison of a dataset's shipped generators, against its bundled summary (as the page measures)."""
     models = {kind: load_generator(kind, dataset, root=root, device=device) for kind in generator_kinds()}
     classifier = load_classifier(dataset, root=root, device=device)
@@ -137,8 +153,9 @@ def write_comparison(result: Comparison, path: str | os.PathLike) -> bool:
     path = Path(path)
     data = comparison_json(result)
     # the fewest samples per class set the tolerance of a share: one image of a class
-    fewest, num_classes = min(((n, len(s.per_class)) for by_count in result.scores.values()
-                               for n, s in by_count.items()), default=(1, 1))
+    fewest, num_classes = min(
+        ((n, len(s.per_class)) for by_count in result.scores.values() for n, s in by_count.items()), default=(1, 1)
+    )
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -149,8 +166,9 @@ def write_comparison(result: Comparison, path: str | os.PathLike) -> bool:
     return True
 
 
-def shipped_comparison(dataset: str, fingerprints: dict[str, str],
-                       root: str | os.PathLike | None = None) -> Comparison | None:
+def shipped_comparison(
+    dataset: str, fingerprints: dict[str, str], root: str | os.PathLike | None = None
+) -> Comparison | None:
     """The shipped Comparison of a dataset when it was measured on exactly these weights; None otherwise."""
     result = read_comparison(comparison_path(dataset, root))
     return result if result is not None and result.fingerprints == fingerprints else None
@@ -162,8 +180,10 @@ def read_comparison(path: str | os.PathLike) -> Comparison | None:
         data = json.loads(Path(path).read_text())
         if data.pop("version") != COMPARISON_VERSION:
             return None
-        data["scores"] = {kind: {int(n): scoring.Scores(**s) for n, s in by_count.items()}
-                          for kind, by_count in data["scores"].items()}
+        data["scores"] = {
+            kind: {int(n): scoring.Scores(**s) for n, s in by_count.items()}
+            for kind, by_count in data["scores"].items()
+        }
         return Comparison(**data)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -172,8 +192,12 @@ def read_comparison(path: str | os.PathLike) -> Comparison | None:
 def real_subset(summary: DataSummary, per_class: int, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """per_class real test images of each class of a data summary from the class's `start`-th on, as
     ([N, 1, 28, 28] in [0, 1], labels)."""
-    rows = torch.cat([torch.nonzero(summary.subset_labels == c).squeeze(1)[start:start + per_class]
-                      for c in range(len(summary.classes))])
+    rows = torch.cat(
+        [
+            torch.nonzero(summary.subset_labels == c).squeeze(1)[start : start + per_class]
+            for c in range(len(summary.classes))
+        ]
+    )
     return summary.subset_images[rows].reshape(-1, 1, 28, 28).float().div(255.0), summary.subset_labels[rows]
 
 
@@ -205,7 +229,7 @@ def training_stability(kind: str, records: list[dict[str, Any]], last: int = 10)
     """Loss level and wobble over the last `last` epochs, and the spread of the epoch-end classifier checks."""
     _, losses = epoch_series(records, KINDS[kind].loss_key)
     mean, std = _spread(losses[-last:])
-    window = losses[-last - 1:]  # one more epoch, so each of the last epochs has a change into it
+    window = losses[-last - 1 :]  # one more epoch, so each of the last epochs has a change into it
     steps = [abs(b - a) for a, b in zip(window, window[1:])]
     return {
         "epochs logged": float(len(losses)),
@@ -289,13 +313,19 @@ def metric_rows(tables: dict[str, dict[str, float]]) -> list[dict[str, str]]:
     present = {key for table in tables.values() for key in table}
     entries = [(key, label, style) for key, label, style in METRIC_LABELS if key in present]
     entries += [(key, key, "4") for key in sorted(present - known - set(RUN_FACTS))]
-    return [{"measure": label, **{model: format_metric(table.get(key), style) for model, table in tables.items()}}
-            for key, label, style in entries]
+    return [
+        {"measure": label, **{model: format_metric(table.get(key), style) for model, table in tables.items()}}
+        for key, label, style in entries
+    ]
 
 
 def evaluation_facts(tables: dict[str, dict[str, float]]) -> tuple[int, int] | None:
     """(samples, seed) that `evaluate` used, when every model that has them agrees; None otherwise."""
-    facts = {(table["evaluation.samples"], table.get("evaluation.seed")) for table in tables.values() if "evaluation.samples" in table}
+    facts = {
+        (table["evaluation.samples"], table.get("evaluation.seed"))
+        for table in tables.values()
+        if "evaluation.samples" in table
+    }
     if len(facts) != 1:
         return None
     samples, seed = facts.pop()
@@ -306,8 +336,11 @@ def stored_class_profile(meta: dict[str, Any]) -> dict[str, list[float]]:
     """The per-class lists `evaluate` stored in a checkpoint's metadata: 'per_class_accuracy' and 'class_histogram'."""
     evaluation = meta.get("evaluation")
     evaluation = evaluation if isinstance(evaluation, dict) else {}
-    return {key: [float(v) for v in evaluation[key]] for key in ("per_class_accuracy", "class_histogram")
-            if isinstance(evaluation.get(key), list)}
+    return {
+        key: [float(v) for v in evaluation[key]]
+        for key in ("per_class_accuracy", "class_histogram")
+        if isinstance(evaluation.get(key), list)
+    }
 
 
 def nearest_training_pairs(images: dict[str, torch.Tensor], dataset: str) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -317,5 +350,7 @@ def nearest_training_pairs(images: dict[str, torch.Tensor], dataset: str) -> dic
     train_images, _ = load_split(dataset, "train", download=False)
     nearest = to_unit(train_images[indices])
     sizes = [len(batch) for batch in images.values()]
-    return {kind: (batch, near, far) for (kind, batch), near, far
-            in zip(images.items(), nearest.split(sizes), distances.split(sizes))}
+    return {
+        kind: (batch, near, far)
+        for (kind, batch), near, far in zip(images.items(), nearest.split(sizes), distances.split(sizes))
+    }

@@ -1,12 +1,13 @@
 """MNIST and Fashion-MNIST as whole-split tensors, read once from the IDX files in torchvision's layout."""
+
 from __future__ import annotations
 
 import functools
 import gzip
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -25,14 +26,14 @@ IDX_MAX_BYTES = 2**30  # a header promising more is corrupt (the largest split i
 def read_idx(path: str | os.PathLike) -> torch.Tensor:
     """One IDX file (plain or gzipped) -> a uint8 tensor of the shape in its header; ValueError when malformed."""
     path = Path(path)
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
         magic = f.read(4)
         if len(magic) != 4 or magic[:2] != b"\0\0" or magic[2] != IDX_UBYTE or not 1 <= magic[3] <= 3:
             raise ValueError(f"{path.name} is not an IDX file of unsigned bytes (header {magic.hex() or 'empty'})")
         header = f.read(4 * magic[3])
         if len(header) != 4 * magic[3]:
             raise ValueError(f"{path.name} ends inside its header")
-        shape = [int.from_bytes(header[i:i + 4], "big") for i in range(0, len(header), 4)]
+        shape = [int.from_bytes(header[i : i + 4], "big") for i in range(0, len(header), 4)]
         size = math.prod(shape)
         if size > IDX_MAX_BYTES:
             raise ValueError(f"{path.name} claims a shape of {shape}, more than {IDX_MAX_BYTES} bytes")
@@ -40,7 +41,9 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
         # straight into the tensor: no bytes copy of a 47 MB split (torchvision's reader and its import cost ~200 MB)
         read = f.readinto(memoryview(data.numpy()))
         if read != size or f.read(1):
-            raise ValueError(f"{path.name} holds {'fewer' if read != size else 'more'} bytes than its header's shape {shape}")
+            raise ValueError(
+                f"{path.name} holds {'fewer' if read != size else 'more'} bytes than its header's shape {shape}"
+            )
     return data.view(shape)
 
 
@@ -76,13 +79,19 @@ def _load_split_cached(dataset: str, split: str, root: str, download: bool) -> t
     try:
         images, labels = (read_idx(path) for path in paths)
     except (OSError, EOFError, ValueError) as exc:  # EOFError: a truncated .gz
-        raise DataMissingError(f"{info.title} {split} files in {raw} are unreadable: {type(exc).__name__}: {exc}") from None
+        raise DataMissingError(
+            f"{info.title} {split} files in {raw} are unreadable: {type(exc).__name__}: {exc}"
+        ) from None
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
-        raise DataMissingError(f"{info.title} {split} files in {raw} are malformed: images {tuple(images.shape)}, labels {tuple(labels.shape)}")
+        raise DataMissingError(
+            f"{info.title} {split} files in {raw} are malformed: images {tuple(images.shape)}, labels {tuple(labels.shape)}"
+        )
     labels = labels.to(torch.int64)
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= info.num_classes):
-        raise DataMissingError(f"{info.title} {split} labels in {raw} are malformed: values {int(labels.min())}..{int(labels.max())}, "
-                               f"expected 0..{info.num_classes - 1}")
+        raise DataMissingError(
+            f"{info.title} {split} labels in {raw} are malformed: values {int(labels.min())}..{int(labels.max())}, "
+            f"expected 0..{info.num_classes - 1}"
+        )
     return images, labels
 
 
@@ -144,5 +153,5 @@ class TensorBatches:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(len(self.images), generator=generator).to(self.images.device)
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.images[idx], self.labels[idx]

@@ -1,4 +1,5 @@
 """What the two datasets are: names, titles, class names and their raw files in torchvision's layout (no PyTorch)."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,7 @@ DATASETS: dict[str, DatasetInfo] = {
         "fashion",
         "Fashion-MNIST",
         "FashionMNIST",
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     ),
 }
 

@@ -1,5 +1,6 @@
 """Your own image as a model input: read a canvas drawing or an uploaded file, refuse bad input with one clear
 message, and preprocess it the way MNIST (digits) or Fashion-MNIST (garments) made their 28x28 images."""
+
 from __future__ import annotations
 
 import io
@@ -157,7 +158,7 @@ def _fit_digit(crop: np.ndarray) -> np.ndarray:
     top = int(np.clip(round((SIDE - 1) / 2 - com_row), 0, SIDE - height))
     left = int(np.clip(round((SIDE - 1) / 2 - com_col), 0, SIDE - width))
     out = np.zeros((SIDE, SIDE), dtype=np.float32)
-    out[top:top + height, left:left + width] = digit
+    out[top : top + height, left : left + width] = digit
     return out
 
 
@@ -167,5 +168,5 @@ def _fit_garment(crop: np.ndarray) -> np.ndarray:
     height, width = garment.shape
     top, left = (SIDE - height) // 2, (SIDE - width) // 2
     out = np.zeros((SIDE, SIDE), dtype=np.float32)
-    out[top:top + height, left:left + width] = garment
+    out[top : top + height, left : left + width] = garment
     return out

@@ -1,4 +1,5 @@
 """Exploratory views of a dataset summary (report 000, part 1): counts per class, preview grids, mean images, histogram."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,10 +43,15 @@ class DataOverview:
 def overview(summary: DataSummary) -> DataOverview:
     """A summary's tensors as lists and numpy arrays."""
     return DataOverview(
-        dataset=summary.dataset, source=summary.source, classes=summary.classes,
-        train_counts=summary.train_counts.tolist(), test_counts=summary.test_counts.tolist(),
-        class_means=summary.class_means.numpy(), pixel_histogram=summary.pixel_histogram.tolist(),
-        subset_images=summary.subset_images.numpy(), subset_labels=summary.subset_labels.numpy(),
+        dataset=summary.dataset,
+        source=summary.source,
+        classes=summary.classes,
+        train_counts=summary.train_counts.tolist(),
+        test_counts=summary.test_counts.tolist(),
+        class_means=summary.class_means.numpy(),
+        pixel_histogram=summary.pixel_histogram.tolist(),
+        subset_images=summary.subset_images.numpy(),
+        subset_labels=summary.subset_labels.numpy(),
         subset_indices=summary.subset_indices.numpy(),
     )
 
@@ -61,7 +67,7 @@ def preview_grid(data: DataOverview, per_class: int, classes: list[int] | None =
     for c in classes:
         members = np.flatnonzero(data.subset_labels == c)
         start = offset % max(1, len(members) - per_class + 1)
-        rows.append(data.subset_images[members[start:start + per_class]])
+        rows.append(data.subset_images[members[start : start + per_class]])
     images = np.concatenate(rows).astype(np.float32) / 255.0
     return make_grid(torch.from_numpy(images), nrow=per_class)
 

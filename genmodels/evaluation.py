@@ -1,12 +1,14 @@
 """Evaluate the shipped generators of a dataset against its real data with every measure in genmodels.metrics."""
+
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,7 @@ CROSSCHECK_LR = 2e-3
 
 # ----------------------------------------------------------------------------- classifiers
 
+
 class PixelMLP(nn.Module):
     """The cross-check classifier: 2x2-averaged pixels -> one ReLU layer -> class logits; shares nothing with the CNN.
 
@@ -57,8 +60,9 @@ class PixelMLP(nn.Module):
         return self.to_logits(F.relu(self.hidden(F.avg_pool2d(images.reshape(-1, 1, 28, 28), 2).flatten(1))))
 
 
-def train_crosscheck(images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int = EVAL_SEED,
-                     epochs: int = CROSSCHECK_EPOCHS) -> PixelMLP:
+def train_crosscheck(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int = EVAL_SEED, epochs: int = CROSSCHECK_EPOCHS
+) -> PixelMLP:
     """Train the independent pixel MLP on uint8 images [N, 28, 28] (a few seconds on a CPU); deterministic for a seed."""
     generator = torch.Generator().manual_seed(seed)
     model = PixelMLP(num_classes, CROSSCHECK_HIDDEN, generator)
@@ -77,10 +81,13 @@ def train_crosscheck(images: torch.Tensor, labels: torch.Tensor, num_classes: in
 @torch.no_grad()
 def crosscheck_probs(model: PixelMLP, images: torch.Tensor) -> torch.Tensor:
     """Class probabilities [N, C] of the cross-check classifier for images in [0, 1]."""
-    return torch.cat([F.softmax(model(chunk.float()), dim=1) for chunk in images.reshape(-1, 1, 28, 28).cpu().split(BATCH)])
+    return torch.cat(
+        [F.softmax(model(chunk.float()), dim=1) for chunk in images.reshape(-1, 1, 28, 28).cpu().split(BATCH)]
+    )
 
 
 # ----------------------------------------------------------------------------- the real side
+
 
 @dataclass
 class RealData:
@@ -121,9 +128,14 @@ def small_set_indices(labels: torch.Tensor, num_classes: int, size: int = SMALL_
     return torch.cat([torch.nonzero(labels == c).squeeze(1)[:per_class] for c in range(num_classes)])
 
 
-def build_reference(dataset: str, samples: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED,
-                    data_root: str | os.PathLike | None = None, checkpoints_root: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu") -> RealData:
+def build_reference(
+    dataset: str,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = EVAL_SEED,
+    data_root: str | os.PathLike | None = None,
+    checkpoints_root: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+) -> RealData:
     """Load the real splits and the project classifier, train the cross-check, and measure the real data itself."""
     samples = check_samples(samples)
     require_data(dataset, data_root)
@@ -134,9 +146,16 @@ def build_reference(dataset: str, samples: int = DEFAULT_SAMPLES, seed: int = EV
     return make_reference(dataset, classifier, crosscheck, train_x, test_x, test_y, samples, seed)
 
 
-def make_reference(dataset: str, classifier: Classifier, crosscheck: PixelMLP, train_images: torch.Tensor,
-                   test_images: torch.Tensor, test_labels: torch.Tensor, samples: int,
-                   seed: int = EVAL_SEED) -> RealData:
+def make_reference(
+    dataset: str,
+    classifier: Classifier,
+    crosscheck: PixelMLP,
+    train_images: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    samples: int,
+    seed: int = EVAL_SEED,
+) -> RealData:
     """The RealData of given uint8 splits: `samples` test images (and as many train images for the floors)."""
     num_classes = dataset_info(dataset).num_classes
     samples = min(samples, len(test_images), len(train_images))
@@ -155,25 +174,44 @@ def make_reference(dataset: str, classifier: Classifier, crosscheck: PixelMLP, t
     real = {
         "classifier_test_accuracy": metrics.class_accuracy(test_probs_all, test_labels),
         "classifier_test_confidence": metrics.mean_confidence(test_probs_all),
-        "crosscheck_test_accuracy": metrics.class_accuracy(crosscheck_probs(crosscheck, to_unit(test_images)), test_labels),
+        "crosscheck_test_accuracy": metrics.class_accuracy(
+            crosscheck_probs(crosscheck, to_unit(test_images)), test_labels
+        ),
         "s0_accuracy": metrics.class_accuracy(test_probs_all[s0], test_labels[s0]),
         "real_classifier_score": metrics.classifier_score(test_probs_all[test_pick]),
         "real_fid_floor": scoring.fid(train_features, reference),
         "real_coverage_kl": metrics.coverage_kl(train_probs, class_mix),
-        **{f"real_{k}": v for k, v in metrics.precision_recall(reference.features, train_features, scoring.NEIGHBOURS,
-                                                               reference.radii).items()},
+        **{
+            f"real_{k}": v
+            for k, v in metrics.precision_recall(
+                reference.features, train_features, scoring.NEIGHBOURS, reference.radii
+            ).items()
+        },
     }
     return RealData(
-        dataset=dataset, classifier=classifier, crosscheck=crosscheck, test_images=test_images, test_labels=test_labels,
-        reference=reference, class_mix=class_mix,
-        train_pixels=train_pixels, test_distances=test_distances, real=real,
+        dataset=dataset,
+        classifier=classifier,
+        crosscheck=crosscheck,
+        test_images=test_images,
+        test_labels=test_labels,
+        reference=reference,
+        class_mix=class_mix,
+        train_pixels=train_pixels,
+        test_distances=test_distances,
+        real=real,
     )
 
 
 # ----------------------------------------------------------------------------- the generated side
 
-def conditional_metrics(model: GenerativeModel, classifier: Classifier, per_class: int, seed: int = EVAL_SEED,
-                        crosscheck: PixelMLP | None = None) -> dict[str, Any]:
+
+def conditional_metrics(
+    model: GenerativeModel,
+    classifier: Classifier,
+    per_class: int,
+    seed: int = EVAL_SEED,
+    crosscheck: PixelMLP | None = None,
+) -> dict[str, Any]:
     """Class accuracy and confidence (overall, per class, and by the cross-check) of per_class samples of every class."""
     samples = scoring.draw(model, per_class, seed)
     scores = scoring.score(classifier, samples.images, samples.labels, model.num_classes)
@@ -184,14 +222,22 @@ def conditional_metrics(model: GenerativeModel, classifier: Classifier, per_clas
         "per_class_confidence": scores.per_class_confidence,
     }
     if crosscheck is not None:
-        out["class_accuracy_crosscheck"] = metrics.class_accuracy(crosscheck_probs(crosscheck, samples.images), samples.labels)
+        out["class_accuracy_crosscheck"] = metrics.class_accuracy(
+            crosscheck_probs(crosscheck, samples.images), samples.labels
+        )
     small = scoring.draw(model, SMALL_SET // model.num_classes, seed + 1)
     out["s1_accuracy"] = scoring.score(classifier, small.images, small.labels, model.num_classes).accuracy
     return out
 
 
-def unconditional_metrics(model: GenerativeModel, classifier: Classifier, n: int, class_mix: torch.Tensor,
-                          seed: int = EVAL_SEED, real: RealData | None = None) -> dict[str, Any]:
+def unconditional_metrics(
+    model: GenerativeModel,
+    classifier: Classifier,
+    n: int,
+    class_mix: torch.Tensor,
+    seed: int = EVAL_SEED,
+    real: RealData | None = None,
+) -> dict[str, Any]:
     """Classifier score and class coverage of n unconditional samples; with the real data also FID, precision / recall,
     memorisation."""
     samples = model.sample(n, seed=seed + 2)
@@ -205,8 +251,9 @@ def unconditional_metrics(model: GenerativeModel, classifier: Classifier, n: int
     if real is not None:
         out["fid"] = scores.fid
         out.update(scores.precision_recall)
-        memo = metrics.memorisation(samples.images[:MEMORISATION_SAMPLES], real.train_pixels,
-                                    test_distances=real.test_distances)
+        memo = metrics.memorisation(
+            samples.images[:MEMORISATION_SAMPLES], real.train_pixels, test_distances=real.test_distances
+        )
         out["memorisation_distance_ratio"] = memo.distance_ratio
         out["memorisation_copy_share"] = memo.copy_share
     return out
@@ -218,8 +265,13 @@ def latent_paths(model: GenerativeModel, paths: int, steps: int, seed: int) -> t
     return metrics.interpolate(z[:paths].cpu(), z[paths:].cpu(), steps), None if labels is None else labels[:paths]
 
 
-def smoothness_metrics(model: GenerativeModel, classifier: Classifier, paths: int = SMOOTHNESS_PATHS,
-                       steps: int = SMOOTHNESS_STEPS, seed: int = EVAL_SEED) -> dict[str, float]:
+def smoothness_metrics(
+    model: GenerativeModel,
+    classifier: Classifier,
+    paths: int = SMOOTHNESS_PATHS,
+    steps: int = SMOOTHNESS_STEPS,
+    seed: int = EVAL_SEED,
+) -> dict[str, float]:
     """Latent smoothness: classifier-feature steps along straight prior interpolations (unconditional; cgan at a fixed label)."""
     line, labels = latent_paths(model, paths, steps, seed + 3)
     flat_labels = None if labels is None else labels.repeat_interleave(steps + 1)
@@ -244,8 +296,9 @@ def vae_test_neg_elbo(vae: VAE, images: torch.Tensor, seed: int = EVAL_SEED) -> 
     return {"test_recon": recon_sum / count, "test_kl": kl_sum / count, "test_neg_elbo": (recon_sum + kl_sum) / count}
 
 
-def evaluate_generator(model: GenerativeModel, real: RealData, n: int = DEFAULT_SAMPLES,
-                       seed: int = EVAL_SEED) -> dict[str, Any]:
+def evaluate_generator(
+    model: GenerativeModel, real: RealData, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED
+) -> dict[str, Any]:
     """Every measure of one generator: class accuracy (if it takes labels), FID, score, coverage, precision / recall, memorisation, smoothness."""
     n = check_samples(n)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -262,9 +315,16 @@ def evaluate_generator(model: GenerativeModel, real: RealData, n: int = DEFAULT_
     return out
 
 
-def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED, kinds: tuple[str, ...] = generator_kinds(),
-                     data_root: str | os.PathLike | None = None, checkpoints_root: str | os.PathLike | None = None,
-                     device: str | torch.device = "cpu", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def evaluate_dataset(
+    dataset: str,
+    n: int = DEFAULT_SAMPLES,
+    seed: int = EVAL_SEED,
+    kinds: tuple[str, ...] = generator_kinds(),
+    data_root: str | os.PathLike | None = None,
+    checkpoints_root: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Evaluate the shipped classifier and generators of a dataset -> one flat dict (`<kind>_<measure>` keys)."""
     dataset_info(dataset)
     n = check_samples(n)
@@ -272,9 +332,14 @@ def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SE
     started, cpu_started = time.perf_counter(), time.process_time()
     report(f"{dataset}: real data, classifier and cross-check")
     real = build_reference(dataset, n, seed, data_root, checkpoints_root, device)
-    result: dict[str, Any] = {"dataset": dataset, "samples": n, "seed": seed, **real.real,
-                              "reference_seconds": round(time.perf_counter() - started, 2),
-                              "reference_cpu_seconds": round(time.process_time() - cpu_started, 2)}
+    result: dict[str, Any] = {
+        "dataset": dataset,
+        "samples": n,
+        "seed": seed,
+        **real.real,
+        "reference_seconds": round(time.perf_counter() - started, 2),
+        "reference_cpu_seconds": round(time.process_time() - cpu_started, 2),
+    }
     for kind in kinds:
         report(f"{dataset}: {kind}")
         try:
@@ -288,6 +353,7 @@ def evaluate_dataset(dataset: str, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SE
 
 # ----------------------------------------------------------------------------- results into the checkpoints
 
+
 def _measured_as(kind: str) -> str:
     """The evaluate_dataset prefix a checkpoint kind's numbers come under: a labeller's are its generator's."""
     return labelling_kinds().get(kind, kind)
@@ -296,12 +362,17 @@ def _measured_as(kind: str) -> str:
 def model_evaluation(result: dict[str, Any], kind: str) -> dict[str, Any]:
     """The entries of an evaluate_dataset result that belong to one checkpoint kind, unprefixed ({} if none)."""
     if kind == "classifier":
-        real_keys = ("classifier_test_accuracy", "classifier_test_confidence", "crosscheck_test_accuracy", "s0_accuracy")
+        real_keys = (
+            "classifier_test_accuracy",
+            "classifier_test_confidence",
+            "crosscheck_test_accuracy",
+            "s0_accuracy",
+        )
         values = {k.removeprefix("classifier_"): result[k] for k in real_keys}
         values.update({k: v for k, v in result.items() if k.startswith("real_")})
     else:
         source = _measured_as(kind)
-        values = {k[len(source) + 1:]: v for k, v in result.items() if k.startswith(f"{source}_")}
+        values = {k[len(source) + 1 :]: v for k, v in result.items() if k.startswith(f"{source}_")}
         if kind in labelling_kinds():  # a labeller's own numbers are its generator's labelled ones
             values = {k: v for k, v in values.items() if k.startswith(("class_", "per_class_", "s1_"))}
     return {"samples": result["samples"], "seed": result["seed"], **values} if values else {}
@@ -328,8 +399,9 @@ def same_within_noise(stored: Any, value: Any, abs_tol: float) -> bool:
     return stored == value
 
 
-def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike | None = None,
-                     kinds: tuple[str, ...] = tuple(KINDS)) -> list[Path]:
+def write_evaluation(
+    result: dict[str, Any], checkpoints_root: str | os.PathLike | None = None, kinds: tuple[str, ...] = tuple(KINDS)
+) -> list[Path]:
     """Merge the numbers of an evaluate_dataset result into each checkpoint's metadata under "evaluation".
 
     Only `evaluate --write` calls this. A checkpoint that already holds the same numbers (timings aside, within float
@@ -347,8 +419,9 @@ def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike
             continue
         stored = read_metadata(path).get("evaluation")
         stored = stored if isinstance(stored, dict) else {}  # a hand-edited or foreign field: replaced, not read
-        if all(same_within_noise(stored.get(key), value, abs_tol)
-               for key, value in entry.items() if key not in TIMING_KEYS):
+        if all(
+            same_within_noise(stored.get(key), value, abs_tol) for key, value in entry.items() if key not in TIMING_KEYS
+        ):
             continue
         update_metadata(path, evaluation=entry)
         written.append(path)
@@ -358,7 +431,9 @@ def write_evaluation(result: dict[str, Any], checkpoints_root: str | os.PathLike
 TRAIN_CHUNK = 10_000  # train images turned into floats at a time: ~30 MB, where the whole split took ~190 MB twice
 
 
-def nearest_training_images(images: torch.Tensor, dataset: str, data_root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_training_images(
+    images: torch.Tensor, dataset: str, data_root: str | os.PathLike | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(pixel distances [N], indices [N]) of the nearest training image of each image in [0, 1]: to show them side by side."""
     require_data(dataset, data_root)
     train_x, _ = load_split(dataset, "train", data_root, download=False)
@@ -366,7 +441,9 @@ def nearest_training_images(images: torch.Tensor, dataset: str, data_root: str |
     best_distances = torch.full((len(queries),), math.inf)
     best_indices = torch.zeros(len(queries), dtype=torch.long)
     for start in range(0, len(train_x), TRAIN_CHUNK):
-        distances, indices = metrics.nearest_neighbours(queries, to_unit(train_x[start:start + TRAIN_CHUNK]).flatten(1))
+        distances, indices = metrics.nearest_neighbours(
+            queries, to_unit(train_x[start : start + TRAIN_CHUNK]).flatten(1)
+        )
         closer = distances[:, 0] < best_distances
         best_distances = torch.where(closer, distances[:, 0], best_distances)
         best_indices = torch.where(closer, indices[:, 0] + start, best_indices)

@@ -1,8 +1,9 @@
 """What the Sample page shows: a batch of generated images with the classifier's verdict on each."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -35,8 +36,9 @@ class Gallery:
         return prediction_captions(self.probs, class_names, self.labels, len(self.images))
 
 
-def prediction_captions(probs: torch.Tensor | None, class_names: Sequence[str], labels: torch.Tensor | None = None,
-                        count: int = 0) -> list[str]:
+def prediction_captions(
+    probs: torch.Tensor | None, class_names: Sequence[str], labels: torch.Tensor | None = None, count: int = 0
+) -> list[str]:
     """Captions 'predicted class NN%' for probs [N, C], with a cross where it is not the requested label; blanks without probs."""
     if probs is None:
         return [""] * count

@@ -1,4 +1,5 @@
 """Image grids and PNG encoding for generated batches."""
+
 from __future__ import annotations
 
 import io
@@ -22,7 +23,7 @@ def make_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2, pad_value:
     grid = np.full((rows * cell + padding, cols * cell + padding), pad_value, dtype=np.uint8)
     for i, image in enumerate(pixels):
         r, c = divmod(i, cols)
-        grid[padding + r * cell: padding + r * cell + 28, padding + c * cell: padding + c * cell + 28] = image
+        grid[padding + r * cell : padding + r * cell + 28, padding + c * cell : padding + c * cell + 28] = image
     return grid
 
 

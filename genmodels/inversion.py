@@ -3,6 +3,7 @@
 Adam on a batch of restarts at once, minimising pixel distance + classifier-feature distance + a Gaussian prior term
 that keeps each latent where the generator was trained; the best restart wins.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -138,7 +139,7 @@ def invert(
         kind=model.kind,
         latent=z[best].detach().cpu(),
         label=label if KINDS[model.kind].conditional else None,
-        image=images[best: best + 1].detach().cpu(),
+        image=images[best : best + 1].detach().cpu(),
         pixel_distance=float(pixel[best].sqrt()),
         feature_distance=float(feature[best].sqrt()),
         losses=losses,
@@ -146,8 +147,9 @@ def invert(
     )
 
 
-def strip_to_class(model: GenerativeModel, inversion: Inversion, label: int, steps: int = 8,
-                   seed: int = 0) -> torch.Tensor:
+def strip_to_class(
+    model: GenerativeModel, inversion: Inversion, label: int, steps: int = 8, seed: int = 0
+) -> torch.Tensor:
     """Images [steps, 1, 28, 28] from the inverted latent to a draw of class `label` (the cgan's label blends too)."""
     if not model.supports_labels:
         raise ValueError(f"the {model.dataset} {model.kind} cannot draw a chosen class (no label mapper)")

@@ -64,6 +64,7 @@ class Kind:
     def adversarial(self) -> bool:
         """Trained against a discriminator: the GAN objectives and their flags apply."""
         return self.critic is not None
+
     judges: bool = False  # its network scores generated samples (the epoch-end judge of the kinds that need it)
 
     @property

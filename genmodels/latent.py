@@ -1,9 +1,10 @@
 """Latent-space tools: straight-line interpolation, latent edits, and PCA maps of VAE codes."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,9 @@ MAX_STRIP = 50
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
     """`steps` points [steps, L] on the straight line from latent `start` [L] to `end` [L], both included."""
     if start.shape != end.shape or start.ndim != 1:
-        raise ValueError(f"endpoints must be two latents of the same shape [L], got {tuple(start.shape)} and {tuple(end.shape)}")
+        raise ValueError(
+            f"endpoints must be two latents of the same shape [L], got {tuple(start.shape)} and {tuple(end.shape)}"
+        )
     steps = check_count(steps, MAX_STRIP)
     if steps < 2:
         raise ValueError("an interpolation needs at least 2 steps")
@@ -131,7 +134,9 @@ def principal_axes(latents: np.ndarray, n_components: int = 2) -> tuple[np.ndarr
     return mean, components[:n_components], ratio[:n_components]
 
 
-def fit_latent_map(latents: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, indices: torch.Tensor | np.ndarray) -> LatentMap:
+def fit_latent_map(
+    latents: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, indices: torch.Tensor | np.ndarray
+) -> LatentMap:
     """Fit a 2-component PCA to latent codes [N, L] (numpy's SVD: scikit-learn's import alone held ~140 MB)."""
     latents = np.asarray(latents, dtype=np.float32)
     if latents.ndim != 2 or len(latents) < 3 or latents.shape[1] < 2:

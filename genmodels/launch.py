@@ -1,4 +1,5 @@
 """Checked training requests from the app's launcher: ranges, defaults from the shipped recipes, and the launch itself."""
+
 from __future__ import annotations
 
 import math
@@ -80,15 +81,17 @@ def max_processes() -> int:
     return cores if cores > 2 else 1
 
 
-def check_request(kind: Any, dataset: Any, epochs: Any, batch_size: Any, lr: Any, seed: Any, max_steps: Any = None,
-                  nproc: Any = 1) -> TrainingRequest:
+def check_request(
+    kind: Any, dataset: Any, epochs: Any, batch_size: Any, lr: Any, seed: Any, max_steps: Any = None, nproc: Any = 1
+) -> TrainingRequest:
     """Validate every launcher field; ValueError naming the first bad one and its allowed range."""
     if kind not in LAUNCH_KINDS:
         raise ValueError(f"model kind must be one of {', '.join(LAUNCH_KINDS)}, got {kind!r}")
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     return TrainingRequest(
-        kind=kind, dataset=dataset_info(dataset).name,
+        kind=kind,
+        dataset=dataset_info(dataset).name,
         epochs=_integer("epochs", epochs, *EPOCH_RANGE),
         batch_size=_integer("batch size", batch_size, *BATCH_RANGE),
         lr=parse_lr(lr),
@@ -111,5 +114,12 @@ def start(request: TrainingRequest) -> RunInfo:
     extra = ["--max-steps", str(request.max_steps)] if request.max_steps else []
     if request.nproc > 1:
         extra += ["--nproc", str(request.nproc)]
-    return launch_run(request.kind, request.dataset, epochs=request.epochs, batch_size=request.batch_size,
-                      lr=lr, seed=request.seed, extra=extra)
+    return launch_run(
+        request.kind,
+        request.dataset,
+        epochs=request.epochs,
+        batch_size=request.batch_size,
+        lr=lr,
+        seed=request.seed,
+        extra=extra,
+    )

@@ -1,4 +1,5 @@
 """Training logs for display: the shipped runs' logs and the user's runs, their metric series, smoothing, grids and CSV."""
+
 from __future__ import annotations
 
 import math
@@ -66,28 +67,45 @@ def shipped_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
     for kind in KINDS:
         metrics_file = logs.metrics_file(kind)
         if metrics_file.is_file():
-            found.append(TrainingLog(
-                label=f"Shipped {KINDS[kind].title} ({info.title})", kind=kind, dataset=dataset, metrics_file=metrics_file,
-                config=read_json(logs.config_file(kind)) or {}, grids_dir=logs.grids_dir(kind),
-                model_file=checkpoint_path(kind, dataset, root),
-            ))
+            found.append(
+                TrainingLog(
+                    label=f"Shipped {KINDS[kind].title} ({info.title})",
+                    kind=kind,
+                    dataset=dataset,
+                    metrics_file=metrics_file,
+                    config=read_json(logs.config_file(kind)) or {},
+                    grids_dir=logs.grids_dir(kind),
+                    model_file=checkpoint_path(kind, dataset, root),
+                )
+            )
     return found
 
 
 def run_log(run: RunInfo) -> TrainingLog:
     """The training log of one of the user's runs."""
     return TrainingLog(
-        label=f"Your run {run.name} ({run.state})", kind=run.kind or "unknown", dataset=run.dataset or "unknown",
-        metrics_file=run.folder.metrics_file, config=run.config, grids_dir=run.folder.grids_dir,
-        model_file=run.folder.model_file(run.kind) if run.kind else None, run=run,
+        label=f"Your run {run.name} ({run.state})",
+        kind=run.kind or "unknown",
+        dataset=run.dataset or "unknown",
+        metrics_file=run.folder.metrics_file,
+        config=run.config,
+        grids_dir=run.folder.grids_dir,
+        model_file=run.folder.model_file(run.kind) if run.kind else None,
+        run=run,
     )
 
 
 def card_log(card: ExperimentCard, folder: RunFolder) -> TrainingLog:
     """The training log inside an experiment card, unpacked into `folder` (see genmodels.cards.unpack)."""
     return TrainingLog(
-        label=f"Card {card.name}", kind=card.kind, dataset=card.dataset, metrics_file=folder.metrics_file,
-        config=card.config, grids_dir=folder.grids_dir, model_file=None, card=card.name,
+        label=f"Card {card.name}",
+        kind=card.kind,
+        dataset=card.dataset,
+        metrics_file=folder.metrics_file,
+        config=card.config,
+        grids_dir=folder.grids_dir,
+        model_file=None,
+        card=card.name,
     )
 
 

@@ -1,4 +1,5 @@
 """Process-wide glibc malloc settings: one for the long-lived app server, one for training processes."""
+
 from __future__ import annotations
 
 import ctypes
@@ -6,7 +7,9 @@ import ctypes
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 MMAP_THRESHOLD_BYTES = 1 << 20
 TRIM_THRESHOLD_BYTES = 2 << 20  # glibc's own ratio to the mmap threshold; it may have doubled a raised one before
-TRAINING_MMAP_THRESHOLD_BYTES = 32 << 20  # above every tensor a step frees; the whole-split tensors keep their own mappings
+TRAINING_MMAP_THRESHOLD_BYTES = (
+    32 << 20
+)  # above every tensor a step frees; the whole-split tensors keep their own mappings
 TRAINING_TRIM_THRESHOLD_BYTES = 1 << 30  # never trim: each step needs its high-water mark again
 
 
@@ -14,7 +17,9 @@ def _mallopt(mmap_threshold: int, trim_threshold: int) -> bool:
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (musl's and macOS's mallopt differ or are absent)
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)
+        )
     except (AttributeError, OSError):
         return False
 

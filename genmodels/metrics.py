@@ -1,4 +1,5 @@
 """Measures of generated images, as pure functions of tensors (probabilities, labels, features, pixels)."""
+
 from __future__ import annotations
 
 import math
@@ -11,6 +12,7 @@ MIDTONE = (0.1, 0.9)
 
 
 # ----------------------------------------------------------------------------- class accuracy and confidence
+
 
 def class_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of rows of probs [N, C] whose argmax equals the requested label [N]."""
@@ -46,7 +48,9 @@ def class_histogram(probs: torch.Tensor, num_classes: int) -> torch.Tensor:
 def coverage_kl(probs: torch.Tensor, reference: torch.Tensor | None = None, eps: float = 1e-6) -> float:
     """KL(reference class mix || predicted class mix) in nats; large when classes go missing (mode collapse)."""
     predicted = class_histogram(probs, probs.shape[1]).clamp_min(eps)
-    reference = torch.full_like(predicted, 1.0 / len(predicted)) if reference is None else reference.float() / reference.sum()
+    reference = (
+        torch.full_like(predicted, 1.0 / len(predicted)) if reference is None else reference.float() / reference.sum()
+    )
     mask = reference > 0
     return float((reference[mask] * (reference[mask].log() - predicted[mask].log())).sum())
 
@@ -59,6 +63,7 @@ def classifier_score(probs: torch.Tensor, eps: float = 1e-12) -> float:
 
 
 # ----------------------------------------------------------------------------- variety within a class
+
 
 def class_spread(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
     """Per class, the mean pixel (L2) distance between two different images of that class (None below two images)."""
@@ -78,6 +83,7 @@ def spread_ratios(spreads: list[float | None], real: list[float | None]) -> tupl
 
 
 # ----------------------------------------------------------------------------- Fréchet distance
+
 
 def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean [D], covariance [D, D]) of features [N, D], in float64."""
@@ -111,6 +117,7 @@ def feature_frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor)
 
 # ----------------------------------------------------------------------------- nearest neighbours, precision / recall
 
+
 def _block_rows(columns: int) -> int:
     return max(1, BLOCK_FLOATS // max(columns, 1))
 
@@ -141,7 +148,9 @@ def knn_radii(features: torch.Tensor, k: int = 3) -> torch.Tensor:
     return nearest_neighbours(features, features, k + 1)[0][:, k]  # column 0 is the row itself
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3, real_radii: torch.Tensor | None = None) -> dict[str, float]:
+def precision_recall(
+    real: torch.Tensor, fake: torch.Tensor, k: int = 3, real_radii: torch.Tensor | None = None
+) -> dict[str, float]:
     """k-NN manifold precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020).
 
     precision: share of fake rows inside some real row's k-NN ball (fidelity); recall: share of real
@@ -158,12 +167,12 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3, real_ra
     nearest_fake = torch.full((len(real),), math.inf)
     chunk = _block_rows(len(real))
     for start in range(0, len(fake), chunk):
-        block = fake[start:start + chunk]
+        block = fake[start : start + chunk]
         d = (block.pow(2).sum(1, keepdim=True) - 2 * block @ real.T + real_sq).clamp_min_(0).sqrt_()
         inside = d <= real_radii
-        in_real_ball[start:start + len(block)] = inside.any(1)
-        ball_counts[start:start + len(block)] = inside.sum(1).float()
-        real_hit |= (d <= fake_radii[start:start + len(block), None]).any(0)
+        in_real_ball[start : start + len(block)] = inside.any(1)
+        ball_counts[start : start + len(block)] = inside.sum(1).float()
+        real_hit |= (d <= fake_radii[start : start + len(block), None]).any(0)
         nearest_fake = torch.minimum(nearest_fake, d.min(0).values)
     return {
         "precision": float(in_real_ball.float().mean()),
@@ -174,6 +183,7 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3, real_ra
 
 
 # ----------------------------------------------------------------------------- memorisation
+
 
 @dataclass
 class Memorisation:
@@ -186,8 +196,13 @@ class Memorisation:
     copy_share: float  # share of generated images at most as far from the training set as the closest 1% of test images
 
 
-def memorisation(generated: torch.Tensor, train: torch.Tensor, test: torch.Tensor | None = None,
-                 test_distances: torch.Tensor | None = None, copy_quantile: float = 0.01) -> Memorisation:
+def memorisation(
+    generated: torch.Tensor,
+    train: torch.Tensor,
+    test: torch.Tensor | None = None,
+    test_distances: torch.Tensor | None = None,
+    copy_quantile: float = 0.01,
+) -> Memorisation:
     """Nearest-training-image pixel distances of generated images against those of real test images.
 
     Images are in [0, 1], any shape per image; give the test images, or their distances to the
@@ -211,6 +226,7 @@ def memorisation(generated: torch.Tensor, train: torch.Tensor, test: torch.Tenso
 
 # ----------------------------------------------------------------------------- latent smoothness
 
+
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
     """Straight lines from start [P, L] to end [P, L] in `steps` equal steps -> [P, steps + 1, L]."""
     if steps < 1:
@@ -231,7 +247,9 @@ def path_smoothness(path_features: torch.Tensor) -> dict[str, float]:
     steps = (path_features[:, 1:] - path_features[:, :-1]).double().norm(dim=2)
     num_steps = steps.shape[1]
     mean_step = steps.mean(1)
-    jump_ratio = torch.where(mean_step > 0, steps.max(1).values / mean_step.clamp_min(1e-12), torch.ones_like(mean_step))
+    jump_ratio = torch.where(
+        mean_step > 0, steps.max(1).values / mean_step.clamp_min(1e-12), torch.ones_like(mean_step)
+    )
     return {
         "step_mean": float(steps.mean()),
         "ppl": float((steps * num_steps).pow(2).mean()),
@@ -240,6 +258,7 @@ def path_smoothness(path_features: torch.Tensor) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- pixels: blur and variety
+
 
 def midtone_share(images: torch.Tensor) -> float:
     """Share of pixels strictly between 0.1 and 0.9: near 0 for crisp strokes, higher for blurry images."""
@@ -264,7 +283,10 @@ def sample_health(images: torch.Tensor, previous: torch.Tensor | None, probs: to
     if probs is not None:
         counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).float()
         shares = counts / counts.sum()
-        out.update(dominant_class=int(shares.argmax()), dominant_class_share=float(shares.max()),
-                   classes_covered=int((counts > 0).sum()),
-                   class_entropy=float(-(shares[shares > 0] * shares[shares > 0].log()).sum()))
+        out.update(
+            dominant_class=int(shares.argmax()),
+            dominant_class_share=float(shares.max()),
+            classes_covered=int((counts > 0).sum()),
+            class_entropy=float(-(shares[shares > 0] * shares[shares > 0].log()).sum()),
+        )
     return out

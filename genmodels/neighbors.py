@@ -3,6 +3,7 @@
 scikit-learn's NearestNeighbors searches a 48-component PCA of each space (60,000 x 48 floats: 11 MB, where the raw
 pixels would hold 188 MB per dataset in the app); its candidates are then re-ranked by their exact distance.
 """
+
 from __future__ import annotations
 
 import copy
@@ -92,8 +93,9 @@ def _fit_search(chunks: Callable[[], Iterator[np.ndarray]], subset: np.ndarray) 
     return pca, NearestNeighbors().fit(projected)
 
 
-def build_index(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, source: str,
-                seed: int = 0) -> NeighbourIndex:
+def build_index(
+    classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, source: str, seed: int = 0
+) -> NeighbourIndex:
     """Index uint8 images [N, 28, 28] with labels [N] by pixels and by `classifier`'s features."""
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != torch.uint8 or len(images) != len(labels):
         raise ValueError(f"need uint8 images [N, 28, 28] with one label each, got {tuple(images.shape)} {images.dtype}")
@@ -102,8 +104,9 @@ def build_index(classifier: Classifier, images: torch.Tensor, labels: torch.Tens
     subset = np.sort(torch.randperm(len(images), generator=seeded_generator(seed))[:PCA_FIT_ROWS].numpy())
     features = _index_features(classifier, images)
     searches = {
-        "pixels": _fit_search(lambda: (_unit(chunk).reshape(len(chunk), -1).numpy() for chunk in images.split(CHUNK)),
-                              subset),
+        "pixels": _fit_search(
+            lambda: (_unit(chunk).reshape(len(chunk), -1).numpy() for chunk in images.split(CHUNK)), subset
+        ),
         "features": _fit_search(lambda: iter(np.array_split(features, max(1, len(features) // CHUNK))), subset),
     }
     return NeighbourIndex(images, labels, source, searches)
@@ -120,8 +123,9 @@ def nearest(index: NeighbourIndex, classifier: Classifier, image: torch.Tensor, 
     for space in SPACES:
         pca, search = index.searches[space]
         query = queries[space].numpy()
-        candidates = search.kneighbors(pca.transform(query).astype(np.float32), min(CANDIDATES, len(index.images)),
-                                       return_distance=False)[0]
+        candidates = search.kneighbors(
+            pca.transform(query).astype(np.float32), min(CANDIDATES, len(index.images)), return_distance=False
+        )[0]
         pixels = _unit(index.images[torch.from_numpy(candidates)])
         exact = pixels.reshape(len(candidates), -1) if space == "pixels" else classifier_features(classifier, pixels)
         distances = torch.linalg.vector_norm(exact - queries[space], dim=1).numpy()

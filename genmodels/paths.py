@@ -1,4 +1,5 @@
 """Where the data, the shipped checkpoints and the user's training runs live, and how files there are written."""
+
 from __future__ import annotations
 
 import os

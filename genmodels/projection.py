@@ -6,6 +6,7 @@ The app places any other latent as umap-learn's `transform` starts: the membersh
 its nearest fitted points (without the optimisation epochs that follow), and maps a plane point back to a latent by
 the inverse-distance-weighted mean of the latents of its nearest fitted points.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,13 @@ class Plane:
 def pca_plane(lmap: LatentMap) -> Plane:
     """The map's own PCA plane (exact in both directions: the inverse is the plane through the mean)."""
     ratio = lmap.explained_variance_ratio
-    return Plane("PCA", lmap.coords, (f"PC1 ({ratio[0]:.1%} of variance)", f"PC2 ({ratio[1]:.1%} of variance)"),
-                 lmap.project, lmap.to_latent)
+    return Plane(
+        "PCA",
+        lmap.coords,
+        (f"PC1 ({ratio[0]:.1%} of variance)", f"PC2 ({ratio[1]:.1%} of variance)"),
+        lmap.project,
+        lmap.to_latent,
+    )
 
 
 def _nearest(reference: torch.Tensor, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,8 +108,14 @@ def fit_umap(latents: np.ndarray, seed: int = 0) -> np.ndarray:
 def write_umap(dataset: str, coords: np.ndarray, vae_sha256: str, seed: int, path: Path | None = None) -> Path:
     """Save the UMAP coordinates of the bundled subset, tied to the VAE weights that encoded it."""
     path = path or umap_path(dataset)
-    meta = {"kind": "latent_umap", "dataset": dataset, "vae_sha256": vae_sha256, "seed": seed,
-            "n_neighbors": UMAP_NEIGHBOURS, "min_dist": UMAP_MIN_DIST}
+    meta = {
+        "kind": "latent_umap",
+        "dataset": dataset,
+        "vae_sha256": vae_sha256,
+        "seed": seed,
+        "n_neighbors": UMAP_NEIGHBOURS,
+        "min_dist": UMAP_MIN_DIST,
+    }
     save_tensors(path, {"coords": torch.from_numpy(np.ascontiguousarray(coords, dtype=np.float32))}, meta)
     return path
 
@@ -115,8 +127,9 @@ def load_umap_coords(dataset: str, vae_sha256: str, rows: int) -> np.ndarray:
     if meta.get("kind") != "latent_umap" or meta.get("dataset") != dataset:
         raise CheckpointError(path, f"is not the UMAP map of {dataset}")
     if meta.get("vae_sha256") != vae_sha256:
-        raise CheckpointError(path, "was fitted to another VAE; refit it with "
-                                    f"`python -m genmodels umap --dataset {dataset}`")
+        raise CheckpointError(
+            path, f"was fitted to another VAE; refit it with `python -m genmodels umap --dataset {dataset}`"
+        )
     coords = tensors.get("coords")
     if coords is None or tuple(coords.shape) != (rows, 2) or not torch.isfinite(coords).all():
         raise CheckpointError(path, f"does not hold finite coordinates [{rows}, 2]")
@@ -133,9 +146,14 @@ class ConfidenceGrid:
     predicted: np.ndarray  # [cells (y), cells (x)]
 
 
-def confidence_grid(plane: Plane, decode: Callable[[np.ndarray], torch.Tensor],
-                    classify: Callable[[torch.Tensor], torch.Tensor], x_range: tuple[float, float],
-                    y_range: tuple[float, float], cells: int = GRID_CELLS) -> ConfidenceGrid:
+def confidence_grid(
+    plane: Plane,
+    decode: Callable[[np.ndarray], torch.Tensor],
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    cells: int = GRID_CELLS,
+) -> ConfidenceGrid:
     """Decode each cell centre of the plane's box and classify it: low confidence marks the holes between classes."""
     if cells < 2 or not all(map(math.isfinite, (*x_range, *y_range))):
         raise ValueError("need at least 2 cells per side and a finite box")
@@ -147,8 +165,9 @@ def confidence_grid(plane: Plane, decode: Callable[[np.ndarray], torch.Tensor],
     return ConfidenceGrid(xs, ys, confidence.numpy().reshape(cells, cells), predicted.numpy().reshape(cells, cells))
 
 
-def encoding_ellipse(plane: Plane, mu: np.ndarray, samples: np.ndarray,
-                     points: int = 48) -> tuple[np.ndarray, np.ndarray]:
+def encoding_ellipse(
+    plane: Plane, mu: np.ndarray, samples: np.ndarray, points: int = 48
+) -> tuple[np.ndarray, np.ndarray]:
     """(the mean's plane point [2], the 1-sigma ellipse [points, 2]) of an encoding from draws [S, L] of q(z|x).
 
     The ellipse is the covariance of the draws' plane points, so it means the same on a linear and a non-linear map.

@@ -3,6 +3,7 @@
 Each kind's recipes are one constant here, named in its genmodels.kinds entry; torch-free, so the app's
 launcher reads them before PyTorch loads.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,10 +35,13 @@ class Recipe:
     spectral_norm: bool = False  # GANs: spectral normalisation on every layer of the discriminator
     beta: float = 1.0  # VAEs: weight of the KL term (beta-VAE)
     kl_warmup_steps: int = 0  # VAEs: ramp the KL weight linearly from 0 to beta over this many steps
-    precision: str = "auto"  # matmuls in "fp32" or "bf16" (weights, optimiser and losses stay fp32); see resolve_precision
-    compile: str = "off"  # torch.compile the step's forward and loss: "auto" (long CPU runs), "on" or "off"; see resolve_compile
+    precision: str = (
+        "auto"  # matmuls in "fp32" or "bf16" (weights, optimiser and losses stay fp32); see resolve_precision
+    )
+    compile: str = (
+        "off"  # torch.compile the step's forward and loss: "auto" (long CPU runs), "on" or "off"; see resolve_compile
+    )
     model: dict = dataclasses.field(default_factory=dict)  # overrides of the model config's defaults
-
 
 
 OBJECTIVES = {
@@ -58,28 +62,58 @@ _GAN = dict(lr=2e-4, betas=(0.5, 0.999), label_smoothing=0.1)
 
 CLASSIFIER = {
     "mnist": Recipe(epochs=20, batch_size=128, lr=2e-3, schedule="cosine", weight_decay=1e-4, augment="shift"),
-    "fashion": Recipe(epochs=40, batch_size=128, lr=2e-3, schedule="cosine", weight_decay=1e-4, augment="shift_flip_blur",
-                      model={"channels": [64, 128]}),
+    "fashion": Recipe(
+        epochs=40,
+        batch_size=128,
+        lr=2e-3,
+        schedule="cosine",
+        weight_decay=1e-4,
+        augment="shift_flip_blur",
+        model={"channels": [64, 128]},
+    ),
 }
 GAN = {
     # batch 256 keeps the CPU's matmul units busy (~25% more images/s than 128); 2x lr, averaged weights, cosine decay
-    "mnist": Recipe(epochs=60, batch_size=256, lr=4e-4, betas=(0.5, 0.999), label_smoothing=0.1, schedule="cosine", ema_decay=0.999),
+    "mnist": Recipe(
+        epochs=60, batch_size=256, lr=4e-4, betas=(0.5, 0.999), label_smoothing=0.1, schedule="cosine", ema_decay=0.999
+    ),
     "fashion": Recipe(epochs=100, batch_size=128, **_GAN),
 }
 MAPPER = {
     # the match keeps each class as varied as the generator's own draws of it; the judges alone collapse it
-    "mnist": Recipe(epochs=8, batch_size=256, lr=1e-3, steps_per_epoch=250, match_weight=MAPPER_MATCH_WEIGHT, augment="shift",
-                    schedule="cosine", pixel_judge_epochs=3),
-    "fashion": Recipe(epochs=8, batch_size=256, lr=1e-3, steps_per_epoch=250, match_weight=MAPPER_MATCH_WEIGHT, augment="shift",
-                      schedule="cosine"),
+    "mnist": Recipe(
+        epochs=8,
+        batch_size=256,
+        lr=1e-3,
+        steps_per_epoch=250,
+        match_weight=MAPPER_MATCH_WEIGHT,
+        augment="shift",
+        schedule="cosine",
+        pixel_judge_epochs=3,
+    ),
+    "fashion": Recipe(
+        epochs=8,
+        batch_size=256,
+        lr=1e-3,
+        steps_per_epoch=250,
+        match_weight=MAPPER_MATCH_WEIGHT,
+        augment="shift",
+        schedule="cosine",
+    ),
 }
 CGAN = {
     # batch 256 at 4x the reports' lr, averaged weights, cosine decay: 95% class accuracy in ~1,000 steps
-    "mnist": Recipe(epochs=60, batch_size=256, lr=8e-4, betas=(0.5, 0.999), label_smoothing=0.1, schedule="cosine", ema_decay=0.999),
+    "mnist": Recipe(
+        epochs=60, batch_size=256, lr=8e-4, betas=(0.5, 0.999), label_smoothing=0.1, schedule="cosine", ema_decay=0.999
+    ),
     "fashion": Recipe(epochs=60, batch_size=128, ema_decay=0.999, model={"aux_weight": 2.0}, **_GAN),
 }
 VAE = {
     # compiled: its small matmuls leave a step bound by per-op overhead, which fusing removes (~20% faster steps)
-    "mnist": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine", compile="auto", model={"class_weight": 30.0}),
-    "fashion": Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine", compile="auto", model={"class_weight": 100.0}),
+    "mnist": Recipe(
+        epochs=100, batch_size=128, lr=1e-3, schedule="cosine", compile="auto", model={"class_weight": 30.0}
+    ),
+    "fashion": Recipe(
+        epochs=100, batch_size=128, lr=1e-3, schedule="cosine", compile="auto", model={"class_weight": 100.0}
+    ),
 }

@@ -3,6 +3,7 @@
 `RunFolder` names the files of a run folder and `ShippedLogs` those of the runs behind the shipped checkpoints;
 the training process writes them, the app and the CLIs read them, all through these two types.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psutil
 
@@ -101,7 +103,9 @@ class ShippedLogs:
 def check_run_name(name: Any) -> str:
     """A run folder name: letters, digits, '_', '.', '-', at most 100 characters, no path parts."""
     if not isinstance(name, str) or "\x00" in name or not RUN_NAME_PATTERN.match(name) or name in (".", ".."):
-        raise ValueError(f"invalid run name {name!r}: use 1-100 letters, digits, '_', '.', '-' (starting with a letter or digit)")
+        raise ValueError(
+            f"invalid run name {name!r}: use 1-100 letters, digits, '_', '.', '-' (starting with a letter or digit)"
+        )
     return name
 
 
@@ -264,8 +268,13 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
     if not base.is_dir():
         return []
     # status.json counts too: a just-launched run has no config.json until its process has loaded the data
-    folders = [p for p in base.iterdir() if p.is_dir() and RUN_NAME_PATTERN.match(p.name)
-               and (RunFolder(p).config_file.exists() or RunFolder(p).status_file.exists())]
+    folders = [
+        p
+        for p in base.iterdir()
+        if p.is_dir()
+        and RUN_NAME_PATTERN.match(p.name)
+        and (RunFolder(p).config_file.exists() or RunFolder(p).status_file.exists())
+    ]
     return [run_info(p) for p in sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
@@ -284,8 +293,16 @@ def max_concurrent_runs() -> int:
 
 
 def launch_run(
-    kind: str, dataset: str, *, epochs: int, batch_size: int, lr: float, seed: int,
-    root: str | os.PathLike | None = None, device: str = "auto", extra: list[str] | None = None,
+    kind: str,
+    dataset: str,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    root: str | os.PathLike | None = None,
+    device: str = "auto",
+    extra: list[str] | None = None,
 ) -> RunInfo:
     """Start `python -m train KIND ...` as a detached process writing to a new run folder."""
     base = runs_dir(root)
@@ -298,7 +315,9 @@ def launch_run(
         raise LaunchError(f"the runs folder {base} is not writable: {exc.strerror or exc}") from None
     free = shutil.disk_usage(base).free
     if free < MIN_FREE_BYTES:
-        raise LaunchError(f"only {free // 1_000_000} MB free on the disk of {base}; a training run needs about {MIN_FREE_BYTES // 1_000_000} MB")
+        raise LaunchError(
+            f"only {free // 1_000_000} MB free on the disk of {base}; a training run needs about {MIN_FREE_BYTES // 1_000_000} MB"
+        )
     lock = base / ".launch.lock"
     import fcntl  # serialises launches from concurrent app sessions so the run limit holds
 
@@ -306,7 +325,9 @@ def launch_run(
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         active = list(iter_active_runs(base))
         if len(active) >= max_concurrent_runs():
-            raise LaunchError(f"{len(active)} runs are already going (at most {max_concurrent_runs()} on this machine); wait for one to finish or cancel it")
+            raise LaunchError(
+                f"{len(active)} runs are already going (at most {max_concurrent_runs()} on this machine); wait for one to finish or cancel it"
+            )
         for _ in range(20):  # a name drawn twice in the same second gets a fresh one, never a shared folder
             path = run_path(new_run_name(kind, dataset), base)
             try:
@@ -317,9 +338,28 @@ def launch_run(
         else:
             raise LaunchError(f"could not find a free run folder name in {base}")
         command = [
-            sys.executable, "-m", "train", kind, "--dataset", dataset, "--epochs", str(epochs),
-            "--batch-size", str(batch_size), "--lr", repr(float(lr)), "--seed", str(seed),
-            "--device", device, "--run-dir", str(path), "--nice", str(RUN_NICENESS), "--log-every", str(LAUNCH_LOG_EVERY),
+            sys.executable,
+            "-m",
+            "train",
+            kind,
+            "--dataset",
+            dataset,
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            str(batch_size),
+            "--lr",
+            repr(float(lr)),
+            "--seed",
+            str(seed),
+            "--device",
+            device,
+            "--run-dir",
+            str(path),
+            "--nice",
+            str(RUN_NICENESS),
+            "--log-every",
+            str(LAUNCH_LOG_EVERY),
             *(extra or []),
         ]
         folder = RunFolder(path)
@@ -329,12 +369,19 @@ def launch_run(
         try:
             with open(folder.stderr_file, "wb") as stderr, open(folder.stdout_file, "wb") as stdout:
                 process = subprocess.Popen(
-                    command, cwd=REPO_ROOT, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    command,
+                    cwd=REPO_ROOT,
+                    stdout=stdout,
+                    stderr=stderr,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
         except OSError as exc:
-            write_json(folder.status_file, {"state": "failed", "pid": None, "reason": f"could not start: {exc}",
-                                            "updated": time.time()})
+            write_json(
+                folder.status_file,
+                {"state": "failed", "pid": None, "reason": f"could not start: {exc}", "updated": time.time()},
+            )
             raise LaunchError(f"could not start the training process: {exc.strerror or exc}") from None
         write_json(folder.status_file, {"state": "starting", "pid": process.pid, "updated": time.time()})
     return run_info(path)

@@ -3,6 +3,7 @@
 `python -m genmodels evaluate`, the GAN vs VAE and Training pages and the trainer's epoch-end checks all score
 through `score`; they differ only in the samples and the reference they pass.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,8 +47,9 @@ class Reference:
     spread: list[float | None] | None = None  # their within-class pixel spread, for spread ratios (None: not measured)
 
 
-def reference_set(features: torch.Tensor, precision_recall: bool = False,
-                  spread: list[float | None] | None = None) -> Reference:
+def reference_set(
+    features: torch.Tensor, precision_recall: bool = False, spread: list[float | None] | None = None
+) -> Reference:
     """A Reference of real images' classifier features; k-NN radii only when precision / recall will be measured."""
     radii = metrics.knn_radii(features, NEIGHBOURS) if precision_recall else None
     return Reference(features, metrics.gaussian_stats(features), radii, spread)
@@ -80,8 +82,14 @@ class Scores:
     precision_recall: dict[str, float] | None = None  # precision, recall, density, coverage
 
 
-def score(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor | None, num_classes: int,
-          reference: Reference | None = None, class_mix: torch.Tensor | None = None) -> Scores:
+def score(
+    classifier: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    num_classes: int,
+    reference: Reference | None = None,
+    class_mix: torch.Tensor | None = None,
+) -> Scores:
     """Classify images [N, 1, 28, 28] in [0, 1] (requested as `labels`, or None) and measure them.
 
     class_mix: the real class counts that coverage KL compares with (None: uniform). The FID, precision / recall
@@ -92,8 +100,9 @@ def score(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor | N
     out = Scores(
         accuracy=metrics.class_accuracy(probs, labels) if labelled else None,
         per_class=metrics.per_class_accuracy(probs, labels, num_classes) if labelled else [None] * num_classes,
-        per_class_confidence=(metrics.per_class_confidence(probs, labels, num_classes) if labelled
-                              else [None] * num_classes),
+        per_class_confidence=(
+            metrics.per_class_confidence(probs, labels, num_classes) if labelled else [None] * num_classes
+        ),
         confidence=metrics.mean_confidence(probs),
         coverage_kl=metrics.coverage_kl(probs, class_mix),
         class_histogram=metrics.class_histogram(probs, num_classes).tolist(),
@@ -112,15 +121,22 @@ def score(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor | N
     return out
 
 
-def sample_scores(model: GenerativeModel, classifier: Classifier, per_class: int, seed: int,
-                  reference: Reference | None = None, class_mix: torch.Tensor | None = None) -> Scores:
+def sample_scores(
+    model: GenerativeModel,
+    classifier: Classifier,
+    per_class: int,
+    seed: int,
+    reference: Reference | None = None,
+    class_mix: torch.Tensor | None = None,
+) -> Scores:
     """`score` of per_class samples of every class of a model (as many unconditional ones from one without labels)."""
     samples = draw(model, per_class, seed)
     return score(classifier, samples.images, samples.labels, model.num_classes, reference, class_mix)
 
 
-def judge_checks(judge: Classifier, images: torch.Tensor, labels: torch.Tensor | None,
-                 class_mix: torch.Tensor | None = None) -> dict[str, float]:
+def judge_checks(
+    judge: Classifier, images: torch.Tensor, labels: torch.Tensor | None, class_mix: torch.Tensor | None = None
+) -> dict[str, float]:
     """The trainer's epoch-end checks: class accuracy (of requested labels) or coverage KL, and confidence."""
     scores = score(judge, images, labels, judge.config.num_classes, class_mix=class_mix)
     if labels is None:

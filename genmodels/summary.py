@@ -5,6 +5,7 @@ histogram, and a class-balanced subset of real test images (with their test-set 
 It is computed from the real files (`python -m genmodels summarize`); when the full dataset
 is present the app can compute the same live.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,9 @@ def summary_path(dataset: str) -> Path:
     return ASSETS_DIR / f"{dataset}_summary.safetensors"
 
 
-def compute_summary(dataset: str, root: str | os.PathLike | None = None, per_class: int = SUBSET_PER_CLASS) -> DataSummary:
+def compute_summary(
+    dataset: str, root: str | os.PathLike | None = None, per_class: int = SUBSET_PER_CLASS
+) -> DataSummary:
     """Summarise the real files (needs the full dataset)."""
     info = dataset_info(dataset)
     train_x, train_y = load_split(dataset, "train", root, download=False)
@@ -69,8 +72,18 @@ def compute_summary(dataset: str, root: str | os.PathLike | None = None, per_cla
 def write_summary(summary: DataSummary, path: str | os.PathLike | None = None) -> Path:
     """Save a summary as safetensors (the bundled file by default)."""
     path = Path(path) if path is not None else summary_path(summary.dataset)
-    tensors = {name: getattr(summary, name) for name in (
-        "train_counts", "test_counts", "class_means", "pixel_histogram", "subset_images", "subset_labels", "subset_indices")}
+    tensors = {
+        name: getattr(summary, name)
+        for name in (
+            "train_counts",
+            "test_counts",
+            "class_means",
+            "pixel_histogram",
+            "subset_images",
+            "subset_labels",
+            "subset_indices",
+        )
+    }
     save_tensors(path, tensors, {"kind": "data_summary", "dataset": summary.dataset})
     return path
 
@@ -83,7 +96,9 @@ def load_summary(dataset: str, root: str | os.PathLike | None = None, prefer_ful
     try:
         tensors, meta = load_tensors(path)
     except CheckpointError as exc:
-        raise CheckpointError(path, f"bundled data summary unreadable ({exc.reason}); rebuild it with `python -m genmodels summarize`") from None
+        raise CheckpointError(
+            path, f"bundled data summary unreadable ({exc.reason}); rebuild it with `python -m genmodels summarize`"
+        ) from None
     if meta.get("dataset") != dataset:
         raise CheckpointError(path, f"summarises {meta.get('dataset')!r}, not {dataset!r}")
     return DataSummary(dataset=dataset, source="bundled summary", **tensors)

@@ -1,5 +1,6 @@
 """What the Your image page computes for one prepared 28x28 input: the classifier's verdict and its reasons, the VAE's
 encoding, and the pictures (attribution overlay, residual) that show them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ def vae_view(vae: GenerativeModel, pixels: np.ndarray, shown: int = 6, seed: int
     sigma = torch.exp(0.5 * logvar)
     noise = torch.randn(ELLIPSE_DRAWS, vae.latent_dim, generator=seeded_generator(seed)).to(vae.device)
     draws = mu + noise * sigma
-    return VaeView(mu[0].cpu().numpy(), sigma[0].cpu().numpy(), vae.decode(mu), draws.cpu().numpy(),
-                   vae.decode(draws[:shown]))
+    return VaeView(
+        mu[0].cpu().numpy(), sigma[0].cpu().numpy(), vae.decode(mu), draws.cpu().numpy(), vae.decode(draws[:shown])
+    )
 
 
 def neighbour_pool(dataset: str) -> tuple[torch.Tensor, torch.Tensor, str]:

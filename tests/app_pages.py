@@ -1,4 +1,5 @@
 """Helpers shared by the AppTest page tests: open a page file with a seeded dataset, check it rendered cleanly."""
+
 import contextlib
 
 import streamlit as st

@@ -92,9 +92,12 @@ def make_run(runs_root):
     def make(name, state, kind="gan", dataset="mnist", pid=None, reason="", records=None, stderr="", **status):
         path = runs_root / name
         path.mkdir()
-        (path / "config.json").write_text(_json.dumps({"kind": kind, "dataset": dataset, "model": {}, "recipe": {"epochs": 2}}))
-        (path / "status.json").write_text(_json.dumps({"state": state, "pid": pid, "reason": reason, "epochs": 2,
-                                                       "updated": _time.time(), **status}))
+        (path / "config.json").write_text(
+            _json.dumps({"kind": kind, "dataset": dataset, "model": {}, "recipe": {"epochs": 2}})
+        )
+        (path / "status.json").write_text(
+            _json.dumps({"state": state, "pid": pid, "reason": reason, "epochs": 2, "updated": _time.time(), **status})
+        )
         (path / "metrics.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in records or []))
         (path / "stderr.log").write_text(stderr)
         _os.utime(path)

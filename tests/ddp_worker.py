@@ -3,6 +3,7 @@
 `python tests/ddp_worker.py SPEC` trains them in one process; under `torch.distributed.run` every rank trains them
 together. One process start (and one process group) serves all the runs, which keeps the distributed tests short.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,18 @@ def main(spec_path: str) -> int:
         for run in spec["runs"]:
             recipe = default_recipe(run["kind"], "mnist", **run.get("recipe", {}))
             recipe = dataclasses.replace(recipe, model={**recipe.model, **run.get("model", {})})
-            code = train_model(RunRequest(run["kind"], "mnist", recipe, Path(run["run_dir"]), device,
-                                          max_steps=run.get("max_steps"), resume=run.get("resume", False), log_every=1))
+            code = train_model(
+                RunRequest(
+                    run["kind"],
+                    "mnist",
+                    recipe,
+                    Path(run["run_dir"]),
+                    device,
+                    max_steps=run.get("max_steps"),
+                    resume=run.get("resume", False),
+                    log_every=1,
+                )
+            )
             if code:
                 return code
             if torch.distributed.is_initialized():

@@ -1,20 +1,19 @@
 """The entry point and its sidebar: navigation renders, dataset picker, training launcher checks, live runs panel."""
+
 import signal
 import subprocess
 import sys
 
+import app_pages
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app_pages
 import genmodels.launch
 import genmodels.runs
 from genmodels.launch import TrainingRequest, check_request, parse_lr
 from genmodels.paths import REPO_ROOT
 from genmodels.runs import RunInfo
 from views import PAGES
-
-
 
 # Run in a fresh interpreter: app.py's frame and the sidebar, drawn, then which heavy modules were loaded.
 FRAME_SCRIPT = """
@@ -37,7 +36,9 @@ print(sorted(m for m in ("torch", "torchvision", "sklearn") if m in sys.modules)
 
 def test_the_frame_and_sidebar_draw_before_pytorch_loads():
     """A cold start shows the sidebar and the default page's heading while PyTorch imports (2-3 s on 2 cores)."""
-    out = subprocess.run([sys.executable, "-c", COLD_START, FRAME_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", COLD_START, FRAME_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
     sample_page = (REPO_ROOT / "views" / "sample.py").read_text()
@@ -60,7 +61,9 @@ def open_sidebar(**state):
 def submit(at, **fields):
     """Fill the launcher form (by label) and press Start."""
     for label, value in fields.items():
-        widget = next(w for w in [*at.sidebar.text_input, *at.sidebar.number_input, *at.sidebar.selectbox] if w.label == label)
+        widget = next(
+            w for w in [*at.sidebar.text_input, *at.sidebar.number_input, *at.sidebar.selectbox] if w.label == label
+        )
         widget.set_value(value)
     next(b for b in at.sidebar.button if b.label == "Start training").click()
     return at.run()
@@ -105,7 +108,9 @@ def test_dataset_picker_stores_the_choice_for_every_page(runs_root):
 def test_bad_learning_rate_gets_one_clear_message(runs_root):
     at = submit(open_sidebar(), **{"Learning rate": "fast"})
     assert not at.exception
-    assert [e.value for e in at.sidebar.error] == ["Not started: learning rate must be a number like 0.0002 or 2e-4, got 'fast'."]
+    assert [e.value for e in at.sidebar.error] == [
+        "Not started: learning rate must be a number like 0.0002 or 2e-4, got 'fast'."
+    ]
     assert not list(runs_root.iterdir())
 
 
@@ -134,7 +139,9 @@ def test_start_launches_the_checked_request(runs_root, monkeypatch):
     monkeypatch.setattr(genmodels.launch, "launch_run", fake_launch)
     at = open_sidebar(dataset="fashion")
     at = submit(at, Model="vae", Epochs=2, **{"Stop after steps (0 = no limit)": 300, "Seed": 7})
-    assert calls == [("vae", "fashion", {"epochs": 2, "batch_size": 128, "lr": 1e-3, "seed": 7, "extra": ["--max-steps", "300"]})]
+    assert calls == [
+        ("vae", "fashion", {"epochs": 2, "batch_size": 128, "lr": 1e-3, "seed": 7, "extra": ["--max-steps", "300"]})
+    ]
     assert "Started vae-fashion-x" in at.sidebar.success[0].value
     assert at.session_state["launched_runs"] == ["vae-fashion-x"]
 
@@ -174,15 +181,30 @@ def test_check_request_ranges():
         ({"seed": -1}, "seed must be between 0"),
         ({"max_steps": -5}, "max steps must be between 1"),
     ]:
-        args = {"kind": "gan", "dataset": "mnist", "epochs": 1, "batch_size": 64, "lr": "", "seed": 0, "max_steps": 0, **kwargs}
+        args = {
+            "kind": "gan",
+            "dataset": "mnist",
+            "epochs": 1,
+            "batch_size": 64,
+            "lr": "",
+            "seed": 0,
+            "max_steps": 0,
+            **kwargs,
+        }
         with pytest.raises(ValueError, match=message):
             check_request(**args)
 
 
 def test_the_runs_panel_names_an_active_runs_alert(make_run, runs_root, sleeper):
     """A live run whose loss went NaN: the sidebar says so beside its progress bar."""
-    make_run("gan-live", "running", pid=sleeper.pid, total_steps=1000, step=300,
-             records=[{"type": "step", "step": 300, "epoch": 0.3, "loss_d": float("nan"), "loss_g": 1.0}])
+    make_run(
+        "gan-live",
+        "running",
+        pid=sleeper.pid,
+        total_steps=1000,
+        step=300,
+        records=[{"type": "step", "step": 300, "epoch": 0.3, "loss_d": float("nan"), "loss_g": 1.0}],
+    )
     at = open_sidebar()
     assert not at.exception
     assert any(w.value.startswith("**Diverged** (step 300)") for w in at.sidebar.warning)

@@ -1,4 +1,5 @@
 """The benchmark runs end to end in --quick mode and prints every field the issue asks for (timings are never asserted)."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ GENERATOR_KINDS = ("cgan", "gan", "vae")
 
 
 def run_bench(*args: str, env: dict[str, str] | None = None, timeout: int = 540) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +63,13 @@ def test_quick_json_has_the_issue_fields(quick_results):
 def test_table_shows_every_measure_with_its_target(quick_results):
     text = report.table(quick_results)
     assert "QUICK mode" in text
-    for needle in ("matmul peak", "train cgan, batch 64", "time to 95% class accuracy", "sample 100 vae images", "PNG grid"):
+    for needle in (
+        "matmul peak",
+        "train cgan, batch 64",
+        "time to 95% class accuracy",
+        "sample 100 vae images",
+        "PNG grid",
+    ):
         assert needle in text
 
 
@@ -90,7 +103,11 @@ def test_data_the_reference_loop_cannot_read_stops_with_one_message(tmp_path):
         path.unlink()
     done = run_bench("--quick", "--only", "train", env={"GENMODELS_DATA": str(tmp_path)})
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("error: the reference loop reads MNIST through torchvision, which needs the unpacked")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: the reference loop reads MNIST through torchvision, which needs the unpacked")
+    )
     assert "Traceback" not in done.stderr and not done.stdout
 
 
@@ -99,11 +116,14 @@ def test_unknown_section_is_refused():
     assert done.returncode == 2 and "unknown section" in done.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--threads", "0"], "--threads must be at least 1, got 0"),
-    (["--threads", "-2"], "--threads must be at least 1, got -2"),
-    (["--only", ","], "--only: name at least one section"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
+        (["--threads", "-2"], "--threads must be at least 1, got -2"),
+        (["--only", ","], "--only: name at least one section"),
+    ],
+)
 def test_bad_flags_are_refused_before_any_work(args, message, capsys):
     from bench.__main__ import parse_args
 
@@ -148,7 +168,7 @@ def test_reference_models_use_stock_layers_with_the_same_weights():
     import torch
 
     from bench.reference import stock_copy
-    from genmodels.models import CondDiscriminator, CGANConfig, Dropout
+    from genmodels.models import CGANConfig, CondDiscriminator, Dropout
 
     torch.manual_seed(0)
     model = CondDiscriminator(CGANConfig(d_hidden=(32, 16))).eval()

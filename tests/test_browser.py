@@ -1,5 +1,6 @@
 """The real app in Debian's Chromium: every page, dataset across page switches, Sample and Latent space interactions,
 and a training run launched from the sidebar, watched and cancelled."""
+
 import os
 import re
 import socket
@@ -19,7 +20,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 REAL_DATA = Path(os.environ.get("GENMODELS_DATA") or "/work/shared/datasets")
 PAGES = tuple(view.title for view in VIEWS)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -34,9 +41,25 @@ def start_app(runs: Path):
     env = {**os.environ, "GENMODELS_RUNS": str(runs), "GENMODELS_DATA": str(REAL_DATA)}
     log = open(runs.parent / f"streamlit-{port}.log", "wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -111,7 +134,9 @@ def settle(page) -> None:
 
 
 def no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator('[data-testid="stException"]').first.inner_text()
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
+        '[data-testid="stException"]'
+    ).first.inner_text()
 
 
 def choose(page, container, label: str, option: str) -> None:
@@ -149,7 +174,9 @@ def test_sample_a_class(page):
     page.locator('[data-testid="stImageCaption"]', has_text="7").first.wait_for()
     before = main.locator('[data-testid="stImage"] img').first.get_attribute("src")
     main.get_by_role("button", name="Re-roll").click()
-    page.wait_for_function("src => document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').src !== src", arg=before)
+    page.wait_for_function(
+        'src => document.querySelector(\'[data-testid="stMain"] [data-testid="stImage"] img\').src !== src', arg=before
+    )
     no_exception(page)
     shot(page, "sample-class-7")
 

@@ -1,18 +1,28 @@
 """The Your image page in Debian's Chromium: draw a digit with the mouse on the canvas, then upload a file, on both
 datasets; each time every section appears with no exception."""
+
 import io
 import math
 
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.test_browser import (app_url, browser, choose, go_to, no_exception, page, settle,  # noqa: F401 (fixtures)
-                                shot)
+from tests.test_browser import (
+    choose,
+    go_to,
+    no_exception,
+    settle,  # noqa: F401 (fixtures)
+    shot,
+)
 
 pytestmark = pytest.mark.browser
 
-SECTIONS = ("1. The classifier's verdict", "2. The VAE's view", "3. The GANs' view: inversion",
-            "4. The nearest training images")
+SECTIONS = (
+    "1. The classifier's verdict",
+    "2. The VAE's view",
+    "3. The GANs' view: inversion",
+    "4. The nearest training images",
+)
 SLOW = 480_000  # ms: a server's first input loads every model and indexes 60,000 images; 240 s ran out at load 27
 
 
@@ -56,8 +66,9 @@ def upload_file(page, tmp_path, name: str, image: Image.Image) -> None:
 
 def garment() -> Image.Image:
     image = Image.new("RGB", (300, 300), "white")
-    ImageDraw.Draw(image).polygon([(90, 30), (210, 30), (240, 280), (170, 280), (150, 120), (130, 280), (60, 280)],
-                                  fill=(30, 30, 50))
+    ImageDraw.Draw(image).polygon(
+        [(90, 30), (210, 30), (240, 280), (170, 280), (150, 120), (130, 280), (60, 280)], fill=(30, 30, 50)
+    )
     return image
 
 
@@ -77,8 +88,22 @@ def test_draw_then_upload_through_every_model(page, tmp_path, dataset):
         draw_on_canvas(page, [(0.35, 0.15), (0.25, 0.6), (0.75, 0.6)])
         draw_on_canvas(page, [(0.62, 0.2), (0.62, 0.9)])
     else:  # a T-shirt's outline
-        draw_on_canvas(page, [(0.2, 0.2), (0.4, 0.1), (0.6, 0.1), (0.8, 0.2), (0.9, 0.4), (0.75, 0.45), (0.72, 0.9),
-                              (0.28, 0.9), (0.25, 0.45), (0.1, 0.4), (0.2, 0.2)])
+        draw_on_canvas(
+            page,
+            [
+                (0.2, 0.2),
+                (0.4, 0.1),
+                (0.6, 0.1),
+                (0.8, 0.2),
+                (0.9, 0.4),
+                (0.75, 0.45),
+                (0.72, 0.9),
+                (0.28, 0.9),
+                (0.25, 0.45),
+                (0.1, 0.4),
+                (0.2, 0.2),
+            ],
+        )
     every_section_shown(page)
     shot(page, f"your-image-drawn-{dataset.lower()}")
     upload_file(page, tmp_path, "mine.png", digit_photo() if dataset == "MNIST" else garment())

@@ -1,4 +1,5 @@
 """genmodels.checkpoint: round trip, metadata, atomic writes."""
+
 import json
 
 import torch
@@ -48,7 +49,12 @@ def test_loading_every_kind_stays_off_torch_dynamo(tmp_path):
         "    load_model(path, kind=kind)\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"

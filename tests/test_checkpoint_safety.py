@@ -1,4 +1,5 @@
 """Checkpoints are never unpickled, and every kind of bad file is refused with one clear error naming it."""
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,9 @@ def test_no_project_file_unpickles():
     """No project .py file unpickles: no bare torch.load, no pickle loads, no numpy loads that allow pickles."""
     files = project_python_files()
     assert any(p.name == "checkpoint.py" for p in files), "the scan must cover genmodels/"
-    offenders = {str(p.relative_to(REPO_ROOT)): found for p in files if (found := unsafe_calls(p.read_text(errors="replace")))}
+    offenders = {
+        str(p.relative_to(REPO_ROOT)): found for p in files if (found := unsafe_calls(p.read_text(errors="replace")))
+    }
     assert offenders == {}
 
 
@@ -204,12 +207,17 @@ def test_huge_config_in_header_is_refused_without_allocating(tmp_path):
     """A header whose config asks for a terabyte model is refused by shape, not built in memory."""
     small = build_model("gan", {"latent_dim": 8, "g_hidden": [16]})
     path = tmp_path / "gan.safetensors"
-    save_tensors(path, small.state_dict(), {"kind": "gan", "dataset": "mnist",
-                                            "config": {"latent_dim": 8, "g_hidden": [2_000_000_000]}})
+    save_tensors(
+        path,
+        small.state_dict(),
+        {"kind": "gan", "dataset": "mnist", "config": {"latent_dim": 8, "g_hidden": [2_000_000_000]}},
+    )
     assert_one_clear_error(path, "at most 65,536")
 
 
-@pytest.mark.parametrize("config", [{"latent_dim": -3}, {"latent_dim": "8"}, {"latent_dim": 8, "evil": 1}, "not a dict"])
+@pytest.mark.parametrize(
+    "config", [{"latent_dim": -3}, {"latent_dim": "8"}, {"latent_dim": 8, "evil": 1}, "not a dict"]
+)
 def test_malformed_config_in_header_is_refused(tmp_path, config):
     """Negative, ill-typed, unknown or non-object configs in the header are refused clearly."""
     small = build_model("gan", {"latent_dim": 8, "g_hidden": [16]})
@@ -231,7 +239,9 @@ def test_non_finite_weights_are_refused(tmp_path):
     with torch.no_grad():
         gan.to_pixels.bias[3] = float("nan")
     path = tmp_path / "gan.safetensors"
-    save_tensors(path, gan.state_dict(), {"kind": "gan", "dataset": "mnist", "config": {"latent_dim": 8, "g_hidden": [16]}})
+    save_tensors(
+        path, gan.state_dict(), {"kind": "gan", "dataset": "mnist", "config": {"latent_dim": 8, "g_hidden": [16]}}
+    )
     assert_one_clear_error(path, "non-finite|NaN", kind="gan")
 
 
@@ -275,10 +285,45 @@ def test_load_tensors_does_not_follow_pickle_even_in_copy(tmp_path, marker, good
 # ----------------------------------------------------------------------------- run names and paths
 
 HOSTILE_NAMES = [
-    "../escape", "..", ".", "a/../../etc", "/etc/passwd", "/tmp", "run/sub", "run\\sub", "run\x00.txt", "\x00",
-    "", " ", "run name", "-rf", ".hidden", "a" * 101, "a" * 10_000, "run\n", "run\r\nx", "run\t",
-    "ｒｕｎ", "run\u202egnp.exe", "rün", "run\u200b", "ＡＢＣ", "..\u2215etc", "runﹳ", "\u0430dmin", "C:\\Windows",
-    "~root", "$HOME", "run;rm -rf /", "`id`", "run*", "%2e%2e%2f", None, 42, b"run", ["run"],
+    "../escape",
+    "..",
+    ".",
+    "a/../../etc",
+    "/etc/passwd",
+    "/tmp",
+    "run/sub",
+    "run\\sub",
+    "run\x00.txt",
+    "\x00",
+    "",
+    " ",
+    "run name",
+    "-rf",
+    ".hidden",
+    "a" * 101,
+    "a" * 10_000,
+    "run\n",
+    "run\r\nx",
+    "run\t",
+    "ｒｕｎ",
+    "run\u202egnp.exe",
+    "rün",
+    "run\u200b",
+    "ＡＢＣ",
+    "..\u2215etc",
+    "runﹳ",
+    "\u0430dmin",
+    "C:\\Windows",
+    "~root",
+    "$HOME",
+    "run;rm -rf /",
+    "`id`",
+    "run*",
+    "%2e%2e%2f",
+    None,
+    42,
+    b"run",
+    ["run"],
 ]
 
 
@@ -306,4 +351,3 @@ def test_symlinked_run_folder_cannot_escape(tmp_path):
     (runs / "sneaky").symlink_to(tmp_path / "outside")
     with pytest.raises(ValueError, match="escapes"):
         run_path("sneaky", runs)
-

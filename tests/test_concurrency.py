@@ -1,4 +1,5 @@
 """Many users launching at once: the run limit holds, run folders never collide, an unusable runs folder is refused up front."""
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,9 @@ def test_concurrent_launches_respect_the_limit(fake_trainer, runs_root, monkeypa
     monkeypatch.setattr(runs, "max_concurrent_runs", lambda: 2)
     launched, errors = launch_all_at_once(8, runs_root)
     assert len(launched) == 2, errors
-    assert len(errors) == 6 and all(isinstance(e, runs.LaunchError) and "already going" in str(e) for e in errors), errors
+    assert len(errors) == 6 and all(isinstance(e, runs.LaunchError) and "already going" in str(e) for e in errors), (
+        errors
+    )
     folders = sorted(p.name for p in runs_root.iterdir() if p.is_dir())
     assert folders == sorted(info.name for info in launched)
     assert all(runs.run_info(runs_root / name).active for name in folders)
@@ -122,11 +125,21 @@ except runs.LaunchError as exc:
 def test_concurrent_launches_from_separate_processes_respect_the_limit(fake_trainer, runs_root, tmp_path):
     """Four app processes launching at the same moment (file lock across processes): 2 start, 2 are refused."""
     go = tmp_path / "go"
-    procs = [subprocess.Popen([PYTHON, "-c", LAUNCHER, str(runs_root), str(fake_trainer), str(go)], cwd=REPO_ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-c", LAUNCHER, str(runs_root), str(fake_trainer), str(go)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     deadline = time.monotonic() + 120
     while len(list(tmp_path.glob("ready-*"))) < len(procs) and time.monotonic() < deadline:
-        assert all(p.poll() is None for p in procs), [(p.returncode, p.communicate()) for p in procs if p.poll() is not None]
+        assert all(p.poll() is None for p in procs), [
+            (p.returncode, p.communicate()) for p in procs if p.poll() is not None
+        ]
         time.sleep(0.05)
     go.touch()  # every launcher is at the start line: release them together
     results = []

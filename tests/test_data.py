@@ -1,4 +1,5 @@
 """genmodels.data: reading the IDX files, clear errors for missing or broken files, batch order."""
+
 import gzip
 import os
 import struct
@@ -54,14 +55,17 @@ def test_gzipped_files_read_the_same_as_plain_ones(synthetic_data):
     assert torch.equal(read_idx(raw / "t10k-labels-idx1-ubyte.gz"), plain_labels.to(torch.uint8))
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "not an IDX file"),
-    (struct.pack(">i", 2051), "ends inside its header"),
-    (struct.pack(">iiii", 0x0D03, 2, 28, 28) + bytes(8 * 784), "not an IDX file of unsigned bytes"),  # floats
-    (struct.pack(">iiii", 2051, 2, 28, 28) + bytes(784), "fewer bytes"),
-    (struct.pack(">iiii", 2051, 2, 28, 28) + bytes(3 * 784), "more bytes"),
-    (struct.pack(">iiii", 2051, 2**31 - 1, 2**31 - 1, 28), "more than"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "not an IDX file"),
+        (struct.pack(">i", 2051), "ends inside its header"),
+        (struct.pack(">iiii", 0x0D03, 2, 28, 28) + bytes(8 * 784), "not an IDX file of unsigned bytes"),  # floats
+        (struct.pack(">iiii", 2051, 2, 28, 28) + bytes(784), "fewer bytes"),
+        (struct.pack(">iiii", 2051, 2, 28, 28) + bytes(3 * 784), "more bytes"),
+        (struct.pack(">iiii", 2051, 2**31 - 1, 2**31 - 1, 28), "more than"),
+    ],
+)
 def test_broken_idx_files_are_refused_with_the_reason(tmp_path, content, message):
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(content)
@@ -85,7 +89,9 @@ def test_labels_outside_the_classes_are_refused(synthetic_data):
     labels = bytearray((raw / "t10k-labels-idx1-ubyte").read_bytes())
     labels[8 + 3] = 200  # one label of the 200 test images
     (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(labels))
-    with pytest.raises(DataMissingError, match=r"MNIST test labels in .* are malformed: values 0\.\.200, expected 0\.\.9"):
+    with pytest.raises(
+        DataMissingError, match=r"MNIST test labels in .* are malformed: values 0\.\.200, expected 0\.\.9"
+    ):
         load_split("mnist", "test", synthetic_data, download=False)
 
 

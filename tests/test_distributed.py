@@ -1,5 +1,6 @@
 """Training on two processes (torchrun, gloo, one thread each) is training on one: the same losses, the same files,
 and the same fault handling: SIGTERM stops every rank at one step and rank 0 saves, a dead rank fails the run."""
+
 from __future__ import annotations
 
 import json
@@ -44,9 +45,15 @@ CORES = os.cpu_count() or 1
 def worker_env(data: Path, tmp_path: Path) -> dict[str, str]:
     """Synthetic data, no shipped classifier, one thread per process."""
     (tmp_path / "no_checkpoints").mkdir(exist_ok=True)
-    return {**os.environ, "GENMODELS_DATA": str(data), "GENMODELS_CHECKPOINTS": str(tmp_path / "no_checkpoints"),
-            "GENMODELS_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(REPO_ROOT)}
+    return {
+        **os.environ,
+        "GENMODELS_DATA": str(data),
+        "GENMODELS_CHECKPOINTS": str(tmp_path / "no_checkpoints"),
+        "GENMODELS_RUNS": str(tmp_path / "runs"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
 
 
 def write_spec(path: Path, runs_root: Path) -> Path:
@@ -60,8 +67,9 @@ def write_spec(path: Path, runs_root: Path) -> Path:
         if kind == "classifier":
             recipe["augment"] = "none"
             model["dropout"] = 0.0
-        runs.append({"kind": kind, "recipe": recipe, "model": model, "run_dir": str(runs_root / kind),
-                     "max_steps": STEPS})
+        runs.append(
+            {"kind": kind, "recipe": recipe, "model": model, "run_dir": str(runs_root / kind), "max_steps": STEPS}
+        )
     # the VAE again, stopped mid-epoch and resumed by the same processes
     stopped = {**runs[1], "run_dir": str(runs_root / "vae_resumed"), "max_steps": STOP_AT}
     runs += [stopped, {**stopped, "max_steps": STEPS, "resume": True}]
@@ -80,9 +88,17 @@ def one_and_two(tmp_path_factory):
         "one": [sys.executable, worker],
         "two": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", worker],
     }
-    running = {name: subprocess.Popen([*command, str(write_spec(tmp / f"{name}.json", tmp / name))], cwd=REPO_ROOT,
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for name, command in commands.items()}  # side by side: each waits on its own start-up much of the time
+    running = {
+        name: subprocess.Popen(
+            [*command, str(write_spec(tmp / f"{name}.json", tmp / name))],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, command in commands.items()
+    }  # side by side: each waits on its own start-up much of the time
     for name, process in running.items():
         out, err = process.communicate(timeout=WAIT_LIMIT_S * 2)
         # each run's own record of how it ended, as `--nproc` judges a run: gloo's shutdown, after the last save,
@@ -104,8 +120,9 @@ def test_two_processes_log_the_losses_of_one(one_and_two, kind):
     assert [r["step"] for r in one] == [r["step"] for r in two] == list(range(1, STEPS + 1))
     for name, (rtol, atol) in TOLERANCES[kind].items():
         for a, b in zip(two, one):
-            assert abs(a[name] - b[name]) <= atol + rtol * abs(b[name]), \
+            assert abs(a[name] - b[name]) <= atol + rtol * abs(b[name]), (
                 f"{kind} {name} at step {a['step']}: {a[name]} vs {b[name]}"
+            )
         if rtol:
             mean = sum(abs(a[name] - b[name]) / abs(b[name]) for a, b in zip(two, one)) / len(one)
             assert mean <= MEAN_RTOL, f"{kind} {name}: mean relative difference {mean:.3f}"
@@ -159,9 +176,29 @@ def test_a_two_process_run_writes_what_a_single_one_does(one_and_two, kind):
 
 def start_two(run_dir: Path, env: dict[str, str], *flags: str) -> subprocess.Popen:
     """`python -m train vae ... --nproc 2` on synthetic MNIST into run_dir."""
-    command = [sys.executable, "-m", "train", "vae", "--dataset", "mnist", "--batch-size", "32", "--device", "cpu",
-               "--precision", "fp32", "--model-config", json.dumps(TINY_CONFIGS["vae"]), "--log-every", "5",
-               "--run-dir", str(run_dir), "--nproc", "2", *flags]
+    command = [
+        sys.executable,
+        "-m",
+        "train",
+        "vae",
+        "--dataset",
+        "mnist",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--model-config",
+        json.dumps(TINY_CONFIGS["vae"]),
+        "--log-every",
+        "5",
+        "--run-dir",
+        str(run_dir),
+        "--nproc",
+        "2",
+        *flags,
+    ]
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -220,13 +257,16 @@ def _parent(proc: Path) -> int | None:
         return None
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--nproc", "0"], "--nproc must be at least 1, got 0"),
-    (["--nproc", "-2"], "--nproc must be at least 1, got -2"),
-    (["--nproc", str(CORES + 1)], f"this machine has {CORES} CPU cores; pass --force-nproc"),
-    (["--nproc", "2", "--batch-size", "33"], "the batch of 33 does not split over 2 processes"),
-    (["--nproc", "2", "--compile", "on"], "a run on several processes trains uncompiled"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--nproc", "0"], "--nproc must be at least 1, got 0"),
+        (["--nproc", "-2"], "--nproc must be at least 1, got -2"),
+        (["--nproc", str(CORES + 1)], f"this machine has {CORES} CPU cores; pass --force-nproc"),
+        (["--nproc", "2", "--batch-size", "33"], "the batch of 33 does not split over 2 processes"),
+        (["--nproc", "2", "--compile", "on"], "a run on several processes trains uncompiled"),
+    ],
+)
 def test_bad_nproc_is_refused_with_one_line_and_no_run_folder(flags, message, tmp_path, capsys):
     """A process count the machine or run cannot take: exit 2, one 'error:' line, nothing created."""
     run_dir = tmp_path / "runs" / "never"
@@ -250,8 +290,13 @@ def test_nproc_is_refused_for_all_and_under_torchrun(tmp_path, capsys, monkeypat
 
 def test_the_cli_process_exits_2_on_a_bad_nproc(tmp_path):
     """The same refusal from a real process: one line on stderr, exit 2."""
-    done = subprocess.run([sys.executable, "-m", "train", "gan", "--dataset", "mnist", "--nproc", "0", "--run-dir",
-                           str(tmp_path / "x")], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "train", "gan", "--dataset", "mnist", "--nproc", "0", "--run-dir", str(tmp_path / "x")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "--nproc" in done.stderr
     assert not (tmp_path / "x").exists()
 
@@ -276,8 +321,9 @@ def test_shards_cover_the_global_batch_and_rank_seeds_differ():
     assert torch.equal(torch.cat([p[1] for p in parts]), labels)
     assert distributed.Distributed(1, 2).shard(None, labels)[0] is None
     assert distributed.SOLO.shard(images, labels) == (images, labels)
-    seeds = {distributed.rank_seed(7, rank, step, stream)
-             for rank in range(4) for step in range(50) for stream in (0, 1)}
+    seeds = {
+        distributed.rank_seed(7, rank, step, stream) for rank in range(4) for step in range(50) for stream in (0, 1)
+    }
     assert len(seeds) == 400 and all(0 <= s < 2**63 for s in seeds)
     with pytest.raises(ValueError, match="multiple of 4"):
         distributed.Distributed(0, 4).check_batch(30)
@@ -285,8 +331,13 @@ def test_shards_cover_the_global_batch_and_rank_seeds_differ():
 
 def test_the_launcher_hands_the_ranks_its_command_and_reports_deaths():
     """The ranks run the launcher's command less --nproc and --nice (inherited), in its folder; deaths name the rank."""
-    assert worker_argv(["gan", "--nproc", "2", "--force-nproc", "--seed", "3", "--nice", "10"], Path("/r")) == \
-        ["gan", "--seed", "3", "--run-dir", "/r"]
+    assert worker_argv(["gan", "--nproc", "2", "--force-nproc", "--seed", "3", "--nice", "10"], Path("/r")) == [
+        "gan",
+        "--seed",
+        "3",
+        "--run-dir",
+        "/r",
+    ]
     assert worker_argv(["gan", "--nproc=2", "--run-dir", "/mine"], Path("/r")) == ["gan", "--run-dir", "/mine"]
 
     class Failure:
@@ -300,13 +351,19 @@ def test_the_launcher_hands_the_ranks_its_command_and_reports_deaths():
         def __init__(self, failures):
             self.failures = failures
 
-    gloo = ("RuntimeError: [/w/gloo/transport/tcp/pair.cc:545] Read error: Connection reset by peer. "
-            "This is typically caused by a remote worker hanging.")
-    assert failure_reason(Failed({1: Failure(-9, 42), 0: Failure(1, 41)}), {"state": "failed", "reason": gloo}) == \
-        "rank 1 (pid 42) was killed by SIGKILL (rank 0: RuntimeError: Read error: Connection reset by peer.)"
+    gloo = (
+        "RuntimeError: [/w/gloo/transport/tcp/pair.cc:545] Read error: Connection reset by peer. "
+        "This is typically caused by a remote worker hanging."
+    )
+    assert (
+        failure_reason(Failed({1: Failure(-9, 42), 0: Failure(1, 41)}), {"state": "failed", "reason": gloo})
+        == "rank 1 (pid 42) was killed by SIGKILL (rank 0: RuntimeError: Read error: Connection reset by peer.)"
+    )
     exits = Failed({0: Failure(1, 41), 1: Failure(1, 42)})
-    assert failure_reason(exits, {"state": "failed", "reason": "non-finite loss: training diverged"}) == \
-        "non-finite loss: training diverged"
+    assert (
+        failure_reason(exits, {"state": "failed", "reason": "non-finite loss: training diverged"})
+        == "non-finite loss: training diverged"
+    )
     assert failure_reason(exits, None).startswith("rank 0 (pid 41) exited with code 1; rank 1")
 
 
@@ -336,8 +393,14 @@ def test_the_scale_benchmark_reports_rates_and_efficiency(monkeypatch):
     assert result["gan"]["images_per_s"] == {"1": 1000, "2": 1800}
     assert result["gan"]["efficiency"] == {"1": 1.0, "2": 0.9}
     rows = report.rows({"scale": result})
-    assert rows == [("scale gan, global batch 256: img/s by processes (1 thread each)",
-                     "1: 1000, 2: 1800; efficiency 2: 0.90", "", "")]
+    assert rows == [
+        (
+            "scale gan, global batch 256: img/s by processes (1 thread each)",
+            "1: 1000, 2: 1800; efficiency 2: 0.90",
+            "",
+            "",
+        )
+    ]
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
@@ -392,5 +455,8 @@ def test_a_rank_dying_after_rank_0_recorded_the_end_does_not_fail_the_run(tmp_pa
         assert code == 0 and status["state"] == "finished"
         assert "note: the run finished, then rank 1 (pid 7) was killed by SIGABRT on exit" in err
     else:
-        assert code == 1 and status == {"state": "failed", "reason": "rank 1 (pid 7) was killed by SIGABRT",
-                                         "updated": status["updated"]}
+        assert code == 1 and status == {
+            "state": "failed",
+            "reason": "rank 1 (pid 7) was killed by SIGABRT",
+            "updated": status["updated"],
+        }

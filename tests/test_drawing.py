@@ -1,4 +1,5 @@
 """Your image input: MNIST- and Fashion-MNIST-style preprocessing, and one clear message for each kind of bad input."""
+
 import io
 import struct
 import zlib
@@ -123,6 +124,7 @@ def test_a_truncated_file_is_refused(fmt):
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (8-bit grey) with one tiny data chunk: what a decompression bomb
     looks like before decoding."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -147,7 +149,7 @@ def test_an_animated_image_is_refused(fmt):
 
 
 def test_a_16_bit_image_is_refused():
-    deep = Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16))
+    deep = Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
     data = png(deep)
     assert data[24] == 16  # really a 16-bit PNG
     with pytest.raises(ImageInputError, match="This is a 16-bit image"):

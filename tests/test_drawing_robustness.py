@@ -1,5 +1,6 @@
 """How the shipped MNIST classifier takes drawings: digits drawn as mouse-like strokes at several stroke widths, sizes,
 slants and offsets on a 280x280 canvas, preprocessed as the Your image page does, against its test accuracy."""
+
 import json
 import math
 import os
@@ -25,8 +26,9 @@ MIN_DRAWING_ACCURACY = 0.85
 
 def _arc(cx, cy, rx, ry, start, end, n=24):
     """Points of an elliptic arc, angles in degrees (0 = right, 90 = down)."""
-    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
-            for a in np.linspace(start, end, n)]
+    return [
+        (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a))) for a in np.linspace(start, end, n)
+    ]
 
 
 # each digit as strokes (lists of points) in a unit box, drawn the way people usually draw them

@@ -1,4 +1,5 @@
 """Tests of genmodels.evaluation: the cross-check classifier, the whole pipeline on tiny models and data, and the shipped numbers."""
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,7 @@ def striped_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.arange(n) % 10
     images = (torch.rand(n, 28, 28, generator=g) * 60).to(torch.uint8)
     for i, c in enumerate(labels.tolist()):
-        images[i, 2 * c + 4: 2 * c + 6] = 255
+        images[i, 2 * c + 4 : 2 * c + 6] = 255
     return images, labels
 
 
@@ -61,34 +62,69 @@ def tiny_root(tiny_checkpoints, tmp_path):
 
 def test_evaluate_dataset_and_write_on_tiny_models(synthetic_data, tiny_root):
     result = evaluation.evaluate_dataset("mnist", n=100, data_root=synthetic_data, checkpoints_root=tiny_root)
-    for key in ("classifier_test_accuracy", "crosscheck_test_accuracy", "s0_accuracy", "real_fid_floor", "vae_test_neg_elbo",
-                *(f"{kind}_{m}" for kind in generator_kinds() for m in (
-                    "class_accuracy", "class_accuracy_crosscheck", "s1_accuracy", "fid", "classifier_score", "coverage_kl",
-                    "precision", "recall", "memorisation_distance_ratio", "latent_ppl", "latent_jump_ratio", "seconds"))):
+    for key in (
+        "classifier_test_accuracy",
+        "crosscheck_test_accuracy",
+        "s0_accuracy",
+        "real_fid_floor",
+        "vae_test_neg_elbo",
+        *(
+            f"{kind}_{m}"
+            for kind in generator_kinds()
+            for m in (
+                "class_accuracy",
+                "class_accuracy_crosscheck",
+                "s1_accuracy",
+                "fid",
+                "classifier_score",
+                "coverage_kl",
+                "precision",
+                "recall",
+                "memorisation_distance_ratio",
+                "latent_ppl",
+                "latent_jump_ratio",
+                "seconds",
+            )
+        ),
+    ):
         assert key in result, key
         assert isinstance(result[key], float) and math.isfinite(result[key]), key
     assert len(result["cgan_per_class_accuracy"]) == 10
     assert sum(result["gan_class_histogram"]) == pytest.approx(1.0)
     assert 1.0 <= result["vae_classifier_score"] <= 10.0
 
-    again = evaluation.evaluate_dataset("mnist", n=100, kinds=("vae",), data_root=synthetic_data, checkpoints_root=tiny_root)
+    again = evaluation.evaluate_dataset(
+        "mnist", n=100, kinds=("vae",), data_root=synthetic_data, checkpoints_root=tiny_root
+    )
     assert again["vae_fid"] == result["vae_fid"] and again["vae_class_accuracy"] == result["vae_class_accuracy"]
 
     written = evaluation.write_evaluation(result, tiny_root)
     assert {p.stem for p in written} == set(KINDS)
     meta = read_metadata(checkpoint_path("gan", "mnist", tiny_root))
     assert meta["evaluation"]["fid"] == result["gan_fid"] and meta["evaluation"]["samples"] == 100
-    assert read_metadata(checkpoint_path("mapper", "mnist", tiny_root))["evaluation"]["class_accuracy"] == result["gan_class_accuracy"]
-    assert read_metadata(checkpoint_path("classifier", "mnist", tiny_root))["evaluation"]["test_accuracy"] == result["classifier_test_accuracy"]
+    assert (
+        read_metadata(checkpoint_path("mapper", "mnist", tiny_root))["evaluation"]["class_accuracy"]
+        == result["gan_class_accuracy"]
+    )
+    assert (
+        read_metadata(checkpoint_path("classifier", "mnist", tiny_root))["evaluation"]["test_accuracy"]
+        == result["classifier_test_accuracy"]
+    )
     load_generator("gan", "mnist", root=tiny_root)  # the mapper still matches its generator after the rewrite
 
     files = {kind: checkpoint_path(kind, "mnist", tiny_root) for kind in KINDS}
     before = {kind: path.read_bytes() for kind, path in files.items()}
     retimed = {**result, "gan_seconds": result["gan_seconds"] + 5.0, "vae_cpu_seconds": 123.0}
     assert evaluation.write_evaluation(retimed, tiny_root) == []  # same numbers, other timings: nothing rewritten
-    summed_elsewhere = {**result, "vae_fid": result["vae_fid"] * (1 + 1e-7), "gan_latent_ppl": result["gan_latent_ppl"] * (1 - 5e-5),
-                        "cgan_precision": result["cgan_precision"] + 1 / 100}  # and one sample on a k-NN boundary
-    assert evaluation.write_evaluation(summed_elsewhere, tiny_root) == []  # float noise of another CPU: nothing rewritten
+    summed_elsewhere = {
+        **result,
+        "vae_fid": result["vae_fid"] * (1 + 1e-7),
+        "gan_latent_ppl": result["gan_latent_ppl"] * (1 - 5e-5),
+        "cgan_precision": result["cgan_precision"] + 1 / 100,
+    }  # and one sample on a k-NN boundary
+    assert (
+        evaluation.write_evaluation(summed_elsewhere, tiny_root) == []
+    )  # float noise of another CPU: nothing rewritten
     assert all(path.read_bytes() == before[kind] for kind, path in files.items())
     changed = {**result, "vae_fid": result["vae_fid"] + 1.0}
     assert evaluation.write_evaluation(changed, tiny_root) == [files["vae"]]
@@ -104,10 +140,13 @@ def test_model_evaluation_leaves_out_kinds_not_evaluated():
 
 # ----------------------------------------------------------------------------- the shipped checkpoints
 
+
 def shipped_evaluation(kind: str, dataset: str) -> dict:
     meta = read_metadata(checkpoint_path(kind, dataset))
     if "evaluation" not in meta:
-        pytest.skip(f"checkpoints/{dataset}/{kind} has no evaluation yet (run python -m genmodels evaluate --dataset {dataset})")
+        pytest.skip(
+            f"checkpoints/{dataset}/{kind} has no evaluation yet (run python -m genmodels evaluate --dataset {dataset})"
+        )
     return meta["evaluation"]
 
 
@@ -124,16 +163,22 @@ def test_shipped_numbers_hold_on_a_subset(dataset):
     stored = shipped_evaluation("classifier", dataset)
     real_probs = predict(classifier, to_unit(summary.subset_images))
     accuracy = metrics.class_accuracy(real_probs, summary.subset_labels)
-    assert accuracy == pytest.approx(stored["test_accuracy"], abs=binomial_tolerance(stored["test_accuracy"], len(real_probs), floor=0.02))
+    assert accuracy == pytest.approx(
+        stored["test_accuracy"], abs=binomial_tolerance(stored["test_accuracy"], len(real_probs), floor=0.02)
+    )
     for kind in generator_kinds():
         expected = shipped_evaluation(kind, dataset)
         model = load_generator(kind, dataset, device="cpu")
         seed = 11  # not the evaluation's seed: fresh samples
         labelled = evaluation.conditional_metrics(model, classifier, per_class=100, seed=seed)
-        assert labelled["class_accuracy"] == pytest.approx(expected["class_accuracy"], abs=binomial_tolerance(expected["class_accuracy"], 1000)), kind
+        assert labelled["class_accuracy"] == pytest.approx(
+            expected["class_accuracy"], abs=binomial_tolerance(expected["class_accuracy"], 1000)
+        ), kind
         unlabelled = evaluation.unconditional_metrics(model, classifier, 1000, summary.test_counts, seed=seed)
         # the plug-in KL of 1,000 draws scatters roughly in proportion to its value (and is biased up by ~(C - 1) / 2N)
-        assert unlabelled["coverage_kl"] == pytest.approx(expected["coverage_kl"], abs=0.02 + 0.3 * expected["coverage_kl"]), kind
+        assert unlabelled["coverage_kl"] == pytest.approx(
+            expected["coverage_kl"], abs=0.02 + 0.3 * expected["coverage_kl"]
+        ), kind
         assert unlabelled["classifier_score"] == pytest.approx(expected["classifier_score"], rel=0.06), kind
         smooth = evaluation.smoothness_metrics(model, classifier, paths=50, seed=seed)
         # per-path jump ratios scatter with sd up to ~1.1 (fashion gan): 25% is about 4 standard errors of the difference
@@ -150,7 +195,9 @@ def test_nearest_training_images_match_a_brute_force_search_across_chunks(synthe
     monkeypatch.setattr(evaluation, "TRAIN_CHUNK", 7)
     train_x, _ = load_split("mnist", "train", synthetic_data, download=False)
     pool = to_unit(train_x).flatten(1)
-    queries = torch.cat([to_unit(train_x[[3, 20]]), torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))])
+    queries = torch.cat(
+        [to_unit(train_x[[3, 20]]), torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))]
+    )
     distances, indices = evaluation.nearest_training_images(queries, "mnist", synthetic_data)
     expected = torch.cdist(queries.flatten(1), pool, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
     assert indices[:2].tolist() == [3, 20] and distances[:2].tolist() == [0.0, 0.0]

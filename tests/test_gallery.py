@@ -1,4 +1,5 @@
 """genmodels.gallery: generated batches with the classifier's captions, seed re-rolls, display pixels."""
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +10,10 @@ from genmodels.gallery import MAX_GALLERY, display_pixels, generate_gallery, nex
 
 @pytest.fixture(scope="module")
 def tiny(tiny_checkpoints):
-    return (api.load_generator("cgan", "mnist", root=tiny_checkpoints, device="cpu"),
-            api.load_classifier("mnist", root=tiny_checkpoints, device="cpu"))
+    return (
+        api.load_generator("cgan", "mnist", root=tiny_checkpoints, device="cpu"),
+        api.load_classifier("mnist", root=tiny_checkpoints, device="cpu"),
+    )
 
 
 def test_gallery_of_one_class_and_of_every_class(tiny):
@@ -24,8 +27,14 @@ def test_gallery_of_one_class_and_of_every_class(tiny):
 
 def test_gallery_is_reproducible_by_seed(tiny):
     model, classifier = tiny
-    assert torch.equal(generate_gallery(model, classifier, 1, 4, seed=9).images, generate_gallery(model, classifier, 1, 4, seed=9).images)
-    assert not torch.equal(generate_gallery(model, classifier, 1, 4, seed=9).images, generate_gallery(model, classifier, 1, 4, seed=10).images)
+    assert torch.equal(
+        generate_gallery(model, classifier, 1, 4, seed=9).images,
+        generate_gallery(model, classifier, 1, 4, seed=9).images,
+    )
+    assert not torch.equal(
+        generate_gallery(model, classifier, 1, 4, seed=9).images,
+        generate_gallery(model, classifier, 1, 4, seed=10).images,
+    )
 
 
 def test_latent_shifts_edit_the_first_image_or_all(tiny):
@@ -50,7 +59,10 @@ def test_gallery_without_classifier_and_limits(tiny):
 
 def test_captions_name_the_class_and_flag_disagreements():
     probs = torch.tensor([[0.9, 0.1], [0.3, 0.7]])
-    assert prediction_captions(probs, ("T-shirt/top", "Trouser"), torch.tensor([0, 0])) == ["T-shirt/top 90%", "✗ Trouser 70%"]
+    assert prediction_captions(probs, ("T-shirt/top", "Trouser"), torch.tensor([0, 0])) == [
+        "T-shirt/top 90%",
+        "✗ Trouser 70%",
+    ]
     assert prediction_captions(probs, ("a", "b")) == ["a 90%", "b 70%"]
 
 

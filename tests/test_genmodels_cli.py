@@ -1,4 +1,5 @@
 """Tests of the `python -m genmodels` command line (sample, evaluate, summarize) on tiny checkpoints and synthetic data."""
+
 from __future__ import annotations
 
 import importlib
@@ -37,10 +38,26 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 # ----------------------------------------------------------------------------- sample
 
+
 def test_sample_npy_is_uint8_and_reproducible(tiny, tmp_path, capsys):
     a, b, c = tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "c.npy"
     for out, seed in ((a, "5"), (b, "5"), (c, "6")):
-        code, stdout, _ = run(capsys, "sample", "--dataset", "mnist", "--model", "cgan", "--label", "3", "--n", "4", "--seed", seed, "--out", str(out))
+        code, stdout, _ = run(
+            capsys,
+            "sample",
+            "--dataset",
+            "mnist",
+            "--model",
+            "cgan",
+            "--label",
+            "3",
+            "--n",
+            "4",
+            "--seed",
+            seed,
+            "--out",
+            str(out),
+        )
         assert code == 0 and "wrote 4" in stdout
     first = np.load(a, allow_pickle=False)
     assert first.shape == (4, 28, 28) and first.dtype == np.uint8
@@ -49,7 +66,22 @@ def test_sample_npy_is_uint8_and_reproducible(tiny, tmp_path, capsys):
 
 def test_sample_label_all_is_n_per_class_in_class_order(tiny, tmp_path, capsys):
     out = tmp_path / "all.npy"
-    code, _, _ = run(capsys, "sample", "--dataset", "fashion", "--model", "vae", "--label", "all", "--n", "2", "--seed", "1", "--out", str(out))
+    code, _, _ = run(
+        capsys,
+        "sample",
+        "--dataset",
+        "fashion",
+        "--model",
+        "vae",
+        "--label",
+        "all",
+        "--n",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+    )
     assert code == 0
     expected = load_generator("vae", "fashion", device="cpu").sample(2, label="all", seed=1)
     assert expected.labels.tolist() == [c for c in range(10) for _ in range(2)]
@@ -58,7 +90,9 @@ def test_sample_label_all_is_n_per_class_in_class_order(tiny, tmp_path, capsys):
 
 def test_sample_unconditional_png_grid(tiny, tmp_path, capsys):
     out = tmp_path / "grid.png"
-    code, _, _ = run(capsys, "sample", "--dataset", "mnist", "--model", "gan", "--n", "12", "--temperature", "0.5", "--out", str(out))
+    code, _, _ = run(
+        capsys, "sample", "--dataset", "mnist", "--model", "gan", "--n", "12", "--temperature", "0.5", "--out", str(out)
+    )
     assert code == 0
     with Image.open(out) as image:
         assert image.mode == "L" and image.size == (10 * 30 + 2, 2 * 30 + 2)  # 10 per row, 2 rows, 2 px padding
@@ -69,29 +103,62 @@ def test_sample_from_a_given_checkpoint(tiny, tmp_path, capsys):
     run_dir.mkdir()
     shutil.copy(tiny / "mnist" / "gan.safetensors", run_dir / "gan.safetensors")  # no mapper beside it
     out = tmp_path / "x.npy"
-    code, _, _ = run(capsys, "sample", "--dataset", "mnist", "--model", "gan", "--checkpoint", str(run_dir / "gan.safetensors"), "--n", "3", "--out", str(out))
+    code, _, _ = run(
+        capsys,
+        "sample",
+        "--dataset",
+        "mnist",
+        "--model",
+        "gan",
+        "--checkpoint",
+        str(run_dir / "gan.safetensors"),
+        "--n",
+        "3",
+        "--out",
+        str(out),
+    )
     assert code == 0 and np.load(out).shape == (3, 28, 28)
-    code, _, err = run(capsys, "sample", "--dataset", "mnist", "--model", "gan", "--checkpoint", str(run_dir / "gan.safetensors"), "--label", "1", "--out", str(out))
+    code, _, err = run(
+        capsys,
+        "sample",
+        "--dataset",
+        "mnist",
+        "--model",
+        "gan",
+        "--checkpoint",
+        str(run_dir / "gan.safetensors"),
+        "--label",
+        "1",
+        "--out",
+        str(out),
+    )
     assert code == 2 and "mapper" in err
 
 
-@pytest.mark.parametrize("argv, code, message", [
-    (["--dataset", "cifar", "--model", "gan"], 2, "invalid choice"),
-    (["--dataset", "mnist", "--model", "diffusion"], 2, "invalid choice"),
-    (["--dataset", "mnist", "--model", "cgan", "--label", "10"], 2, "label must be"),
-    (["--dataset", "mnist", "--model", "cgan", "--label", "-1"], 2, "label must be"),
-    (["--dataset", "mnist", "--model", "cgan", "--label", "seven"], 2, "class index or 'all'"),
-    (["--dataset", "mnist", "--model", "cgan", "--n", "0"], 2, "between 1 and 10000"),
-    (["--dataset", "mnist", "--model", "cgan", "--n", "10001"], 2, "between 1 and 10000"),
-    (["--dataset", "mnist", "--model", "cgan", "--label", "all", "--n", "1001"], 2, "between 1 and 1000"),
-    (["--dataset", "mnist", "--model", "cgan", "--seed", "-3"], 2, "seed must be"),
-    (["--dataset", "mnist", "--model", "cgan", "--temperature", "inf"], 2, "finite"),
-    (["--dataset", "mnist", "--model", "cgan", "--temperature", "9"], 2, "temperature must be"),
-    (["--dataset", "mnist", "--model", "cgan", "--out", "OUT/x.jpg"], 2, "unknown extension"),
-    (["--dataset", "mnist", "--model", "cgan", "--out", "OUT/missing/x.png"], 2, "does not exist"),
-    (["--dataset", "mnist", "--model", "cgan", "--out", "OUT"], 2, "unknown extension"),
-    (["--dataset", "mnist", "--model", "cgan", "--checkpoint", "OUT/none.safetensors", "--out", "OUT/x.png"], 2, "no such file"),
-])
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (["--dataset", "cifar", "--model", "gan"], 2, "invalid choice"),
+        (["--dataset", "mnist", "--model", "diffusion"], 2, "invalid choice"),
+        (["--dataset", "mnist", "--model", "cgan", "--label", "10"], 2, "label must be"),
+        (["--dataset", "mnist", "--model", "cgan", "--label", "-1"], 2, "label must be"),
+        (["--dataset", "mnist", "--model", "cgan", "--label", "seven"], 2, "class index or 'all'"),
+        (["--dataset", "mnist", "--model", "cgan", "--n", "0"], 2, "between 1 and 10000"),
+        (["--dataset", "mnist", "--model", "cgan", "--n", "10001"], 2, "between 1 and 10000"),
+        (["--dataset", "mnist", "--model", "cgan", "--label", "all", "--n", "1001"], 2, "between 1 and 1000"),
+        (["--dataset", "mnist", "--model", "cgan", "--seed", "-3"], 2, "seed must be"),
+        (["--dataset", "mnist", "--model", "cgan", "--temperature", "inf"], 2, "finite"),
+        (["--dataset", "mnist", "--model", "cgan", "--temperature", "9"], 2, "temperature must be"),
+        (["--dataset", "mnist", "--model", "cgan", "--out", "OUT/x.jpg"], 2, "unknown extension"),
+        (["--dataset", "mnist", "--model", "cgan", "--out", "OUT/missing/x.png"], 2, "does not exist"),
+        (["--dataset", "mnist", "--model", "cgan", "--out", "OUT"], 2, "unknown extension"),
+        (
+            ["--dataset", "mnist", "--model", "cgan", "--checkpoint", "OUT/none.safetensors", "--out", "OUT/x.png"],
+            2,
+            "no such file",
+        ),
+    ],
+)
 def test_sample_bad_input_is_one_error_line(tiny, tmp_path, capsys, argv, code, message):
     argv = [a.replace("OUT", str(tmp_path)) for a in argv]
     result, stdout, err = run(capsys, "sample", *argv)
@@ -106,7 +173,9 @@ def test_sample_corrupt_or_wrong_checkpoint_is_a_runtime_error(tiny, tmp_path, c
     corrupt.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
     out = tmp_path / "x.png"
     for path in (corrupt, tiny / "mnist" / "gan.safetensors"):
-        code, stdout, err = run(capsys, "sample", "--dataset", "mnist", "--model", "vae", "--checkpoint", str(path), "--out", str(out))
+        code, stdout, err = run(
+            capsys, "sample", "--dataset", "mnist", "--model", "vae", "--checkpoint", str(path), "--out", str(out)
+        )
         assert code == 1 and err.startswith("error: checkpoint") and err.count("\n") == 1
     assert not out.exists()
 
@@ -122,13 +191,19 @@ def test_help_lists_the_commands(capsys):
 
 
 def test_module_entry_point_in_a_subprocess():
-    bad = subprocess.run([sys.executable, "-m", "genmodels", "sample", "--dataset", "mnist", "--model", "vae", "--label", "12"],
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "genmodels", "sample", "--dataset", "mnist", "--model", "vae", "--label", "12"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: label must be") and bad.stderr.count("\n") == 1
     assert "Traceback" not in bad.stderr
 
 
 # ----------------------------------------------------------------------------- evaluate
+
 
 @pytest.fixture
 def tiny_copy(tiny_checkpoints, tmp_path, monkeypatch):
@@ -145,12 +220,25 @@ def checkpoint_files(root):
 
 def test_evaluate_prints_and_changes_no_file_by_default(synthetic_data, tiny_copy, capsys):
     before = checkpoint_files(tiny_copy)
-    code, stdout, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
+    code, stdout, err = run(
+        capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json"
+    )
     assert code == 0 and "wrote" not in err
     result = json.loads(stdout)
-    for key in ("classifier_test_accuracy", "cgan_class_accuracy", "gan_class_accuracy", "vae_class_accuracy", "vae_test_neg_elbo",
-                "s0_accuracy", "cgan_s1_accuracy", "gan_s1_accuracy", "vae_s1_accuracy",
-                "cgan_class_accuracy_crosscheck", "gan_class_accuracy_crosscheck", "vae_class_accuracy_crosscheck"):
+    for key in (
+        "classifier_test_accuracy",
+        "cgan_class_accuracy",
+        "gan_class_accuracy",
+        "vae_class_accuracy",
+        "vae_test_neg_elbo",
+        "s0_accuracy",
+        "cgan_s1_accuracy",
+        "gan_s1_accuracy",
+        "vae_s1_accuracy",
+        "cgan_class_accuracy_crosscheck",
+        "gan_class_accuracy_crosscheck",
+        "vae_class_accuracy_crosscheck",
+    ):
         assert isinstance(result[key], float), key
     assert checkpoint_files(tiny_copy) == before  # measuring never modifies shipped files
 
@@ -165,24 +253,46 @@ def test_evaluate_writes_the_checkpoints_only_with_write(synthetic_data, tiny_co
 
     monkeypatch.setattr(compare, "COUNTS", (10, 20))  # two slider positions are enough here, and quicker
     report = tmp_path / "report.json"
-    code, stdout, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json",
-                            "--write", "--report", str(report))
+    code, stdout, err = run(
+        capsys,
+        "evaluate",
+        "--dataset",
+        "mnist",
+        "--data",
+        str(synthetic_data),
+        "--n",
+        "100",
+        "--json",
+        "--write",
+        "--report",
+        str(report),
+    )
     assert code == 0 and "wrote evaluation into" in err and "wrote the GAN vs VAE page's numbers" in err
     result = json.loads(stdout)
     assert json.loads(report.read_text()) == result
-    assert read_metadata(tiny_copy / "mnist" / "vae.safetensors")["evaluation"]["test_neg_elbo"] == result["vae_test_neg_elbo"]
+    assert (
+        read_metadata(tiny_copy / "mnist" / "vae.safetensors")["evaluation"]["test_neg_elbo"]
+        == result["vae_test_neg_elbo"]
+    )
     assert set(read_comparison(comparison_path("mnist", tiny_copy)).scores) == set(generator_kinds())
 
     before = checkpoint_files(tiny_copy)
-    code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write")
+    code, _, err = run(
+        capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write"
+    )
     assert code == 0 and "wrote" not in err and checkpoint_files(tiny_copy) == before  # same numbers: nothing rewritten
 
 
 def test_evaluate_report_stays_out_of_the_checkpoints(synthetic_data, tiny_copy, capsys, tmp_path):
     before = checkpoint_files(tiny_copy)
-    for bad, message in ((tiny_copy / "mnist" / "report.json", "inside the checkpoints folder"),
-                         (tmp_path / "report.txt", "unknown extension"), (tmp_path / "none" / "r.json", "does not exist")):
-        code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--report", str(bad))
+    for bad, message in (
+        (tiny_copy / "mnist" / "report.json", "inside the checkpoints folder"),
+        (tmp_path / "report.txt", "unknown extension"),
+        (tmp_path / "none" / "r.json", "does not exist"),
+    ):
+        code, _, err = run(
+            capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--report", str(bad)
+        )
         assert code == 2 and message in err and err.startswith("error: --report"), err
     assert checkpoint_files(tiny_copy) == before
 
@@ -193,7 +303,9 @@ def test_evaluate_no_write_is_still_accepted(synthetic_data, tiny_copy, capsys, 
     fake = {"dataset": "mnist", "samples": 100, "seed": 0, "vae_fid": 1.0}
     monkeypatch.setattr(evaluation, "evaluate_dataset", lambda *a, **k: fake)
     before = checkpoint_files(tiny_copy)
-    code, stdout, _ = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--no-write")
+    code, stdout, _ = run(
+        capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--no-write"
+    )
     assert code == 0 and json.loads(stdout) == fake
     assert checkpoint_files(tiny_copy) == before
 
@@ -206,6 +318,7 @@ def test_evaluate_refuses_bad_input_and_missing_data(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- summarize
+
 
 def test_summarize_rebuilds_a_summary(synthetic_data, tmp_path, capsys):
     out = tmp_path / "mnist_summary.safetensors"
@@ -220,7 +333,11 @@ def test_summarize_rebuilds_a_summary(synthetic_data, tmp_path, capsys):
     model = tmp_path / "gan.safetensors"
     model.write_bytes(b"a checkpoint, or anything else")
     code, _, err = run(capsys, "summarize", "--dataset", "mnist", "--data", str(synthetic_data), "--out", str(model))
-    assert code == 2 and "exists and is not a data summary" in err and model.read_bytes() == b"a checkpoint, or anything else"
+    assert (
+        code == 2
+        and "exists and is not a data summary" in err
+        and model.read_bytes() == b"a checkpoint, or anything else"
+    )
 
 
 def test_evaluate_write_replaces_numbers_from_more_samples(synthetic_data, tiny_copy, capsys, monkeypatch):
@@ -229,13 +346,26 @@ def test_evaluate_write_replaces_numbers_from_more_samples(synthetic_data, tiny_
 
     path = tiny_copy / "mnist" / "vae.safetensors"
     update_metadata(path, evaluation={"samples": 10_000, "seed": 0, "fid": 5.0})
-    monkeypatch.setattr(evaluation, "evaluate_dataset", lambda *a, **k: {
-        "dataset": "mnist", "samples": 100, "seed": 0, "vae_fid": 9.0, "classifier_test_accuracy": 0.9,
-        "classifier_test_confidence": 0.9, "crosscheck_test_accuracy": 0.9, "s0_accuracy": 0.9})
+    monkeypatch.setattr(
+        evaluation,
+        "evaluate_dataset",
+        lambda *a, **k: {
+            "dataset": "mnist",
+            "samples": 100,
+            "seed": 0,
+            "vae_fid": 9.0,
+            "classifier_test_accuracy": 0.9,
+            "classifier_test_confidence": 0.9,
+            "crosscheck_test_accuracy": 0.9,
+            "s0_accuracy": 0.9,
+        },
+    )
     monkeypatch.setattr(compare, "write_comparison", lambda *a, **k: False)
     code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
     assert code == 0 and read_metadata(path)["evaluation"]["fid"] == 5.0
-    code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write")
+    code, _, err = run(
+        capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write"
+    )
     assert code == 0 and read_metadata(path)["evaluation"]["fid"] == 9.0
 
 
@@ -243,10 +373,14 @@ def test_evaluate_measures_the_others_when_one_checkpoint_is_broken(synthetic_da
     broken = tiny_copy / "mnist" / "vae.safetensors"
     broken.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
     before = broken.read_bytes()
-    code, stdout, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
+    code, stdout, err = run(
+        capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json"
+    )
     result = json.loads(stdout)
     assert code == 1 and isinstance(result["cgan_class_accuracy"], float) and "vae_class_accuracy" not in result
     assert "error: vae not measured:" in err and "Traceback" not in err and broken.read_bytes() == before
-    code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write")
+    code, _, err = run(
+        capsys, "evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json", "--write"
+    )
     assert code == 1 and "not every generator was measured" in err and broken.read_bytes() == before
     assert not (tiny_copy / "mnist" / "comparison.json").exists()

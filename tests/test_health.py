@@ -85,10 +85,30 @@ def test_a_run_whose_generator_is_cut_to_a_constant_is_named_and_printed(synthet
 
     run = tmp_path / "frozen"
     out = subprocess.run(
-        [sys.executable, "-m", "train", "gan", "--dataset", "mnist", "--data", str(synthetic_data), "--run-dir", str(run),
-         "--epochs", "3", "--batch-size", "32", "--lr", "1e-9", "--model-config",
-         '{"g_hidden": [16], "d_hidden": [16]}'],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "gan",
+            "--dataset",
+            "mnist",
+            "--data",
+            str(synthetic_data),
+            "--run-dir",
+            str(run),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            "--lr",
+            "1e-9",
+            "--model-config",
+            '{"g_hidden": [16], "d_hidden": [16]}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "alert: output frozen" in out.stdout

@@ -1,4 +1,5 @@
 """Bad input from users is refused up front: CLI flags exit 2 with one line, the sampling API raises ValueError."""
+
 from __future__ import annotations
 
 import math
@@ -15,21 +16,54 @@ from train import cli
 
 BAD_FLAGS = [
     # seed
-    ["--seed", "-1"], ["--seed", str(2**63)], ["--seed", "1.5"], ["--seed", "abc"], ["--seed", ""],
+    ["--seed", "-1"],
+    ["--seed", str(2**63)],
+    ["--seed", "1.5"],
+    ["--seed", "abc"],
+    ["--seed", ""],
     # epochs
-    ["--epochs", "0"], ["--epochs", "-3"], ["--epochs", str(cli.MAX_EPOCHS + 1)], ["--epochs", "1e3"], ["--epochs", "nan"],
+    ["--epochs", "0"],
+    ["--epochs", "-3"],
+    ["--epochs", str(cli.MAX_EPOCHS + 1)],
+    ["--epochs", "1e3"],
+    ["--epochs", "nan"],
     # learning rate
-    ["--lr", "0"], ["--lr", "-0.001"], ["--lr", "nan"], ["--lr", "inf"], ["--lr", "-inf"], ["--lr", "1e400"], ["--lr", "2"], ["--lr", "fast"],
+    ["--lr", "0"],
+    ["--lr", "-0.001"],
+    ["--lr", "nan"],
+    ["--lr", "inf"],
+    ["--lr", "-inf"],
+    ["--lr", "1e400"],
+    ["--lr", "2"],
+    ["--lr", "fast"],
     # batch size
-    ["--batch-size", "0"], ["--batch-size", "-8"], ["--batch-size", str(cli.MAX_BATCH + 1)], ["--batch-size", "9" * 30], ["--batch-size", "64.0"],
+    ["--batch-size", "0"],
+    ["--batch-size", "-8"],
+    ["--batch-size", str(cli.MAX_BATCH + 1)],
+    ["--batch-size", "9" * 30],
+    ["--batch-size", "64.0"],
     # max steps
-    ["--max-steps", "0"], ["--max-steps", "-1"], ["--max-steps", "ten"],
+    ["--max-steps", "0"],
+    ["--max-steps", "-1"],
+    ["--max-steps", "ten"],
     # log every
-    ["--log-every", "0"], ["--log-every", "-5"], ["--log-every", "100001"], ["--log-every", "0x10"],
+    ["--log-every", "0"],
+    ["--log-every", "-5"],
+    ["--log-every", "100001"],
+    ["--log-every", "0x10"],
     # other flags
     # niceness and precision
-    ["--nice", "-1"], ["--nice", "20"], ["--nice", "low"], ["--precision", "fp16"], ["--precision", ""], ["--compile", "fast"], ["--compile", ""],
-    ["--device", "tpu"], ["--model-config", "[1, 2]"], ["--model-config", "{not json"], ["--resume"],
+    ["--nice", "-1"],
+    ["--nice", "20"],
+    ["--nice", "low"],
+    ["--precision", "fp16"],
+    ["--precision", ""],
+    ["--compile", "fast"],
+    ["--compile", ""],
+    ["--device", "tpu"],
+    ["--model-config", "[1, 2]"],
+    ["--model-config", "{not json"],
+    ["--resume"],
     ["--classifier", "/nonexistent/classifier.safetensors"],
 ]
 
@@ -64,8 +98,14 @@ def test_bad_kind_or_dataset_exits_2(argv, capsys):
 def test_bad_flag_in_a_real_process_prints_no_traceback(flags, tmp_path):
     """`python -m train` with a bad flag exits 2, prints one line and no traceback."""
     env = {**os.environ, "GENMODELS_RUNS": str(tmp_path / "runs")}
-    result = subprocess.run([sys.executable, "-m", "train", "vae", "--dataset", "mnist", *flags], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "train", "vae", "--dataset", "mnist", *flags],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -73,11 +113,43 @@ def test_bad_flag_in_a_real_process_prints_no_traceback(flags, tmp_path):
 
 def test_boundary_flag_values_are_accepted():
     """The extreme valid values pass validation (the checks are not off by one)."""
-    args = cli.build_parser().parse_args(["vae", "--dataset", "mnist", "--seed", str(2**63 - 1), "--epochs", str(cli.MAX_EPOCHS),
-                                          "--lr", "1", "--batch-size", str(cli.MAX_BATCH), "--max-steps", "1", "--log-every", "1"])
+    args = cli.build_parser().parse_args(
+        [
+            "vae",
+            "--dataset",
+            "mnist",
+            "--seed",
+            str(2**63 - 1),
+            "--epochs",
+            str(cli.MAX_EPOCHS),
+            "--lr",
+            "1",
+            "--batch-size",
+            str(cli.MAX_BATCH),
+            "--max-steps",
+            "1",
+            "--log-every",
+            "1",
+        ]
+    )
     cli.validate(args)
-    args = cli.build_parser().parse_args(["vae", "--dataset", "mnist", "--seed", "0", "--epochs", "1", "--lr", "1e-12",
-                                          "--batch-size", "1", "--log-every", "100000"])
+    args = cli.build_parser().parse_args(
+        [
+            "vae",
+            "--dataset",
+            "mnist",
+            "--seed",
+            "0",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-12",
+            "--batch-size",
+            "1",
+            "--log-every",
+            "100000",
+        ]
+    )
     cli.validate(args)
 
 
@@ -99,7 +171,10 @@ def test_unwritable_run_dir_by_permission_is_refused(tmp_path, capsys):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        assert cli.main(["vae", "--dataset", "mnist", "--max-steps", "1", "--run-dir", str(locked / "r1")]) == cli.USAGE_EXIT
+        assert (
+            cli.main(["vae", "--dataset", "mnist", "--max-steps", "1", "--run-dir", str(locked / "r1")])
+            == cli.USAGE_EXIT
+        )
         assert "not writable" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
@@ -119,6 +194,7 @@ def test_full_disk_is_refused_before_training(tmp_path, capsys, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- sampling API range checks
+
 
 @pytest.mark.parametrize("seed", [-1, 2**63, 1.5, float("nan"), True, "3", None, [1]])
 def test_bad_seed_is_refused(seed):
@@ -158,7 +234,9 @@ def test_all_labels_count_is_bounded():
 @pytest.fixture(scope="module")
 def tiny_models(tiny_checkpoints):
     """Tiny randomly initialised MNIST generators loaded through the public API."""
-    return {kind: api.load_generator(kind, "mnist", root=tiny_checkpoints, device="cpu") for kind in ("gan", "cgan", "vae")}
+    return {
+        kind: api.load_generator(kind, "mnist", root=tiny_checkpoints, device="cpu") for kind in ("gan", "cgan", "vae")
+    }
 
 
 @pytest.mark.parametrize("kind", ["gan", "cgan", "vae"])
@@ -181,7 +259,9 @@ def test_wrong_latent_shape_is_refused(tiny_models, kind):
             model.decode(z, torch.zeros(2, dtype=torch.int64))
 
 
-@pytest.mark.parametrize("labels", [None, torch.tensor([0, 10]), torch.tensor([-1, 0]), torch.tensor([0.0, 1.0]), torch.tensor([1])])
+@pytest.mark.parametrize(
+    "labels", [None, torch.tensor([0, 10]), torch.tensor([-1, 0]), torch.tensor([0.0, 1.0]), torch.tensor([1])]
+)
 def test_cgan_decode_needs_one_valid_label_per_latent(tiny_models, labels):
     """The cgan refuses missing, out-of-range, float or miscounted labels."""
     model = tiny_models["cgan"]

@@ -23,7 +23,13 @@ def kind_name_collections(path: Path) -> list[str]:
     """Tuples, lists, sets and dict keys made of two or more kind-name literals: a second list of kinds."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else node.keys if isinstance(node, ast.Dict) else []
+        items = (
+            node.elts
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set))
+            else node.keys
+            if isinstance(node, ast.Dict)
+            else []
+        )
         names = [i.value for i in items if isinstance(i, ast.Constant) and i.value in KINDS]
         if len(names) >= 2:
             found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {names}")

@@ -1,11 +1,22 @@
 """genmodels.latent: interpolation, latent edits, PCA maps and interpolation strips."""
+
 import numpy as np
 import pytest
 import torch
 
 from genmodels import api
-from genmodels.latent import (edit_latents, fit_latent_map, principal_axes, full_test_images, interpolate, interpolation_strip, real_latent_map,
-                              reconstruct, summary_images, unit_images)
+from genmodels.latent import (
+    edit_latents,
+    fit_latent_map,
+    full_test_images,
+    interpolate,
+    interpolation_strip,
+    principal_axes,
+    real_latent_map,
+    reconstruct,
+    summary_images,
+    unit_images,
+)
 from genmodels.summary import DataSummary
 
 
@@ -120,8 +131,17 @@ def test_unconditional_strip_and_label_checks(tiny_checkpoints):
 def test_real_latent_map_encodes_a_summary(tiny_checkpoints):
     vae = api.load_vae("mnist", root=tiny_checkpoints, device="cpu")
     pixels = torch.randint(0, 256, (30, 28, 28), dtype=torch.uint8)
-    summary = DataSummary("mnist", torch.zeros(10), torch.zeros(10), torch.zeros(10, 28, 28), torch.zeros(256),
-                          pixels, torch.arange(30) % 10, torch.arange(30) * 2, "bundled summary")
+    summary = DataSummary(
+        "mnist",
+        torch.zeros(10),
+        torch.zeros(10),
+        torch.zeros(10, 28, 28),
+        torch.zeros(256),
+        pixels,
+        torch.arange(30) % 10,
+        torch.arange(30) * 2,
+        "bundled summary",
+    )
     lmap = real_latent_map(vae, summary_images(summary))
     assert lmap.latents.shape == (30, vae.latent_dim) and lmap.indices[3] == 6
     recon = reconstruct(vae, unit_images(pixels[:2]))

@@ -1,4 +1,5 @@
 """Unit tests of genmodels.metrics on small synthetic tensors."""
+
 from __future__ import annotations
 
 import math
@@ -18,6 +19,7 @@ def one_hot(labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- class accuracy, confidence, coverage
+
 
 def test_class_accuracy_and_per_class():
     labels = torch.tensor([0, 0, 1, 1])
@@ -67,9 +69,12 @@ def test_classifier_score_extremes():
 
 # ----------------------------------------------------------------------------- Fréchet distance
 
+
 def test_frechet_distance_closed_form_1d():
     # N(m1, s1²) vs N(m2, s2²): (m1 - m2)² + (s1 - s2)²
-    value = metrics.frechet_distance(torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([-2.0]), torch.tensor([[9.0]]))
+    value = metrics.frechet_distance(
+        torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([-2.0]), torch.tensor([[9.0]])
+    )
     assert value == pytest.approx(9.0 + 1.0)
 
 
@@ -77,7 +82,7 @@ def test_frechet_distance_closed_form_diagonal():
     mean_a, mean_b = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
     sd_a, sd_b = torch.tensor([1.0, 2.0, 0.5]), torch.tensor([3.0, 2.0, 1.5])
     expected = float((mean_a - mean_b).pow(2).sum() + (sd_a - sd_b).pow(2).sum())
-    value = metrics.frechet_distance(mean_a, torch.diag(sd_a ** 2), mean_b, torch.diag(sd_b ** 2))
+    value = metrics.frechet_distance(mean_a, torch.diag(sd_a**2), mean_b, torch.diag(sd_b**2))
     assert value == pytest.approx(expected, rel=1e-9)
 
 
@@ -89,16 +94,20 @@ def test_frechet_distance_non_commuting_covariances_is_symmetric_and_rotation_in
     forward = metrics.frechet_distance(mean_a, cov_a, mean_b, cov_b)
     assert forward == pytest.approx(metrics.frechet_distance(mean_b, cov_b, mean_a, cov_a), rel=1e-8)
     rotation, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen(4), dtype=torch.float64))
-    rotated = metrics.frechet_distance(rotation @ mean_a, rotation @ cov_a @ rotation.T, rotation @ mean_b, rotation @ cov_b @ rotation.T)
+    rotated = metrics.frechet_distance(
+        rotation @ mean_a, rotation @ cov_a @ rotation.T, rotation @ mean_b, rotation @ cov_b @ rotation.T
+    )
     assert rotated == pytest.approx(forward, rel=1e-8)
     assert metrics.frechet_distance(mean_a, cov_a, mean_a, cov_a) == pytest.approx(0.0, abs=1e-8)
 
 
 def test_feature_frechet_distance_self_real_and_noise():
     centres = torch.randn(10, 16, generator=gen(5)) * 3
+
     def real_like(seed: int) -> torch.Tensor:
         g = gen(seed)
         return centres[torch.randint(0, 10, (2000,), generator=g)] + torch.randn(2000, 16, generator=g)
+
     set_a, set_b = real_like(6), real_like(7)
     noise = torch.rand(2000, 16, generator=gen(8)) * 20 - 10
     assert metrics.feature_frechet_distance(set_a, set_a) == pytest.approx(0.0, abs=1e-6)
@@ -113,6 +122,7 @@ def test_gaussian_stats_needs_two_rows():
 
 
 # ----------------------------------------------------------------------------- nearest neighbours, precision / recall
+
 
 def test_nearest_neighbours_matches_cdist():
     queries, reference = torch.randn(37, 5, generator=gen(9)), torch.randn(50, 5, generator=gen(10))
@@ -157,6 +167,7 @@ def test_precision_recall_collapsed_generator_is_precise_but_not_diverse():
 
 # ----------------------------------------------------------------------------- memorisation
 
+
 def test_memorisation_flags_exact_copies():
     train = torch.rand(200, 1, 28, 28, generator=gen(16))
     test = torch.rand(50, 1, 28, 28, generator=gen(17))
@@ -183,6 +194,7 @@ def test_memorisation_of_fresh_images_is_near_one():
 
 # ----------------------------------------------------------------------------- latent smoothness
 
+
 def test_interpolate_endpoints_and_even_steps():
     start, end = torch.zeros(2, 3), torch.ones(2, 3)
     line = metrics.interpolate(start, end, 4)
@@ -205,6 +217,7 @@ def test_path_smoothness_even_path_vs_one_jump():
 
 
 # ----------------------------------------------------------------------------- pixels: blur and variety
+
 
 def test_midtone_share_separates_crisp_from_blurry():
     assert metrics.midtone_share(torch.tensor([0.0, 1.0, 0.05, 0.95])) == 0.0

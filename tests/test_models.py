@@ -1,11 +1,26 @@
 """genmodels.models: shapes, output ranges, config round trips, per-class VAE sampling."""
+
 import pytest
 import torch
 
 from genmodels.kinds import KINDS, build_model
 from genmodels.models import (
-    CGANConfig, Classifier, ClassifierConfig, CondDiscriminator, CondGenerator, Discriminator, GANConfig,
-    Generator, Mapper, MapperConfig, VAE, VAEConfig, config_from_dict, config_to_dict, count_parameters, vae_loss,
+    VAE,
+    CGANConfig,
+    Classifier,
+    ClassifierConfig,
+    CondDiscriminator,
+    CondGenerator,
+    Discriminator,
+    GANConfig,
+    Generator,
+    Mapper,
+    MapperConfig,
+    VAEConfig,
+    config_from_dict,
+    config_to_dict,
+    count_parameters,
+    vae_loss,
 )
 
 

@@ -56,12 +56,40 @@ def test_each_objective_trains_and_is_recorded(objective, synthetic_data, tmp_pa
     import json
 
     run = tmp_path / objective
-    code = main(["cgan", "--dataset", "mnist", "--data", str(synthetic_data), "--run-dir", str(run), "--max-steps", "4",
-                 "--batch-size", "16", "--log-every", "2", "--objective", objective, "--d-steps", "2",
-                 "--lr-d", "4e-4", "--spectral-norm", "--model-config", '{"g_hidden": [32], "d_hidden": [32]}'])
+    code = main(
+        [
+            "cgan",
+            "--dataset",
+            "mnist",
+            "--data",
+            str(synthetic_data),
+            "--run-dir",
+            str(run),
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "16",
+            "--log-every",
+            "2",
+            "--objective",
+            objective,
+            "--d-steps",
+            "2",
+            "--lr-d",
+            "4e-4",
+            "--spectral-norm",
+            "--model-config",
+            '{"g_hidden": [32], "d_hidden": [32]}',
+        ]
+    )
     assert code == 0
     recipe = json.loads((run / "config.json").read_text())["recipe"]
-    assert (recipe["objective"], recipe["d_steps"], recipe["lr_d"], recipe["spectral_norm"]) == (objective, 2, 4e-4, True)
+    assert (recipe["objective"], recipe["d_steps"], recipe["lr_d"], recipe["spectral_norm"]) == (
+        objective,
+        2,
+        4e-4,
+        True,
+    )
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss_d"]) and math.isfinite(r["loss_g"]) for r in steps if r["type"] == "step")
     assert ("gradient_penalty" in steps[0]) == (objective == "wgan-gp")
@@ -71,8 +99,27 @@ def test_a_beta_vae_with_warm_up_records_its_recipe(synthetic_data, tmp_path):
     import json
 
     run = tmp_path / "beta"
-    code = main(["vae", "--dataset", "mnist", "--data", str(synthetic_data), "--run-dir", str(run), "--max-steps", "3",
-                 "--batch-size", "16", "--beta", "4", "--kl-warmup", "100", "--model-config", '{"hidden": [32]}'])
+    code = main(
+        [
+            "vae",
+            "--dataset",
+            "mnist",
+            "--data",
+            str(synthetic_data),
+            "--run-dir",
+            str(run),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "16",
+            "--beta",
+            "4",
+            "--kl-warmup",
+            "100",
+            "--model-config",
+            '{"hidden": [32]}',
+        ]
+    )
     assert code == 0
     recipe = json.loads((run / "config.json").read_text())["recipe"]
     assert recipe["beta"] == 4 and recipe["kl_warmup_steps"] == 100

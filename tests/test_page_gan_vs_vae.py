@@ -1,4 +1,5 @@
 """GAN vs VAE page (AppTest): both datasets render; class, seed and interpolation classes change the numbers and images."""
+
 import shutil
 
 import pytest
@@ -76,7 +77,9 @@ def test_missing_and_corrupt_generators_leave_the_rest_working(tmp_path, monkeyp
         at = open_page()
         assert not at.exception
         errors = " ".join(e.value for e in at.error)
-        assert "The cgan model for MNIST is unavailable" in errors and "The gan model for MNIST is unavailable" in errors
+        assert (
+            "The cgan model for MNIST is unavailable" in errors and "The gan model for MNIST is unavailable" in errors
+        )
         assert list(quality(at).index) == ["VAE", "Real test images (S0)"]
 
 
@@ -115,7 +118,10 @@ def test_the_same_class_at_both_ends_asks_for_two_classes():
     images = len(at.get("image"))
     at = ok(at.selectbox(key="compare_to").set_value(0).run())
     assert any("two different classes" in i.value for i in at.info) and strips == 3
-    assert not any("largest frame-to-frame change" in m.value for m in at.markdown) and len(at.get("image")) == images - strips
+    assert (
+        not any("largest frame-to-frame change" in m.value for m in at.markdown)
+        and len(at.get("image")) == images - strips
+    )
 
 
 def test_the_page_reads_the_shipped_numbers_instead_of_measuring(monkeypatch):
@@ -137,5 +143,8 @@ def test_the_page_reads_the_shipped_numbers_instead_of_measuring(monkeypatch):
         at = ok(at.slider(key="compare_n").set_value(count).run())
         table = quality(at)
         assert table.loc["VAE", "accuracy, all classes"] == f"{shipped.scores['vae'][count].accuracy:.1%}"
-        assert table.loc["Conditional GAN", "S1 / S0 accuracy (100 images)"] == f"{shipped.scores['cgan'][10].accuracy:.1%}"
+        assert (
+            table.loc["Conditional GAN", "S1 / S0 accuracy (100 images)"]
+            == f"{shipped.scores['cgan'][10].accuracy:.1%}"
+        )
         assert f"FID to real (real: {shipped.floor:.1f})" in table.columns

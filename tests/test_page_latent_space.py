@@ -1,4 +1,5 @@
 """Latent space page (AppTest): PCA scatter for both datasets; inspect, decode anywhere and interpolate change the output."""
+
 import json
 import os
 
@@ -36,7 +37,12 @@ def test_renders_the_pca_scatter_by_class(dataset):
     variance = {m.label: float(m.value.rstrip("%")) for m in at.metric}
     assert 0 < variance["PC2 explains"] <= variance["PC1 explains"] and variance["Together"] <= 100
     shown = images(at)
-    assert len(shown["pair"]) == 2 and len(shown["neighbours"]) == 8 and len(shown["decoded"]) == 1 and len(shown["strip"]) == 10
+    assert (
+        len(shown["pair"]) == 2
+        and len(shown["neighbours"]) == 8
+        and len(shown["decoded"]) == 1
+        and len(shown["strip"]) == 10
+    )
 
 
 def test_decode_anywhere_changes_the_decoded_image():
@@ -128,8 +134,11 @@ def test_your_image_is_drawn_with_its_ellipse_and_decoded_on_arrival():
     summary = load_summary("mnist", prefer_full=False)
     image = unit_images(summary.subset_images[:1])[0, 0].numpy()
     view = vae_view(api.load_generator("vae", "mnist", device="cpu"), image)
-    at = ok(app_pages.open_page("latent_space", "mnist", your_image_encoding={"mnist": (view.mu, view.draws)},
-                                your_image_select=True))
+    at = ok(
+        app_pages.open_page(
+            "latent_space", "mnist", your_image_encoding={"mnist": (view.mu, view.draws)}, your_image_select=True
+        )
+    )
     spec = json.loads(at.get_by_key("latent_scatter").proto.spec)
     star = next(trace for trace in spec["data"] if trace["name"] == "your image")
     assert any(trace["name"] == "1σ of q(z|x)" for trace in spec["data"])

@@ -1,4 +1,5 @@
 """Sample page (AppTest): renders for both datasets; class, seed, latent shifts, presets and checkpoints change the output."""
+
 import shutil
 
 import pytest

@@ -1,4 +1,5 @@
 """Training page: shipped and user logs render, widgets change the charts, ended and broken runs are shown as such."""
+
 import json
 import shutil
 import subprocess
@@ -11,10 +12,29 @@ from genmodels.paths import REPO_ROOT
 
 PAGE = str(REPO_ROOT / "views" / "training.py")
 GAN_RECORDS = [
-    {"type": "step", "step": s, "epoch": s / 10, "loss_d": 1.0 + (s % 3) * 0.3, "loss_g": 2.0 - (s % 2) * 0.5,
-     "d_real": 0.7, "d_fake": 0.3} for s in range(1, 21)
-] + [{"type": "epoch", "step": 10 * e, "epoch": e, "loss_d": 1.1, "loss_g": 1.8, "d_real": 0.7, "d_fake": 0.3,
-      "classifier_confidence": 0.8 + e / 100} for e in (1, 2)]
+    {
+        "type": "step",
+        "step": s,
+        "epoch": s / 10,
+        "loss_d": 1.0 + (s % 3) * 0.3,
+        "loss_g": 2.0 - (s % 2) * 0.5,
+        "d_real": 0.7,
+        "d_fake": 0.3,
+    }
+    for s in range(1, 21)
+] + [
+    {
+        "type": "epoch",
+        "step": 10 * e,
+        "epoch": e,
+        "loss_d": 1.1,
+        "loss_g": 1.8,
+        "d_real": 0.7,
+        "d_fake": 0.3,
+        "classifier_confidence": 0.8 + e / 100,
+    }
+    for e in (1, 2)
+]
 
 
 def open_page(dataset="mnist", **state):
@@ -92,7 +112,9 @@ def test_cancelled_run_is_shown_as_cancelled_with_its_curves(runs_root, make_run
 
 def test_crashed_and_failed_runs_show_the_reason_and_stderr(runs_root, make_run):
     make_run("gan-mnist-dead", "running", pid=2**22 + 12345, records=GAN_RECORDS[:3], stderr="Traceback...\nKilled")
-    make_run("vae-mnist-bad", "failed", kind="vae", reason="non-finite loss: training diverged", stderr="error: diverged")
+    make_run(
+        "vae-mnist-bad", "failed", kind="vae", reason="non-finite loss: training diverged", stderr="error: diverged"
+    )
     at = open_page(training_log="run/gan-mnist-dead")
     assert "crashed: the training process is gone" in errors(at)
     assert any("Killed" in c.value for c in at.code)
@@ -122,7 +144,9 @@ def test_missing_or_corrupt_checkpoint_keeps_the_page_working(shipped_logs_dir, 
     monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(root))
     at = open_page(training_log="shipped/mnist/gan")
     assert "checkpoint is unusable" in errors(at) and len(charts(at)) == 3
-    assert any("training log's config" in c.value for c in at.caption), "the architecture falls back to the log's config"
+    assert any("training log's config" in c.value for c in at.caption), (
+        "the architecture falls back to the log's config"
+    )
     at.selectbox(key="training_log").select("shipped/mnist/vae").run()
     assert "checkpoint is missing" in errors(at) and charts(at) and not at.exception
 
@@ -155,8 +179,12 @@ def test_log_helpers_series_smoothing_csv_and_grids(tmp_path):
 
 @pytest.mark.checkpoints
 def test_a_finished_run_is_evaluated_against_the_shipped_checkpoint_with_one_click(make_run, runs_root):
-    run = make_run("cgan-mnist-done", "finished", kind="cgan",
-                   records=[{"type": "epoch", "step": 10, "epoch": 1, "loss_d": 1.0, "loss_g": 1.0, "d_real": 0.6, "d_fake": 0.4}])
+    run = make_run(
+        "cgan-mnist-done",
+        "finished",
+        kind="cgan",
+        records=[{"type": "epoch", "step": 10, "epoch": 1, "loss_d": 1.0, "loss_g": 1.0, "d_real": 0.6, "d_fake": 0.4}],
+    )
     shutil.copyfile(REPO_ROOT / "checkpoints" / "mnist" / "cgan.safetensors", run / "cgan.safetensors")
     at = open_page(training_log="run/cgan-mnist-done")
     assert not at.exception and not at.error
@@ -167,7 +195,10 @@ def test_a_finished_run_is_evaluated_against_the_shipped_checkpoint_with_one_cli
     assert table.loc["this run (cgan-mnist-done)", "class accuracy"] == table.loc["shipped cgan", "class accuracy"]
     assert float(table.loc["shipped cgan", "class accuracy"].rstrip("%")) > 95
     fid = next(c for c in table.columns if c.startswith("FID to real test images (real: "))
-    assert float(table.loc["shipped cgan", fid]) < 60 and 0.5 < float(table.loc["shipped cgan", "within-class spread (real = 1)"]) < 1.5
+    assert (
+        float(table.loc["shipped cgan", fid]) < 60
+        and 0.5 < float(table.loc["shipped cgan", "within-class spread (real = 1)"]) < 1.5
+    )
 
 
 @pytest.mark.checkpoints
@@ -191,11 +222,19 @@ def test_a_gan_run_without_mapper_meets_the_shipped_gan_without_its_mapper(make_
     assert float(noise_table.loc["this run (gan-mnist-noise)", fid]) > 5 * float(noise_table.loc["shipped gan", fid])
 
 
-
 def test_an_active_run_on_the_other_dataset_is_pointed_to(runs_root, make_run):
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
-        make_run("cgan-fashion-live", "running", kind="cgan", dataset="fashion", pid=sleeper.pid, records=[], step=0, total_steps=20)
+        make_run(
+            "cgan-fashion-live",
+            "running",
+            kind="cgan",
+            dataset="fashion",
+            pid=sleeper.pid,
+            records=[],
+            step=0,
+            total_steps=20,
+        )
         at = open_page("mnist")
         notes = " ".join(i.value for i in at.info)
         assert "Also training, on another dataset" in notes and "Fashion-MNIST" in notes and not at.exception
@@ -215,8 +254,10 @@ def test_a_run_that_ended_within_its_first_epoch_says_so(runs_root, make_run):
 
 def test_a_failing_run_shows_its_alert_and_a_marker_on_the_curves(make_run, runs_root):
     """A run whose D rejects every fake for 500 steps: the page names it, says what to try, and marks the step."""
-    records = [{"type": "step", "step": s, "epoch": s / 100, "loss_d": 0.01, "loss_g": 6.0, "d_real": 0.99,
-                "d_fake": 0.01} for s in range(100, 800, 100)]
+    records = [
+        {"type": "step", "step": s, "epoch": s / 100, "loss_d": 0.01, "loss_g": 6.0, "d_real": 0.99, "d_fake": 0.01}
+        for s in range(100, 800, 100)
+    ]
     make_run("gan-broken", "finished", kind="gan", records=records)
     at = open_page(training_log="run/gan-broken")
     assert not at.exception
@@ -246,8 +287,10 @@ def test_an_opened_card_is_a_log_like_any_other(runs_root, tmp_path):
     """A card unpacked into the session shows its charts and joins the picker (the upload itself: browser test)."""
     from genmodels.cards import make_card, unpack
 
-    records = [{"type": "step", "step": s, "epoch": s / 10, "loss_d": 1.0, "loss_g": 2.0, "d_real": 0.6,
-                "d_fake": 0.4} for s in range(1, 11)]
+    records = [
+        {"type": "step", "step": s, "epoch": s / 10, "loss_d": 1.0, "loss_g": 2.0, "d_real": 0.6, "d_fake": 0.4}
+        for s in range(1, 11)
+    ]
     card = make_card("my-card", "gan", "mnist", {"recipe": {"seed": 3}}, records, {})
     at = open_page(opened_cards={"abc": (card, unpack(card, tmp_path / "abc"))}, training_log="card/my-card")
     assert not at.exception and not at.error

@@ -1,4 +1,5 @@
 """Your image page (AppTest): an upload goes through every model on both datasets; bad uploads get their message."""
+
 import io
 
 import pytest
@@ -8,8 +9,12 @@ from tests import app_pages
 
 pytestmark = pytest.mark.checkpoints
 
-SECTIONS = ["1. The classifier's verdict", "2. The VAE's view", "3. The GANs' view: inversion",
-            "4. The nearest training images"]
+SECTIONS = [
+    "1. The classifier's verdict",
+    "2. The VAE's view",
+    "3. The GANs' view: inversion",
+    "4. The nearest training images",
+]
 
 
 def drawing_png(dataset: str) -> bytes:
@@ -57,10 +62,13 @@ def test_the_encoding_opens_on_the_latent_space_page():
     assert "mnist" in at.session_state["your_image_encoding"] and at.session_state["your_image_select"]
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("notes.png", b"not an image at all", "This file is not an image"),
-    ("blank.png", None, "The image is blank"),
-])
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("notes.png", b"not an image at all", "This file is not an image"),
+        ("blank.png", None, "The image is blank"),
+    ],
+)
 def test_a_bad_upload_shows_one_message(name, data, message):
     if data is None:
         buffer = io.BytesIO()

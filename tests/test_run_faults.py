@@ -1,4 +1,5 @@
 """Training runs survive faults: killed runs keep a loadable checkpoint and readable logs, NaN stops a run cleanly, resume is exact."""
+
 from __future__ import annotations
 
 import json
@@ -26,14 +27,33 @@ WAIT_LIMIT_S = 120
 def training_env(data: Path, tmp_path: Path) -> dict[str, str]:
     """Environment of a training process: synthetic data, no shipped classifier, runs in tmp."""
     (tmp_path / "no_checkpoints").mkdir(exist_ok=True)
-    return {**os.environ, "GENMODELS_DATA": str(data), "GENMODELS_CHECKPOINTS": str(tmp_path / "no_checkpoints"),
-            "GENMODELS_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "GENMODELS_DATA": str(data),
+        "GENMODELS_CHECKPOINTS": str(tmp_path / "no_checkpoints"),
+        "GENMODELS_RUNS": str(tmp_path / "runs"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def start_training(run_dir: Path, env: dict[str, str], *flags: str, kind: str = "vae") -> subprocess.Popen:
     """Start `python -m train KIND` on synthetic MNIST into run_dir."""
-    command = [sys.executable, "-m", "train", kind, "--dataset", "mnist", "--batch-size", "32", "--device", "cpu",
-               "--run-dir", str(run_dir), *flags]
+    command = [
+        sys.executable,
+        "-m",
+        "train",
+        kind,
+        "--dataset",
+        "mnist",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(run_dir),
+        *flags,
+    ]
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -73,13 +93,25 @@ def test_killed_run_keeps_loadable_checkpoint_and_readable_log(synthetic_data, t
     """Killing a run at a random point leaves a loadable checkpoint, a line-readable log and a final status."""
     rng = random.Random(f"{sig.name}-{attempt}")
     run_dir = tmp_path / "runs" / "victim"
-    process = start_training(run_dir, training_env(synthetic_data, tmp_path), "--epochs", "200", "--log-every", "5",
-                             "--model-config", '{"hidden": [128]}')
+    process = start_training(
+        run_dir,
+        training_env(synthetic_data, tmp_path),
+        "--epochs",
+        "200",
+        "--log-every",
+        "5",
+        "--model-config",
+        '{"hidden": [128]}',
+    )
     try:
         wait_for(lambda: (run_dir / "state.safetensors").exists(), process, "the first checkpoint")
         target_step = STEPS_PER_EPOCH + rng.randrange(1, 2 * STEPS_PER_EPOCH)
-        wait_for(lambda: (step_records(run_dir) or [{"step": 0}])[-1]["step"] >= target_step, process, f"step {target_step}",
-                 poll_s=rng.uniform(0.001, 0.02))
+        wait_for(
+            lambda: (step_records(run_dir) or [{"step": 0}])[-1]["step"] >= target_step,
+            process,
+            f"step {target_step}",
+            poll_s=rng.uniform(0.001, 0.02),
+        )
         time.sleep(rng.uniform(0, 0.3))
         process.send_signal(sig)
         if sig == signal.SIGKILL:  # before reaping: the zombie must already count as gone
@@ -125,7 +157,16 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(synthetic_data, tmp_path
     """After SIGKILL, --resume continues from the last completed checkpoint and finishes."""
     env = training_env(synthetic_data, tmp_path)
     run_dir = tmp_path / "runs" / "crashed"
-    common = ("--epochs", "200", "--log-every", "5", "--model-config", '{"hidden": [64]}', "--max-steps", str(6 * STEPS_PER_EPOCH))
+    common = (
+        "--epochs",
+        "200",
+        "--log-every",
+        "5",
+        "--model-config",
+        '{"hidden": [64]}',
+        "--max-steps",
+        str(6 * STEPS_PER_EPOCH),
+    )
     process = start_training(run_dir, env, *common)
     try:
         wait_for(lambda: (run_dir / "state.safetensors").exists(), process, "the first checkpoint")
@@ -147,7 +188,9 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(synthetic_data, tmp_path
 def test_absurd_learning_rate_fails_the_run_without_a_checkpoint(synthetic_data, tmp_path):
     """--lr 1.0 on the VAE diverges: exit 1, status failed with the reason, no model file written."""
     run_dir = tmp_path / "runs" / "diverges"
-    process = start_training(run_dir, training_env(synthetic_data, tmp_path), "--lr", "1.0", "--epochs", "5", "--log-every", "5")
+    process = start_training(
+        run_dir, training_env(synthetic_data, tmp_path), "--lr", "1.0", "--epochs", "5", "--log-every", "5"
+    )
     out, err = process.communicate(timeout=WAIT_LIMIT_S)
     assert process.returncode == 1
     assert "diverged" in err and "Traceback" not in err
@@ -199,8 +242,26 @@ def test_nan_loss_mid_run_keeps_the_last_good_checkpoint(in_process, monkeypatch
     """A NaN loss after the first epoch fails the run and leaves epoch 1's checkpoint intact."""
     poison_vae_step(monkeypatch, at_step=STEPS_PER_EPOCH + 7, poison_weights=False)
     run_dir = tmp_path / "runs" / "nan-loss"
-    assert in_process("vae", "--dataset", "mnist", "--batch-size", "32", "--epochs", "4", "--log-every", "5", "--device", "cpu",
-                      "--model-config", '{"hidden": [64]}', "--run-dir", str(run_dir)) == 1
+    assert (
+        in_process(
+            "vae",
+            "--dataset",
+            "mnist",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "4",
+            "--log-every",
+            "5",
+            "--device",
+            "cpu",
+            "--model-config",
+            '{"hidden": [64]}',
+            "--run-dir",
+            str(run_dir),
+        )
+        == 1
+    )
     info = run_info(run_dir)
     assert info.state == "failed" and "loss" in info.status["reason"]
     _, meta = load_model(run_dir / "vae.safetensors", kind="vae", dataset="mnist")
@@ -211,8 +272,23 @@ def test_nan_weights_behind_a_finite_loss_never_overwrite_a_good_checkpoint(in_p
     """Weights that turn NaN on an epoch's last step (loss still finite) fail the run instead of being saved."""
     poison_vae_step(monkeypatch, at_step=2 * STEPS_PER_EPOCH, poison_weights=True)
     run_dir = tmp_path / "runs" / "nan-weights"
-    code = in_process("vae", "--dataset", "mnist", "--batch-size", "32", "--epochs", "4", "--log-every", "100", "--device", "cpu",
-                      "--model-config", '{"hidden": [64]}', "--run-dir", str(run_dir))
+    code = in_process(
+        "vae",
+        "--dataset",
+        "mnist",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "4",
+        "--log-every",
+        "100",
+        "--device",
+        "cpu",
+        "--model-config",
+        '{"hidden": [64]}',
+        "--run-dir",
+        str(run_dir),
+    )
     info = run_info(run_dir)
     assert code == 1 and info.state == "failed", info.status
     _, meta = load_model(run_dir / "vae.safetensors", kind="vae", dataset="mnist")
@@ -226,9 +302,22 @@ def test_resume_after_sigterm_reproduces_the_uninterrupted_loss_curve(synthetic_
     """A run stopped by SIGTERM and resumed logs the same per-step losses and ends with the same weights as one that never stopped."""
     env = training_env(synthetic_data, tmp_path)
     config = '{"hidden": [64]}' if kind == "vae" else '{"channels": [4, 8], "hidden": 16}'
-    common = ("--epochs", "20", "--log-every", "1", "--seed", "3", "--max-steps", str(2 * STEPS_PER_EPOCH), "--model-config", config)
+    common = (
+        "--epochs",
+        "20",
+        "--log-every",
+        "1",
+        "--seed",
+        "3",
+        "--max-steps",
+        str(2 * STEPS_PER_EPOCH),
+        "--model-config",
+        config,
+    )
     straight_dir, broken_dir = tmp_path / "runs" / "straight", tmp_path / "runs" / "broken"
-    stop_at = random.Random(kind).randrange(STEPS_PER_EPOCH + 2, 2 * STEPS_PER_EPOCH - 3)  # mid-epoch, after a checkpoint
+    stop_at = random.Random(kind).randrange(
+        STEPS_PER_EPOCH + 2, 2 * STEPS_PER_EPOCH - 3
+    )  # mid-epoch, after a checkpoint
     straight = start_training(straight_dir, env, *common, kind=kind)  # both at once: independent processes
     broken = start_training(broken_dir, env, *common, kind=kind)
     try:
@@ -255,7 +344,11 @@ def test_resume_after_sigterm_reproduces_the_uninterrupted_loss_curve(synthetic_
     loss_names = [k for k in reference[1] if k not in ("type", "step", "epoch", "wall_time", "images_per_s")]
     for step in reference:
         for name in loss_names:
-            assert math.isclose(replay[step][name], reference[step][name], rel_tol=1e-4, abs_tol=1e-5), (step, name, stopped)
+            assert math.isclose(replay[step][name], reference[step][name], rel_tol=1e-4, abs_tol=1e-5), (
+                step,
+                name,
+                stopped,
+            )
     final_a = load_tensors(straight_dir / f"{kind}.safetensors")[0]
     final_b = load_tensors(broken_dir / f"{kind}.safetensors")[0]
     for name, tensor in final_a.items():
@@ -272,8 +365,23 @@ def test_a_failed_checkpoint_write_is_resumed_from_the_state_alone(in_process, m
 
     import train.run
 
-    common = ("vae", "--dataset", "mnist", "--batch-size", "32", "--epochs", "3", "--log-every", "100", "--device", "cpu",
-              "--seed", "5", "--model-config", '{"hidden": [64]}')
+    common = (
+        "vae",
+        "--dataset",
+        "mnist",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "3",
+        "--log-every",
+        "100",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+        "--model-config",
+        '{"hidden": [64]}',
+    )
     straight_dir, broken_dir = tmp_path / "runs" / "straight", tmp_path / "runs" / "broken"
     assert in_process(*common, "--run-dir", str(straight_dir)) == 0
 
@@ -311,11 +419,20 @@ def test_replayed_steps_of_a_resumed_run_replace_the_logged_ones(tmp_path):
     """Killed between saves, a run resumes from an older state and logs steps 20 and 25 again: each step reads once,
     from the replay, and the records before the replay stay."""
     path = tmp_path / "metrics.jsonl"
-    first = [{"type": "step", "step": s, "loss": 1.0} for s in (5, 10, 15)] + [{"type": "epoch", "step": 18, "epoch": 1, "loss": 0.9}]
+    first = [{"type": "step", "step": s, "loss": 1.0} for s in (5, 10, 15)] + [
+        {"type": "epoch", "step": 18, "epoch": 1, "loss": 0.9}
+    ]
     lost = [{"type": "step", "step": s, "loss": 5.0} for s in (20, 25)]
     replay = [{"type": "step", "step": s, "loss": 0.5} for s in (20, 25, 30)]
     path.write_text("".join(json.dumps(r) + "\n" for r in first + lost + replay))
     records = read_metrics(path)
-    assert [(r["type"], r["step"]) for r in records] == [("step", 5), ("step", 10), ("step", 15), ("epoch", 18),
-                                                        ("step", 20), ("step", 25), ("step", 30)]
+    assert [(r["type"], r["step"]) for r in records] == [
+        ("step", 5),
+        ("step", 10),
+        ("step", 15),
+        ("epoch", 18),
+        ("step", 20),
+        ("step", 25),
+        ("step", 30),
+    ]
     assert all(r["loss"] != 5.0 for r in records)

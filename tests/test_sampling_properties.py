@@ -1,4 +1,5 @@
 """Property-based tests of the sampling API on tiny random models: valid requests give images, invalid ones a ValueError."""
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,9 @@ from genmodels.kinds import build_model
 
 KINDS = ("gan", "cgan", "vae")
 DATASETS = ("mnist", "fashion")
-PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY_SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 seeds = st.integers(0, api.MAX_SEED)
 temperatures = st.floats(*api.TEMPERATURE_RANGE, allow_nan=False)
@@ -57,14 +60,24 @@ def test_same_seed_same_images(loaded, model, label, n, seed):
     assert torch.equal(first.images, second.images)
 
 
-invalid_seeds = st.one_of(st.integers(max_value=-1), st.integers(min_value=api.MAX_SEED + 1), st.floats(), st.booleans(), st.text(max_size=3))
-invalid_counts = st.one_of(st.integers(max_value=0), st.integers(min_value=api.MAX_SAMPLES + 1), st.floats(), st.booleans())
+invalid_seeds = st.one_of(
+    st.integers(max_value=-1), st.integers(min_value=api.MAX_SEED + 1), st.floats(), st.booleans(), st.text(max_size=3)
+)
+invalid_counts = st.one_of(
+    st.integers(max_value=0), st.integers(min_value=api.MAX_SAMPLES + 1), st.floats(), st.booleans()
+)
 invalid_temperatures = st.one_of(
     st.floats().filter(lambda t: math.isnan(t) or not api.TEMPERATURE_RANGE[0] <= t <= api.TEMPERATURE_RANGE[1]),
-    st.text(max_size=3), st.booleans(),
+    st.text(max_size=3),
+    st.booleans(),
 )
-invalid_labels = st.one_of(st.integers(max_value=-1), st.integers(min_value=10), st.floats(), st.text(max_size=4).filter(lambda s: s != "all"),
-                           st.booleans())
+invalid_labels = st.one_of(
+    st.integers(max_value=-1),
+    st.integers(min_value=10),
+    st.floats(),
+    st.text(max_size=4).filter(lambda s: s != "all"),
+    st.booleans(),
+)
 
 
 @PROPERTY_SETTINGS
@@ -73,7 +86,12 @@ def test_invalid_request_raises_a_clear_value_error(loaded, model, data):
     """Exactly one invalid argument among valid ones raises ValueError naming that argument."""
     request = {"n": 3, "label": None, "seed": 0, "temperature": 1.0}
     which = data.draw(st.sampled_from(["n", "label", "seed", "temperature"]))
-    strategy = {"n": invalid_counts, "label": invalid_labels, "seed": invalid_seeds, "temperature": invalid_temperatures}[which]
+    strategy = {
+        "n": invalid_counts,
+        "label": invalid_labels,
+        "seed": invalid_seeds,
+        "temperature": invalid_temperatures,
+    }[which]
     request[which] = data.draw(strategy)
     word = {"n": "number of images", "label": "label", "seed": "seed", "temperature": "temperature"}[which]
     with pytest.raises(ValueError, match=word):
@@ -85,8 +103,13 @@ def test_invalid_request_raises_a_clear_value_error(loaded, model, data):
 def test_decode_of_finite_latents_gives_unit_images(loaded, model, rows, data):
     """decode maps any finite latents (even far from the prior) to finite images in [0, 1]."""
     generator = loaded[model]
-    values = data.draw(st.lists(st.floats(-1e4, 1e4, allow_nan=False), min_size=rows * generator.latent_dim,
-                                max_size=rows * generator.latent_dim))
+    values = data.draw(
+        st.lists(
+            st.floats(-1e4, 1e4, allow_nan=False),
+            min_size=rows * generator.latent_dim,
+            max_size=rows * generator.latent_dim,
+        )
+    )
     z = torch.tensor(values, dtype=torch.float32).reshape(rows, generator.latent_dim)
     class_ids = torch.tensor(data.draw(st.lists(st.integers(0, 9), min_size=rows, max_size=rows)))
     images = generator.decode(z, class_ids)
@@ -107,7 +130,9 @@ def test_decode_refuses_any_non_finite_latent(loaded, model, rows, bad, data):
 
 def test_gan_without_mapper_refuses_labels_but_samples_unconditionally(tmp_path):
     """A GAN shipped without its label mapper samples without a label and refuses one with a clear message."""
-    save_model(tmp_path / "mnist" / "gan.safetensors", build_model("gan", {"latent_dim": 8, "g_hidden": [16]}), "gan", "mnist")
+    save_model(
+        tmp_path / "mnist" / "gan.safetensors", build_model("gan", {"latent_dim": 8, "g_hidden": [16]}), "gan", "mnist"
+    )
     generator = api.load_generator("gan", "mnist", root=tmp_path, device="cpu")
     assert not generator.supports_labels
     assert generator.sample(n=2, seed=1).images.shape == (2, 1, 28, 28)

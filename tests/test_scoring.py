@@ -1,4 +1,5 @@
 """genmodels.scoring: the one path that samples, classifies and measures, on tiny models."""
+
 import pytest
 import torch
 
@@ -37,7 +38,9 @@ def test_sample_scores_without_labels(tiny_checkpoints, tmp_path):
     (root / "mnist").mkdir(parents=True)
     (root / "mnist" / "gan.safetensors").write_bytes((tiny_checkpoints / "mnist" / "gan.safetensors").read_bytes())
     scores = scoring.sample_scores(tiny("gan", root), tiny_classifier(tiny_checkpoints), 2, seed=0)
-    assert scores.accuracy is None and scores.per_class == [None] * 10 and sum(scores.class_histogram) == pytest.approx(1)
+    assert (
+        scores.accuracy is None and scores.per_class == [None] * 10 and sum(scores.class_histogram) == pytest.approx(1)
+    )
 
 
 def test_a_reference_adds_fid_spread_and_precision_recall(tiny_checkpoints):
@@ -68,7 +71,11 @@ def test_judge_checks_are_the_trainer_s_keys(tiny_checkpoints):
     labels = torch.arange(20) % 10
     probs = api.predict(classifier, images)
     assert scoring.judge_checks(classifier, images, labels) == {
-        "class_accuracy": metrics.class_accuracy(probs, labels), "classifier_confidence": metrics.mean_confidence(probs)}
+        "class_accuracy": metrics.class_accuracy(probs, labels),
+        "classifier_confidence": metrics.mean_confidence(probs),
+    }
     mix = torch.ones(10)
     assert scoring.judge_checks(classifier, images, None, mix) == {
-        "classifier_confidence": metrics.mean_confidence(probs), "coverage_kl": metrics.coverage_kl(probs, mix)}
+        "classifier_confidence": metrics.mean_confidence(probs),
+        "coverage_kl": metrics.coverage_kl(probs, mix),
+    }

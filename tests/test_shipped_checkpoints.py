@@ -1,4 +1,5 @@
 """The shipped checkpoints meet the project's quality targets (on subsets, to stay fast)."""
+
 import os
 from dataclasses import asdict
 
@@ -17,9 +18,12 @@ pytestmark = pytest.mark.checkpoints
 
 PER_CLASS = 200
 CLASS_ACCURACY_TARGETS = {  # issue #2: share of samples the classifier assigns to the requested class
-    ("cgan", "mnist"): 0.98, ("cgan", "fashion"): 0.90,
-    ("gan", "mnist"): 0.95, ("gan", "fashion"): 0.85,
-    ("vae", "mnist"): 0.90, ("vae", "fashion"): 0.80,
+    ("cgan", "mnist"): 0.98,
+    ("cgan", "fashion"): 0.90,
+    ("gan", "mnist"): 0.95,
+    ("gan", "fashion"): 0.85,
+    ("vae", "mnist"): 0.90,
+    ("vae", "fashion"): 0.80,
 }
 CLASSIFIER_TARGETS = {"mnist": 0.993, "fashion": 0.925}
 MAPPER_SPREAD_TARGET = 0.75  # within-class spread of gan + mapper samples / real test images' (0.62 / 0.46 unmatched)
@@ -39,8 +43,9 @@ def test_the_label_mapper_draws_each_class_varied(dataset):
     """A mapper that draws nearly one convincing image per class (Fashion T-shirts at 0.16 of real spread) fails."""
     classifier = api.load_classifier(dataset, device="cpu")
     baseline = compare.summary_baseline(classifier, load_summary(dataset, prefer_full=False))
-    scores = scoring.sample_scores(api.load_generator("gan", dataset, device="cpu"), classifier, PER_CLASS, 2024,
-                                   baseline.reference)
+    scores = scoring.sample_scores(
+        api.load_generator("gan", dataset, device="cpu"), classifier, PER_CLASS, 2024, baseline.reference
+    )
     assert scores.spread_ratio >= MAPPER_SPREAD_TARGET
     assert min(scores.per_class_spread_ratio) >= MAPPER_SPREAD_TARGET - 0.1
 
@@ -85,16 +90,24 @@ def test_the_shipped_comparison_is_what_the_page_would_measure(dataset):
     would measure itself (at two of its slider positions, to stay fast); `evaluate --write` rebuilds it."""
     models = {kind: api.load_generator(kind, dataset, device="cpu") for kind in generator_kinds()}
     classifier = api.load_classifier(dataset, device="cpu")
-    prints = {"classifier": compare.classifier_fingerprint(dataset),
-              **{kind: compare.fingerprint(model) for kind, model in models.items()}}
+    prints = {
+        "classifier": compare.classifier_fingerprint(dataset),
+        **{kind: compare.fingerprint(model) for kind, model in models.items()},
+    }
     shipped = compare.shipped_comparison(dataset, prints)
     assert shipped is not None, f"run python -m genmodels evaluate --dataset {dataset} --write"
-    assert set(shipped.scores) == set(models) and all(set(by_count) == set(compare.COUNTS)
-                                                      for by_count in shipped.scores.values())
+    assert set(shipped.scores) == set(models) and all(
+        set(by_count) == set(compare.COUNTS) for by_count in shipped.scores.values()
+    )
     counts = (compare.S_PER_CLASS, 50)
-    live = compare.comparison(models, classifier, prints["classifier"], load_summary(dataset, prefer_full=False), counts)
+    live = compare.comparison(
+        models, classifier, prints["classifier"], load_summary(dataset, prefer_full=False), counts
+    )
     tolerance = noise_tolerance(min(counts) * 10, 10)
     assert same_within_noise(live.floor, shipped.floor, tolerance)
     for kind in models:
         for n in counts:
-            assert same_within_noise(asdict(live.scores[kind][n]), asdict(shipped.scores[kind][n]), tolerance), (kind, n)
+            assert same_within_noise(asdict(live.scores[kind][n]), asdict(shipped.scores[kind][n]), tolerance), (
+                kind,
+                n,
+            )

@@ -1,4 +1,5 @@
 """The training CLI: a short real run writes every artefact; signals, resume and bad flags."""
+
 import json
 import os
 import signal
@@ -13,21 +14,50 @@ from genmodels.paths import REPO_ROOT
 from genmodels.runs import read_metrics, run_info
 from train.cli import main
 
-TINY = {"classifier": '{"channels": [4, 8], "hidden": 16}', "gan": '{"g_hidden": [32], "d_hidden": [32]}',
-        "cgan": '{"g_hidden": [32], "d_hidden": [32]}', "vae": '{"hidden": [32], "class_weight": 1.0}'}
+TINY = {
+    "classifier": '{"channels": [4, 8], "hidden": 16}',
+    "gan": '{"g_hidden": [32], "d_hidden": [32]}',
+    "cgan": '{"g_hidden": [32], "d_hidden": [32]}',
+    "vae": '{"hidden": [32], "class_weight": 1.0}',
+}
 
 
 def run_train(args, data, timeout=240, **kwargs):
     env = {**os.environ, "GENMODELS_DATA": str(data), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "train", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path):
     """`train all` on synthetic data: every kind trains, its run folder is complete, checkpoints are published."""
     target = tmp_path / "checkpoints"
-    result = run_train(["all", "--dataset", "mnist", "--max-steps", "4", "--batch-size", "50", "--device", "cpu",
-                        "--run-dir", str(tmp_path / "runs"), "--checkpoints", str(target), "--log-every", "2"], synthetic_data)
+    result = run_train(
+        [
+            "all",
+            "--dataset",
+            "mnist",
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "50",
+            "--device",
+            "cpu",
+            "--run-dir",
+            str(tmp_path / "runs"),
+            "--checkpoints",
+            str(target),
+            "--log-every",
+            "2",
+        ],
+        synthetic_data,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     for kind in ("classifier", "gan", "mapper", "cgan", "vae"):
         run_dir = tmp_path / "runs" / kind
@@ -53,8 +83,24 @@ def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path):
 
 def test_an_epoch_writes_its_record_grid_and_checkpoint(synthetic_data, tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(["cgan", "--dataset", "mnist", "--epochs", "2", "--batch-size", "100", "--device", "cpu",
-                        "--run-dir", str(run_dir), "--model-config", TINY["cgan"]], synthetic_data)
+    result = run_train(
+        [
+            "cgan",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "100",
+            "--device",
+            "cpu",
+            "--run-dir",
+            str(run_dir),
+            "--model-config",
+            TINY["cgan"],
+        ],
+        synthetic_data,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Epoch [2/2] loss_d:" in result.stdout
     epochs = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "epoch"]
@@ -68,9 +114,32 @@ def test_an_epoch_writes_its_record_grid_and_checkpoint(synthetic_data, tmp_path
 def test_sigterm_finishes_the_step_and_saves(synthetic_data, tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "GENMODELS_DATA": str(synthetic_data)}
-    process = subprocess.Popen([sys.executable, "-m", "train", "gan", "--dataset", "fashion", "--epochs", "1000",
-                                "--batch-size", "20", "--device", "cpu", "--log-every", "2", "--run-dir", str(run_dir),
-                                "--model-config", TINY["gan"]], cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "gan",
+            "--dataset",
+            "fashion",
+            "--epochs",
+            "1000",
+            "--batch-size",
+            "20",
+            "--device",
+            "cpu",
+            "--log-every",
+            "2",
+            "--run-dir",
+            str(run_dir),
+            "--model-config",
+            TINY["gan"],
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / "gan.safetensors").exists():
         time.sleep(0.2)
@@ -83,21 +152,27 @@ def test_sigterm_finishes_the_step_and_saves(synthetic_data, tmp_path):
     assert read_metrics(run_dir / "metrics.jsonl")
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["vae", "--dataset", "cifar"], "invalid choice"),
-    (["vae", "--dataset", "mnist", "--epochs", "0"], "--epochs must be between 1"),
-    (["vae", "--dataset", "mnist", "--lr", "0"], "--lr must be a number in (0, 1]"),
-    (["vae", "--dataset", "mnist", "--lr", "nan"], "--lr must be a number in (0, 1]"),
-    (["vae", "--dataset", "mnist", "--batch-size", "100000"], "--batch-size must be between 1"),
-    (["vae", "--dataset", "mnist", "--seed", "-1"], "--seed must be between 0"),
-    (["vae", "--dataset", "mnist", "--resume"], "--resume needs --run-dir"),
-    (["gan", "--dataset", "mnist", "--compile", "on"], "only vae compiles its step"),
-    (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/a-file/run"], "is a file, not a folder"),
-    (["gan", "--dataset", "mnist", "--gan", "{tmp}/a-file"], "--gan is for the mapper only"),
-    (["all", "--dataset", "mnist", "--classifier", "{tmp}/a-file"], "uses the classifier trained in the same run"),
-    (["classifier", "--dataset", "mnist", "--classifier", "{tmp}/a-file"], "--classifier is for the cgan, gan, vae and mapper only"),
-    (["vae", "--dataset", "mnist", "--checkpoints", "{tmp}"], "--checkpoints is for 'all' only"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["vae", "--dataset", "cifar"], "invalid choice"),
+        (["vae", "--dataset", "mnist", "--epochs", "0"], "--epochs must be between 1"),
+        (["vae", "--dataset", "mnist", "--lr", "0"], "--lr must be a number in (0, 1]"),
+        (["vae", "--dataset", "mnist", "--lr", "nan"], "--lr must be a number in (0, 1]"),
+        (["vae", "--dataset", "mnist", "--batch-size", "100000"], "--batch-size must be between 1"),
+        (["vae", "--dataset", "mnist", "--seed", "-1"], "--seed must be between 0"),
+        (["vae", "--dataset", "mnist", "--resume"], "--resume needs --run-dir"),
+        (["gan", "--dataset", "mnist", "--compile", "on"], "only vae compiles its step"),
+        (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/a-file/run"], "is a file, not a folder"),
+        (["gan", "--dataset", "mnist", "--gan", "{tmp}/a-file"], "--gan is for the mapper only"),
+        (["all", "--dataset", "mnist", "--classifier", "{tmp}/a-file"], "uses the classifier trained in the same run"),
+        (
+            ["classifier", "--dataset", "mnist", "--classifier", "{tmp}/a-file"],
+            "--classifier is for the cgan, gan, vae and mapper only",
+        ),
+        (["vae", "--dataset", "mnist", "--checkpoints", "{tmp}"], "--checkpoints is for 'all' only"),
+    ],
+)
 def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
     try:
@@ -273,8 +348,9 @@ def _tiny_vae_task(compile_choice: str):
     from train.tasks.vae import VAETask
 
     recipe = default_recipe("vae", "mnist", compile=compile_choice, precision="fp32")
-    return VAETask("vae", VAEConfig(hidden=(32,), latent_dim=4, class_weight=1.0), recipe, torch.device("cpu"),
-                   total_steps=10)
+    return VAETask(
+        "vae", VAEConfig(hidden=(32,), latent_dim=4, class_weight=1.0), recipe, torch.device("cpu"), total_steps=10
+    )
 
 
 def test_compiled_vae_step_trains_like_the_eager_one():
@@ -321,16 +397,25 @@ def test_an_error_in_an_uncompiled_step_is_raised():
     assert task.compile_failure is None
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["vae", "--dataset", "mnist", "--run-dir", ""], "--run-dir must name a folder"),
-    (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/" + "x" * 300], "File name too long"),
-    (["gan", "--dataset", "mnist", "--model-config", '{"latent_dim": -1}'], "GANConfig.latent_dim must be between 1 and"),
-    (["gan", "--dataset", "mnist", "--model-config", '{"negative_slope": -100}'], "GANConfig.negative_slope must be between 0"),
-    (["gan", "--dataset", "mnist", "--model-config", '{"g_hidden": [10000000, 10000000]}'], "at most 65,536"),
-    (["all", "--dataset", "mnist", "--model-config", '{"dropout": 0.1}'], "vae refused it"),
-    (["gan", "--dataset", "mnist", "--run-dir", "{tmp}/models"], "already holds a run or model files"),
-    (["gan", "--dataset", "mnist", "--run-dir", "{tmp}/models", "--resume"], "holds no saved training state"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["vae", "--dataset", "mnist", "--run-dir", ""], "--run-dir must name a folder"),
+        (["vae", "--dataset", "mnist", "--run-dir", "{tmp}/" + "x" * 300], "File name too long"),
+        (
+            ["gan", "--dataset", "mnist", "--model-config", '{"latent_dim": -1}'],
+            "GANConfig.latent_dim must be between 1 and",
+        ),
+        (
+            ["gan", "--dataset", "mnist", "--model-config", '{"negative_slope": -100}'],
+            "GANConfig.negative_slope must be between 0",
+        ),
+        (["gan", "--dataset", "mnist", "--model-config", '{"g_hidden": [10000000, 10000000]}'], "at most 65,536"),
+        (["all", "--dataset", "mnist", "--model-config", '{"dropout": 0.1}'], "vae refused it"),
+        (["gan", "--dataset", "mnist", "--run-dir", "{tmp}/models"], "already holds a run or model files"),
+        (["gan", "--dataset", "mnist", "--run-dir", "{tmp}/models", "--resume"], "holds no saved training state"),
+    ],
+)
 def test_bad_folders_and_model_configs_are_refused_before_any_work(flags, message, tmp_path, capsys):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "gan.safetensors").write_bytes(b"not a run: a folder of models")
@@ -346,20 +431,49 @@ def test_bad_folders_and_model_configs_are_refused_before_any_work(flags, messag
 
 def test_resume_continues_with_the_run_s_own_recipe_and_refuses_changes(synthetic_data, tmp_path):
     run_dir = tmp_path / "run"
-    first = run_train(["gan", "--dataset", "mnist", "--max-steps", "4", "--batch-size", "40", "--lr", "0.001", "--seed", "3",
-                       "--device", "cpu", "--run-dir", str(run_dir), "--model-config", '{"latent_dim": 16, "g_hidden": [32], "d_hidden": [32]}',
-                       "--log-every", "2"], synthetic_data)
+    first = run_train(
+        [
+            "gan",
+            "--dataset",
+            "mnist",
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "40",
+            "--lr",
+            "0.001",
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--run-dir",
+            str(run_dir),
+            "--model-config",
+            '{"latent_dim": 16, "g_hidden": [32], "d_hidden": [32]}',
+            "--log-every",
+            "2",
+        ],
+        synthetic_data,
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     status_before = (run_dir / "status.json").read_text()
-    refused = run_train(["gan", "--dataset", "mnist", "--max-steps", "8", "--batch-size", "64", "--resume", "--run-dir", str(run_dir)],
-                        synthetic_data)
+    refused = run_train(
+        ["gan", "--dataset", "mnist", "--max-steps", "8", "--batch-size", "64", "--resume", "--run-dir", str(run_dir)],
+        synthetic_data,
+    )
     assert refused.returncode == 2 and "--batch-size would change it" in refused.stderr
     assert (run_dir / "status.json").read_text() == status_before, "a refused resume leaves the run's status alone"
-    again = run_train(["gan", "--dataset", "mnist", "--max-steps", "4", "--resume", "--run-dir", str(run_dir), "--device", "cpu"],
-                      synthetic_data)
-    assert again.returncode == 0 and "(4 steps" in again.stdout, again.stdout + again.stderr  # at the limit: no extra step
-    resumed = run_train(["gan", "--dataset", "mnist", "--max-steps", "8", "--resume", "--run-dir", str(run_dir), "--device", "cpu"],
-                        synthetic_data)
+    again = run_train(
+        ["gan", "--dataset", "mnist", "--max-steps", "4", "--resume", "--run-dir", str(run_dir), "--device", "cpu"],
+        synthetic_data,
+    )
+    assert again.returncode == 0 and "(4 steps" in again.stdout, (
+        again.stdout + again.stderr
+    )  # at the limit: no extra step
+    resumed = run_train(
+        ["gan", "--dataset", "mnist", "--max-steps", "8", "--resume", "--run-dir", str(run_dir), "--device", "cpu"],
+        synthetic_data,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     recipe = json.loads((run_dir / "config.json").read_text())["recipe"]
     assert (recipe["batch_size"], recipe["lr"], recipe["seed"], recipe["model"]["latent_dim"]) == (40, 0.001, 3, 16)
@@ -370,8 +484,21 @@ def test_resume_continues_with_the_run_s_own_recipe_and_refuses_changes(syntheti
 def test_a_resumed_run_logs_on_multiples_of_log_every(synthetic_data, tmp_path):
     """Stopped at step 12 and resumed, a --log-every 5 run logs at 15, 20... (and at the 18-step epoch's end), not 17, 23..."""
     run_dir = tmp_path / "run"
-    common = ["vae", "--dataset", "mnist", "--batch-size", "32", "--device", "cpu", "--log-every", "5",
-              "--run-dir", str(run_dir), "--model-config", TINY["vae"]]
+    common = [
+        "vae",
+        "--dataset",
+        "mnist",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--log-every",
+        "5",
+        "--run-dir",
+        str(run_dir),
+        "--model-config",
+        TINY["vae"],
+    ]
     first = run_train([*common, "--max-steps", "12"], synthetic_data)
     assert first.returncode == 0, first.stderr[-2000:]
     resumed = run_train([*common, "--max-steps", "30", "--resume"], synthetic_data)
@@ -388,7 +515,10 @@ def test_two_trainings_cannot_share_a_run_folder(synthetic_data, tmp_path):
     run_dir.mkdir()
     held = _lock_run(run_dir)
     try:
-        result = run_train(["gan", "--dataset", "mnist", "--max-steps", "2", "--device", "cpu", "--run-dir", str(run_dir)], synthetic_data)
+        result = run_train(
+            ["gan", "--dataset", "mnist", "--max-steps", "2", "--device", "cpu", "--run-dir", str(run_dir)],
+            synthetic_data,
+        )
     finally:
         held.close()
     assert result.returncode == 2 and "another training is using" in result.stderr
@@ -398,10 +528,31 @@ def test_two_trainings_cannot_share_a_run_folder(synthetic_data, tmp_path):
 def test_a_stopped_all_publishes_nothing(synthetic_data, tmp_path):
     target = tmp_path / "checkpoints"
     env = {**os.environ, "GENMODELS_DATA": str(synthetic_data)}
-    process = subprocess.Popen([sys.executable, "-m", "train", "all", "--dataset", "mnist", "--epochs", "1000", "--batch-size", "20",
-                                "--device", "cpu", "--run-dir", str(tmp_path / "runs"), "--checkpoints", str(target)],
-                               cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "all",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "1000",
+            "--batch-size",
+            "20",
+            "--device",
+            "cpu",
+            "--run-dir",
+            str(tmp_path / "runs"),
+            "--checkpoints",
+            str(target),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "runs" / "classifier" / "classifier.safetensors").exists():
         time.sleep(0.2)
@@ -415,22 +566,41 @@ def test_resume_from_another_model_s_state_is_one_clear_error(synthetic_data, tm
     runs = {}
     for name, latent in (("a", 16), ("b", 8)):
         runs[name] = tmp_path / name
-        result = run_train(["gan", "--dataset", "mnist", "--max-steps", "2", "--batch-size", "40", "--device", "cpu",
-                            "--run-dir", str(runs[name]), "--model-config", f'{{"latent_dim": {latent}, "g_hidden": [16], "d_hidden": [16]}}'],
-                           synthetic_data)
+        result = run_train(
+            [
+                "gan",
+                "--dataset",
+                "mnist",
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "40",
+                "--device",
+                "cpu",
+                "--run-dir",
+                str(runs[name]),
+                "--model-config",
+                f'{{"latent_dim": {latent}, "g_hidden": [16], "d_hidden": [16]}}',
+            ],
+            synthetic_data,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
     (runs["a"] / "state.safetensors").write_bytes((runs["b"] / "state.safetensors").read_bytes())
-    result = run_train(["gan", "--dataset", "mnist", "--max-steps", "4", "--resume", "--device", "cpu", "--run-dir", str(runs["a"])],
-                       synthetic_data)
+    result = run_train(
+        ["gan", "--dataset", "mnist", "--max-steps", "4", "--resume", "--device", "cpu", "--run-dir", str(runs["a"])],
+        synthetic_data,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "does not hold this run's gan state" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_ctrl_c_before_training_starts_is_one_line(tmp_path):
-    code = ("import runpy, train.cli\n"
-            "def interrupted(argv=None):\n    raise KeyboardInterrupt\n"
-            "train.cli.main = interrupted\n"
-            "runpy.run_module('train', run_name='__main__')\n")
+    code = (
+        "import runpy, train.cli\n"
+        "def interrupted(argv=None):\n    raise KeyboardInterrupt\n"
+        "train.cli.main = interrupted\n"
+        "runpy.run_module('train', run_name='__main__')\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 130 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "error: interrupted before training started; nothing was written"

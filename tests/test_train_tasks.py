@@ -1,4 +1,5 @@
 """The training side follows the registry: every kind's task resolves and trains, and train/ names no kind itself."""
+
 import ast
 import json
 from pathlib import Path
@@ -33,11 +34,29 @@ def test_a_tiny_run_of_every_kind_trains_in_training_order(synthetic_data, tmp_p
     monkeypatch.setenv("GENMODELS_CHECKPOINTS", str(tmp_path / "no_checkpoints"))
     for kind in training_order():
         folder = RunFolder(tmp_path / kind)
-        needs = [flag for name in KINDS[kind].needs
-                 for flag in (f"--{name}", str(RunFolder(tmp_path / name).model_file(name)))]
-        argv = [kind, "--dataset", "mnist", "--max-steps", "3", "--batch-size", "50", "--device", "cpu",
-                "--log-every", "1", "--run-dir", str(folder.path), "--model-config", json.dumps(TINY_CONFIGS[kind]),
-                *needs]
+        needs = [
+            flag
+            for name in KINDS[kind].needs
+            for flag in (f"--{name}", str(RunFolder(tmp_path / name).model_file(name)))
+        ]
+        argv = [
+            kind,
+            "--dataset",
+            "mnist",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "50",
+            "--device",
+            "cpu",
+            "--log-every",
+            "1",
+            "--run-dir",
+            str(folder.path),
+            "--model-config",
+            json.dumps(TINY_CONFIGS[kind]),
+            *needs,
+        ]
         assert main(argv) == 0, kind
         records = read_metrics(folder.metrics_file)
         assert [r["step"] for r in records if r["type"] == "step"] == [1, 2, 3]
@@ -70,8 +89,9 @@ def test_a_resumed_gan_task_averages_its_weights_like_an_unbroken_one():
     assert recipe.ema_decay
 
     def fresh():
-        task = AdversarialTask("gan", GANConfig(latent_dim=8, g_hidden=(16,), d_hidden=(16,)), recipe,
-                               torch.device("cpu"), total_steps=10)
+        task = AdversarialTask(
+            "gan", GANConfig(latent_dim=8, g_hidden=(16,), d_hidden=(16,)), recipe, torch.device("cpu"), total_steps=10
+        )
         task.train_mode()
         return task
 

@@ -1,4 +1,5 @@
 """Your image's models: attribution, GAN inversion, nearest neighbours, the UMAP plane and the confidence map."""
+
 import time
 
 import numpy as np
@@ -10,8 +11,7 @@ from genmodels.inversion import gan_kinds, invert, strip_to_class
 from genmodels.kinds import KINDS
 from genmodels.latent import real_latent_map, summary_images, unit_images
 from genmodels.neighbors import build_index, nearest
-from genmodels.projection import (PROJECTIONS, confidence_grid, encoding_ellipse, load_umap_coords, pca_plane,
-                                  umap_plane)
+from genmodels.projection import PROJECTIONS, confidence_grid, encoding_ellipse, load_umap_coords, pca_plane, umap_plane
 from genmodels.summary import load_summary
 from genmodels.your_image import attribution_overlay, residual_image, vae_view, verdict
 
@@ -116,7 +116,8 @@ def test_umap_plane_places_fitted_points_near_their_fitted_coordinates_and_maps_
     assert np.median(np.linalg.norm(placed - coords[:200], axis=1)) < 0.2 * scale
     back = plane.to_latent(coords[:200])
     assert np.median(np.linalg.norm(back - lmap.latents[:200], axis=1)) < np.median(
-        np.linalg.norm(lmap.latents[:200] - lmap.latents[200:400], axis=1))
+        np.linalg.norm(lmap.latents[:200] - lmap.latents[200:400], axis=1)
+    )
     assert PROJECTIONS == ("PCA", "UMAP")
 
 
@@ -133,8 +134,14 @@ def test_confidence_grid_is_high_inside_the_classes_and_lower_between_them(mnist
     lmap = real_latent_map(vae.module, summary_images(summary))
     plane = pca_plane(lmap)
     box = (*np.percentile(plane.coords[:, 0], [1, 99]), *np.percentile(plane.coords[:, 1], [1, 99]))
-    grid = confidence_grid(plane, lambda z: vae.decode(torch.from_numpy(z)), lambda x: api.predict(classifier, x),
-                           box[:2], box[2:], cells=12)
+    grid = confidence_grid(
+        plane,
+        lambda z: vae.decode(torch.from_numpy(z)),
+        lambda x: api.predict(classifier, x),
+        box[:2],
+        box[2:],
+        cells=12,
+    )
     assert grid.confidence.shape == grid.predicted.shape == (12, 12)
     assert 0.1 <= grid.confidence.min() < 0.9 < grid.confidence.max() <= 1.0
     assert len(np.unique(grid.predicted)) >= 4

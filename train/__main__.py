@@ -1,4 +1,5 @@
 """Entry point of `python -m train`."""
+
 import sys
 
 try:

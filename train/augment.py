@@ -1,8 +1,10 @@
 """Input jitter for the classifier and the mapper's judges: shifts, flips and blur, drawn from an explicit generator."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 
 def jitter(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
     """Random translation by up to 2 px per image; 'shift_flip' adds a horizontal flip and

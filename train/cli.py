@@ -1,4 +1,5 @@
 """The training command line: validates every flag before any work, then trains one model or all."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,14 +13,20 @@ from pathlib import Path
 
 from genmodels.api import MAX_SEED
 from genmodels.datasets import DATASETS
+from genmodels.kinds import KINDS, training_order
 from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
-from genmodels.runs import MIN_FREE_BYTES, RunFolder, ShippedLogs, new_run_name, read_json, read_metrics
-from genmodels.kinds import KINDS, training_order
 from genmodels.recipes import OBJECTIVES, Recipe
+from genmodels.runs import MIN_FREE_BYTES, RunFolder, ShippedLogs, new_run_name, read_json, read_metrics
 from train import distributed
 from train.recipes import (
-    COMPILE_CHOICES, COMPILE_KINDS, COMPILE_MIN_STEPS, PRECISIONS, default_recipe, resolve_compile, resolve_precision,
+    COMPILE_CHOICES,
+    COMPILE_KINDS,
+    COMPILE_MIN_STEPS,
+    PRECISIONS,
+    default_recipe,
+    resolve_compile,
+    resolve_precision,
 )
 
 MAX_EPOCHS = 10_000
@@ -55,8 +62,11 @@ def _folder(value: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m train", description="Train genmodels models on MNIST / Fashion-MNIST.")
-    parser.add_argument("kind", choices=[*KINDS, "all"],
-                        help="model to train; 'all' trains every model and publishes them as the shipped checkpoints")
+    parser.add_argument(
+        "kind",
+        choices=[*KINDS, "all"],
+        help="model to train; 'all' trains every model and publishes them as the shipped checkpoints",
+    )
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     parser.add_argument("--epochs", type=int, help="epochs (default: the shipped recipe's)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimisation steps")
@@ -64,45 +74,74 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, help="random seed (default: 0; on --resume, the run's own)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--precision", choices=list(PRECISIONS),
-                        help="matmul precision (default: the recipe's 'auto': bf16 on a CPU with native bf16, "
-                             "else fp32)")
-    parser.add_argument("--compile", choices=list(COMPILE_CHOICES),
-                        help=f"torch.compile the step ({', '.join(COMPILE_KINDS)} only; default: the recipe's 'auto': "
-                             f"on the CPU, for runs of {COMPILE_MIN_STEPS:,} steps or more)")
+    parser.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        help="matmul precision (default: the recipe's 'auto': bf16 on a CPU with native bf16, else fp32)",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=list(COMPILE_CHOICES),
+        help=f"torch.compile the step ({', '.join(COMPILE_KINDS)} only; default: the recipe's 'auto': "
+        f"on the CPU, for runs of {COMPILE_MIN_STEPS:,} steps or more)",
+    )
     parser.add_argument("--run-dir", type=_folder, help="run folder (for 'all': the parent of one folder per model)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     for name, users in needed_kinds().items():
-        parser.add_argument(f"--{name}", type=Path,
-                            help=f"the {name} checkpoint that training the {_listed(users)} reads "
-                                 "(default: the shipped one)")
-    parser.add_argument("--checkpoints", type=Path,
-                        help="'all' only: where to publish the checkpoints (default: the repo's checkpoints/)")
-    parser.add_argument("--model-config", type=json.loads,
-                        help='JSON overrides of the model config, e.g. \'{"d_hidden": [512, 256]}\'')
+        parser.add_argument(
+            f"--{name}",
+            type=Path,
+            help=f"the {name} checkpoint that training the {_listed(users)} reads (default: the shipped one)",
+        )
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="'all' only: where to publish the checkpoints (default: the repo's checkpoints/)",
+    )
+    parser.add_argument(
+        "--model-config", type=json.loads, help="JSON overrides of the model config, e.g. '{\"d_hidden\": [512, 256]}'"
+    )
     gan = [name for name, k in KINDS.items() if k.adversarial]
     vae = [name for name, k in KINDS.items() if k.encodes]
-    parser.add_argument("--objective", choices=list(OBJECTIVES),
-                        help=f"GAN objective ({_listed(gan)}); default: the recipe's (bce). "
-                             + "; ".join(f"{name}: {text}" for name, text in OBJECTIVES.items()))
-    parser.add_argument("--spectral-norm", action="store_true", default=None,
-                        help="spectral normalisation on every layer of the discriminator (GANs)")
+    parser.add_argument(
+        "--objective",
+        choices=list(OBJECTIVES),
+        help=f"GAN objective ({_listed(gan)}); default: the recipe's (bce). "
+        + "; ".join(f"{name}: {text}" for name, text in OBJECTIVES.items()),
+    )
+    parser.add_argument(
+        "--spectral-norm",
+        action="store_true",
+        default=None,
+        help="spectral normalisation on every layer of the discriminator (GANs)",
+    )
     parser.add_argument("--d-steps", type=int, help="discriminator updates per generator update (GANs; default 1)")
     parser.add_argument("--lr-d", type=float, help="the discriminator's own learning rate (GANs; default: --lr)")
-    parser.add_argument("--label-smoothing", type=float,
-                        help="one-sided label smoothing: D's target for real images is 1 minus this (GANs)")
+    parser.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="one-sided label smoothing: D's target for real images is 1 minus this (GANs)",
+    )
     parser.add_argument("--beta", type=float, help=f"weight of the KL term ({_listed(vae)}; default 1)")
     parser.add_argument("--kl-warmup", type=int, help="ramp the KL weight from 0 to beta over this many steps (VAEs)")
     parser.add_argument("--log-every", type=int, default=100, help="steps between metric records")
     parser.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="lower this process's CPU priority by N (0-19); the app launches runs with 10 so its "
-                             "pages stay responsive")
-    parser.add_argument("--nproc", type=int,
-                        help="train on N processes of this machine through torchrun (DDP; gloo on the CPU, nccl on "
-                             "GPUs); the batch stays the global one, split over the processes")
-    parser.add_argument("--force-nproc", action="store_true",
-                        help="allow --nproc above this machine's CPU cores or GPUs")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="lower this process's CPU priority by N (0-19); the app launches runs with 10 so its "
+        "pages stay responsive",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        help="train on N processes of this machine through torchrun (DDP; gloo on the CPU, nccl on "
+        "GPUs); the batch stays the global one, split over the processes",
+    )
+    parser.add_argument(
+        "--force-nproc", action="store_true", help="allow --nproc above this machine's CPU cores or GPUs"
+    )
     return parser
 
 
@@ -182,8 +221,10 @@ def check_writable(folder: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
         raise UsageError(f"{folder} is not writable")
     free = shutil.disk_usage(target).free
     if free < need_bytes:
-        raise UsageError(f"only {free // 1_000_000} MB free on the disk of {folder}; training needs about "
-                         f"{need_bytes // 1_000_000} MB")
+        raise UsageError(
+            f"only {free // 1_000_000} MB free on the disk of {folder}; training needs about "
+            f"{need_bytes // 1_000_000} MB"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.run_dir is not None and not args.resume:
             for folder in [run_dir / kind for kind in training_order()] if args.kind == "all" else [run_dir]:
                 if holds_training_files(folder):
-                    raise UsageError(f"{folder} already holds a run or model files; pass --resume to continue a "
-                                     "run there or choose another --run-dir")
+                    raise UsageError(
+                        f"{folder} already holds a run or model files; pass --resume to continue a "
+                        "run there or choose another --run-dir"
+                    )
         resumed = saved_recipe(run_dir, args) if args.resume else None
         check_model_config(args)
         check_processes(args, device, run_dir, resumed)
@@ -247,13 +290,17 @@ def check_processes(args: argparse.Namespace, device, run_dir: Path, resumed: Re
         on_gpus = device.type == "cuda"
         have, what = (torch.cuda.device_count(), "CUDA GPUs") if on_gpus else (os.cpu_count() or 1, "CPU cores")
         if args.nproc > have and not args.force_nproc:
-            raise UsageError(f"--nproc {args.nproc}: this machine has {have} {what}; pass --force-nproc to start more "
-                             "processes than that")
+            raise UsageError(
+                f"--nproc {args.nproc}: this machine has {have} {what}; pass --force-nproc to start more "
+                "processes than that"
+            )
     if args.resume:
         saved = (read_json(RunFolder(run_dir).config_file) or {}).get("world_size", 1)
         if saved != world:
-            raise UsageError(f"--resume continues {run_dir} on the {saved} process(es) it was trained on, not {world}; "
-                             f"pass --nproc {saved}")
+            raise UsageError(
+                f"--resume continues {run_dir} on the {saved} process(es) it was trained on, not {world}; "
+                f"pass --nproc {saved}"
+            )
     if world == 1:
         return
     if args.kind == "all":
@@ -265,8 +312,10 @@ def check_processes(args: argparse.Namespace, device, run_dir: Path, resumed: Re
         args.compile = "off"
     batch = (resumed or default_recipe(args.kind, args.dataset, batch_size=args.batch_size)).batch_size
     if batch % world:
-        raise UsageError(f"the batch of {batch} does not split over {world} processes; choose a --batch-size that is a "
-                         f"multiple of {world}")
+        raise UsageError(
+            f"the batch of {batch} does not split over {world} processes; choose a --batch-size that is a "
+            f"multiple of {world}"
+        )
 
 
 def check_model_config(args: argparse.Namespace) -> None:
@@ -281,8 +330,10 @@ def check_model_config(args: argparse.Namespace) -> None:
             overrides = {**default_recipe(kind, args.dataset).model, **args.model_config}
             config_from_dict(model_kind(kind).config_cls, overrides)
         except ValueError as exc:
-            raise UsageError(f"--model-config: {exc}" + (f" (for 'all' it applies to every model; {kind} refused it)"
-                                                         if args.kind == "all" else "")) from None
+            raise UsageError(
+                f"--model-config: {exc}"
+                + (f" (for 'all' it applies to every model; {kind} refused it)" if args.kind == "all" else "")
+            ) from None
 
 
 def holds_training_files(folder: Path) -> bool:
@@ -301,42 +352,79 @@ def saved_recipe(run_dir: Path, args: argparse.Namespace) -> Recipe:
 
     # its ValueError is a usage error here: nothing is written yet
     recipe = resume_recipe(run_dir, args.kind, args.dataset)
-    changed = [flag for flag, given, saved in (
-        ("--batch-size", args.batch_size, recipe.batch_size), ("--lr", args.lr, recipe.lr),
-        ("--seed", args.seed, recipe.seed),
-        ("--precision", args.precision, recipe.precision), ("--compile", args.compile, recipe.compile),
-        *((f"--{flag.replace('_', '-')}", getattr(args, flag), getattr(recipe, RECIPE_FIELDS.get(flag, flag)))
-          for flag in (*GAN_FLAGS, *VAE_FLAGS)),
-    ) if given is not None and given != saved]
+    changed = [
+        flag
+        for flag, given, saved in (
+            ("--batch-size", args.batch_size, recipe.batch_size),
+            ("--lr", args.lr, recipe.lr),
+            ("--seed", args.seed, recipe.seed),
+            ("--precision", args.precision, recipe.precision),
+            ("--compile", args.compile, recipe.compile),
+            *(
+                (f"--{flag.replace('_', '-')}", getattr(args, flag), getattr(recipe, RECIPE_FIELDS.get(flag, flag)))
+                for flag in (*GAN_FLAGS, *VAE_FLAGS)
+            ),
+        )
+        if given is not None and given != saved
+    ]
     if args.model_config and {**recipe.model, **args.model_config} != recipe.model:
         changed.append("--model-config")
     if changed:
-        raise UsageError(f"--resume continues the run as it was started, and {', '.join(changed)} would change it; "
-                         "drop the flag or start a new run")
+        raise UsageError(
+            f"--resume continues the run as it was started, and {', '.join(changed)} would change it; "
+            "drop the flag or start a new run"
+        )
     if args.epochs is not None:
         recipe.epochs = args.epochs
     return recipe
 
 
-def train_one(args: argparse.Namespace, kind: str, device, run_dir: Path, needs: dict[str, Path] | None = None,
-              recipe: Recipe | None = None) -> int:
+def train_one(
+    args: argparse.Namespace,
+    kind: str,
+    device,
+    run_dir: Path,
+    needs: dict[str, Path] | None = None,
+    recipe: Recipe | None = None,
+) -> int:
     """Train one model; `needs` names the checkpoints of the kinds its training reads (default: the flags' or the
     shipped ones)."""
     from train.run import RunRequest, train_model
 
     if recipe is None:
-        recipe = default_recipe(kind, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                seed=args.seed if args.seed is not None else 0, precision=args.precision,
-                                compile=args.compile if kind in COMPILE_KINDS else None, objective=args.objective,
-                                spectral_norm=args.spectral_norm, d_steps=args.d_steps, lr_d=args.lr_d,
-                                label_smoothing=args.label_smoothing, beta=args.beta,
-                                kl_warmup_steps=args.kl_warmup)
+        recipe = default_recipe(
+            kind,
+            args.dataset,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed if args.seed is not None else 0,
+            precision=args.precision,
+            compile=args.compile if kind in COMPILE_KINDS else None,
+            objective=args.objective,
+            spectral_norm=args.spectral_norm,
+            d_steps=args.d_steps,
+            lr_d=args.lr_d,
+            label_smoothing=args.label_smoothing,
+            beta=args.beta,
+            kl_warmup_steps=args.kl_warmup,
+        )
         if args.model_config:
             recipe.model = {**recipe.model, **args.model_config}
     if needs is None:
         needs = {name: getattr(args, name) for name in KINDS[kind].needs if getattr(args, name) is not None}
-    request = RunRequest(kind, args.dataset, recipe, run_dir, device, max_steps=args.max_steps, resume=args.resume,
-                         needs=needs, log_every=args.log_every, data_root=args.data)
+    request = RunRequest(
+        kind,
+        args.dataset,
+        recipe,
+        run_dir,
+        device,
+        max_steps=args.max_steps,
+        resume=args.resume,
+        needs=needs,
+        log_every=args.log_every,
+        data_root=args.data,
+    )
     return train_model(request)
 
 
@@ -355,19 +443,25 @@ def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
         print(f"== {kind} on {args.dataset} -> {run_dir}", flush=True)
         code = train_one(args, kind, device, run_dir, needs=needs)
         if code != 0:
-            print(f"error: training {kind} failed (exit {code}); see {run_dir}. Nothing was published.",
-                  file=sys.stderr)
+            print(
+                f"error: training {kind} failed (exit {code}); see {run_dir}. Nothing was published.", file=sys.stderr
+            )
             return code
         state = (read_json(RunFolder(run_dir).status_file) or {}).get("state")
         if state != "finished":
-            print(f"error: training {kind} ended {state or 'without a status'}; the later models were not trained and "
-                  "nothing was published", file=sys.stderr)
+            print(
+                f"error: training {kind} ended {state or 'without a status'}; the later models were not trained and "
+                "nothing was published",
+                file=sys.stderr,
+            )
             return 1
     target.mkdir(parents=True, exist_ok=True)
     for kind in training_order():
         publish(run_root / kind, kind, args.dataset, root)
-    print(f"all models of {args.dataset} trained and published to {target} in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"all models of {args.dataset} trained and published to {target} in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
     return 0
 
 

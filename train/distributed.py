@@ -4,6 +4,7 @@ global batch, DDP (and synchronised batch norm) around a task's networks, one st
 A process not started by torchrun gets `SOLO`, a world of one whose every method leaves the run as it was, so the
 single-process path runs exactly the code it ran before.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -48,8 +49,15 @@ def rank_seed(seed: int, rank: int, step: int, stream: int) -> int:
 class Distributed:
     """This process's place in the run: rank, world size, and the collective steps the trainer takes."""
 
-    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0, local_world_size: int = 1,
-                 backend: str | None = None, device: torch.device | None = None):
+    def __init__(
+        self,
+        rank: int = 0,
+        world_size: int = 1,
+        local_rank: int = 0,
+        local_world_size: int = 1,
+        backend: str | None = None,
+        device: torch.device | None = None,
+    ):
         self.rank, self.world_size = rank, world_size
         self.local_rank, self.local_world_size = local_rank, local_world_size
         self.backend = backend
@@ -77,8 +85,10 @@ class Distributed:
     def check_batch(self, batch_size: int) -> None:
         """ValueError unless the global batch splits evenly over the ranks."""
         if batch_size % self.world_size:
-            raise ValueError(f"the batch of {batch_size} does not split over {self.world_size} processes; "
-                             f"choose a --batch-size that is a multiple of {self.world_size}")
+            raise ValueError(
+                f"the batch of {batch_size} does not split over {self.world_size} processes; "
+                f"choose a --batch-size that is a multiple of {self.world_size}"
+            )
 
     # -- the trainer's hooks, each a no-op for a single process
     def shard(self, images: torch.Tensor | None, labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -173,8 +183,9 @@ def setup(device: torch.device) -> Distributed:
     backend = backend_for(device)
     if not torch.distributed.is_initialized():
         # a rank that dies is noticed by its peers' broken connections at once; the timeout bounds a hung one
-        torch.distributed.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
-                                             device_id=device if device.type == "cuda" else None)
+        torch.distributed.init_process_group(
+            backend, timeout=datetime.timedelta(minutes=30), device_id=device if device.type == "cuda" else None
+        )
     _current = Distributed(rank, world, local_rank, local_world, backend, device)
     return _current
 

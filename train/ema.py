@@ -1,4 +1,5 @@
 """An exponential moving average of a network's weights (torch's AveragedModel), the usual cure for GAN sample noise."""
+
 from __future__ import annotations
 
 import torch

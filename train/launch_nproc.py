@@ -3,6 +3,7 @@
 The launcher runs torch.distributed.run in this process: its agent starts the ranks, forwards SIGTERM / Ctrl-C to
 them (they stop after the same step and rank 0 saves) and reports a rank that dies, which becomes the run's reason.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,18 @@ def launch(nproc: int, argv: list[str], run_dir: Path) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    args = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(nproc), "--max-restarts", "0",
-                                         "--module", "train", *worker_argv(argv, run_dir)])
+    args = get_args_parser().parse_args(
+        [
+            "--standalone",
+            "--nproc-per-node",
+            str(nproc),
+            "--max-restarts",
+            "0",
+            "--module",
+            "train",
+            *worker_argv(argv, run_dir),
+        ]
+    )
     args.shutdown_timeout = SHUTDOWN_TIMEOUT_S
     # the ranks share the cores (torchrun would give each a single thread, with a warning)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
@@ -82,9 +93,11 @@ def failure_reason(exc, status: dict | None) -> str:
         return own  # every rank ended by itself and rank 0 said why (e.g. training diverged)
     if own:  # a peer's death reaches rank 0 as a broken connection: keep gloo's sentence, not its source location
         own = re.sub(r"\[[^\]]*\.(cc|cpp):\d+\] ", "", own).split(" This is typically")[0]
-    parts = died or [f"rank {rank} (pid {f.pid}) exited with code {f.exitcode}"
-                     + (f": {f.message}" if f.message and not f.message.startswith("To enable traceback") else "")
-                     for rank, f in failures]
+    parts = died or [
+        f"rank {rank} (pid {f.pid}) exited with code {f.exitcode}"
+        + (f": {f.message}" if f.message and not f.message.startswith("To enable traceback") else "")
+        for rank, f in failures
+    ]
     return "; ".join(parts) + (f" (rank 0: {own})" if own else "")
 
 

@@ -1,4 +1,5 @@
 """The GAN objectives, as pure functions of the discriminator's logits (the gradient penalty takes D itself)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,8 +15,9 @@ def bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
-def discriminator_losses(d_real: torch.Tensor, d_fake: torch.Tensor, smoothing: float,
-                         objective: str = "bce") -> tuple[torch.Tensor, torch.Tensor]:
+def discriminator_losses(
+    d_real: torch.Tensor, d_fake: torch.Tensor, smoothing: float, objective: str = "bce"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss on real, loss on fake) for the discriminator; `smoothing` lowers the real target (bce, lsgan)."""
     if objective == "bce":
         return bce_logits(d_real, 1.0 - smoothing), bce_logits(d_fake, 0.0)
@@ -39,8 +41,9 @@ def generator_loss(d_fake: torch.Tensor, objective: str = "bce") -> torch.Tensor
     raise ValueError(f"unknown GAN objective {objective!r}")
 
 
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     generator: torch.Generator) -> torch.Tensor:
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """WGAN-GP's penalty: (||grad critic(x)|| - 1)^2 at random points x between real and fake images."""
     mix = torch.rand(len(real), 1, 1, 1, generator=generator, device=real.device)
     points = (mix * real + (1.0 - mix) * fake).requires_grad_(True)

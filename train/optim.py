@@ -1,4 +1,5 @@
 """The optimiser and learning-rate schedule every task trains with."""
+
 from __future__ import annotations
 
 import math

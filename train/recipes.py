@@ -1,9 +1,10 @@
 """Training-side recipe choices: precision and compile resolution, and the shipped recipe of a kind."""
+
 from __future__ import annotations
 
-from genmodels.kinds import KINDS, kind as model_kind
+from genmodels.kinds import KINDS
+from genmodels.kinds import kind as model_kind
 from genmodels.recipes import Recipe, with_overrides
-
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

@@ -3,6 +3,7 @@
 The driver knows nothing of particular kinds: it builds the task that the kind's registry entry names
 (`genmodels.kinds`) and drives it through the `train.tasks.base.BaseTask` interface.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,14 +82,16 @@ def resume_recipe(run_dir: Path, kind: str, dataset: str) -> Recipe:
     """The recipe the run in `run_dir` was started with; ValueError when there is no such run of (kind, dataset)."""
     folder = RunFolder(run_dir)
     if not folder.state_file.is_file():
-        raise ValueError(f"--resume: {run_dir} holds no saved training state ({folder.state_file.name}); "
-                         "nothing to continue")
+        raise ValueError(
+            f"--resume: {run_dir} holds no saved training state ({folder.state_file.name}); nothing to continue"
+        )
     config = read_json(folder.config_file)
     if config is None or not isinstance(config.get("recipe"), dict):
         raise ValueError(f"--resume: {folder.config_file} is missing, unreadable or has no recipe")
     if config.get("kind") != kind or config.get("dataset") != dataset:
-        raise ValueError(f"--resume: {run_dir} holds a {config.get('kind')} run on {config.get('dataset')}, "
-                         f"not {kind} on {dataset}")
+        raise ValueError(
+            f"--resume: {run_dir} holds a {config.get('kind')} run on {config.get('dataset')}, not {kind} on {dataset}"
+        )
     fields = {f.name for f in dataclasses.fields(Recipe)}
     try:
         recipe = Recipe(**{k: v for k, v in config["recipe"].items() if k in fields})
@@ -106,8 +109,10 @@ def train_model(req: RunRequest) -> int:
     req.run_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_run(req.run_dir)
     if lock is None:
-        print(f"error: another training is using {req.run_dir}; wait for it to end or choose another --run-dir",
-              file=sys.stderr)
+        print(
+            f"error: another training is using {req.run_dir}; wait for it to end or choose another --run-dir",
+            file=sys.stderr,
+        )
         return 2
     with lock:
         return _train_locked(req)
@@ -148,8 +153,18 @@ class RunStatus:
 def _train_locked(req: RunRequest) -> int:
     if distributed.current().is_rank0:
         req.folder.grids_dir.mkdir(exist_ok=True)
-    status = RunStatus(req.folder.status_file, state="running", pid=os.getpid(), kind=req.kind, dataset=req.dataset,
-                       epochs=req.recipe.epochs, epoch=0, step=0, started=time.time(), **distributed.current().facts())
+    status = RunStatus(
+        req.folder.status_file,
+        state="running",
+        pid=os.getpid(),
+        kind=req.kind,
+        dataset=req.dataset,
+        epochs=req.recipe.epochs,
+        epoch=0,
+        step=0,
+        started=time.time(),
+        **distributed.current().facts(),
+    )
     stop = StopFlag()
     stop.install()
     run = None
@@ -182,8 +197,16 @@ class TrainingRun:
     """One run under way: its task, batches and test split, progress, config and metrics log, and the callbacks
     the trainer calls at each log window and epoch end."""
 
-    def __init__(self, req: RunRequest, status: RunStatus, task: BaseTask, batches: EpochBatches,
-                 test_split: tuple[torch.Tensor, torch.Tensor], steps_per_epoch: int, total_steps: int):
+    def __init__(
+        self,
+        req: RunRequest,
+        status: RunStatus,
+        task: BaseTask,
+        batches: EpochBatches,
+        test_split: tuple[torch.Tensor, torch.Tensor],
+        steps_per_epoch: int,
+        total_steps: int,
+    ):
         self.req, self.status, self.task, self.batches = req, status, task, batches
         self.dist = distributed.current()
         self.folder = req.folder
@@ -229,10 +252,18 @@ class TrainingRun:
     def _config(self) -> dict[str, Any]:
         req, task = self.req, self.task
         return {
-            "kind": req.kind, "dataset": req.dataset, "recipe": dataclasses.asdict(req.recipe),
-            "model": dataclasses.asdict(task.model().config), "device": str(req.device), "precision": task.precision,
-            "compiled": task.compiled, "max_steps": req.max_steps, "total_steps": self.total_steps,
-            "steps_per_epoch": self.steps_per_epoch, "torch": torch.__version__, "argv": sys.argv,
+            "kind": req.kind,
+            "dataset": req.dataset,
+            "recipe": dataclasses.asdict(req.recipe),
+            "model": dataclasses.asdict(task.model().config),
+            "device": str(req.device),
+            "precision": task.precision,
+            "compiled": task.compiled,
+            "max_steps": req.max_steps,
+            "total_steps": self.total_steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "torch": torch.__version__,
+            "argv": sys.argv,
             **self.dist.facts(),
         }
 
@@ -243,19 +274,26 @@ class TrainingRun:
             raise ValueError(f"--resume: {req.run_dir} was started with another seed than {req.recipe.seed}")
         tensors, meta = load_tensors(state_file)
         try:
-            self.task.load_state({k: v if k.startswith("rng.") else v.to(req.device) for k, v in tensors.items()},
-                                 meta["task"])
+            self.task.load_state(
+                {k: v if k.startswith("rng.") else v.to(req.device) for k, v in tensors.items()}, meta["task"]
+            )
             epoch, step_in_epoch, global_step, images_seen, wall_time = (meta[k] for k in SAVED_PROGRESS)
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:  # another kind's or config's state, or damaged
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"--resume: {state_file} does not hold this run's {req.kind} state "
-                             f"({first_line[:200]})") from None
+            raise ValueError(
+                f"--resume: {state_file} does not hold this run's {req.kind} state ({first_line[:200]})"
+            ) from None
         if "rng.torch" in tensors:  # dropout draws from the global generators: resume them too
             torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and req.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], req.device)
-        self.progress = Progress(epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step,
-                                 images_seen=images_seen, wall_offset=wall_time)
+        self.progress = Progress(
+            epoch=epoch,
+            step_in_epoch=step_in_epoch,
+            global_step=global_step,
+            images_seen=images_seen,
+            wall_offset=wall_time,
+        )
         self.skip_batches = step_in_epoch
         _log(f"resuming {req.run_dir} at epoch {epoch + 1}, step {global_step}")
 
@@ -276,9 +314,18 @@ class TrainingRun:
     def train(self, stop: StopFlag) -> str:
         """Train to the recipe's last epoch (or --max-steps, or a stop signal); returns how it ended."""
         req = self.req
-        return run_epochs(self.task, self.batches, req.recipe.epochs, self.progress,
-                          Callbacks(self.on_log, self.on_epoch_end), stop, log_every=req.log_every,
-                          max_steps=req.max_steps, skip_batches=self.skip_batches, dist=self.dist)
+        return run_epochs(
+            self.task,
+            self.batches,
+            req.recipe.epochs,
+            self.progress,
+            Callbacks(self.on_log, self.on_epoch_end),
+            stop,
+            log_every=req.log_every,
+            max_steps=req.max_steps,
+            skip_batches=self.skip_batches,
+            dist=self.dist,
+        )
 
     def on_log(self, p: Progress, losses: dict[str, float], rate: float) -> None:
         """A log window closed: record its mean losses."""
@@ -290,8 +337,16 @@ class TrainingRun:
             write_json(self.folder.config_file, self.config)
             _log(f"note: torch.compile failed, training goes on uncompiled ({task.compile_failure})")
         epoch = p.epoch + p.step_in_epoch / self.steps_per_epoch
-        self.record({"type": "step", "step": p.global_step, "epoch": epoch, **losses,
-                     "wall_time": round(p.wall_time, 3), "images_per_s": round(rate, 1)})
+        self.record(
+            {
+                "type": "step",
+                "step": p.global_step,
+                "epoch": epoch,
+                **losses,
+                "wall_time": round(p.wall_time, 3),
+                "images_per_s": round(rate, 1),
+            }
+        )
         self.status.set(epoch=p.epoch, step=p.global_step)
         self.bar.update(p, losses)
 
@@ -318,8 +373,18 @@ class TrainingRun:
             judge = self.task.judge
             signals = metrics.sample_health(images, self.last_grid, api.predict(judge, images) if judge else None)
             self.last_grid = images
-        self.record({"type": "epoch", "step": p.global_step, "epoch": p.epoch, **losses, **self.last_eval, **signals,
-                     "wall_time": round(p.wall_time, 3), "images_per_s": round(rate, 1)})
+        self.record(
+            {
+                "type": "epoch",
+                "step": p.global_step,
+                "epoch": p.epoch,
+                **losses,
+                **self.last_eval,
+                **signals,
+                "wall_time": round(p.wall_time, 3),
+                "images_per_s": round(rate, 1),
+            }
+        )
         if p.epoch == epochs:
             self.task.finalize()
         self.save_checkpoints()
@@ -331,19 +396,40 @@ class TrainingRun:
     def save_checkpoints(self) -> None:
         """The model file (with the last epoch-end measures), then the resumable state."""
         req, task, progress = self.req, self.task, self.progress
-        save_model(self.folder.model_file(req.kind), distributed.unwrap(task.model()), req.kind, req.dataset,
-                   recipe=dataclasses.asdict(req.recipe), epochs_trained=progress.epoch,
-                   steps_trained=progress.global_step, device=str(req.device), precision=task.precision,
-                   compiled=task.compiled, metrics=self.last_eval, training_wall_time_s=round(progress.wall_time, 1),
-                   **task.checkpoint_metadata())
+        save_model(
+            self.folder.model_file(req.kind),
+            distributed.unwrap(task.model()),
+            req.kind,
+            req.dataset,
+            recipe=dataclasses.asdict(req.recipe),
+            epochs_trained=progress.epoch,
+            steps_trained=progress.global_step,
+            device=str(req.device),
+            precision=task.precision,
+            compiled=task.compiled,
+            metrics=self.last_eval,
+            training_wall_time_s=round(progress.wall_time, 1),
+            **task.checkpoint_metadata(),
+        )
         tensors, task_meta = task.state()
         tensors["rng.torch"] = torch.get_rng_state()
         if req.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(req.device)
-        saved = dict(zip(SAVED_PROGRESS, (progress.epoch, progress.step_in_epoch, progress.global_step,
-                                          progress.images_seen, progress.wall_time)))
-        save_tensors(self.folder.state_file, tensors, {"task": task_meta, **saved, "kind": req.kind,
-                                                        "dataset": req.dataset})
+        saved = dict(
+            zip(
+                SAVED_PROGRESS,
+                (
+                    progress.epoch,
+                    progress.step_in_epoch,
+                    progress.global_step,
+                    progress.images_seen,
+                    progress.wall_time,
+                ),
+            )
+        )
+        save_tensors(
+            self.folder.state_file, tensors, {"task": task_meta, **saved, "kind": req.kind, "dataset": req.dataset}
+        )
 
     def finish(self, outcome: str) -> None:
         """Save a run stopped mid-epoch, then record how it ended."""
@@ -354,16 +440,25 @@ class TrainingRun:
             self.task.finalize()
             if outcome == "max_steps":
                 self.last_eval = self.task.evaluate(*self.test_split)
-                self.log.write({"type": "final", "step": progress.global_step,
-                                "epoch": progress.epoch + progress.step_in_epoch / self.steps_per_epoch,
-                                **self.last_eval, "wall_time": round(progress.wall_time, 3)})
+                self.log.write(
+                    {
+                        "type": "final",
+                        "step": progress.global_step,
+                        "epoch": progress.epoch + progress.step_in_epoch / self.steps_per_epoch,
+                        **self.last_eval,
+                        "wall_time": round(progress.wall_time, 3),
+                    }
+                )
             self.save_checkpoints()
         state = {"finished": "finished", "max_steps": "finished"}.get(outcome, "cancelled")
         reason = {"max_steps": f"reached --max-steps {req.max_steps}"}.get(
-            outcome, f"stopped by {outcome}" if state == "cancelled" else "")
+            outcome, f"stopped by {outcome}" if state == "cancelled" else ""
+        )
         self.status.set(state=state, reason=reason, epoch=progress.epoch, step=progress.global_step)
-        _log(f"{state}: {req.run_dir} ({progress.global_step} steps, {progress.wall_time:.1f} s)"
-             f"{' - ' + reason if reason else ''}")
+        _log(
+            f"{state}: {req.run_dir} ({progress.global_step} steps, {progress.wall_time:.1f} s)"
+            f"{' - ' + reason if reason else ''}"
+        )
 
     def close(self) -> None:
         """Close the metrics log."""
@@ -385,8 +480,12 @@ class EpochBar:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.steps_per_epoch, desc=f"{self.name} epoch {progress.epoch + 1}/{self.epochs}",
-                             leave=False, unit="step")
+            self._bar = tqdm(
+                total=self.steps_per_epoch,
+                desc=f"{self.name} epoch {progress.epoch + 1}/{self.epochs}",
+                leave=False,
+                unit="step",
+            )
         self._bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:4]}, refresh=False)
         self._bar.update(progress.step_in_epoch - self._bar.n)
 

@@ -3,13 +3,15 @@
 The loop knows nothing of GANs or VAEs: a task supplies `step(images, labels) -> losses`,
 the caller supplies callbacks that log, draw grids and save checkpoints.
 """
+
 from __future__ import annotations
 
 import math
 import signal
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import torch
 
@@ -157,8 +159,9 @@ def run_epochs(
     return "finished"
 
 
-def _close_window(window: _Window, epoch: _Window, progress: Progress, callbacks: Callbacks,
-                  dist: Distributed = SOLO) -> _Window:
+def _close_window(
+    window: _Window, epoch: _Window, progress: Progress, callbacks: Callbacks, dist: Distributed = SOLO
+) -> _Window:
     """Log a window, add it to the epoch's totals, and open the next one."""
     dist.average_(window.sums)  # distributed: the global batch's losses, the same on every rank (a NaN stops them all)
     callbacks.on_log(progress, window.means(), window.rate())

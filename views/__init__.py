@@ -1,4 +1,5 @@
 """The studio's views (thin Streamlit pages); `PAGES` lists them once, in navigation order."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

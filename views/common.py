@@ -2,6 +2,7 @@
 
 PyTorch loads on first use of a model, not on import: the sidebar and a page's heading are drawn while it loads.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -80,7 +81,8 @@ def subset_latent_map(dataset: str) -> LatentMap:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def umap_plane(dataset: str) -> Plane:
     """The shipped UMAP plane of the bundled test images; CheckpointError when missing or fitted to another VAE."""
-    from genmodels.projection import load_umap_coords, umap_plane as make_plane
+    from genmodels.projection import load_umap_coords
+    from genmodels.projection import umap_plane as make_plane
 
     lmap = subset_latent_map(dataset)
     coords = load_umap_coords(dataset, generator("vae", dataset).meta["weights_sha256"], len(lmap.latents))

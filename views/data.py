@@ -1,4 +1,5 @@
 """Data page: the dataset at a glance (report 000, part 1): counts, class balance, previews, mean images, pixel histogram."""
+
 from __future__ import annotations
 
 import plotly.express as px
@@ -14,7 +15,6 @@ from genmodels.summary import load_summary
 from views.common import current_dataset
 
 
-
 @st.cache_data(show_spinner="Summarising the dataset...", max_entries=4)
 def cached_overview(dataset: str, data_folder: str) -> DataOverview:
     """The live summary when the full dataset is in `data_folder`, else the bundled one (cached per folder)."""
@@ -23,20 +23,35 @@ def cached_overview(dataset: str, data_folder: str) -> DataOverview:
 
 def class_balance_chart(data: DataOverview) -> go.Figure:
     """Images per class, train and test side by side."""
-    figure = go.Figure([
-        go.Bar(name="train", x=list(data.classes), y=data.train_counts),
-        go.Bar(name="test", x=list(data.classes), y=data.test_counts),
-    ])
-    figure.update_layout(barmode="group", xaxis_title="class", yaxis_title="images", height=340,
-                         margin=dict(t=30, b=10), legend=dict(orientation="h", y=1.1))
+    figure = go.Figure(
+        [
+            go.Bar(name="train", x=list(data.classes), y=data.train_counts),
+            go.Bar(name="test", x=list(data.classes), y=data.test_counts),
+        ]
+    )
+    figure.update_layout(
+        barmode="group",
+        xaxis_title="class",
+        yaxis_title="images",
+        height=340,
+        margin=dict(t=30, b=10),
+        legend=dict(orientation="h", y=1.1),
+    )
     figure.update_xaxes(type="category")
     return figure
 
 
 def mean_images_chart(data: DataOverview) -> go.Figure:
     """The mean training image of each class as a grayscale heatmap."""
-    figure = px.imshow(data.class_means, facet_col=0, facet_col_wrap=5, color_continuous_scale="gray",
-                       zmin=0, zmax=1, labels=dict(color="mean intensity"))
+    figure = px.imshow(
+        data.class_means,
+        facet_col=0,
+        facet_col_wrap=5,
+        color_continuous_scale="gray",
+        zmin=0,
+        zmax=1,
+        labels=dict(color="mean intensity"),
+    )
     for annotation in figure.layout.annotations:  # facet titles read "facet_col=3": show the class name instead
         annotation.text = data.classes[int(annotation.text.split("=")[1])]
     figure.update_xaxes(showticklabels=False)
@@ -49,10 +64,22 @@ def histogram_chart(data: DataOverview, bins: int, log_scale: bool) -> go.Figure
     """Pixel intensities over the training split."""
     starts, counts = intensity_histogram(data, bins)
     width = 256 / bins
-    figure = go.Figure(go.Bar(x=[s + width / 2 for s in starts], y=counts, width=width, marker_line_width=0,
-                              hovertemplate="intensity %{x:.0f}: %{y:,} pixels<extra></extra>"))
-    figure.update_layout(xaxis_title="pixel intensity (0 = black, 255 = white)", yaxis_title="pixels (train split)",
-                         height=340, margin=dict(t=30, b=10), bargap=0)
+    figure = go.Figure(
+        go.Bar(
+            x=[s + width / 2 for s in starts],
+            y=counts,
+            width=width,
+            marker_line_width=0,
+            hovertemplate="intensity %{x:.0f}: %{y:,} pixels<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        xaxis_title="pixel intensity (0 = black, 255 = white)",
+        yaxis_title="pixels (train split)",
+        height=340,
+        margin=dict(t=30, b=10),
+        bargap=0,
+    )
     figure.update_yaxes(type="log" if log_scale else "linear")
     return figure
 
@@ -69,8 +96,10 @@ except (CheckpointError, ValueError, OSError, RuntimeError) as exc:  # a damaged
 if data.source == "full dataset":
     st.caption(f"Computed live from the full dataset in `{data_dir()}`.")
 else:
-    st.caption("From the summary bundled with the app (the full dataset is not present here); "
-               f"previews use its {data.per_class} real test images per class.")
+    st.caption(
+        "From the summary bundled with the app (the full dataset is not present here); "
+        f"previews use its {data.per_class} real test images per class."
+    )
 
 train_col, test_col, total_col, classes_col = st.columns(4)
 train_col.metric("Training images", f"{data.train_total:,}")
@@ -86,16 +115,30 @@ st.subheader("Preview per class")
 options_col, grid_col = st.columns([1, 3])
 with options_col:
     per_class = st.slider("Images per class", 1, min(20, data.per_class), 10, key="data_per_class")
-    picked = st.multiselect("Classes", list(range(len(data.classes))), default=list(range(len(data.classes))),
-                            format_func=lambda c: data.classes[c], key="data_classes")
-    offset = st.number_input("Start at image", 0, data.per_class - 1, 0, step=per_class, key="data_offset",
-                             help="Page through the real test images of each class.")
+    picked = st.multiselect(
+        "Classes",
+        list(range(len(data.classes))),
+        default=list(range(len(data.classes))),
+        format_func=lambda c: data.classes[c],
+        key="data_classes",
+    )
+    offset = st.number_input(
+        "Start at image",
+        0,
+        data.per_class - 1,
+        0,
+        step=per_class,
+        key="data_offset",
+        help="Page through the real test images of each class.",
+    )
 with grid_col:
     if picked:
         grid = preview_grid(data, per_class, sorted(picked), int(offset))
         st.image(png_bytes(grid, scale=2), caption=", ".join(data.classes[c] for c in sorted(picked)))
         if int(offset) + per_class > data.per_class:
-            st.caption(f"Each class has {data.per_class} preview images here, so image {int(offset)} wrapped round to the start.")
+            st.caption(
+                f"Each class has {data.per_class} preview images here, so image {int(offset)} wrapped round to the start."
+            )
     else:
         st.info("Pick at least one class to preview.")
 
@@ -105,5 +148,7 @@ st.plotly_chart(mean_images_chart(data), key="class_means")
 st.subheader("Pixel-intensity histogram")
 bins_col, scale_col = st.columns(2)
 bins = bins_col.select_slider("Bins", [16, 32, 64, 128, 256], value=64, key="data_bins")
-log_scale = scale_col.toggle("Log scale", value=True, key="data_log", help="Most pixels are background (0): a log scale shows the rest.")
+log_scale = scale_col.toggle(
+    "Log scale", value=True, key="data_log", help="Most pixels are background (0): a log scale shows the rest."
+)
 st.plotly_chart(histogram_chart(data, bins, log_scale), key="pixel_histogram")

@@ -1,4 +1,5 @@
 """GAN vs VAE page: the same class and seed side by side, and report 000's comparison backed by measured numbers."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -9,10 +10,25 @@ from plotly.subplots import make_subplots
 
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError, checkpoint_path
-from genmodels.compare import (COUNTS, S_PER_CLASS, SCORE_SEED, SPREAD_REAL_PER_CLASS, Comparison,
-                               classifier_fingerprint, comparison_path, epoch_series, evaluation_facts, fingerprint, metric_rows, model_scores,
-                               nearest_training_pairs, shipped_comparison, shipped_log, stored_numbers,
-                               training_stability)
+from genmodels.compare import (
+    COUNTS,
+    S_PER_CLASS,
+    SCORE_SEED,
+    SPREAD_REAL_PER_CLASS,
+    Comparison,
+    classifier_fingerprint,
+    comparison_path,
+    epoch_series,
+    evaluation_facts,
+    fingerprint,
+    metric_rows,
+    model_scores,
+    nearest_training_pairs,
+    shipped_comparison,
+    shipped_log,
+    stored_numbers,
+    training_stability,
+)
 from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
 from genmodels.kinds import KINDS, generator_kinds
@@ -21,7 +37,6 @@ from genmodels.metrics import jump_ratio
 from genmodels.scoring import Scores
 from genmodels.summary import load_summary
 from views import common
-
 
 COMPARED = generator_kinds()
 TITLES = {kind: KINDS[kind].display_title for kind in COMPARED}
@@ -51,15 +66,18 @@ def checkpoint_numbers(kind: str, dataset: str) -> tuple[dict, dict]:
 def nearest_in_training(kinds: tuple[str, ...], dataset: str, label: int, seed: int) -> dict[str, tuple]:
     """Per model, (generated images, their nearest training images, pixel distances) for the first few side-by-side
     samples: one search of the training set for every model."""
-    return nearest_training_pairs({kind: side_by_side(kind, dataset, label, seed).images[:MEMORISATION_SHOWN]
-                                   for kind in kinds}, dataset)
+    return nearest_training_pairs(
+        {kind: side_by_side(kind, dataset, label, seed).images[:MEMORISATION_SHOWN] for kind in kinds}, dataset
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def side_by_side(kind: str, dataset: str, label: int, seed: int) -> Gallery:
     """A few classified samples of one class (unconditional for a gan without mapper)."""
     model = common.generator(kind, dataset)
-    return generate_gallery(model, common.classifier(dataset), label if model.supports_labels else None, SIDE_BY_SIDE, seed)
+    return generate_gallery(
+        model, common.classifier(dataset), label if model.supports_labels else None, SIDE_BY_SIDE, seed
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -71,8 +89,9 @@ def shipped(dataset: str, fingerprints: tuple[tuple[str, str], ...], modified_ns
 @st.cache_data(show_spinner=False, max_entries=64)
 def live_scores(kind: str, dataset: str, n_per_class: int) -> Scores:
     """The same numbers measured now, where none were shipped for these weights: once per server for each choice."""
-    return model_scores(common.generator(kind, dataset), common.classifier(dataset), n_per_class,
-                        common.real_baselines(dataset))
+    return model_scores(
+        common.generator(kind, dataset), common.classifier(dataset), n_per_class, common.real_baselines(dataset)
+    )
 
 
 def model_numbers(precomputed: Comparison | None, kind: str, dataset: str, n_per_class: int) -> Scores:
@@ -88,8 +107,10 @@ def comparison_numbers(dataset: str, kinds: list[str]) -> Comparison | None:
         modified_ns = path.stat().st_mtime_ns
     except OSError:
         return None
-    prints = (("classifier", classifier_fingerprint(dataset)),
-              *((kind, fingerprint(common.generator(kind, dataset))) for kind in kinds))
+    prints = (
+        ("classifier", classifier_fingerprint(dataset)),
+        *((kind, fingerprint(common.generator(kind, dataset))) for kind in kinds),
+    )
     return shipped(dataset, prints, modified_ns)
 
 
@@ -132,14 +153,22 @@ dataset = common.current_dataset()
 names = common.class_names(dataset)
 title = dataset_info(dataset).title
 st.title("GAN vs VAE")
-st.caption("Report 000 compared the models on image quality, training stability and latent space. "
-           "Here every claim is checked against numbers measured on the shipped checkpoints.")
+st.caption(
+    "Report 000 compared the models on image quality, training stability and latent space. "
+    "Here every claim is checked against numbers measured on the shipped checkpoints."
+)
 
 controls = st.columns(3)
 label = controls[0].selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="compare_class")
 seed = controls[1].number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, step=1, key="compare_seed")
-n_per_class = controls[2].slider("Samples per class for the accuracies", COUNTS[0], COUNTS[-1], DEFAULT_COUNT,
-                                 step=COUNTS[1] - COUNTS[0], key="compare_n")
+n_per_class = controls[2].slider(
+    "Samples per class for the accuracies",
+    COUNTS[0],
+    COUNTS[-1],
+    DEFAULT_COUNT,
+    step=COUNTS[1] - COUNTS[0],
+    key="compare_n",
+)
 
 classifier = common.try_classifier(dataset)
 if classifier is None:
@@ -168,45 +197,65 @@ if classifier is not None and available:
 
     st.subheader("Image quality")
     fid_column = f"FID to real (real: {floor:.1f})"
-    rows = [{
-        "model": TITLES[kind],
-        f"accuracy on {names[label]}": percent(measured[kind].per_class[label]),
-        "accuracy, all classes": percent(measured[kind].accuracy),
-        "S1 / S0 accuracy (100 images)": percent(s1[kind].accuracy),
-        "mean confidence": percent(measured[kind].confidence),
-        "class coverage KL (nats)": f"{measured[kind].coverage_kl:.3f}",
-        "mid-grey pixels": percent(measured[kind].midtone_share),
-        f"spread on {names[label]} (real = 1)": ratio((measured[kind].per_class_spread_ratio or [None] * len(names))[label]),
-        "spread, all classes (real = 1)": ratio(measured[kind].spread_ratio),
-        fid_column: f"{measured[kind].fid:.1f}",
-    } for kind in available]
-    rows.append({"model": "Real test images (S0)", f"accuracy on {names[label]}": "", "accuracy, all classes": "",
-                 "S1 / S0 accuracy (100 images)": percent(s0_accuracy), "mean confidence": "",
-                 "class coverage KL (nats)": "", "mid-grey pixels": percent(s0_midtones),
-                 f"spread on {names[label]} (real = 1)": "1.00", "spread, all classes (real = 1)": "1.00",
-                 fid_column: ""})
+    rows = [
+        {
+            "model": TITLES[kind],
+            f"accuracy on {names[label]}": percent(measured[kind].per_class[label]),
+            "accuracy, all classes": percent(measured[kind].accuracy),
+            "S1 / S0 accuracy (100 images)": percent(s1[kind].accuracy),
+            "mean confidence": percent(measured[kind].confidence),
+            "class coverage KL (nats)": f"{measured[kind].coverage_kl:.3f}",
+            "mid-grey pixels": percent(measured[kind].midtone_share),
+            f"spread on {names[label]} (real = 1)": ratio(
+                (measured[kind].per_class_spread_ratio or [None] * len(names))[label]
+            ),
+            "spread, all classes (real = 1)": ratio(measured[kind].spread_ratio),
+            fid_column: f"{measured[kind].fid:.1f}",
+        }
+        for kind in available
+    ]
+    rows.append(
+        {
+            "model": "Real test images (S0)",
+            f"accuracy on {names[label]}": "",
+            "accuracy, all classes": "",
+            "S1 / S0 accuracy (100 images)": percent(s0_accuracy),
+            "mean confidence": "",
+            "class coverage KL (nats)": "",
+            "mid-grey pixels": percent(s0_midtones),
+            f"spread on {names[label]} (real = 1)": "1.00",
+            "spread, all classes (real = 1)": "1.00",
+            fid_column: "",
+        }
+    )
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
-    st.caption(f"Accuracies: the share of {n_per_class} samples per class that the {title} classifier puts in the "
-               f"requested class (samples drawn with seed {SCORE_SEED}). S0/S1 as in report 001: 100 real test images vs 100 generated, 10 per class. "
-               "Mid-grey pixels (between 0.1 and 0.9) measure blur: crisp strokes are nearly black or white. "
-               "Spread: the mean pixel distance between two samples of the same class (by the classifier's verdict "
-               f"for a model without labels), over the same for {SPREAD_REAL_PER_CLASS} real test images of that class; a model that "
-               "draws nearly one image per class sits far below 1, however accurate it is. FID: the Fréchet distance "
-               f"between the samples' classifier features and those of {reference_size:,} real "
-               "test images (lower is better); the number in the heading is as many other real images', the best a model "
-               "can get here. Fewer samples per class raise every FID, so compare the models at one setting.")
+    st.caption(
+        f"Accuracies: the share of {n_per_class} samples per class that the {title} classifier puts in the "
+        f"requested class (samples drawn with seed {SCORE_SEED}). S0/S1 as in report 001: 100 real test images vs 100 generated, 10 per class. "
+        "Mid-grey pixels (between 0.1 and 0.9) measure blur: crisp strokes are nearly black or white. "
+        "Spread: the mean pixel distance between two samples of the same class (by the classifier's verdict "
+        f"for a model without labels), over the same for {SPREAD_REAL_PER_CLASS} real test images of that class; a model that "
+        "draws nearly one image per class sits far below 1, however accurate it is. FID: the Fréchet distance "
+        f"between the samples' classifier features and those of {reference_size:,} real "
+        "test images (lower is better); the number in the heading is as many other real images', the best a model "
+        "can get here. Fewer samples per class raise every FID, so compare the models at one setting."
+    )
     sharpest = min(available, key=lambda k: measured[k].midtone_share)
-    st.markdown(f"Report 000: *the GAN's images are sharper, the VAE's blurrier.* Measured: the {TITLES[sharpest]} has "
-                f"the fewest mid-grey pixels ({measured[sharpest].midtone_share:.1%}; real images "
-                f"{s0_midtones:.1%}).")
+    st.markdown(
+        f"Report 000: *the GAN's images are sharper, the VAE's blurrier.* Measured: the {TITLES[sharpest]} has "
+        f"the fewest mid-grey pixels ({measured[sharpest].midtone_share:.1%}; real images "
+        f"{s0_midtones:.1%})."
+    )
     varied = [k for k in available if measured[k].spread_ratio is not None]
     if varied:
         narrowest = min(varied, key=lambda k: measured[k].spread_ratio)
         per_class = measured[narrowest].per_class_spread_ratio
         worst = min((c for c in range(len(names)) if per_class[c] is not None), key=lambda c: per_class[c])
-        st.markdown(f"Variety: the {TITLES[narrowest]} varies least within a class ({measured[narrowest].spread_ratio:.2f} "
-                    f"of real images' spread; least on {names[worst]}: {per_class[worst]:.2f}). Read its accuracy with that "
-                    "in mind: drawing the same convincing image every time scores 100%.")
+        st.markdown(
+            f"Variety: the {TITLES[narrowest]} varies least within a class ({measured[narrowest].spread_ratio:.2f} "
+            f"of real images' spread; least on {names[worst]}: {per_class[worst]:.2f}). Read its accuracy with that "
+            "in mind: drawing the same convincing image every time scores 100%."
+        )
 elif not available:
     st.error("None of the generators could be loaded.")
 
@@ -220,9 +269,11 @@ for kind in COMPARED:
 if stability_rows:
     st.dataframe(pd.DataFrame(stability_rows).set_index("model"), width="stretch")
     st.plotly_chart(loss_figure(curves), width="stretch")
-    st.caption("Numbers over the last 10 epochs of the shipped training logs. Report 000: *the GAN was harder to "
-               "train (a min-max game)*; the VAE minimises one loss, so its curve only goes down. Compare the "
-               "relative wobble (std / mean) and the epoch-end classifier checks.")
+    st.caption(
+        "Numbers over the last 10 epochs of the shipped training logs. Report 000: *the GAN was harder to "
+        "train (a min-max game)*; the VAE minimises one loss, so its curve only goes down. Compare the "
+        "relative wobble (std / mean) and the epoch-end classifier checks."
+    )
 else:
     st.info("No shipped training logs found for this dataset.")
 
@@ -241,10 +292,17 @@ elif classifier is not None:
         with st.spinner(f"Interpolating the {TITLES[kind]}..."):
             images, probs = strip(kind, dataset, (int(start), int(end)), int(seed), int(steps))
         st.markdown(f"**{TITLES[kind]}**: largest frame-to-frame change = {jump_ratio(images):.2f} × the mean change")
-        st.image(display_pixels(images, 2), caption=prediction_captions(probs, names, count=len(images)), width=56, output_format="PNG")
-    st.caption("Same seed and the same two classes for every model, on a straight line through each model's latent "
-               "space. Report 000: *GAN latent spaces are unstructured, VAE latent spaces continuous.* A ratio near 1 "
-               "is an even morph; a large one means the image jumps somewhere along the line.")
+        st.image(
+            display_pixels(images, 2),
+            caption=prediction_captions(probs, names, count=len(images)),
+            width=56,
+            output_format="PNG",
+        )
+    st.caption(
+        "Same seed and the same two classes for every model, on a straight line through each model's latent "
+        "space. Report 000: *GAN latent spaces are unstructured, VAE latent spaces continuous.* A ratio near 1 "
+        "is an even morph; a large one means the image jumps somewhere along the line."
+    )
 
 st.subheader("Stored evaluation metrics")
 table, profiles = {}, {}
@@ -257,37 +315,58 @@ if table:
     st.dataframe(pd.DataFrame(metric_rows(table)).set_index("measure"), width="stretch")
     facts = evaluation_facts(table)
     run = f" on {facts[0]:,} samples per measure (seed {facts[1]})" if facts else ""
-    st.caption("The first rows are the checks at the end of training; the rest is what `python -m genmodels evaluate` "
-               f"stored{run}. A dash: the model has no such measure (the GAN's conditional numbers use its label mapper; "
-               "its unconditional ones, FID to coverage, do not).")
+    st.caption(
+        "The first rows are the checks at the end of training; the rest is what `python -m genmodels evaluate` "
+        f"stored{run}. A dash: the model has no such measure (the GAN's conditional numbers use its label mapper; "
+        "its unconditional ones, FID to coverage, do not)."
+    )
 
 if any(profiles.values()):
     accuracy_chart, coverage_chart = st.columns(2)
     accuracy_figure, coverage_figure = go.Figure(), go.Figure()
     real_mix = load_summary(dataset, prefer_full=False).test_counts.float()
-    coverage_figure.add_bar(x=list(names), y=(real_mix / real_mix.sum()).tolist(), name="real test split", marker_color="#bbbbbb")
+    coverage_figure.add_bar(
+        x=list(names), y=(real_mix / real_mix.sum()).tolist(), name="real test split", marker_color="#bbbbbb"
+    )
     for kind, profile in profiles.items():
         if "per_class_accuracy" in profile:
-            accuracy_figure.add_bar(x=list(names), y=profile["per_class_accuracy"], name=TITLES[kind], marker_color=COLORS[kind])
+            accuracy_figure.add_bar(
+                x=list(names), y=profile["per_class_accuracy"], name=TITLES[kind], marker_color=COLORS[kind]
+            )
         if "class_histogram" in profile:
-            coverage_figure.add_bar(x=list(names), y=profile["class_histogram"], name=TITLES[kind], marker_color=COLORS[kind])
+            coverage_figure.add_bar(
+                x=list(names), y=profile["class_histogram"], name=TITLES[kind], marker_color=COLORS[kind]
+            )
     every_class = dict(tickmode="array", tickvals=list(names), tickangle=-45)
-    accuracy_figure.update_layout(title="Class accuracy per requested class (10,000 samples)", barmode="group",
-                                  xaxis=dict(title="requested class", **every_class),
-                                  yaxis=dict(title="classified as requested", range=[0, 1], tickformat=".0%"),
-                                  height=400, margin=dict(t=50, b=10))
-    coverage_figure.update_layout(title="Class coverage: predicted classes of unconditional samples", barmode="group",
-                                  xaxis=dict(title="class the classifier sees", **every_class),
-                                  yaxis=dict(title="share of samples", tickformat=".0%"), height=400, margin=dict(t=50, b=10))
+    accuracy_figure.update_layout(
+        title="Class accuracy per requested class (10,000 samples)",
+        barmode="group",
+        xaxis=dict(title="requested class", **every_class),
+        yaxis=dict(title="classified as requested", range=[0, 1], tickformat=".0%"),
+        height=400,
+        margin=dict(t=50, b=10),
+    )
+    coverage_figure.update_layout(
+        title="Class coverage: predicted classes of unconditional samples",
+        barmode="group",
+        xaxis=dict(title="class the classifier sees", **every_class),
+        yaxis=dict(title="share of samples", tickformat=".0%"),
+        height=400,
+        margin=dict(t=50, b=10),
+    )
     accuracy_chart.plotly_chart(accuracy_figure, key="per_class_accuracy")
     coverage_chart.plotly_chart(coverage_figure, key="class_coverage")
-    st.caption("From `python -m genmodels evaluate`. A generator that drops a class (mode collapse) shows a missing "
-               "bar on the right; the grey bars are the real class mix.")
+    st.caption(
+        "From `python -m genmodels evaluate`. A generator that drops a class (mode collapse) shows a missing "
+        "bar on the right; the grey bars are the real class mix."
+    )
 
 st.subheader("Memorisation: each sample beside its nearest training image")
 if missing_files(dataset):
-    st.caption("Needs the full training set (set GENMODELS_DATA); `python -m genmodels evaluate` stores the copy share "
-               "shown in the table above.")
+    st.caption(
+        "Needs the full training set (set GENMODELS_DATA); `python -m genmodels evaluate` stores the copy share "
+        "shown in the table above."
+    )
 elif classifier is not None and available:
     with st.spinner("Searching 60,000 training images for the samples..."):
         pairs = nearest_in_training(tuple(available), dataset, int(label), int(seed))
@@ -296,7 +375,14 @@ elif classifier is not None and available:
         with column:
             st.markdown(f"**{TITLES[kind]}**")
             st.image(display_pixels(generated, 2), width=56, output_format="PNG")
-            st.image(display_pixels(nearest, 2), width=56, output_format="PNG", caption=[f"d={d:.1f}" for d in distances.tolist()])
-    st.caption("Top row: generated; below it: the nearest of the 60,000 training images and its pixel (L2) distance d. "
-               "A copy would sit at d near 0; "
-               "real test images sit about as far from the training set as these samples.")
+            st.image(
+                display_pixels(nearest, 2),
+                width=56,
+                output_format="PNG",
+                caption=[f"d={d:.1f}" for d in distances.tolist()],
+            )
+    st.caption(
+        "Top row: generated; below it: the nearest of the 60,000 training images and its pixel (L2) distance d. "
+        "A copy would sit at d near 0; "
+        "real test images sit about as far from the training set as these samples."
+    )

@@ -1,26 +1,34 @@
 """Latent space page: the VAE codes of real test images in a PCA or UMAP plane over the classifier's confidence map;
 inspect points, decode anywhere, interpolate, and see your own image's encoding."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
-import plotly.graph_objects as go
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError
-from genmodels.gallery import display_pixels, prediction_captions
 from genmodels.data import DataMissingError
 from genmodels.datasets import missing_files
-from genmodels.latent import (LatentMap, RealImages, full_test_images, interpolate, real_latent_map, reconstruct, summary_images,
-                              unit_images)
+from genmodels.gallery import display_pixels, prediction_captions
+from genmodels.latent import (
+    LatentMap,
+    RealImages,
+    full_test_images,
+    interpolate,
+    real_latent_map,
+    reconstruct,
+    summary_images,
+    unit_images,
+)
 from genmodels.projection import PROJECTIONS, ConfidenceGrid, Plane, confidence_grid, encoding_ellipse, pca_plane
 from genmodels.summary import load_summary
 from views import common
-
 
 NEIGHBOURS = 8
 SCATTER_KEY = "latent_scatter"
@@ -58,12 +66,18 @@ def plane_of(dataset: str, source: str, projection: str) -> Plane:
 
 
 @st.cache_data(show_spinner="Decoding the confidence map...", max_entries=8)
-def confidence_map(dataset: str, source: str, projection: str,
-                   box: tuple[float, float, float, float]) -> ConfidenceGrid:
+def confidence_map(
+    dataset: str, source: str, projection: str, box: tuple[float, float, float, float]
+) -> ConfidenceGrid:
     """The classifier's confidence on the VAE's images over the plane's box."""
     vae, classifier = common.generator("vae", dataset), common.classifier(dataset)
-    return confidence_grid(plane_of(dataset, source, projection), lambda z: vae.decode(torch.from_numpy(z)),
-                           lambda images: predict(classifier, images), box[:2], box[2:])
+    return confidence_grid(
+        plane_of(dataset, source, projection),
+        lambda z: vae.decode(torch.from_numpy(z)),
+        lambda images: predict(classifier, images),
+        box[:2],
+        box[2:],
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -88,24 +102,38 @@ def scatter_spec(dataset: str, source: str, projection: str, with_predictions: b
     fig = go.Figure()
     for c, name in enumerate(names):
         rows = np.flatnonzero(lmap.labels == c)
-        verdict = ([f"{names[p]} ({q:.0%})" for p, q in zip(predicted[rows], confidence[rows])]
-                   if with_predictions else ["classifier unavailable"] * len(rows))
-        fig.add_trace(go.Scattergl(
-            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=name,
-            marker=dict(size=5 if source == SUBSET else 3, color=colours[c % len(colours)], opacity=0.75),
-            customdata=np.stack([rows, lmap.indices[rows], np.array(verdict, dtype=object)], axis=1),
-            hovertemplate=f"class: {name}<br>test index: %{{customdata[1]}}<br>classifier: %{{customdata[2]}}<extra></extra>",
-        ))
+        verdict = (
+            [f"{names[p]} ({q:.0%})" for p, q in zip(predicted[rows], confidence[rows])]
+            if with_predictions
+            else ["classifier unavailable"] * len(rows)
+        )
+        fig.add_trace(
+            go.Scattergl(
+                x=coords[rows, 0],
+                y=coords[rows, 1],
+                mode="markers",
+                name=name,
+                marker=dict(size=5 if source == SUBSET else 3, color=colours[c % len(colours)], opacity=0.75),
+                customdata=np.stack([rows, lmap.indices[rows], np.array(verdict, dtype=object)], axis=1),
+                hovertemplate=f"class: {name}<br>test index: %{{customdata[1]}}<br>classifier: %{{customdata[2]}}<extra></extra>",
+            )
+        )
     titles = plane_of(dataset, source, projection).axis_titles
     fig.update_layout(
-        height=560, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="class", dragmode="pan",
-        xaxis_title=titles[0], yaxis_title=titles[1],
+        height=560,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend_title_text="class",
+        dragmode="pan",
+        xaxis_title=titles[0],
+        yaxis_title=titles[1],
     )
     return fig.to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def decode_latents(dataset: str, latents: np.ndarray, with_predictions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def decode_latents(
+    dataset: str, latents: np.ndarray, with_predictions: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """VAE images of latents [M, L] and, when the classifier is available, its class probabilities for them."""
     images = common.generator("vae", dataset).decode(torch.from_numpy(np.ascontiguousarray(latents)))
     return images, predict(common.classifier(dataset), images) if with_predictions else None
@@ -114,7 +142,7 @@ def decode_latents(dataset: str, latents: np.ndarray, with_predictions: bool) ->
 @st.cache_data(show_spinner=False, max_entries=64)
 def reconstruction(dataset: str, source: str, row: int) -> torch.Tensor:
     """The VAE reconstruction of one real image of the map."""
-    pixels = real_pixels(dataset, source)[row: row + 1]
+    pixels = real_pixels(dataset, source)[row : row + 1]
     return reconstruct(common.generator("vae", dataset).module, unit_images(pixels))
 
 
@@ -134,17 +162,26 @@ def point_label(row: int) -> str:
 dataset = common.current_dataset()
 names = common.class_names(dataset)
 st.title("Latent space")
-st.caption("Latent means of the VAE for real test images, projected onto their first two principal components or by "
-           "UMAP. Hover for class, test index and the classifier's verdict; click a point to inspect it. Behind them, "
-           "the classifier's confidence on the VAE's image of each place: dark cells are the holes between classes.")
+st.caption(
+    "Latent means of the VAE for real test images, projected onto their first two principal components or by "
+    "UMAP. Hover for class, test index and the classifier's verdict; click a point to inspect it. Behind them, "
+    "the classifier's confidence on the VAE's image of each place: dark cells are the holes between classes."
+)
 
 vae = common.try_generator("vae", dataset)
 if vae is None:
     st.stop()
 full_available = not missing_files(dataset)
-source = FULL if full_available and st.toggle(
-    "All 10,000 test images", key=f"latent_full_{dataset}",
-    help="The whole test split (its files are present); off: the bundled 200 test images per class.") else SUBSET
+source = (
+    FULL
+    if full_available
+    and st.toggle(
+        "All 10,000 test images",
+        key=f"latent_full_{dataset}",
+        help="The whole test split (its files are present); off: the bundled 200 test images per class.",
+    )
+    else SUBSET
+)
 try:
     lmap = latent_map(dataset, source)
 except (CheckpointError, DataMissingError) as exc:
@@ -152,9 +189,14 @@ except (CheckpointError, DataMissingError) as exc:
     st.stop()
 has_classifier = common.try_classifier(dataset) is not None
 projection_col, background_col = st.columns(2)
-projection = projection_col.radio("Projection", PROJECTIONS, horizontal=True, key=PROJECTION_KEY,
-                                  help="PCA: linear, exact both ways. UMAP: non-linear, fitted offline on the bundled "
-                                       "test images; other points are placed by their nearest fitted neighbours.")
+projection = projection_col.radio(
+    "Projection",
+    PROJECTIONS,
+    horizontal=True,
+    key=PROJECTION_KEY,
+    help="PCA: linear, exact both ways. UMAP: non-linear, fitted offline on the bundled "
+    "test images; other points are placed by their nearest fitted neighbours.",
+)
 show_confidence = has_classifier and background_col.checkbox("Confidence background", True, key="latent_confidence")
 try:
     plane = plane_of(dataset, source, projection)
@@ -174,8 +216,11 @@ if projection == "PCA":
     variance_cols = st.columns(3)
     variance_cols[0].metric("PC1 explains", f"{ratio[0]:.1%}")
     variance_cols[1].metric("PC2 explains", f"{ratio[1]:.1%}")
-    variance_cols[2].metric("Together", f"{ratio.sum():.1%}",
-                            help=f"of the variance of the {lmap.latents.shape[1]}-dimensional latent means")
+    variance_cols[2].metric(
+        "Together",
+        f"{ratio.sum():.1%}",
+        help=f"of the variance of the {lmap.latents.shape[1]}-dimensional latent means",
+    )
 
 x_range = (float(np.floor(plane.coords[:, 0].min())), float(np.ceil(plane.coords[:, 0].max())))
 y_range = (float(np.floor(plane.coords[:, 1].min())), float(np.ceil(plane.coords[:, 1].max())))
@@ -195,52 +240,119 @@ selected = int(st.session_state[row_key])
 fig = go.Figure(scatter_spec(dataset, source, projection, has_classifier))
 if show_confidence:
     grid = confidence_map(dataset, source, projection, (*x_range, *y_range))
-    fig.add_trace(go.Heatmap(x=grid.xs, y=grid.ys, z=grid.confidence, zmin=0.0, zmax=1.0, opacity=0.5,
-                             colorscale=[[0.0, "#3c3c3c"], [1.0, "#ffffff"]], showscale=False,
-                             name="classifier confidence",
-                             text=np.asarray(names, dtype=object)[grid.predicted],
-                             hovertemplate="decoded here: %{text} (%{z:.0%})<extra></extra>"))
+    fig.add_trace(
+        go.Heatmap(
+            x=grid.xs,
+            y=grid.ys,
+            z=grid.confidence,
+            zmin=0.0,
+            zmax=1.0,
+            opacity=0.5,
+            colorscale=[[0.0, "#3c3c3c"], [1.0, "#ffffff"]],
+            showscale=False,
+            name="classifier confidence",
+            text=np.asarray(names, dtype=object)[grid.predicted],
+            hovertemplate="decoded here: %{text} (%{z:.0%})<extra></extra>",
+        )
+    )
     fig.data = (fig.data[-1], *fig.data[:-1])  # behind the points
 if encoding is not None:
-    fig.add_trace(go.Scatter(x=ellipse[:, 0], y=ellipse[:, 1], mode="lines", name="1σ of q(z|x)",
-                             line=dict(color="black", width=2), hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=[centre[0]], y=[centre[1]], mode="markers", name="your image", hoverinfo="skip",
-                             marker=dict(size=18, symbol="star", color="gold", line=dict(color="black", width=1))))
-fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="interpolation",
-                         line=dict(color="black", dash="dot"), marker=dict(size=9, symbol="diamond"), hoverinfo="skip"))
-fig.add_trace(go.Scatter(x=[plane.coords[selected, 0]], y=[plane.coords[selected, 1]], mode="markers", name="inspected",
-                         marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="black", width=2)), hoverinfo="skip"))
-fig.add_trace(go.Scatter(x=[pc1], y=[pc2], mode="markers", name="decoded point",
-                         marker=dict(size=16, symbol="star", color="gold", line=dict(color="black", width=1)), hoverinfo="skip"))
-st.plotly_chart(fig, on_select=lambda: select_from_chart(row_key), selection_mode="points", key=SCATTER_KEY,
-                width="stretch")
+    fig.add_trace(
+        go.Scatter(
+            x=ellipse[:, 0],
+            y=ellipse[:, 1],
+            mode="lines",
+            name="1σ of q(z|x)",
+            line=dict(color="black", width=2),
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[centre[0]],
+            y=[centre[1]],
+            mode="markers",
+            name="your image",
+            hoverinfo="skip",
+            marker=dict(size=18, symbol="star", color="gold", line=dict(color="black", width=1)),
+        )
+    )
+fig.add_trace(
+    go.Scatter(
+        x=path[:, 0],
+        y=path[:, 1],
+        mode="lines+markers",
+        name="interpolation",
+        line=dict(color="black", dash="dot"),
+        marker=dict(size=9, symbol="diamond"),
+        hoverinfo="skip",
+    )
+)
+fig.add_trace(
+    go.Scatter(
+        x=[plane.coords[selected, 0]],
+        y=[plane.coords[selected, 1]],
+        mode="markers",
+        name="inspected",
+        marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="black", width=2)),
+        hoverinfo="skip",
+    )
+)
+fig.add_trace(
+    go.Scatter(
+        x=[pc1],
+        y=[pc2],
+        mode="markers",
+        name="decoded point",
+        marker=dict(size=16, symbol="star", color="gold", line=dict(color="black", width=1)),
+        hoverinfo="skip",
+    )
+)
+st.plotly_chart(
+    fig, on_select=lambda: select_from_chart(row_key), selection_mode="points", key=SCATTER_KEY, width="stretch"
+)
 
 inspect_col, decode_col = st.columns([3, 1])
 with inspect_col:
     st.subheader("Inspected point")
-    row = st.number_input(f"Point (0-{len(lmap.labels) - 1}, or click the chart)", 0, len(lmap.labels) - 1, step=1, key=row_key)
+    row = st.number_input(
+        f"Point (0-{len(lmap.labels) - 1}, or click the chart)", 0, len(lmap.labels) - 1, step=1, key=row_key
+    )
     st.write(point_label(row))
     with st.spinner("Reconstructing..."):
-        pair = torch.cat([unit_images(real_pixels(dataset, source)[row: row + 1]), reconstruction(dataset, source, row)])
+        pair = torch.cat(
+            [unit_images(real_pixels(dataset, source)[row : row + 1]), reconstruction(dataset, source, row)]
+        )
     st.image(display_pixels(pair, 4), caption=["real", "VAE reconstruction"], width=112, output_format="PNG")
     neighbours = lmap.nearest(row, NEIGHBOURS)
     distances = np.linalg.norm(lmap.latents[neighbours] - lmap.latents[row], axis=1)
     st.write(f"{NEIGHBOURS} nearest neighbours in the {lmap.latents.shape[1]}-D latent space")
     neighbour_images = unit_images(real_pixels(dataset, source)[torch.from_numpy(neighbours)])
-    st.image(display_pixels(neighbour_images), width=84,
-             caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances)], output_format="PNG")
+    st.image(
+        display_pixels(neighbour_images),
+        width=84,
+        caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances)],
+        output_format="PNG",
+    )
 with decode_col:
     st.subheader("Decode anywhere")
     pc1 = st.slider(axis_names[0], *x_range, value=float(np.clip(0.0, *x_range)), step=0.05, key=pc1_key)
     pc2 = st.slider(axis_names[1], *y_range, value=float(np.clip(0.0, *y_range)), step=0.05, key=pc2_key)
     point_latent = plane.to_latent(np.array([[pc1, pc2]]))
     decoded, decoded_probs = decode_latents(dataset, point_latent, has_classifier)
-    st.image(display_pixels(decoded, 5), caption=prediction_captions(decoded_probs, names, count=1), width=140,
-             output_format="PNG")
-    st.caption(f"({pc1:.2f}, {pc2:.2f}) in the PCA plane, mapped back to the latent space by the PCA inverse "
-               "transform (the other components at their mean) and decoded." if projection == "PCA" else
-               f"({pc1:.2f}, {pc2:.2f}) in the UMAP plane, mapped back to the latent space as the distance-weighted "
-               "mean of the latents of its nearest map points, and decoded.")
+    st.image(
+        display_pixels(decoded, 5),
+        caption=prediction_captions(decoded_probs, names, count=1),
+        width=140,
+        output_format="PNG",
+    )
+    st.caption(
+        f"({pc1:.2f}, {pc2:.2f}) in the PCA plane, mapped back to the latent space by the PCA inverse "
+        "transform (the other components at their mean) and decoded."
+        if projection == "PCA"
+        else f"({pc1:.2f}, {pc2:.2f}) in the UMAP plane, mapped back to the latent space as the distance-weighted "
+        "mean of the latents of its nearest map points, and decoded."
+    )
 
 st.subheader("Interpolation between two real images")
 from_col, to_col, steps_col = st.columns(3)
@@ -253,7 +365,13 @@ steps_col.button("Start from the inspected point", on_click=lambda: st.session_s
 line = interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), steps).numpy()
 with st.spinner("Decoding the line..."):
     strip, strip_probs = decode_latents(dataset, line, has_classifier)
-st.image(display_pixels(strip), caption=prediction_captions(strip_probs, names, count=len(strip)), width=72,
-         output_format="PNG")
-st.caption("A straight line between the two latent means in the full latent space (dotted on the chart), decoded "
-           "at evenly spaced points.")
+st.image(
+    display_pixels(strip),
+    caption=prediction_captions(strip_probs, names, count=len(strip)),
+    width=72,
+    output_format="PNG",
+)
+st.caption(
+    "A straight line between the two latent means in the full latent space (dotted on the chart), decoded "
+    "at evenly spaced points."
+)

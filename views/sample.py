@@ -1,4 +1,5 @@
 """Sample page: generate images by model, class and seed, edit latents, interpolate, and download the grid."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -7,8 +8,10 @@ from views import common
 
 # The default page draws its heading before PyTorch loads: on a cold start the imports below take 2-3 s.
 st.title("Sample")
-st.caption("Generate images by model, class and seed. Every image is captioned with the project classifier's "
-           "prediction and confidence (✗ marks a disagreement with the requested class).")
+st.caption(
+    "Generate images by model, class and seed. Every image is captioned with the project classifier's "
+    "prediction and confidence (✗ marks a disagreement with the requested class)."
+)
 with st.spinner("Loading PyTorch (once per server start)..."):
     from genmodels import runs
     from genmodels.api import predict
@@ -21,8 +24,13 @@ MODES = ("One class", "Every class", "Unconditional")
 SHIPPED = ""  # the Checkpoint box's first option; not None, which a selectbox shows as "no choice" after a rerun
 EDITABLE_DIMS = 4
 DEFAULTS = {
-    "sample_kind": generator_kinds()[0], "sample_mode": "One class", "sample_class": 0, "sample_n": 10,
-    "sample_seed": 0, "sample_temperature": 1.0, "sample_edit_scope": "First image",
+    "sample_kind": generator_kinds()[0],
+    "sample_mode": "One class",
+    "sample_class": 0,
+    "sample_n": 10,
+    "sample_seed": 0,
+    "sample_temperature": 1.0,
+    "sample_edit_scope": "First image",
     **{f"sample_dz{i}": 0.0 for i in range(EDITABLE_DIMS)},
 }
 
@@ -45,16 +53,36 @@ def reset_edits() -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_gallery(kind: str, dataset: str, checkpoint: str | None, label, n: int, seed: int, temperature: float,
-                   offsets: tuple[float, ...], first_only: bool, classify: bool) -> Gallery:
+def cached_gallery(
+    kind: str,
+    dataset: str,
+    checkpoint: str | None,
+    label,
+    n: int,
+    seed: int,
+    temperature: float,
+    offsets: tuple[float, ...],
+    first_only: bool,
+    classify: bool,
+) -> Gallery:
     """A generated, classified batch; the same request is answered from the cache."""
     classifier = common.classifier(dataset) if classify else None
-    return generate_gallery(common.generator(kind, dataset, checkpoint), classifier, label, n, seed, temperature, offsets, first_only)
+    return generate_gallery(
+        common.generator(kind, dataset, checkpoint), classifier, label, n, seed, temperature, offsets, first_only
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_strip(kind: str, dataset: str, checkpoint: str | None, labels: tuple, seeds: tuple[int, int],
-                 steps: int, temperature: float, classify: bool):
+def cached_strip(
+    kind: str,
+    dataset: str,
+    checkpoint: str | None,
+    labels: tuple,
+    seeds: tuple[int, int],
+    steps: int,
+    temperature: float,
+    classify: bool,
+):
     """Interpolation images and, when the classifier is available, their class probabilities."""
     images = interpolation_strip(common.generator(kind, dataset, checkpoint), *labels, *seeds, steps, temperature)
     return images, predict(common.classifier(dataset), images) if classify else None
@@ -62,8 +90,11 @@ def cached_strip(kind: str, dataset: str, checkpoint: str | None, labels: tuple,
 
 def user_checkpoints(kind: str, dataset: str) -> dict[str, str]:
     """Finished user runs' model files of this kind and dataset, by run name."""
-    return {run.name: str(run.model_file) for run in runs.list_runs()
-            if run.kind == kind and run.dataset == dataset and run.state == "finished" and run.model_file is not None}
+    return {
+        run.name: str(run.model_file)
+        for run in runs.list_runs()
+        if run.kind == kind and run.dataset == dataset and run.state == "finished" and run.model_file is not None
+    }
 
 
 common.persist_widgets(DEFAULTS)
@@ -71,32 +102,55 @@ common.persist_widgets(DEFAULTS)
 dataset = common.current_dataset()
 names = common.class_names(dataset)
 preset_cols = st.columns(3)
-preset_cols[0].button("10×10 grid of 100 (report 001)", on_click=apply_preset, args=("Every class", 10), width="stretch")
-preset_cols[1].button("10 images, one per class (report 000)", on_click=apply_preset, args=("Every class", 1), width="stretch")
+preset_cols[0].button(
+    "10×10 grid of 100 (report 001)", on_click=apply_preset, args=("Every class", 10), width="stretch"
+)
+preset_cols[1].button(
+    "10 images, one per class (report 000)", on_click=apply_preset, args=("Every class", 1), width="stretch"
+)
 preset_cols[2].button("5 images of the chosen class", on_click=apply_preset, args=("One class", 5), width="stretch")
 
 left, middle, right = st.columns(3)
 kind = left.selectbox("Model", generator_kinds(), format_func=lambda k: KINDS[k].display_title, key="sample_kind")
 runs_of_kind = user_checkpoints(kind, dataset)
-run_name = left.selectbox("Checkpoint", [SHIPPED, *runs_of_kind], format_func=lambda r: "Shipped" if r == SHIPPED else f"Run {r}",
-                          key=f"sample_checkpoint_{kind}_{dataset}", disabled=not runs_of_kind,
-                          help="Finished training runs of this model and dataset can be picked next to the shipped checkpoint.")
+run_name = left.selectbox(
+    "Checkpoint",
+    [SHIPPED, *runs_of_kind],
+    format_func=lambda r: "Shipped" if r == SHIPPED else f"Run {r}",
+    key=f"sample_checkpoint_{kind}_{dataset}",
+    disabled=not runs_of_kind,
+    help="Finished training runs of this model and dataset can be picked next to the shipped checkpoint.",
+)
 checkpoint = runs_of_kind.get(run_name)
 mode = middle.radio("Classes", MODES, key="sample_mode", horizontal=True)
-label_index = middle.selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="sample_class",
-                               help="Used with 'One class' (and by the '5 images' preset).")
-n = right.number_input("Images (per class with 'Every class')", min_value=1, max_value=MAX_GALLERY, step=1, key="sample_n")
+label_index = middle.selectbox(
+    "Class",
+    range(len(names)),
+    format_func=lambda c: names[c],
+    key="sample_class",
+    help="Used with 'One class' (and by the '5 images' preset).",
+)
+n = right.number_input(
+    "Images (per class with 'Every class')", min_value=1, max_value=MAX_GALLERY, step=1, key="sample_n"
+)
 seed_col, roll_col = right.columns([2, 1], vertical_alignment="bottom")
 seed = seed_col.number_input("Seed", min_value=0, max_value=2**32 - 1, step=1, key="sample_seed")
 roll_col.button("Re-roll", icon=":material/casino:", on_click=reroll, help="Re-roll the seed", width="stretch")
-temperature = right.slider("Truncation / temperature", 0.1, 2.0, step=0.05, key="sample_temperature",
-                           help="Scale of the latent noise: below 1 trades variety for cleaner images.")
+temperature = right.slider(
+    "Truncation / temperature",
+    0.1,
+    2.0,
+    step=0.05,
+    key="sample_temperature",
+    help="Scale of the latent noise: below 1 trades variety for cleaner images.",
+)
 
 with st.expander("Latent dimensions"):
     scope = st.radio("Edit the latents of", ("First image", "All images"), key="sample_edit_scope", horizontal=True)
     dim_cols = st.columns(EDITABLE_DIMS)
-    offsets = tuple(float(col.slider(f"z[{i}] shift", -3.0, 3.0, step=0.1, key=f"sample_dz{i}"))
-                    for i, col in enumerate(dim_cols))
+    offsets = tuple(
+        float(col.slider(f"z[{i}] shift", -3.0, 3.0, step=0.1, key=f"sample_dz{i}")) for i, col in enumerate(dim_cols)
+    )
     st.button("Reset the shifts", on_click=reset_edits)
 
 model = common.try_generator(kind, dataset, checkpoint)
@@ -109,52 +163,90 @@ if mode != "Unconditional" and not model.supports_labels:
 label = {"One class": int(label_index), "Every class": "all", "Unconditional": None}[mode]
 total = n * len(names) if mode == "Every class" else n
 if total > MAX_GALLERY:
-    st.error(f"{n} images per class makes {total} images; at most {MAX_GALLERY} at once "
-             f"(up to {MAX_GALLERY // len(names)} per class with 'Every class').")
+    st.error(
+        f"{n} images per class makes {total} images; at most {MAX_GALLERY} at once "
+        f"(up to {MAX_GALLERY // len(names)} per class with 'Every class')."
+    )
     st.stop()
 
 try:
     with st.spinner("Sampling..."):
-        gallery = cached_gallery(kind, dataset, checkpoint, label, int(n), int(seed), float(temperature), offsets,
-                                 scope == "First image", classifier is not None)
+        gallery = cached_gallery(
+            kind,
+            dataset,
+            checkpoint,
+            label,
+            int(n),
+            int(seed),
+            float(temperature),
+            offsets,
+            scope == "First image",
+            classifier is not None,
+        )
 except ValueError as exc:
     st.error(f"Cannot sample with these settings: {exc}")
     st.stop()
 
 if gallery.accuracy is not None:
     asked = "drawn at random" if mode == "Unconditional" else "requested"
-    st.metric(f"Classifier agrees with the {asked} class", f"{gallery.accuracy:.0%}",
-              help=f"{len(gallery.images)} images classified by the {dataset} classifier."
-                   + (" Unconditional samples of a conditional model get a random class each." if mode == "Unconditional" else ""))
+    st.metric(
+        f"Classifier agrees with the {asked} class",
+        f"{gallery.accuracy:.0%}",
+        help=f"{len(gallery.images)} images classified by the {dataset} classifier."
+        + (" Unconditional samples of a conditional model get a random class each." if mode == "Unconditional" else ""),
+    )
 columns_per_row = len(names) if mode == "Every class" else min(10, len(gallery.images))
 pixels, captions = display_pixels(gallery.images), gallery.captions(names)
 for start in range(0, len(pixels), columns_per_row):  # one image list per grid row, so 'Every class' rows are classes
-    st.image(pixels[start: start + columns_per_row], caption=captions[start: start + columns_per_row], width=84,
-             output_format="PNG")
-st.download_button("Download the grid (PNG)", grid_png(gallery.images, nrow=columns_per_row, scale=2),
-                   file_name=f"{dataset}-{kind}-seed{seed}.png", mime="image/png")
+    st.image(
+        pixels[start : start + columns_per_row],
+        caption=captions[start : start + columns_per_row],
+        width=84,
+        output_format="PNG",
+    )
+st.download_button(
+    "Download the grid (PNG)",
+    grid_png(gallery.images, nrow=columns_per_row, scale=2),
+    file_name=f"{dataset}-{kind}-seed{seed}.png",
+    mime="image/png",
+)
 
 st.subheader("Interpolation")
-between = st.radio("Between", ("Two classes", "Two seeds") if model.supports_labels else ("Two seeds",),
-                   key="sample_interp_between", horizontal=True)
+between = st.radio(
+    "Between",
+    ("Two classes", "Two seeds") if model.supports_labels else ("Two seeds",),
+    key="sample_interp_between",
+    horizontal=True,
+)
 steps = st.slider("Steps", 3, 20, 10, key="sample_interp_steps")
 if between == "Two classes":
     a_col, b_col = st.columns(2)
     start = a_col.selectbox("From class", range(len(names)), format_func=lambda c: names[c], key="sample_interp_from")
-    end = b_col.selectbox("To class", range(len(names)), index=1, format_func=lambda c: names[c], key="sample_interp_to")
+    end = b_col.selectbox(
+        "To class", range(len(names)), index=1, format_func=lambda c: names[c], key="sample_interp_to"
+    )
     labels, seeds = (int(start), int(end)), (int(seed), int(seed))
     st.caption(f"Same seed ({seed}), from {names[start]} to {names[end]}.")
 else:
-    other_seed = st.number_input("Second seed", min_value=0, max_value=2**32 - 1, value=1, step=1,
-                                 key="sample_interp_seed")
+    other_seed = st.number_input(
+        "Second seed", min_value=0, max_value=2**32 - 1, value=1, step=1, key="sample_interp_seed"
+    )
     fixed = int(label_index) if model.supports_labels and mode == "One class" else None
     labels, seeds = (fixed, fixed), (int(seed), int(other_seed))
-    st.caption(f"Seed {seed} to seed {other_seed}, " + (f"class {names[fixed]}." if fixed is not None else "unconditional."))
+    st.caption(
+        f"Seed {seed} to seed {other_seed}, " + (f"class {names[fixed]}." if fixed is not None else "unconditional.")
+    )
 try:
     with st.spinner("Interpolating..."):
-        strip, strip_probs = cached_strip(kind, dataset, checkpoint, labels, seeds, int(steps), float(temperature),
-                                          classifier is not None)
+        strip, strip_probs = cached_strip(
+            kind, dataset, checkpoint, labels, seeds, int(steps), float(temperature), classifier is not None
+        )
 except ValueError as exc:
     st.error(f"Cannot interpolate with these settings: {exc}")
 else:
-    st.image(display_pixels(strip), caption=prediction_captions(strip_probs, names, count=len(strip)), width=72, output_format="PNG")
+    st.image(
+        display_pixels(strip),
+        caption=prediction_captions(strip_probs, names, count=len(strip)),
+        width=72,
+        output_format="PNG",
+    )

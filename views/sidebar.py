@@ -1,14 +1,22 @@
 """The sidebar of every page: dataset picker, training launcher and the live status of training runs."""
+
 from __future__ import annotations
 
 import streamlit as st
 
+from genmodels import health
 from genmodels.datasets import DATASETS, dataset_info
 from genmodels.kinds import KINDS
 from genmodels.launch import (
-    BATCH_RANGE, EPOCH_RANGE, LAUNCH_KINDS, MAX_STEPS_RANGE, SEED_RANGE, check_request, max_processes, start,
+    BATCH_RANGE,
+    EPOCH_RANGE,
+    LAUNCH_KINDS,
+    MAX_STEPS_RANGE,
+    SEED_RANGE,
+    check_request,
+    max_processes,
+    start,
 )
-from genmodels import health
 from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, read_metrics, run_info
 from views.common import DATASET_KEY, TRAINING_LOG_KEY, current_dataset
 
@@ -32,19 +40,41 @@ def launcher() -> None:
         with st.form("launcher", border=False):
             kind = st.selectbox("Model", LAUNCH_KINDS, format_func=lambda k: KINDS[k].title)
             names = list(DATASETS)
-            dataset = st.selectbox("Training data", names, index=names.index(current_dataset()),
-                                   format_func=lambda name: dataset_info(name).title)
+            dataset = st.selectbox(
+                "Training data",
+                names,
+                index=names.index(current_dataset()),
+                format_func=lambda name: dataset_info(name).title,
+            )
             epochs = st.number_input("Epochs", *EPOCH_RANGE, value=5, step=1)
             batch_size = st.number_input("Batch size", *BATCH_RANGE, value=128, step=8)
-            lr = st.text_input("Learning rate", placeholder="the recipe's (e.g. 2e-4)",
-                               help="Leave empty for the shipped recipe's learning rate.")
+            lr = st.text_input(
+                "Learning rate",
+                placeholder="the recipe's (e.g. 2e-4)",
+                help="Leave empty for the shipped recipe's learning rate.",
+            )
             seed = st.number_input("Seed", *SEED_RANGE, value=0, step=1)
-            max_steps = st.number_input("Stop after steps (0 = no limit)", 0, MAX_STEPS_RANGE[1], value=0, step=100,
-                                        help="A quick trial: stop after this many optimisation steps.")
+            max_steps = st.number_input(
+                "Stop after steps (0 = no limit)",
+                0,
+                MAX_STEPS_RANGE[1],
+                value=0,
+                step=100,
+                help="A quick trial: stop after this many optimisation steps.",
+            )
             most = max_processes()
-            nproc = (st.number_input("Processes", 1, most, value=1, step=1,
-                                     help="Train on several processes (torchrun, DDP) that split the batch.")
-                     if most > 1 else 1)
+            nproc = (
+                st.number_input(
+                    "Processes",
+                    1,
+                    most,
+                    value=1,
+                    step=1,
+                    help="Train on several processes (torchrun, DDP) that split the batch.",
+                )
+                if most > 1
+                else 1
+            )
             submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         if submitted:
             try:
@@ -56,7 +86,11 @@ def launcher() -> None:
             else:
                 st.session_state.setdefault(LAUNCHED_KEY, []).append(info.name)
                 st.session_state[TRAINING_LOG_KEY] = f"run/{info.name}"  # the Training page follows the new run
-                where = "" if dataset == current_dataset() else f" with the sidebar's dataset set to {dataset_info(dataset).title}"
+                where = (
+                    ""
+                    if dataset == current_dataset()
+                    else f" with the sidebar's dataset set to {dataset_info(dataset).title}"
+                )
                 st.success(f"Started {info.name}. Follow it below or on the Training page{where}.")
 
 
@@ -74,8 +108,10 @@ def _progress_text(run: RunInfo) -> str:
         return f"{run.kind} on {run.dataset}: starting ({status.get('preparing') or 'loading data'})"
     epoch = min(status.get("epoch", 0) + 1, status.get("epochs") or 1)
     processes = f", {status['world_size']} processes" if status.get("world_size", 1) > 1 else ""
-    return (f"{run.kind} on {run.dataset}: epoch {epoch}/{status.get('epochs', '?')}, "
-            f"step {status.get('step', 0)}/{status['total_steps']}{processes}")
+    return (
+        f"{run.kind} on {run.dataset}: epoch {epoch}/{status.get('epochs', '?')}, "
+        f"step {status.get('step', 0)}/{status['total_steps']}{processes}"
+    )
 
 
 def show_ended(run: RunInfo) -> None:
@@ -111,7 +147,9 @@ def runs_panel() -> None:
     for run in active:
         st.progress(run.progress, text=_progress_text(run))
         for alert in health.alerts(read_metrics(run.folder.metrics_file)):
-            st.warning(f"**{alert.name.capitalize()}** (step {alert.step:,}): {alert.message}.", icon=":material/warning:")
+            st.warning(
+                f"**{alert.name.capitalize()}** (step {alert.step:,}): {alert.message}.", icon=":material/warning:"
+            )
         st.button("Cancel", key=f"cancel-{run.name}", on_click=_cancel, args=(run,), help=f"Stop {run.name}")
     for run in ended:
         show_ended(run)

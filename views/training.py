@@ -1,5 +1,6 @@
 """Training page: live curves of the shipped and the user's runs with health alerts, per-epoch sample grids,
 architectures, CSV and experiment-card export, and two to four runs compared side by side."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,22 +14,32 @@ import plotly.colors
 import plotly.graph_objects as go
 import streamlit as st
 
-from genmodels.architecture import NetworkTable, architecture
-from genmodels.checkpoint import CheckpointError, read_metadata
 from genmodels import health
+from genmodels.architecture import NetworkTable, architecture
 from genmodels.cards import CardError, read_card, unpack
+from genmodels.checkpoint import CheckpointError, read_metadata
 from genmodels.compare import model_scores
 from genmodels.datasets import dataset_info
 from genmodels.health import Alert
 from genmodels.kinds import KINDS, draws_samples, generator_kinds
 from genmodels.logs import (
-    Chart, Series, TrainingLog, card_log, charts_for, grid_images, log_card, metric_series, metrics_csv, run_log,
-    shipped_logs, smooth, user_logs,
+    Chart,
+    Series,
+    TrainingLog,
+    card_log,
+    charts_for,
+    grid_images,
+    log_card,
+    metric_series,
+    metrics_csv,
+    run_log,
+    shipped_logs,
+    smooth,
+    user_logs,
 )
 from genmodels.runs import read_metrics, run_info
 from views.common import TRAINING_LOG_KEY, current_dataset, real_baselines, try_classifier, try_generator
 from views.sidebar import REFRESH_S, show_ended
-
 
 PALETTE = plotly.colors.qualitative.Plotly
 DASHES = ("solid", "dash", "dot", "dashdot")  # one per metric of a compared chart; colours tell the logs apart
@@ -72,20 +83,43 @@ def chart_figure(chart: Chart, series: list[Series], smoothing: float, alerts: l
     line marks where each alert fired."""
     figure = go.Figure()
     for i, alert in enumerate(alerts):  # labels alternate top and bottom so neighbouring alerts stay readable
-        figure.add_vline(x=alert.epoch, line=dict(color="#d62728", dash="dot", width=1),
-                         annotation=dict(text=alert.name, font=dict(color="#d62728", size=11)),
-                         annotation_position="top right" if i % 2 == 0 else "bottom right")
+        figure.add_vline(
+            x=alert.epoch,
+            line=dict(color="#d62728", dash="dot", width=1),
+            annotation=dict(text=alert.name, font=dict(color="#d62728", size=11)),
+            annotation_position="top right" if i % 2 == 0 else "bottom right",
+        )
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
         mode = "lines+markers" if s.per_epoch and len(s.x) <= 60 else "lines"
         if smoothing > 0:
-            figure.add_scatter(x=s.x, y=s.y, mode="lines", line=dict(color=color, width=1), opacity=0.25,
-                               legendgroup=s.key, showlegend=False, hoverinfo="skip")
-        figure.add_scatter(x=s.x, y=smooth(s.y, smoothing) if smoothing > 0 else s.y, mode=mode, name=s.key,
-                           line=dict(color=color, width=2), legendgroup=s.key)
-    figure.update_layout(title=dict(text=chart.title, font=dict(size=14)), xaxis_title="epoch", yaxis_title=chart.y_label,
-                         height=330, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.25),
-                         hovermode="x unified")
+            figure.add_scatter(
+                x=s.x,
+                y=s.y,
+                mode="lines",
+                line=dict(color=color, width=1),
+                opacity=0.25,
+                legendgroup=s.key,
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        figure.add_scatter(
+            x=s.x,
+            y=smooth(s.y, smoothing) if smoothing > 0 else s.y,
+            mode=mode,
+            name=s.key,
+            line=dict(color=color, width=2),
+            legendgroup=s.key,
+        )
+    figure.update_layout(
+        title=dict(text=chart.title, font=dict(size=14)),
+        xaxis_title="epoch",
+        yaxis_title=chart.y_label,
+        height=330,
+        margin=dict(t=40, b=10, l=10, r=10),
+        legend=dict(orientation="h", y=-0.25),
+        hovermode="x unified",
+    )
     if chart.share:
         figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
     return figure
@@ -95,18 +129,25 @@ def show_status(log: TrainingLog) -> None:
     """Where the run stands: shipped provenance, live progress, or how it ended (with its reason)."""
     if log.shipped:
         recipe = log.config.get("recipe", {})
-        st.caption(f"The log of the run behind the shipped {log.kind} checkpoint: {recipe.get('epochs', '?')} epochs, "
-                   f"batch {recipe.get('batch_size', '?')}, lr {recipe.get('lr', '?')}, on {log.config.get('device', '?')}.")
+        st.caption(
+            f"The log of the run behind the shipped {log.kind} checkpoint: {recipe.get('epochs', '?')} epochs, "
+            f"batch {recipe.get('batch_size', '?')}, lr {recipe.get('lr', '?')}, on {log.config.get('device', '?')}."
+        )
     elif log.card is not None:
         recipe = log.config.get("recipe", {})
-        st.caption(f"Opened from an experiment card: a {log.kind} run on {dataset_info(log.dataset).title}, seed "
-                   f"{recipe.get('seed', '?')}, {recipe.get('epochs', '?')} epochs, lr {recipe.get('lr', '?')}.")
+        st.caption(
+            f"Opened from an experiment card: a {log.kind} run on {dataset_info(log.dataset).title}, seed "
+            f"{recipe.get('seed', '?')}, {recipe.get('epochs', '?')} epochs, lr {recipe.get('lr', '?')}."
+        )
     elif log.active:
         world = log.run.status.get("world_size", 1)
-        st.progress(log.run.progress, text=f"{log.run.state}: step {log.run.status.get('step', 0)}"
-                                           f"/{log.run.status.get('total_steps') or '?'}"
-                                           + (f" on {world} processes" if world > 1 else "")
-                                           + f" (refreshes every {REFRESH_S:g} s)")
+        st.progress(
+            log.run.progress,
+            text=f"{log.run.state}: step {log.run.status.get('step', 0)}"
+            f"/{log.run.status.get('total_steps') or '?'}"
+            + (f" on {world} processes" if world > 1 else "")
+            + f" (refreshes every {REFRESH_S:g} s)",
+        )
     else:
         show_ended(log.run)
 
@@ -114,8 +155,11 @@ def show_status(log: TrainingLog) -> None:
 def show_alerts(alerts: list[Alert]) -> None:
     """What the health rules found in the log: each failure named, where it fired, and what to try."""
     for alert in alerts:
-        st.warning(f"**{alert.name.capitalize()}** at step {alert.step:,} (epoch {alert.epoch:.3g}): {alert.message}. "
-                   f"Try: {alert.fix}.", icon=":material/warning:")
+        st.warning(
+            f"**{alert.name.capitalize()}** at step {alert.step:,} (epoch {alert.epoch:.3g}): {alert.message}. "
+            f"Try: {alert.fix}.",
+            icon=":material/warning:",
+        )
 
 
 def show_charts(log: TrainingLog, records: list[dict[str, Any]], smoothing: float, alerts: list[Alert]) -> None:
@@ -139,15 +183,18 @@ def show_grids(log: TrainingLog) -> None:
         elif log.active:
             st.caption("No sample grid yet (one is drawn at the end of each epoch).")
         else:
-            st.caption("No sample grid: the run ended before its first epoch did (a grid is drawn at the end of each epoch).")
+            st.caption(
+                "No sample grid: the run ended before its first epoch did (a grid is drawn at the end of each epoch)."
+            )
         return
     epochs = list(grids)
     slider_key, newest_key = f"grid-epoch-{log.key}", f"grid-newest-{log.key}"
     if st.session_state.get(slider_key) in (None, st.session_state.get(newest_key)):
         st.session_state[slider_key] = epochs[-1]  # follow each new grid until the user moves the slider
     st.session_state[newest_key] = epochs[-1]
-    epoch = st.select_slider("Epoch", epochs, key=slider_key,
-                             help="The same fixed noise (and labels) every epoch: watch the model learn.")
+    epoch = st.select_slider(
+        "Epoch", epochs, key=slider_key, help="The same fixed noise (and labels) every epoch: watch the model learn."
+    )
     try:
         st.image(grids[epoch].read_bytes(), caption=f"{log.kind} samples after epoch {epoch}", width=420)
     except OSError as exc:
@@ -169,13 +216,23 @@ def live_view(log: TrainingLog, smoothing: float) -> None:
     show_grids(log)
     if records:
         csv_col, card_col = st.columns(2)
-        csv_col.download_button("Download metrics (CSV)", metrics_csv(records), file_name=f"{log.key.replace('/', '-')}.csv",
-                                 mime="text/csv", on_click="ignore", key="metrics-csv")
-        card_col.download_button("Download experiment card", log_card(log).to_json(),
-                                 file_name=f"{log.key.replace('/', '-')}.card.json", mime="application/json",
-                                 on_click="ignore", key="experiment-card",
-                                 help="One file with the config, seed, environment, metrics, alerts and last grid; "
-                                      "open it again below.")
+        csv_col.download_button(
+            "Download metrics (CSV)",
+            metrics_csv(records),
+            file_name=f"{log.key.replace('/', '-')}.csv",
+            mime="text/csv",
+            on_click="ignore",
+            key="metrics-csv",
+        )
+        card_col.download_button(
+            "Download experiment card",
+            log_card(log).to_json(),
+            file_name=f"{log.key.replace('/', '-')}.card.json",
+            mime="application/json",
+            on_click="ignore",
+            key="experiment-card",
+            help="One file with the config, seed, environment, metrics, alerts and last grid; open it again below.",
+        )
 
 
 def show_architecture(log: TrainingLog) -> None:
@@ -188,20 +245,33 @@ def show_architecture(log: TrainingLog) -> None:
             st.error(f"The {log.kind} checkpoint is unusable: {exc.reason}. The curves above come from its log.")
         else:
             config, source = meta.get("config"), f"`{log.model_file.name}`"
-            facts = {"epochs completed": meta.get("epochs_trained"), "steps": meta.get("steps_trained"),
-                     "training time (s)": meta.get("training_wall_time_s"), "device": meta.get("device")}
+            facts = {
+                "epochs completed": meta.get("epochs_trained"),
+                "steps": meta.get("steps_trained"),
+                "training time (s)": meta.get("training_wall_time_s"),
+                "device": meta.get("device"),
+            }
             st.caption(" · ".join(f"{k}: {v}" for k, v in facts.items() if v is not None))
             if isinstance(meta.get("metrics"), dict) and meta["metrics"]:
                 with st.expander("Metrics stored with the checkpoint (its last epoch-end check)"):
-                    st.dataframe(pd.DataFrame({"metric": list(meta["metrics"]), "value": [str(v) for v in meta["metrics"].values()]}),
-                                 hide_index=True)
+                    st.dataframe(
+                        pd.DataFrame(
+                            {"metric": list(meta["metrics"]), "value": [str(v) for v in meta["metrics"].values()]}
+                        ),
+                        hide_index=True,
+                    )
     elif log.shipped:
-        st.error(f"The shipped {log.kind} checkpoint is missing ({log.model_file}). The curves above come from its log.")
+        st.error(
+            f"The shipped {log.kind} checkpoint is missing ({log.model_file}). The curves above come from its log."
+        )
     elif not log.active:
         st.caption("This run saved no model file.")
     if not isinstance(config, dict):
-        st.info("The run is starting: its architecture shows once it has written its config." if log.active
-                else "No model config recorded, so no architecture to show.")
+        st.info(
+            "The run is starting: its architecture shows once it has written its config."
+            if log.active
+            else "No model config recorded, so no architecture to show."
+        )
         return
     try:
         tables = cached_architecture(log.kind, json.dumps(config, sort_keys=True))
@@ -211,7 +281,9 @@ def show_architecture(log: TrainingLog) -> None:
     st.caption(f"Built from {source}.")
     for table in tables:
         st.markdown(f"**{table.title}**: {table.parameters:,} trainable parameters")
-        st.dataframe(table.rows, hide_index=True, column_config={"parameters": st.column_config.NumberColumn(format="%d")})
+        st.dataframe(
+            table.rows, hide_index=True, column_config={"parameters": st.column_config.NumberColumn(format="%d")}
+        )
 
 
 EVALUATION_PER_CLASS = 100
@@ -234,12 +306,20 @@ def show_evaluation(log: TrainingLog) -> None:
     """One click: score the run's checkpoint and the shipped one the same way, side by side."""
     st.subheader("Evaluate this run")
     state_key = f"evaluation-{log.key}"
-    if st.button("Evaluate against the shipped checkpoint", key=f"evaluate-{log.key}",
-                 help=f"{EVALUATION_PER_CLASS} samples per class from each, judged by the project classifier (seed 0)"):
+    if st.button(
+        "Evaluate against the shipped checkpoint",
+        key=f"evaluate-{log.key}",
+        help=f"{EVALUATION_PER_CLASS} samples per class from each, judged by the project classifier (seed 0)",
+    ):
         classifier = try_classifier(log.dataset)
         run_model = try_generator(log.kind, log.dataset, str(log.model_file))
         shipped_model = try_generator(log.kind, log.dataset)
-        if run_model is not None and shipped_model is not None and shipped_model.supports_labels and not run_model.supports_labels:
+        if (
+            run_model is not None
+            and shipped_model is not None
+            and shipped_model.supports_labels
+            and not run_model.supports_labels
+        ):
             # like with like: a GAN run without a label mapper meets the shipped GAN without its mapper
             shipped_model = shipped_model.without_mapper()
         if classifier is not None and run_model is not None:
@@ -251,12 +331,14 @@ def show_evaluation(log: TrainingLog) -> None:
     if state_key in st.session_state:
         st.dataframe(pd.DataFrame(st.session_state[state_key]).T, width="stretch")
         real = real_baselines(log.dataset).reference_size
-        st.caption(f"{EVALUATION_PER_CLASS} samples per class from each (seed 0). The classifier is confident even on noise, "
-                   "so read its verdicts with the FID: the Fréchet distance between the samples' classifier features and "
-                   f"{real:,} real test images' (the number in the heading is as many other real images': the best a model "
-                   "can get). Spread: variety within a class "
-                   "against real images'. The full set of measures (precision/recall, memorisation...) for any checkpoint: "
-                   "`python -m genmodels evaluate`.")
+        st.caption(
+            f"{EVALUATION_PER_CLASS} samples per class from each (seed 0). The classifier is confident even on noise, "
+            "so read its verdicts with the FID: the Fréchet distance between the samples' classifier features and "
+            f"{real:,} real test images' (the number in the heading is as many other real images': the best a model "
+            "can get). Spread: variety within a class "
+            "against real images'. The full set of measures (precision/recall, memorisation...) for any checkpoint: "
+            "`python -m genmodels evaluate`."
+        )
 
 
 def opened_cards() -> list[TrainingLog]:
@@ -266,8 +348,9 @@ def opened_cards() -> list[TrainingLog]:
 
 def open_card_box() -> None:
     """Upload an experiment card: it joins the logs to view and compare; a bad file gets one message."""
-    upload = st.file_uploader("Open an experiment card", type=["json"], key="card_upload",
-                              help="A .card.json file downloaded from this page.")
+    upload = st.file_uploader(
+        "Open an experiment card", type=["json"], key="card_upload", help="A .card.json file downloaded from this page."
+    )
     if upload is None:
         return
     data = upload.getvalue()
@@ -293,14 +376,23 @@ def overlay_figure(chart: Chart, logs: list[TrainingLog], smoothing: float) -> g
         for j, key in enumerate(chart.keys):
             s = metric_series(records, key)
             if s.x:
-                figure.add_scatter(x=s.x, y=smooth(s.y, smoothing) if smoothing > 0 else s.y, mode="lines",
-                                   name=f"{log.label} · {key}", line=dict(color=PALETTE[i % len(PALETTE)], width=2,
-                                                                        dash=DASHES[j % len(DASHES)]))
+                figure.add_scatter(
+                    x=s.x,
+                    y=smooth(s.y, smoothing) if smoothing > 0 else s.y,
+                    mode="lines",
+                    name=f"{log.label} · {key}",
+                    line=dict(color=PALETTE[i % len(PALETTE)], width=2, dash=DASHES[j % len(DASHES)]),
+                )
     if not figure.data:
         return None
-    figure.update_layout(title=dict(text=chart.title, font=dict(size=14)), xaxis_title="epoch",
-                         yaxis_title=chart.y_label, height=360, margin=dict(t=40, b=10, l=10, r=10),
-                         legend=dict(orientation="h", y=-0.3))
+    figure.update_layout(
+        title=dict(text=chart.title, font=dict(size=14)),
+        xaxis_title="epoch",
+        yaxis_title=chart.y_label,
+        height=360,
+        margin=dict(t=40, b=10, l=10, r=10),
+        legend=dict(orientation="h", y=-0.3),
+    )
     if chart.share:
         figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
     return figure
@@ -322,8 +414,11 @@ def show_comparison(logs: list[TrainingLog], smoothing: float) -> None:
     if not epochs:
         st.caption("None of these logs has a sample grid.")
         return
-    epoch = epochs[-1] if len(epochs) == 1 else st.select_slider("Epoch, for every grid", epochs, value=epochs[-1],
-                                                                   key="compare-epoch")
+    epoch = (
+        epochs[-1]
+        if len(epochs) == 1
+        else st.select_slider("Epoch, for every grid", epochs, value=epochs[-1], key="compare-epoch")
+    )
     for column, log in zip(st.columns(len(logs)), logs, strict=True):
         earlier = [e for e in grids[log.key] if e <= epoch]
         with column:
@@ -348,19 +443,31 @@ cards = [c for c in opened_cards() if c.dataset == dataset]
 logs = {log.key: log for log in [*(r for r in runs if r.active), *cards, *shipped, *(r for r in runs if not r.active)]}
 elsewhere = [r for r in every_run if r.active and r.dataset != dataset]
 if elsewhere:
-    st.info("Also training, on another dataset: " + ", ".join(f"{log.label} ({dataset_info(log.dataset).title})" for log in elsewhere)
-            + ". Switch the dataset in the sidebar to follow it here.")
+    st.info(
+        "Also training, on another dataset: "
+        + ", ".join(f"{log.label} ({dataset_info(log.dataset).title})" for log in elsewhere)
+        + ". Switch the dataset in the sidebar to follow it here."
+    )
 if not logs:
-    st.info(f"No training logs for {dataset_info(dataset).title}: the shipped logs are missing and you have no runs. "
-            "Start one from the sidebar.")
+    st.info(
+        f"No training logs for {dataset_info(dataset).title}: the shipped logs are missing and you have no runs. "
+        "Start one from the sidebar."
+    )
     st.stop()
 
 pick_col, smooth_col = st.columns([3, 2])
 if st.session_state.get(TRAINING_LOG_KEY) not in logs:
     st.session_state.pop(TRAINING_LOG_KEY, None)  # a log that went away (a deleted run): open on the first one
 key = pick_col.selectbox("Training log", list(logs), format_func=lambda k: logs[k].label, key=TRAINING_LOG_KEY)
-smoothing = smooth_col.slider("Smoothing", 0.0, 0.99, 0.6, step=0.01, key="training_smoothing",
-                              help="Exponential moving average of the curves; 0 shows the raw values.")
+smoothing = smooth_col.slider(
+    "Smoothing",
+    0.0,
+    0.99,
+    0.6,
+    step=0.01,
+    key="training_smoothing",
+    help="Exponential moving average of the curves; 0 shows the raw values.",
+)
 log = logs[key]
 if not log.active:
     show_status(log)
@@ -370,9 +477,14 @@ show_architecture(log)
 if log.run is not None and not log.active and log.kind in generator_kinds() and log.model_file is not None:
     show_evaluation(log)
 st.subheader("Compare runs")
-others = st.multiselect("Compare with", [k for k in logs if k != key], format_func=lambda k: logs[k].label,
-                        max_selections=MAX_COMPARED - 1, key="training_compare",
-                        placeholder="Pick up to three other logs: shipped, your runs or opened cards")
+others = st.multiselect(
+    "Compare with",
+    [k for k in logs if k != key],
+    format_func=lambda k: logs[k].label,
+    max_selections=MAX_COMPARED - 1,
+    key="training_compare",
+    placeholder="Pick up to three other logs: shipped, your runs or opened cards",
+)
 if others:
     show_comparison([log, *(logs[k] for k in others)], smoothing)
 open_card_box()

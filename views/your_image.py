@@ -1,5 +1,6 @@
 """Your image page: draw or upload an image and see every model take it in: the classifier's verdict and its reasons,
 the VAE's encoding on the latent map, each GAN's inversion, and the nearest training images."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,6 @@ from genmodels.checkpoint import CheckpointError
 from genmodels.drawing import EmptyCanvas, ImageInputError, prepare, read_canvas, read_upload
 from genmodels.kinds import KINDS
 from views import PAGE_PATHS, common
-
 
 CANVAS_SIDE = 280
 NEIGHBOURS = 8
@@ -78,8 +78,13 @@ def inversion(dataset: str, kind: str, pixels: np.ndarray, digest: str, label: i
     if key not in done:
         text = f"Inverting the {KINDS[kind].title}..."
         bar = st.progress(0.0, text=text)
-        done[key] = invert(common.generator(kind, dataset), common.classifier(dataset), as_batch(pixels), label,
-                           progress=lambda fraction: bar.progress(fraction, text=text))
+        done[key] = invert(
+            common.generator(kind, dataset),
+            common.classifier(dataset),
+            as_batch(pixels),
+            label,
+            progress=lambda fraction: bar.progress(fraction, text=text),
+        )
         bar.empty()
         while len(done) > KEPT_INVERSIONS:
             done.pop(next(iter(done)))
@@ -92,13 +97,23 @@ def read_input(dataset: str) -> np.ndarray | None:
     try:
         if mode == "Draw":
             brush = st.slider("Brush width", 4, 40, 22 if dataset == "mnist" else 30, key=f"your_image_brush_{dataset}")
-            drawn = st_canvas(stroke_width=brush, stroke_color="#000000", background_color="#FFFFFF",
-                              height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
-                              key=f"your_image_canvas_{dataset}", return_image_data=True)
+            drawn = st_canvas(
+                stroke_width=brush,
+                stroke_color="#000000",
+                background_color="#FFFFFF",
+                height=CANVAS_SIDE,
+                width=CANVAS_SIDE,
+                drawing_mode="freedraw",
+                key=f"your_image_canvas_{dataset}",
+                return_image_data=True,
+            )
             st.caption("Undo, redo and clear are in the canvas's toolbar (above it).")
             return read_canvas(drawn.image_data)
-        upload = st.file_uploader("An image file (PNG, JPEG, BMP or WebP)", type=["png", "jpg", "jpeg", "bmp", "webp"],
-                                  key=f"your_image_upload_{dataset}")
+        upload = st.file_uploader(
+            "An image file (PNG, JPEG, BMP or WebP)",
+            type=["png", "jpg", "jpeg", "bmp", "webp"],
+            key=f"your_image_upload_{dataset}",
+        )
         if upload is None:
             st.info("Upload an image to see what the models make of it.")
             return None
@@ -122,12 +137,19 @@ def verdict_section(dataset: str, pixels: np.ndarray) -> int:
     bars, why = st.columns([2, 1])
     colours = ["#d62728" if c == result.predicted else "#7f7f7f" for c in range(len(names))]
     chart = go.Figure(go.Bar(x=list(names), y=result.probs, marker_color=colours))
-    chart.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[0, 1], title="probability"),
-                        xaxis=dict(type="category"),
-                        title=f"{names[result.predicted]} ({result.probs[result.predicted]:.0%})")
+    chart.update_layout(
+        height=280,
+        margin=dict(l=10, r=10, t=30, b=10),
+        yaxis=dict(range=[0, 1], title="probability"),
+        xaxis=dict(type="category"),
+        title=f"{names[result.predicted]} ({result.probs[result.predicted]:.0%})",
+    )
     bars.plotly_chart(chart, width="stretch", key="your_image_verdict")
-    why.image(attribution_overlay(pixels, result.attribution), width=168,
-              caption=f"Why {names[result.predicted]}: red ink argues for it, blue against (Integrated Gradients)")
+    why.image(
+        attribution_overlay(pixels, result.attribution),
+        width=168,
+        caption=f"Why {names[result.predicted]}: red ink argues for it, blue against (Integrated Gradients)",
+    )
     return result.predicted
 
 
@@ -151,15 +173,37 @@ def vae_section(dataset: str, pixels: np.ndarray) -> None:
     colours = px.colors.qualitative.T10
     for c, name in enumerate(names):
         rows = np.flatnonzero(lmap.labels == c)
-        chart.add_trace(go.Scattergl(x=plane.coords[rows, 0], y=plane.coords[rows, 1], mode="markers", name=name,
-                                     marker=dict(size=4, color=colours[c % len(colours)], opacity=0.6),
-                                     hoverinfo="name"))
-    chart.add_trace(go.Scatter(x=ellipse[:, 0], y=ellipse[:, 1], mode="lines", name="1σ of q(z|x)",
-                               line=dict(color="black", width=2)))
-    chart.add_trace(go.Scatter(x=[centre[0]], y=[centre[1]], mode="markers", name="your image",
-                               marker=dict(size=18, symbol="star", color="gold", line=dict(color="black", width=1))))
-    chart.update_layout(height=420, margin=dict(l=10, r=10, t=10, b=10), xaxis_title=plane.axis_titles[0],
-                        yaxis_title=plane.axis_titles[1], legend_title_text="class")
+        chart.add_trace(
+            go.Scattergl(
+                x=plane.coords[rows, 0],
+                y=plane.coords[rows, 1],
+                mode="markers",
+                name=name,
+                marker=dict(size=4, color=colours[c % len(colours)], opacity=0.6),
+                hoverinfo="name",
+            )
+        )
+    chart.add_trace(
+        go.Scatter(
+            x=ellipse[:, 0], y=ellipse[:, 1], mode="lines", name="1σ of q(z|x)", line=dict(color="black", width=2)
+        )
+    )
+    chart.add_trace(
+        go.Scatter(
+            x=[centre[0]],
+            y=[centre[1]],
+            mode="markers",
+            name="your image",
+            marker=dict(size=18, symbol="star", color="gold", line=dict(color="black", width=1)),
+        )
+    )
+    chart.update_layout(
+        height=420,
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis_title=plane.axis_titles[0],
+        yaxis_title=plane.axis_titles[1],
+        legend_title_text="class",
+    )
     map_col, images_col = st.columns([3, 2])
     map_col.plotly_chart(chart, width="stretch", key="your_image_map")
     with images_col:
@@ -179,8 +223,10 @@ def gan_section(dataset: str, pixels: np.ndarray, digest: str, predicted: int) -
     from genmodels.your_image import as_batch, residual_image
 
     st.subheader("3. The GANs' view: inversion")
-    st.caption("Adam on the latent (8 restarts at once, 40 steps) to match your image in pixels and in the "
-               "classifier's features, with a prior term that keeps the latent where the generator was trained.")
+    st.caption(
+        "Adam on the latent (8 restarts at once, 40 steps) to match your image in pixels and in the "
+        "classifier's features, with a prior term that keeps the latent where the generator was trained."
+    )
     for kind, column in zip(gan_kinds(), st.columns(len(gan_kinds()))):
         with column:
             st.markdown(f"**{KINDS[kind].display_title}**")
@@ -189,17 +235,35 @@ def gan_section(dataset: str, pixels: np.ndarray, digest: str, predicted: int) -
                 continue
             label = None
             if KINDS[kind].conditional or model.supports_labels:
-                label = st.selectbox("Invert as class", range(len(names)), index=predicted,
-                                     format_func=names.__getitem__, key=f"your_image_label_{kind}_{dataset}")
+                label = st.selectbox(
+                    "Invert as class",
+                    range(len(names)),
+                    index=predicted,
+                    format_func=names.__getitem__,
+                    key=f"your_image_label_{kind}_{dataset}",
+                )
             key, found = inversion(dataset, kind, pixels, digest, label)
-            st.image([display_pixels(as_batch(pixels))[0], display_pixels(found.image)[0],
-                      residual_image(as_batch(pixels), found.image)], width=84,
-                     caption=["yours", "inverted", "residual"])
-            st.caption(f"pixel RMS distance {found.pixel_distance:.3f}, feature distance {found.feature_distance:.2f}, "
-                       f"{found.seconds:.2f} s")
+            st.image(
+                [
+                    display_pixels(as_batch(pixels))[0],
+                    display_pixels(found.image)[0],
+                    residual_image(as_batch(pixels), found.image),
+                ],
+                width=84,
+                caption=["yours", "inverted", "residual"],
+            )
+            st.caption(
+                f"pixel RMS distance {found.pixel_distance:.3f}, feature distance {found.feature_distance:.2f}, "
+                f"{found.seconds:.2f} s"
+            )
             if model.supports_labels:
-                target = st.selectbox("Walk to class", range(len(names)), index=(predicted + 1) % len(names),
-                                      format_func=names.__getitem__, key=f"your_image_walk_{kind}_{dataset}")
+                target = st.selectbox(
+                    "Walk to class",
+                    range(len(names)),
+                    index=(predicted + 1) % len(names),
+                    format_func=names.__getitem__,
+                    key=f"your_image_walk_{kind}_{dataset}",
+                )
                 st.image(display_pixels(class_strip(dataset, kind, key, target)), width=48)
 
 
@@ -216,15 +280,20 @@ def neighbour_section(dataset: str, pixels: np.ndarray) -> None:
     for space in SPACES:
         result = found[space]
         st.markdown(f"**{titles[space]}**")
-        st.image(display_pixels(index.unit_images(result.rows)), width=72,
-                 caption=[f"{names[int(c)]} ({d:.2f})" for c, d in zip(result.labels, result.distances)])
+        st.image(
+            display_pixels(index.unit_images(result.rows)),
+            width=72,
+            caption=[f"{names[int(c)]} ({d:.2f})" for c, d in zip(result.labels, result.distances)],
+        )
 
 
 dataset = common.current_dataset()
 names = common.class_names(dataset)
 st.title("Your image")
-st.caption("Draw a digit or a garment, or upload a picture: the page prepares it the way the dataset's images were "
-           "made and shows what each model makes of it.")
+st.caption(
+    "Draw a digit or a garment, or upload a picture: the page prepares it the way the dataset's images were "
+    "made and shows what each model makes of it."
+)
 
 input_col, prepared_col = st.columns([2, 1])
 with input_col:
@@ -241,8 +310,11 @@ with prepared_col:
     from genmodels.your_image import as_batch
 
     st.image(display_pixels(as_batch(prepared.pixels), 6), width=168, caption="28x28, as the models see it")
-    how = ("greyscale, cropped to the ink, fitted to 20x20 keeping its aspect, centred by its centre of mass in 28x28"
-           if dataset == "mnist" else "greyscale, trimmed, longest side fitted to 28, centred")
+    how = (
+        "greyscale, cropped to the ink, fitted to 20x20 keeping its aspect, centred by its centre of mass in 28x28"
+        if dataset == "mnist"
+        else "greyscale, trimmed, longest side fitted to 28, centred"
+    )
     st.caption(f"{'Negated (dark on light), ' if prepared.inverted else ''}{how}.")
 pixels = prepared.pixels
 digest = hashlib.sha256(pixels.tobytes()).hexdigest()[:16]

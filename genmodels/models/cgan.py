@@ -1,4 +1,5 @@
 """Conditional MLP GAN of report 000: generator and projection discriminator with a class head."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, check_labels, mlp, gaussian_noise
+from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, check_labels, gaussian_noise, mlp
 
 
 @dataclass
@@ -55,8 +56,13 @@ class CondGenerator(nn.Module):
         return torch.tanh(self.to_pixels(h)).view(-1, *IMAGE_SHAPE)
 
     @torch.no_grad()
-    def latents(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                temperature: float = 1.0) -> torch.Tensor:
+    def latents(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
         """Latents [n, latent_dim] ~ N(0, temperature^2 I); the class goes to `decode`, not into z."""
         return gaussian_noise(n, self.latent_dim, generator, self.embed.weight.device) * temperature
 

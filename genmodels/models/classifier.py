@@ -1,4 +1,5 @@
 """CNN classifier of report 001: the judge of every generated image."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,14 @@ class Classifier(nn.Module):
         c1, c2 = config.channels
         # ReLU after the max-pool: the same function (both are monotone), on a quarter of the values
         self.convs = nn.Sequential(
-            nn.Conv2d(1, c1, 3, stride=1, padding=1), nn.BatchNorm2d(c1), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(c1, c2, 3, stride=1, padding=1), nn.BatchNorm2d(c2), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(1, c1, 3, stride=1, padding=1),
+            nn.BatchNorm2d(c1),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, stride=1, padding=1),
+            nn.BatchNorm2d(c2),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
         )
         self.fc = nn.Linear(c2 * 7 * 7, config.hidden)
         self.dropout = Dropout(config.dropout)

@@ -1,4 +1,5 @@
 """Model configs to and from JSON, checked field by field, and parameter counts."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -34,16 +34,23 @@ class ConvVAE(GaussianVAE):
         narrow, wide = config.channels
         slope = config.negative_slope
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, narrow, 4, stride=2, padding=1), nn.LeakyReLU(slope, inplace=True),  # 28 -> 14
-            nn.Conv2d(narrow, wide, 4, stride=2, padding=1), nn.LeakyReLU(slope, inplace=True),  # 14 -> 7
-            nn.Flatten(), nn.Linear(wide * BASE * BASE, config.hidden), nn.LeakyReLU(slope, inplace=True),
+            nn.Conv2d(1, narrow, 4, stride=2, padding=1),
+            nn.LeakyReLU(slope, inplace=True),  # 28 -> 14
+            nn.Conv2d(narrow, wide, 4, stride=2, padding=1),
+            nn.LeakyReLU(slope, inplace=True),  # 14 -> 7
+            nn.Flatten(),
+            nn.Linear(wide * BASE * BASE, config.hidden),
+            nn.LeakyReLU(slope, inplace=True),
         )
         self.to_stats = nn.Linear(config.hidden, 2 * config.latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(config.latent_dim, config.hidden), nn.LeakyReLU(slope, inplace=True),
-            nn.Linear(config.hidden, wide * BASE * BASE), nn.LeakyReLU(slope, inplace=True),
+            nn.Linear(config.latent_dim, config.hidden),
+            nn.LeakyReLU(slope, inplace=True),
+            nn.Linear(config.hidden, wide * BASE * BASE),
+            nn.LeakyReLU(slope, inplace=True),
             nn.Unflatten(1, (wide, BASE, BASE)),
-            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1), nn.LeakyReLU(slope, inplace=True),  # 7 -> 14
+            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),
+            nn.LeakyReLU(slope, inplace=True),  # 7 -> 14
             nn.ConvTranspose2d(narrow, 1, 4, stride=2, padding=1),  # 14 -> 28
         )
         self._add_latent_heads(config)

@@ -62,8 +62,13 @@ class DCGenerator(nn.Module):
         return torch.tanh(self.upsample(self.project(torch.cat([z, embeddings], dim=1))))
 
     @torch.no_grad()
-    def latents(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                temperature: float = 1.0) -> torch.Tensor:
+    def latents(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
         """Latents [n, latent_dim] ~ N(0, temperature^2 I); the class goes to `decode`, not into z."""
         return gaussian_noise(n, self.latent_dim, generator, self.embed.weight.device) * temperature
 

@@ -1,4 +1,5 @@
 """Unconditional MLP GAN of report 001: generator and discriminator."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, mlp, gaussian_noise
+from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, gaussian_noise, mlp
 
 
 @dataclass
@@ -39,8 +40,13 @@ class Generator(nn.Module):
     takes_labels = False  # unconditional: its label mapper (genmodels.models.mapper) picks latents per class
 
     @torch.no_grad()
-    def latents(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                temperature: float = 1.0) -> torch.Tensor:
+    def latents(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
         """Latents [n, latent_dim] ~ N(0, temperature^2 I); labels need its mapper."""
         if labels is not None:
             raise ValueError("the unconditional GAN samples by class only through its label mapper")

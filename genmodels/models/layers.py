@@ -1,10 +1,10 @@
 """Building blocks shared by the networks: MLP stacks, a fast CPU dropout, the noise helper, label checks."""
+
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
-
+from torch import nn
 
 IMAGE_SHAPE = (1, 28, 28)
 IMAGE_PIXELS = 28 * 28
@@ -52,7 +52,9 @@ class Dropout(nn.Module):
 
 def gaussian_noise(n: int, dim: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """Standard normal noise [n, dim] on `device`, drawn from `generator` (on its own device) when given."""
-    return torch.randn(n, dim, generator=generator, device=generator.device if generator is not None else device).to(device)
+    return torch.randn(n, dim, generator=generator, device=generator.device if generator is not None else device).to(
+        device
+    )
 
 
 def check_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Label-to-latent mapper of report 001, question 10: class + noise -> latent of a frozen generator."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genmodels.models.layers import check_labels, mlp, gaussian_noise
+from genmodels.models.layers import check_labels, gaussian_noise, mlp
 
 
 @dataclass
@@ -39,8 +40,9 @@ class Mapper(nn.Module):
         return noise + self.to_offset(h)
 
     @torch.no_grad()
-    def latents(self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None = None,
-                temperature: float = 1.0) -> torch.Tensor:
+    def latents(
+        self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
         """labels [n] -> latents [n, latent_dim] for the frozen generator, from noise ~ N(0, temperature^2 I)."""
         if labels is None or len(labels) != n:
             raise ValueError(f"the label mapper needs one label per latent: {n} latents")

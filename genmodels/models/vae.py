@@ -1,4 +1,5 @@
 """MLP VAE of report 000 with per-class latent Gaussians, and its loss."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, check_labels, mlp, gaussian_noise
+from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, check_labels, gaussian_noise, mlp
 
 
 @dataclass
@@ -48,8 +49,9 @@ class GaussianVAE(nn.Module):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None,
-                noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """images -> (pixel logits, mu, logvar, the sampled z = mu + noise * sigma); noise [N, L] is drawn when not given."""
         mu, logvar = (stat.float() for stat in self.encode(images))  # fp32 even under bf16 autocast: exp(logvar)
         if noise is not None:
@@ -67,7 +69,13 @@ class GaussianVAE(nn.Module):
         return torch.sigmoid(self.decode_logits(z))
 
     @torch.no_grad()
-    def latents(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def latents(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
         """Latents [n, L]: from the prior N(0, I), or from each label's fitted Gaussian; scaled by temperature."""
         device = self.class_means.device
         eps = gaussian_noise(n, self.latent_dim, generator, device) * temperature
@@ -114,7 +122,10 @@ class VAE(GaussianVAE):
         """latents [N, latent_dim] -> pixel logits [N, 1, 28, 28]."""
         return self.to_pixels(self.decoder(z)).view(-1, *IMAGE_SHAPE)
 
-def vae_loss(pixel_logits: torch.Tensor, images: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+
+def vae_loss(
+    pixel_logits: torch.Tensor, images: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(reconstruction, KL), each in nats per image: BCE summed over pixels, KL to N(0, I)."""
     recon = F.binary_cross_entropy_with_logits(pixel_logits, images, reduction="sum") / len(images)
     kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(images)

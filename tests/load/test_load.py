@@ -3,6 +3,7 @@
 Run on its own: `python -m pytest -m load tests/load -s` (LOAD_SESSIONS, LOAD_DURATION_S override the defaults).
 Results (click-to-image latencies, app RSS over time, errors seen) go to tests/artifacts/load_results.json.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,15 +23,21 @@ from pathlib import Path
 
 import pytest
 
-from genmodels.paths import REPO_ROOT
 from genmodels import runs
+from genmodels.paths import REPO_ROOT
 from genmodels.runs import read_metrics, run_info
 
 pytestmark = pytest.mark.load
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 RESULTS = REPO_ROOT / "tests" / "artifacts" / "load_results.json"
 SESSIONS = int(os.environ.get("LOAD_SESSIONS", "8"))
 DURATION_S = float(os.environ.get("LOAD_DURATION_S", "90"))
@@ -82,9 +89,27 @@ def app(tmp_path_factory):
     port = free_port()
     log = open(tmp / "streamlit.log", "wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -115,8 +140,17 @@ def training_run(app):
     saved = os.environ.get("GENMODELS_DATA")
     os.environ["GENMODELS_DATA"] = env["GENMODELS_DATA"]
     try:
-        info = runs.launch_run("vae", "mnist", epochs=50, batch_size=128, lr=1e-3, seed=0, root=runs_root, device="cpu",
-                               extra=["--log-every", "20"])
+        info = runs.launch_run(
+            "vae",
+            "mnist",
+            epochs=50,
+            batch_size=128,
+            lr=1e-3,
+            seed=0,
+            root=runs_root,
+            device="cpu",
+            extra=["--log-every", "20"],
+        )
     finally:
         if saved is None:
             os.environ.pop("GENMODELS_DATA")
@@ -193,11 +227,17 @@ async def wait_for_new_image(page, previous: str) -> None:
     await page.wait_for_function(
         """prev => { const img = document.querySelector('[data-testid="stMain"] [data-testid="stImage"] img');
                      return img && img.complete && img.src && img.src !== prev; }""",
-        arg=previous, timeout=ACTION_TIMEOUT_MS)
+        arg=previous,
+        timeout=ACTION_TIMEOUT_MS,
+    )
 
 
 async def go_to(page, title: str, timeout_ms: int = ACTION_TIMEOUT_MS) -> None:
-    await page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click(timeout=timeout_ms)
+    await (
+        page.locator('[data-testid="stSidebarNav"]')
+        .get_by_role("link", name=title, exact=True)
+        .click(timeout=timeout_ms)
+    )
     await page.locator("h1").filter(has_text=title.split()[0]).first.wait_for(timeout=timeout_ms)
     await settle(page)
 
@@ -236,7 +276,9 @@ async def session(index: int, browser, url: str, start: StartLine, record: dict)
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(ACTION_TIMEOUT_MS)
-    log = record.setdefault(index, {"sample_s": [], "slider_s": [], "page_s": [], "errors": [], "actions": 0, "open_s": None})
+    log = record.setdefault(
+        index, {"sample_s": [], "slider_s": [], "page_s": [], "errors": [], "actions": 0, "open_s": None}
+    )
     arrived = False
 
     async def check(where: str) -> None:
@@ -320,8 +362,13 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summary(values: list[float]) -> dict:
-    return {"count": len(values), "p50_s": percentile(values, 50), "p95_s": percentile(values, 95),
-            "max_s": max(values) if values else None, "mean_s": statistics.fmean(values) if values else None}
+    return {
+        "count": len(values),
+        "p50_s": percentile(values, 50),
+        "p95_s": percentile(values, 95),
+        "max_s": max(values) if values else None,
+        "mean_s": statistics.fmean(values) if values else None,
+    }
 
 
 def test_eight_sessions_while_training(app, training_run):
@@ -347,23 +394,45 @@ def test_eight_sessions_while_training(app, training_run):
     measured = [mb for t, mb in sampler.samples if t >= released] or rss
     warm = measured[0]
     results = {
-        "sessions": SESSIONS, "duration_s": DURATION_S, "elapsed_s": round(elapsed, 1), "cpu_count": os.cpu_count(),
-        "click_to_new_image": summary(clicks), "slider_to_new_image": summary(sliders),
+        "sessions": SESSIONS,
+        "duration_s": DURATION_S,
+        "elapsed_s": round(elapsed, 1),
+        "cpu_count": os.cpu_count(),
+        "click_to_new_image": summary(clicks),
+        "slider_to_new_image": summary(sliders),
         "any_action_to_new_image": summary(image_updates),
         "page_round_trip": summary([t for log in record.values() for t in log["page_s"]]),
         "warmup_first_visit_s": start_times.get("warmup_s"),
         "first_open": summary([log["open_s"] for log in record.values() if log["open_s"] is not None]),
-        "p95_click_to_image_s": percentile(image_updates, 95), "target_p95_s": 2.0,
+        "p95_click_to_image_s": percentile(image_updates, 95),
+        "target_p95_s": 2.0,
         "actions_per_session": {i: log["actions"] for i, log in sorted(record.items())},
         "errors": [e for log in record.values() for e in log["errors"]],
-        "rss_mb": {"start": rss[0], "at_release": warm, "end": rss[-1], "max_measured": max(measured),
-                   "release_t_s": round(released, 1), "samples": sampler.samples},
-        "training_run": {"state": training.state, "step": training.status.get("step"), "total_steps": training.status.get("total_steps"),
-                         "still_running_at_end": training_alive, "metric_records": len(read_metrics(run_dir / "metrics.jsonl"))},
+        "rss_mb": {
+            "start": rss[0],
+            "at_release": warm,
+            "end": rss[-1],
+            "max_measured": max(measured),
+            "release_t_s": round(released, 1),
+            "samples": sampler.samples,
+        },
+        "training_run": {
+            "state": training.state,
+            "step": training.status.get("step"),
+            "total_steps": training.status.get("total_steps"),
+            "still_running_at_end": training_alive,
+            "metric_records": len(read_metrics(run_dir / "metrics.jsonl")),
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in results.items() if k != "rss_mb"} | {"rss_mb": {k: v for k, v in results["rss_mb"].items() if k != "samples"}}, indent=2))
+    print(
+        json.dumps(
+            {k: v for k, v in results.items() if k != "rss_mb"}
+            | {"rss_mb": {k: v for k, v in results["rss_mb"].items() if k != "samples"}},
+            indent=2,
+        )
+    )
 
     assert results["errors"] == []
     assert len(record) == SESSIONS and all(log["actions"] >= 1 for log in record.values())

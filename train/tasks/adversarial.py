@@ -4,6 +4,7 @@ A conditional kind's generator and discriminator take class labels, and its disc
 logits (projection + auxiliary class head); everything else is one step, pytorch/examples style: D on
 `fake.detach()`, then G through a frozen D.
 """
+
 from __future__ import annotations
 
 import torch
@@ -65,14 +66,18 @@ class AdversarialTask(BaseTask):
             return self.discriminator(images, labels)
         return self.discriminator(images), None
 
-    def _discriminator_step(self, images: torch.Tensor, labels: torch.Tensor | None
-                            ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    def _discriminator_step(
+        self, images: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """One D update on the real batch and fresh fakes: (D's losses and outputs, the fakes, their labels)."""
         n = len(images)
         objective = self.recipe.objective
         z = gaussian_noise(n, self.config.latent_dim, self.rng, self.device)
-        fake_labels = (torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
-                       if self.conditional else None)
+        fake_labels = (
+            torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
+            if self.conditional
+            else None
+        )
         with self.autocast():
             fake = self.generator(z, *self._conditions(fake_labels))
             # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
@@ -83,8 +88,9 @@ class AdversarialTask(BaseTask):
         loss_d = loss_d_real + loss_d_fake
         out = {}
         if objective == "wgan-gp":
-            out["gradient_penalty"] = gradient_penalty(lambda x: self._critic(x, labels)[0].float(), images,
-                                                       fake.detach().float(), self.rng)
+            out["gradient_penalty"] = gradient_penalty(
+                lambda x: self._critic(x, labels)[0].float(), images, fake.detach().float(), self.rng
+            )
             loss_d = loss_d + out["gradient_penalty"]
         if classes is not None:
             out["loss_d_class"] = F.cross_entropy(classes.float()[:n], labels)

@@ -1,4 +1,5 @@
 """What every training task shares: building from a run request, device, generators, lr schedule, state."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -96,8 +97,10 @@ class BaseTask:
         """The judge network of a run (None, with a note, when its checkpoint is absent)."""
         path = needed_path(req, JUDGE_KIND)
         if not path.exists():
-            print(f"note: no {JUDGE_KIND} checkpoint, so no per-epoch class accuracy (train the {JUDGE_KIND} first)",
-                  flush=True)
+            print(
+                f"note: no {JUDGE_KIND} checkpoint, so no per-epoch class accuracy (train the {JUDGE_KIND} first)",
+                flush=True,
+            )
             return None
         return load_model(path, kind=JUDGE_KIND, dataset=req.dataset, device=req.device)[0]
 
@@ -113,8 +116,9 @@ class BaseTask:
 
     def batches(self, train_images: torch.Tensor, train_labels: torch.Tensor) -> EpochBatches:
         """The epochs' batches, from the uint8 train split."""
-        return TensorBatches(self.prepare(train_images), train_labels.to(self.device), self.recipe.batch_size,
-                             self.recipe.seed)
+        return TensorBatches(
+            self.prepare(train_images), train_labels.to(self.device), self.recipe.batch_size, self.recipe.seed
+        )
 
     def autocast(self) -> torch.autocast:
         """Context for training forward passes: bf16 matmuls when the run's precision is bf16."""
@@ -186,7 +190,7 @@ class BaseTask:
         """Continue from a `state`."""
         for name, module in self.modules.items():
             prefix = f"module.{name}."
-            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         on_device = {k: v.to(self.device) for k, v in tensors.items()}
         for name, opt in self.optimizers.items():
             restore_optimizer(opt, f"optim.{name}", on_device, meta["optimizers"][name])

@@ -1,4 +1,5 @@
 """The CNN classifier of report 001: cross-entropy with Adam, shift (and flip, blur) jitter."""
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,10 @@ class ClassifierTask(BaseTask):
             logits = self.classifier(images)
             losses.append(F.cross_entropy(logits, labels, reduction="sum"))
             hits += int((logits.argmax(1) == labels).sum())
-        return {"test_loss": float(torch.stack(losses).sum()) / len(test_labels),
-                "test_accuracy": hits / len(test_labels)}
+        return {
+            "test_loss": float(torch.stack(losses).sum()) / len(test_labels),
+            "test_accuracy": hits / len(test_labels),
+        }
 
     def model(self):
         return self.classifier

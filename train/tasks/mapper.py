@@ -8,6 +8,7 @@ matches, per class, its images to those the generator draws from the prior laten
 call that class (`class_latents`, `class_match_loss`): each class comes out about as varied as the generator
 itself draws it. A penalty (`prior_weight`) can also keep its latents near its noise.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,16 @@ from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.augment import jitter
 from train.optim import make_adam
-from train.tasks.base import (EVAL_SAMPLES_PER_CLASS, EVAL_SEED, JUDGE_KIND, BaseTask, grid_labels, grid_noise,
-                              load_needed, model_config)
+from train.tasks.base import (
+    EVAL_SAMPLES_PER_CLASS,
+    EVAL_SEED,
+    JUDGE_KIND,
+    BaseTask,
+    grid_labels,
+    grid_noise,
+    load_needed,
+    model_config,
+)
 
 MATCH_CONFIDENCE = 0.9  # a prior latent joins its class's set only when the CNN is at least this sure of its image
 MATCH_MIN_LATENTS = 32  # fewer confident draws of a class than this cannot stand for its distribution
@@ -36,8 +45,17 @@ MATCH_CHUNK = 500  # images per judging pass: the CNN's activations stay near 10
 class MapperTask(BaseTask):
     """Trains a mapper into the frozen generator of the kind it labels, against the frozen judges."""
 
-    def __init__(self, kind: str, config: MapperConfig, recipe: Recipe, device: torch.device, total_steps: int,
-                 generator: nn.Module, judge: nn.Module, generator_sha256: str | None = None):
+    def __init__(
+        self,
+        kind: str,
+        config: MapperConfig,
+        recipe: Recipe,
+        device: torch.device,
+        total_steps: int,
+        generator: nn.Module,
+        judge: nn.Module,
+        generator_sha256: str | None = None,
+    ):
         super().__init__(kind, config, recipe, device, total_steps)
         self.generator = generator.to(device).eval().requires_grad_(False)
         self.generator_sha256 = generator_sha256
@@ -57,16 +75,25 @@ class MapperTask(BaseTask):
         generator, generator_meta = load_needed(req, labelling_kinds()[req.kind])
         judge = load_needed(req, JUDGE_KIND)[0]
         config = model_config(req, latent_dim=generator.latent_dim)
-        return cls(req.kind, config, req.recipe, req.device, total_steps, generator, judge,
-                   generator_sha256=generator_meta["weights_sha256"])
+        return cls(
+            req.kind,
+            config,
+            req.recipe,
+            req.device,
+            total_steps,
+            generator,
+            judge,
+            generator_sha256=generator_meta["weights_sha256"],
+        )
 
     @classmethod
     def steps_per_epoch(cls, recipe, train_images):
         return recipe.steps_per_epoch  # it trains on drawn labels, not on the dataset's images
 
     def batches(self, train_images, train_labels):
-        return LabelBatches(self.config.num_classes, self.recipe.batch_size, self.recipe.steps_per_epoch,
-                            self.recipe.seed, self.device)
+        return LabelBatches(
+            self.config.num_classes, self.recipe.batch_size, self.recipe.steps_per_epoch, self.recipe.seed, self.device
+        )
 
     def checkpoint_metadata(self):
         return {"generator_sha256": self.generator_sha256}
@@ -85,14 +112,27 @@ class MapperTask(BaseTask):
 
     def before_training(self, train_images, train_labels):
         if self.recipe.pixel_judge_epochs:
-            self.pixel_judge = train_pixel_judge(train_images, train_labels, self.config.num_classes,
-                                                 self.recipe.pixel_judge_epochs, self.recipe.seed, self.device)
+            self.pixel_judge = train_pixel_judge(
+                train_images,
+                train_labels,
+                self.config.num_classes,
+                self.recipe.pixel_judge_epochs,
+                self.recipe.seed,
+                self.device,
+            )
         if self.recipe.match_weight:
             draws = self._match_draws()
             print(f"{self.kind}: sorting {draws:,} draws of the generator by class before the first step", flush=True)
             with self.autocast():
-                self.class_latents = class_latents(self.generator, self.critic, self.pixel_judge,
-                                                   self.config.num_classes, draws, self.recipe.seed, self.device)
+                self.class_latents = class_latents(
+                    self.generator,
+                    self.critic,
+                    self.pixel_judge,
+                    self.config.num_classes,
+                    draws,
+                    self.recipe.seed,
+                    self.device,
+                )
             counts = ", ".join(f"{c}: {len(t):,}" for c, t in enumerate(self.class_latents))
             print(f"{self.kind}: confident draws per class: {counts}", flush=True)
 
@@ -120,8 +160,13 @@ class MapperTask(BaseTask):
         loss.backward()
         opt.step()
         accuracy = (logits.detach().argmax(1) == labels).float().mean()
-        return {"loss": loss.detach(), "loss_class": loss_class.detach(), "loss_prior": loss_prior.detach(), **matched,
-                "accuracy": accuracy}
+        return {
+            "loss": loss.detach(),
+            "loss_class": loss_class.detach(),
+            "loss_prior": loss_prior.detach(),
+            **matched,
+            "accuracy": accuracy,
+        }
 
     @torch.no_grad()
     def grid_images(self):
@@ -150,8 +195,9 @@ class MapperTask(BaseTask):
     def _spread_vs_generator(self, z: torch.Tensor, labels: torch.Tensor) -> float | None:
         """Mean over matched classes of the mapper's within-class pixel spread / that of the generator's own
         confident draws of the class (1 = as varied as the generator draws it)."""
-        pools = [pool[:EVAL_SAMPLES_PER_CLASS] if len(pool) >= MATCH_MIN_LATENTS else pool[:0]
-                 for pool in self.class_latents]
+        pools = [
+            pool[:EVAL_SAMPLES_PER_CLASS] if len(pool) >= MATCH_MIN_LATENTS else pool[:0] for pool in self.class_latents
+        ]
         own_labels = torch.cat([torch.full((len(pool),), c) for c, pool in enumerate(pools)])
         num_classes = self.config.num_classes
         own = metrics.class_spread(self.generator.decode(torch.cat(pools)).cpu(), own_labels, num_classes)
@@ -174,8 +220,9 @@ class PixelJudge(nn.Module):
         return self.body(images)
 
 
-def train_pixel_judge(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int, seed: int,
-                      device: torch.device) -> PixelJudge:
+def train_pixel_judge(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int, seed: int, device: torch.device
+) -> PixelJudge:
     """Fit a PixelJudge on a uint8 split (seconds); frozen and in eval mode on return."""
     torch.manual_seed(seed)
     judge = PixelJudge(num_classes).to(device)
@@ -192,8 +239,15 @@ def train_pixel_judge(images: torch.Tensor, labels: torch.Tensor, num_classes: i
 
 
 @torch.no_grad()
-def class_latents(generator: nn.Module, critic: nn.Module, pixel_judge: PixelJudge | None, num_classes: int,
-                  draws: int, seed: int, device: torch.device) -> list[torch.Tensor]:
+def class_latents(
+    generator: nn.Module,
+    critic: nn.Module,
+    pixel_judge: PixelJudge | None,
+    num_classes: int,
+    draws: int,
+    seed: int,
+    device: torch.device,
+) -> list[torch.Tensor]:
     """Prior latents whose images the CNN calls one class with at least MATCH_CONFIDENCE (and the pixel judge,
     when there is one, agrees): per class, a [n_c, latent_dim] tensor on `device`."""
     rng = torch.Generator(device=device).manual_seed(seed + 2)
@@ -215,17 +269,24 @@ def class_latents(generator: nn.Module, critic: nn.Module, pixel_judge: PixelJud
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Energy distance 2 E|x - y| - E|x - x'| - E|y - y'| between two point sets [n, d] and [m, d] (n, m >= 2):
     0 for one distribution; its -E|x - x'| term pays x for being as spread out as y."""
+
     def mean_distance(a: torch.Tensor, b: torch.Tensor, distinct: bool) -> torch.Tensor:
         # from squared differences: sqrt's gradient stays finite where two images are equal
         distances = (a[:, None] - b[None]).pow(2).sum(-1).clamp_min(1e-8).sqrt()
         if distinct:
             return (distances.sum() - distances.diagonal().sum()) / (len(a) * (len(a) - 1))
         return distances.mean()
+
     return 2 * mean_distance(x, y, False) - mean_distance(x, x, True) - mean_distance(y, y, True)
 
 
-def class_match_loss(images: torch.Tensor, labels: torch.Tensor, latents: list[torch.Tensor],
-                     decode: Callable[[torch.Tensor], torch.Tensor], rng: torch.Generator) -> torch.Tensor:
+def class_match_loss(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    latents: list[torch.Tensor],
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    rng: torch.Generator,
+) -> torch.Tensor:
     """Mean over the batch's classes of the energy distance between the mapper's images of the class
     ([N, ...]) and as many of the generator's own confident images of it (`decode` of `class_latents`' latents,
     drawn at random). Matched in pixel space, where its variety shows: the generator ignores most latent

@@ -1,5 +1,6 @@
 """The VAEs (report 000's MLP and the convolutional one): BCE summed over pixels + beta * KL, Adam; class
 Gaussians for labelled sampling."""
+
 from __future__ import annotations
 
 import torch
@@ -46,8 +47,9 @@ class VAETask(BaseTask):
         weight = self.recipe.beta * (min(1.0, self.step_count / warmup) if warmup else 1.0)
         return torch.tensor(weight, device=self.device)
 
-    def _losses(self, images: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor,
-                kl_weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _losses(
+        self, images: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor, kl_weight: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """The step's forward pass: {'loss', 'recon', 'kl'(, 'loss_class')}, each a scalar."""
         with self.autocast():
             logits, mu, logvar, z = self.vae(images, noise=noise)
