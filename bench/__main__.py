@@ -1,4 +1,5 @@
-"""python -m bench [--json] [--quick] [--only SECTION[,SECTION]] [--device cpu|cuda]: measure, then print a table or JSON."""
+"""python -m bench [--json] [--quick] [--only SECTION[,SECTION]] [--device cpu|cuda]: measure, then print a table or
+JSON."""
 
 from __future__ import annotations
 

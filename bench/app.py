@@ -26,7 +26,8 @@ def measure(repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
     """First page served (HTTP, and rendered in Chromium when Playwright is there), warm page p50s and peak RSS."""
     out: dict[str, Any] = first_page()
     log(
-        f"app first page: {out['first_page_s']} s, its samples {out.get('first_samples_s', '-')} s ({out['first_page_measure']})"
+        f"app first page: {out['first_page_s']} s, its samples {out.get('first_samples_s', '-')} s "
+        f"({out['first_page_measure']})"
     )
     probe = subprocess.run(
         [sys.executable, "-m", "bench.app_probe", "--repeats", str(repeats)],

@@ -1,4 +1,5 @@
-"""Where the gan / cgan step tops out: achieved GFLOP/s against the matmul peak over batch sizes, with and without D's dropout.
+"""Where the gan / cgan step tops out: achieved GFLOP/s against the matmul peak over batch sizes, with and without D's
+dropout.
 
 The train section measures the shipped recipes; this section varies only the batch size and the
 discriminator's dropout, so it shows how much of the gap to the peak is per-image work that a
@@ -61,7 +62,8 @@ def measure(
                     }
                 )
                 log(
-                    f"ceiling {kind}: batch {batch_size}, dropout {trained_dropout}: {rate:.0f} img/s, {rate * flops / 1e9:.1f} GFLOP/s"
+                    f"ceiling {kind}: batch {batch_size}, dropout {trained_dropout}: {rate:.0f} img/s, "
+                    f"{rate * flops / 1e9:.1f} GFLOP/s"
                 )
                 del loop
     peak = {name: median(values) for name, values in peaks.items() if values}

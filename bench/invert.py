@@ -37,7 +37,7 @@ def inversion_times(repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
             targets, _ = _targets(dataset, repeats + 1)
             labels = [int(api.predict(classifier, t).argmax()) for t in targets]
             times, cpu = [], []
-            for target, label in zip(targets, labels):
+            for target, label in zip(targets, labels, strict=True):
                 started = time.thread_time()  # the inversion runs on this thread alone (inversion.one_thread)
                 times.append(invert(model, classifier, target, label).seconds)
                 cpu.append(time.thread_time() - started)

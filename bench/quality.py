@@ -1,4 +1,5 @@
-"""Time to quality: wall time from scratch until 1,000 cgan samples reach a class accuracy under the shipped classifier."""
+"""Time to quality: wall time from scratch until 1,000 cgan samples reach a class accuracy under the shipped
+classifier."""
 
 from __future__ import annotations
 
@@ -87,7 +88,8 @@ def run_project(
 def run_reference(
     dataset: str, device: torch.device, data_root: str, check_every: int, budget_s: float, log: Callable[[str], None]
 ) -> QualityRun:
-    """The usual-way loop (torchvision DataLoader, tutorial step) at the reports' settings, checked like the project's."""
+    """The usual-way loop (torchvision DataLoader, tutorial step) at the reports' settings, checked like the
+    project's."""
     twin = project_loop("cgan", dataset, device, **REFERENCE_SETTINGS)
     task = twin.task
     trainer = reference.ReferenceCGAN(

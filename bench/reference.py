@@ -1,4 +1,5 @@
-"""The reference loop, written the usual way: torchvision dataset with per-image transforms, DataLoader, numpy-built tensors.
+"""The reference loop, written the usual way: torchvision dataset with per-image transforms, DataLoader, numpy-built
+tensors.
 
 Same model architecture, initial weights, batch size and Adam settings as the project's tasks,
 built from stock torch.nn layers (`stock_copy`); the step follows the common tutorial scripts

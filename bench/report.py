@@ -48,8 +48,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             gan = KINDS[kind].adversarial
             out.append(
                 (
-                    f"train {kind}, batch {t['default_batch_size']} ({t['precision']}{compiled}): achieved / {t['precision']} peak",
-                    f"{t['default_images_per_s']} img/s, {t['default_s_per_epoch']} s/epoch, {t['achieved_gflops']} GFLOP/s = {t['fraction_of_peak']:.2f}"
+                    f"train {kind}, batch {t['default_batch_size']} ({t['precision']}{compiled}): "
+                    f"achieved / {t['precision']} peak",
+                    f"{t['default_images_per_s']} img/s, {t['default_s_per_epoch']} s/epoch, "
+                    f"{t['achieved_gflops']} GFLOP/s = {t['fraction_of_peak']:.2f}"
                     + (f" ({t['fraction_of_fp32_peak']:.2f} of fp32 peak)" if t["precision"] != "fp32" else ""),
                     f">= {TARGETS['fraction_of_peak']}" if gan else "",
                     _mark(t["fraction_of_peak"] >= TARGETS["fraction_of_peak"]) if gan else "",
@@ -91,7 +93,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         out.append(
             (
                 "time to 95% class accuracy (cgan)",
-                f"project defaults (batch {recipe['batch_size']}, lr {recipe['lr']:g}, EMA {recipe['ema_decay']}, {recipe['precision']}) {_reach(p)} vs reference (batch 64, lr 2e-4) {_reach(r)}: x{bound}{quality['speedup']}",
+                f"project defaults (batch {recipe['batch_size']}, lr {recipe['lr']:g}, EMA {recipe['ema_decay']}, "
+                f"{recipe['precision']}) {_reach(p)} vs reference (batch 64, lr 2e-4) {_reach(r)}: "
+                f"x{bound}{quality['speedup']}",
                 f">= x{TARGETS['quality_speedup']:.0f}",
                 _mark(quality["speedup"] >= TARGETS["quality_speedup"]),
             )

@@ -25,9 +25,14 @@ def measure(device: torch.device, repeats: int, log: Callable[[str], None]) -> d
         for dataset in DATASETS:
             model = api.load_generator(kind, dataset, device=device)
             label = 3 if model.supports_labels else None
-            sample_ms = _times(lambda seed: model.sample(SAMPLES, label=label, seed=seed), repeats)
+            sample_ms = _times(
+                lambda seed, model=model, label=label: model.sample(SAMPLES, label=label, seed=seed), repeats
+            )
             png_ms = _times(
-                lambda seed: grid_png(model.sample(SAMPLES, label=label, seed=seed).images, nrow=10), repeats
+                lambda seed, model=model, label=label: grid_png(
+                    model.sample(SAMPLES, label=label, seed=seed).images, nrow=10
+                ),
+                repeats,
             )
             per_dataset[dataset] = {
                 "p50_ms": round(percentile(sample_ms, 50), 2),

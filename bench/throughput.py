@@ -147,8 +147,9 @@ def measure(
             "steps_per_repeat": steps,
         }
         log(
-            f"train {kind}: project {project:.0f} img/s vs reference {reference_rate:.0f} img/s at batch {COMPARE_BATCH} "
-            f"(x{project / reference_rate:.2f}); batch {default_batch}: {default:.0f} img/s, {default * flops / 1e9:.1f} GFLOP/s"
+            f"train {kind}: project {project:.0f} img/s vs reference {reference_rate:.0f} img/s "
+            f"at batch {COMPARE_BATCH} (x{project / reference_rate:.2f}); "
+            f"batch {default_batch}: {default:.0f} img/s, {default * flops / 1e9:.1f} GFLOP/s"
         )
         del loops
     peak = {name: median(values) for name, values in peaks.items() if values}

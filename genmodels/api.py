@@ -157,7 +157,8 @@ def load_generator(
     root: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
 ) -> GenerativeModel:
-    """Load a generator: the shipped one of (kind, dataset), or the file `checkpoint` (a mapper beside it is used for 'gan')."""
+    """Load a generator: the shipped one of (kind, dataset), or the file `checkpoint` (a mapper beside it is used for
+    'gan')."""
     if kind not in generator_kinds():
         raise ValueError(f"unknown generator {kind!r}; choose one of: {', '.join(generator_kinds())}")
     dataset_info(dataset)

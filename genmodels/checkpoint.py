@@ -159,7 +159,8 @@ def load_model(
         if tensors[name].shape != tensor.shape or tensors[name].dtype != tensor.dtype:
             raise CheckpointError(
                 path,
-                f"tensor {name} is {tuple(tensors[name].shape)} {tensors[name].dtype}, the model needs {tuple(tensor.shape)} {tensor.dtype}",
+                f"tensor {name} is {tuple(tensors[name].shape)} {tensors[name].dtype}, "
+                f"the model needs {tuple(tensor.shape)} {tensor.dtype}",
             )
     bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:

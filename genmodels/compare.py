@@ -230,7 +230,7 @@ def training_stability(kind: str, records: list[dict[str, Any]], last: int = 10)
     _, losses = epoch_series(records, KINDS[kind].loss_key)
     mean, std = _spread(losses[-last:])
     window = losses[-last - 1 :]  # one more epoch, so each of the last epochs has a change into it
-    steps = [abs(b - a) for a, b in zip(window, window[1:])]
+    steps = [abs(b - a) for a, b in zip(window, window[1:], strict=False)]
     return {
         "epochs logged": float(len(losses)),
         "loss mean": mean,
@@ -352,5 +352,5 @@ def nearest_training_pairs(images: dict[str, torch.Tensor], dataset: str) -> dic
     sizes = [len(batch) for batch in images.values()]
     return {
         kind: (batch, near, far)
-        for (kind, batch), near, far in zip(images.items(), nearest.split(sizes), distances.split(sizes))
+        for (kind, batch), near, far in zip(images.items(), nearest.split(sizes), distances.split(sizes), strict=True)
     }

@@ -75,7 +75,9 @@ def _load_split_cached(dataset: str, split: str, root: str, download: bool) -> t
             raise _missing_error(info, raw, [p.name for p in missing_files(dataset, root)], cause) from None
     paths = [raw_file(raw, name) for name in RAW_FILES[split]]
     if None in paths:
-        raise _missing_error(info, raw, [name for name, path in zip(RAW_FILES[split], paths) if path is None])
+        raise _missing_error(
+            info, raw, [name for name, path in zip(RAW_FILES[split], paths, strict=True) if path is None]
+        )
     try:
         images, labels = (read_idx(path) for path in paths)
     except (OSError, EOFError, ValueError) as exc:  # EOFError: a truncated .gz
@@ -84,7 +86,8 @@ def _load_split_cached(dataset: str, split: str, root: str, download: bool) -> t
         ) from None
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
         raise DataMissingError(
-            f"{info.title} {split} files in {raw} are malformed: images {tuple(images.shape)}, labels {tuple(labels.shape)}"
+            f"{info.title} {split} files in {raw} are malformed: "
+            f"images {tuple(images.shape)}, labels {tuple(labels.shape)}"
         )
     labels = labels.to(torch.int64)
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= info.num_classes):

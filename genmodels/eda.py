@@ -1,4 +1,5 @@
-"""Exploratory views of a dataset summary (report 000, part 1): counts per class, preview grids, mean images, histogram."""
+"""Exploratory views of a dataset summary (report 000, part 1): counts per class, preview grids, mean images,
+histogram."""
 
 from __future__ import annotations
 

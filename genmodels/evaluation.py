@@ -63,7 +63,8 @@ class PixelMLP(nn.Module):
 def train_crosscheck(
     images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int = EVAL_SEED, epochs: int = CROSSCHECK_EPOCHS
 ) -> PixelMLP:
-    """Train the independent pixel MLP on uint8 images [N, 28, 28] (a few seconds on a CPU); deterministic for a seed."""
+    """Train the independent pixel MLP on uint8 images [N, 28, 28] (a few seconds on a CPU); deterministic for a
+    seed."""
     generator = torch.Generator().manual_seed(seed)
     model = PixelMLP(num_classes, CROSSCHECK_HIDDEN, generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=CROSSCHECK_LR)
@@ -110,7 +111,8 @@ def require_data(dataset: str, root: str | os.PathLike | None = None) -> None:
     missing = missing_files(dataset, root)
     if missing:
         raise DataMissingError(
-            f"evaluation needs the real {dataset_info(dataset).title} files; missing {', '.join(p.name for p in missing)} "
+            f"evaluation needs the real {dataset_info(dataset).title} files; "
+            f"missing {', '.join(p.name for p in missing)} "
             f"in {missing[0].parent} (set GENMODELS_DATA to a folder with {dataset_info(dataset).folder}/raw/)"
         )
 
@@ -212,7 +214,8 @@ def conditional_metrics(
     seed: int = EVAL_SEED,
     crosscheck: PixelMLP | None = None,
 ) -> dict[str, Any]:
-    """Class accuracy and confidence (overall, per class, and by the cross-check) of per_class samples of every class."""
+    """Class accuracy and confidence (overall, per class, and by the cross-check) of per_class samples of every
+    class."""
     samples = scoring.draw(model, per_class, seed)
     scores = scoring.score(classifier, samples.images, samples.labels, model.num_classes)
     out: dict[str, Any] = {
@@ -260,7 +263,8 @@ def unconditional_metrics(
 
 
 def latent_paths(model: GenerativeModel, paths: int, steps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Straight lines between pairs of prior latents: latents [paths, steps + 1, L] and, for the cgan, one label per path."""
+    """Straight lines between pairs of prior latents: latents [paths, steps + 1, L] and, for the cgan, one label per
+    path."""
     z, labels = model.latents(None, 2 * paths, seed)
     return metrics.interpolate(z[:paths].cpu(), z[paths:].cpu(), steps), None if labels is None else labels[:paths]
 
@@ -272,7 +276,8 @@ def smoothness_metrics(
     steps: int = SMOOTHNESS_STEPS,
     seed: int = EVAL_SEED,
 ) -> dict[str, float]:
-    """Latent smoothness: classifier-feature steps along straight prior interpolations (unconditional; cgan at a fixed label)."""
+    """Latent smoothness: classifier-feature steps along straight prior interpolations (unconditional; cgan at a fixed
+    label)."""
     line, labels = latent_paths(model, paths, steps, seed + 3)
     flat_labels = None if labels is None else labels.repeat_interleave(steps + 1)
     images = model.decode(line.reshape(-1, line.shape[2]), flat_labels)
@@ -282,7 +287,8 @@ def smoothness_metrics(
 
 @torch.no_grad()
 def vae_test_neg_elbo(vae: VAE, images: torch.Tensor, seed: int = EVAL_SEED) -> dict[str, float]:
-    """Negative ELBO on images in [0, 1] in nats per image (BCE summed over pixels + KL), one seeded latent draw each."""
+    """Negative ELBO on images in [0, 1] in nats per image (BCE summed over pixels + KL), one seeded latent draw
+    each."""
     device = next(vae.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     recon_sum = kl_sum = 0.0
@@ -299,7 +305,8 @@ def vae_test_neg_elbo(vae: VAE, images: torch.Tensor, seed: int = EVAL_SEED) -> 
 def evaluate_generator(
     model: GenerativeModel, real: RealData, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED
 ) -> dict[str, Any]:
-    """Every measure of one generator: class accuracy (if it takes labels), FID, score, coverage, precision / recall, memorisation, smoothness."""
+    """Every measure of one generator: class accuracy (if it takes labels), FID, score, coverage, precision / recall,
+    memorisation, smoothness."""
     n = check_samples(n)
     started, cpu_started = time.perf_counter(), time.process_time()
     out: dict[str, Any] = {}
@@ -393,7 +400,9 @@ def same_within_noise(stored: Any, value: Any, abs_tol: float) -> bool:
     if isinstance(stored, dict) and isinstance(value, dict):
         return stored.keys() == value.keys() and all(same_within_noise(stored[k], value[k], abs_tol) for k in value)
     if isinstance(stored, list) and isinstance(value, list):
-        return len(stored) == len(value) and all(same_within_noise(a, b, abs_tol) for a, b in zip(stored, value))
+        return len(stored) == len(value) and all(
+            same_within_noise(a, b, abs_tol) for a, b in zip(stored, value, strict=True)
+        )
     if isinstance(stored, float) and isinstance(value, float):
         return math.isclose(stored, value, rel_tol=NOISE_REL, abs_tol=abs_tol)
     return stored == value
@@ -434,7 +443,8 @@ TRAIN_CHUNK = 10_000  # train images turned into floats at a time: ~30 MB, where
 def nearest_training_images(
     images: torch.Tensor, dataset: str, data_root: str | os.PathLike | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pixel distances [N], indices [N]) of the nearest training image of each image in [0, 1]: to show them side by side."""
+    """(pixel distances [N], indices [N]) of the nearest training image of each image in [0, 1]: to show them side by
+    side."""
     require_data(dataset, data_root)
     train_x, _ = load_split(dataset, "train", data_root, download=False)
     queries = images.reshape(len(images), -1)

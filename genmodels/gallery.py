@@ -39,12 +39,13 @@ class Gallery:
 def prediction_captions(
     probs: torch.Tensor | None, class_names: Sequence[str], labels: torch.Tensor | None = None, count: int = 0
 ) -> list[str]:
-    """Captions 'predicted class NN%' for probs [N, C], with a cross where it is not the requested label; blanks without probs."""
+    """Captions 'predicted class NN%' for probs [N, C], with a cross where it is not the requested label; blanks without
+    probs."""
     if probs is None:
         return [""] * count
     confidence, predicted = probs.max(1)
     captions = []
-    for i, (c, p) in enumerate(zip(confidence.tolist(), predicted.tolist())):
+    for i, (c, p) in enumerate(zip(confidence.tolist(), predicted.tolist(), strict=True)):
         miss = labels is not None and int(labels[i]) != p
         captions.append(f"{'✗ ' if miss else ''}{class_names[p]} {c:.0%}")
     return captions
@@ -60,7 +61,8 @@ def generate_gallery(
     offsets: Sequence[float] = (),
     edit_first_only: bool = True,
 ) -> Gallery:
-    """Sample n images (n per class for label='all'), shift their first latent dimensions by `offsets`, decode and classify."""
+    """Sample n images (n per class for label='all'), shift their first latent dimensions by `offsets`, decode and
+    classify."""
     labels = resolve_labels(label, n, model.num_classes)
     count = n if labels is None else len(labels)
     if count > MAX_GALLERY:

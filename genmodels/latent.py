@@ -61,7 +61,8 @@ def interpolation_strip(
     steps: int = 10,
     temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Images [steps, 1, 28, 28] along the straight latent line between (class, seed) endpoints (labels None: unconditional)."""
+    """Images [steps, 1, 28, 28] along the straight latent line between (class, seed) endpoints (labels None:
+    unconditional)."""
     if (start_label is None) != (end_label is None):
         raise ValueError("give both endpoint classes or neither")
     if start_label is not None and not model.supports_labels:

@@ -1,4 +1,5 @@
-"""Checked training requests from the app's launcher: ranges, defaults from the shipped recipes, and the launch itself."""
+"""Checked training requests from the app's launcher: ranges, defaults from the shipped recipes, and the launch
+itself."""
 
 from __future__ import annotations
 

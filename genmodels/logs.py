@@ -1,4 +1,5 @@
-"""Training logs for display: the shipped runs' logs and the user's runs, their metric series, smoothing, grids and CSV."""
+"""Training logs for display: the shipped runs' logs and the user's runs, their metric series, smoothing, grids and
+CSV."""
 
 from __future__ import annotations
 

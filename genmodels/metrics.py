@@ -56,7 +56,8 @@ def coverage_kl(probs: torch.Tensor, reference: torch.Tensor | None = None, eps:
 
 
 def classifier_score(probs: torch.Tensor, eps: float = 1e-12) -> float:
-    """Inception-score analogue exp(E_x KL(p(y|x) || p(y))): C for confident, balanced predictions, 1 for one class or no confidence."""
+    """Inception-score analogue exp(E_x KL(p(y|x) || p(y))): C for confident, balanced predictions, 1 for one class or
+    no confidence."""
     p = probs.double().clamp_min(eps)
     marginal = p.mean(0, keepdim=True)
     return float(torch.exp((p * (p.log() - marginal.log())).sum(1).mean()))
@@ -77,7 +78,7 @@ def class_spread(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -
 
 def spread_ratios(spreads: list[float | None], real: list[float | None]) -> tuple[float | None, list[float | None]]:
     """(mean over classes, per class) of generated spread / real spread, skipping classes either side lacks."""
-    per_class = [g / r if g is not None and r else None for g, r in zip(spreads, real)]
+    per_class = [g / r if g is not None and r else None for g, r in zip(spreads, real, strict=False)]
     known = [v for v in per_class if v is not None]
     return (sum(known) / len(known) if known else None), per_class
 
@@ -133,7 +134,8 @@ def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, k: int = 
         # |q - r|² = |q|² - 2 q·r + |r|²: one matmul instead of cdist's pairwise loop
         squared = (block.pow(2).sum(1, keepdim=True) - 2 * block @ reference.T + ref_sq).clamp_min_(0)
         where = squared.topk(k, dim=1, largest=False).indices
-        # the expanded form loses precision to cancellation (an exact copy comes out ~0.01 away): re-measure the k winners
+        # the expanded form loses precision to cancellation (an exact copy comes out ~0.01 away): re-measure the k
+        # winners
         exact = (block.unsqueeze(1) - reference[where]).norm(dim=2)
         order = exact.argsort(dim=1)
         distances.append(exact.gather(1, order))

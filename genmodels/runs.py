@@ -316,7 +316,8 @@ def launch_run(
     free = shutil.disk_usage(base).free
     if free < MIN_FREE_BYTES:
         raise LaunchError(
-            f"only {free // 1_000_000} MB free on the disk of {base}; a training run needs about {MIN_FREE_BYTES // 1_000_000} MB"
+            f"only {free // 1_000_000} MB free on the disk of {base}; "
+            f"a training run needs about {MIN_FREE_BYTES // 1_000_000} MB"
         )
     lock = base / ".launch.lock"
     import fcntl  # serialises launches from concurrent app sessions so the run limit holds
@@ -326,7 +327,8 @@ def launch_run(
         active = list(iter_active_runs(base))
         if len(active) >= max_concurrent_runs():
             raise LaunchError(
-                f"{len(active)} runs are already going (at most {max_concurrent_runs()} on this machine); wait for one to finish or cancel it"
+                f"{len(active)} runs are already going (at most {max_concurrent_runs()} on this machine); "
+                "wait for one to finish or cancel it"
             )
         for _ in range(20):  # a name drawn twice in the same second gets a fresh one, never a shared folder
             path = run_path(new_run_name(kind, dataset), base)

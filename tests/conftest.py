@@ -1,5 +1,8 @@
 # --- reliability fixtures (issue #6): synthetic IDX datasets and tiny random checkpoints ---
+import json as _json
+import os as _os
 import struct as _struct
+import time as _time
 
 import pytest as _pytest
 
@@ -60,9 +63,6 @@ def tiny_checkpoints(tmp_path_factory):
 
 
 # --- app frame / Data / Training page fixtures (issue #3) ---
-import json as _json
-import os as _os
-import time as _time
 
 
 @_pytest.fixture

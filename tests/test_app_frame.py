@@ -87,7 +87,8 @@ def test_app_renders_navigation_and_sidebar(runs_root):
 
 
 def test_the_sidebar_is_drawn_when_the_page_stops_early(runs_root, tmp_path, monkeypatch):
-    """A page that stops early (st.stop() after its error) still has the shared sidebar: the entry point draws it first."""
+    """A page that stops early (st.stop() after its error) still has the shared sidebar: the entry point draws it
+    first."""
     with app_pages.checkpoints_at(tmp_path, monkeypatch):
         at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception

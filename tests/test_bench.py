@@ -1,4 +1,5 @@
-"""The benchmark runs end to end in --quick mode and prints every field the issue asks for (timings are never asserted)."""
+"""The benchmark runs end to end in --quick mode and prints every field the issue asks for (timings are never
+asserted)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def test_table_shows_every_measure_with_its_target(quick_results):
 
 
 def test_ceiling_section_is_opt_in_and_varies_batch_and_dropout(tmp_path):
-    """`--only ceiling` measures gan and cgan at each batch with D's dropout and without; the default run leaves it out."""
+    """`--only ceiling` measures gan and cgan at each batch with D's dropout and without; the default run leaves it
+    out."""
     from bench.__main__ import parse_args
     from tests.conftest import write_idx_dataset
 
@@ -164,7 +166,8 @@ def test_invert_section_reports_inversion_and_the_your_image_page(tmp_path):
 
 
 def test_reference_models_use_stock_layers_with_the_same_weights():
-    """The reference loop trains what a usual script builds: nn.Dropout for the project's dropout, same weights and eval outputs."""
+    """The reference loop trains what a usual script builds: nn.Dropout for the project's dropout, same weights and eval
+    outputs."""
     import torch
 
     from bench.reference import stock_copy
@@ -177,7 +180,7 @@ def test_reference_models_use_stock_layers_with_the_same_weights():
     assert [m.p for m in stock.modules() if isinstance(m, torch.nn.Dropout)] == [0.3, 0.3]
     assert any(isinstance(m, Dropout) for m in model.modules())  # the project's module is left alone
     images, labels = torch.randn(5, 1, 28, 28), torch.arange(5)
-    for ours, theirs in zip(model(images, labels), stock(images, labels)):
+    for ours, theirs in zip(model(images, labels), stock(images, labels), strict=True):
         assert torch.equal(ours, theirs)
 
 

@@ -192,7 +192,8 @@ def test_latent_space_select_a_point(page):
         const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
         const layout = gd._fullLayout, trace = gd._fullData.find(t => t._length > 20);
         const i = Math.floor(trace._length / 2), box = gd.getBoundingClientRect();
-        return [box.left + layout._size.l + layout.xaxis.c2p(trace.x[i]), box.top + layout._size.t + layout.yaxis.c2p(trace.y[i])];
+        return [box.left + layout._size.l + layout.xaxis.c2p(trace.x[i]),
+                box.top + layout._size.t + layout.yaxis.c2p(trace.y[i])];
     }""")
     page.mouse.click(x, y)
     page.wait_for_function("([el, v]) => el.value !== v", arg=[point_input.element_handle(), before], timeout=20_000)

@@ -30,7 +30,7 @@ def stroke(page, points) -> None:
     """Press, move through `points` (page pixels) in small steps, release: one stroke of a mouse drawing."""
     page.mouse.move(*points[0])
     page.mouse.down()
-    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
+    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:], strict=False):
         page.mouse.move(x1, y1, steps=max(2, int(math.dist((x0, y0), (x1, y1)) // 8)))
     page.mouse.up()
 

@@ -329,7 +329,8 @@ HOSTILE_NAMES = [
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: repr(n)[:30])
 def test_hostile_run_names_are_refused(tmp_path, name):
-    """Traversal, absolute paths, NUL bytes, control characters, very long names and unicode lookalikes raise ValueError."""
+    """Traversal, absolute paths, NUL bytes, control characters, very long names and unicode lookalikes raise
+    ValueError."""
     with pytest.raises(ValueError):
         check_run_name(name)
     with pytest.raises(ValueError):

@@ -1,4 +1,5 @@
-"""Many users launching at once: the run limit holds, run folders never collide, an unusable runs folder is refused up front."""
+"""Many users launching at once: the run limit holds, run folders never collide, an unusable runs folder is refused up
+front."""
 
 from __future__ import annotations
 

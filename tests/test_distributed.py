@@ -119,12 +119,12 @@ def test_two_processes_log_the_losses_of_one(one_and_two, kind):
     one, two = steps(one_and_two["one"] / kind), steps(one_and_two["two"] / kind)
     assert [r["step"] for r in one] == [r["step"] for r in two] == list(range(1, STEPS + 1))
     for name, (rtol, atol) in TOLERANCES[kind].items():
-        for a, b in zip(two, one):
+        for a, b in zip(two, one, strict=True):
             assert abs(a[name] - b[name]) <= atol + rtol * abs(b[name]), (
                 f"{kind} {name} at step {a['step']}: {a[name]} vs {b[name]}"
             )
         if rtol:
-            mean = sum(abs(a[name] - b[name]) / abs(b[name]) for a, b in zip(two, one)) / len(one)
+            mean = sum(abs(a[name] - b[name]) / abs(b[name]) for a, b in zip(two, one, strict=True)) / len(one)
             assert mean <= MEAN_RTOL, f"{kind} {name}: mean relative difference {mean:.3f}"
 
 
@@ -134,7 +134,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_losses(one_and_two
     logs exactly the losses of the run that was never stopped."""
     whole, resumed = steps(one_and_two[processes] / "vae"), steps(one_and_two[processes] / "vae_resumed")
     assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))
-    for a, b in zip(resumed, whole):
+    for a, b in zip(resumed, whole, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6), a["step"]
 
 
@@ -281,7 +281,7 @@ def test_nproc_is_refused_for_all_and_under_torchrun(tmp_path, capsys, monkeypat
     base = ["--dataset", "mnist", "--device", "cpu", "--nproc", "2", "--run-dir"]
     assert cli.main(["all", *base, str(tmp_path / "a")]) == 2
     assert "a run on several processes trains one model" in capsys.readouterr().err
-    for name, value in zip(distributed.TORCHRUN_VARS, ("0", "2", "0", "x", "1")):
+    for name, value in zip(distributed.TORCHRUN_VARS, ("0", "2", "0", "x", "1"), strict=True):
         monkeypatch.setenv(name, value)
     assert cli.main(["gan", *base, str(tmp_path / "b")]) == 2
     assert "under torchrun, pass --nproc-per-node" in capsys.readouterr().err

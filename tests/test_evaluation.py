@@ -1,4 +1,5 @@
-"""Tests of genmodels.evaluation: the cross-check classifier, the whole pipeline on tiny models and data, and the shipped numbers."""
+"""Tests of genmodels.evaluation: the cross-check classifier, the whole pipeline on tiny models and data, and the
+shipped numbers."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def test_crosscheck_learns_and_is_deterministic():
     test_images, test_labels = striped_images(200, 1)
     probs = evaluation.crosscheck_probs(first, to_unit(test_images))
     assert metrics.class_accuracy(probs, test_labels) > 0.9
-    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    )
 
 
 def test_check_samples_and_missing_data(tmp_path):
@@ -181,7 +184,8 @@ def test_shipped_numbers_hold_on_a_subset(dataset):
         ), kind
         assert unlabelled["classifier_score"] == pytest.approx(expected["classifier_score"], rel=0.06), kind
         smooth = evaluation.smoothness_metrics(model, classifier, paths=50, seed=seed)
-        # per-path jump ratios scatter with sd up to ~1.1 (fashion gan): 25% is about 4 standard errors of the difference
+        # per-path jump ratios scatter with sd up to ~1.1 (fashion gan): 25% is about 4 standard errors of the
+        # difference
         assert smooth["latent_jump_ratio"] == pytest.approx(expected["latent_jump_ratio"], rel=0.25), kind
         if kind == "vae":
             elbo = evaluation.vae_test_neg_elbo(model.module, to_unit(summary.subset_images[::2]), seed)

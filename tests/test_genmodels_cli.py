@@ -1,4 +1,5 @@
-"""Tests of the `python -m genmodels` command line (sample, evaluate, summarize) on tiny checkpoints and synthetic data."""
+"""Tests of the `python -m genmodels` command line (sample, evaluate, summarize) on tiny checkpoints and synthetic
+data."""
 
 from __future__ import annotations
 

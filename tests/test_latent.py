@@ -75,7 +75,7 @@ def test_principal_axes_find_the_known_directions_with_a_fixed_sign():
     codes = (rng.normal(size=(4000, 4)) * np.array([5.0, 2.0, 0.5, 0.1])) @ rotation.T + 7.0
     mean, components, ratio = principal_axes(codes)
     np.testing.assert_allclose(mean, codes.mean(0))
-    for found, true in zip(components, rotation.T[:2]):
+    for found, true in zip(components, rotation.T[:2], strict=True):
         assert abs(found @ true) == pytest.approx(1.0, abs=1e-3)  # the two widest directions, in order
         assert found[np.abs(found).argmax()] > 0
     variances = np.array([25.0, 4.0, 0.25, 0.01])

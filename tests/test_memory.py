@@ -1,4 +1,5 @@
-"""genmodels.memory: the app gives big temporaries back to the OS; training keeps the blocks a step frees for the next step."""
+"""genmodels.memory: the app gives big temporaries back to the OS; training keeps the blocks a step frees for the next
+step."""
 
 import subprocess
 import sys

@@ -142,7 +142,8 @@ def test_classifier_relu_after_pool_is_the_same_function():
 
 
 def test_classifier_channels_last_activations_give_the_same_outputs_and_gradients():
-    """The classifier trains on channels-last inputs (faster CPU kernels); the function and its gradients are unchanged."""
+    """The classifier trains on channels-last inputs (faster CPU kernels); the function and its gradients are
+    unchanged."""
     from genmodels.models import Classifier, ClassifierConfig
 
     torch.manual_seed(0)
@@ -156,5 +157,5 @@ def test_classifier_channels_last_activations_give_the_same_outputs_and_gradient
         results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
     (out_a, grads_a), (out_b, grads_b) = results
     assert torch.allclose(out_a, out_b, atol=1e-5)
-    for grad_a, grad_b in zip(grads_a, grads_b):
+    for grad_a, grad_b in zip(grads_a, grads_b, strict=True):
         assert torch.allclose(grad_a, grad_b, rtol=1e-4, atol=1e-4)

@@ -1,4 +1,5 @@
-"""Data page: counts, class balance, previews, mean images and histogram render for both datasets; widgets change them."""
+"""Data page: counts, class balance, previews, mean images and histogram render for both datasets; widgets change
+them."""
 
 import json
 import os

@@ -1,4 +1,5 @@
-"""GAN vs VAE page (AppTest): both datasets render; class, seed and interpolation classes change the numbers and images."""
+"""GAN vs VAE page (AppTest): both datasets render; class, seed and interpolation classes change the numbers and
+images."""
 
 import shutil
 

@@ -1,4 +1,5 @@
-"""Latent space page (AppTest): PCA scatter for both datasets; inspect, decode anywhere and interpolate change the output."""
+"""Latent space page (AppTest): PCA scatter for both datasets; inspect, decode anywhere and interpolate change the
+output."""
 
 import json
 import os

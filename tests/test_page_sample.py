@@ -1,4 +1,5 @@
-"""Sample page (AppTest): renders for both datasets; class, seed, latent shifts, presets and checkpoints change the output."""
+"""Sample page (AppTest): renders for both datasets; class, seed, latent shifts, presets and checkpoints change the
+output."""
 
 import shutil
 
@@ -16,7 +17,8 @@ def open_page(dataset="mnist"):
 
 
 def gallery(at):
-    """The generated images (content-addressed URLs) and their captions: every image list but the interpolation strip."""
+    """The generated images (content-addressed URLs) and their captions: every image list but the interpolation
+    strip."""
     rows = at.get("image")[:-1]
     return [url for row in rows for url in row.value], [caption for row in rows for caption in row.captions]
 

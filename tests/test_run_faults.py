@@ -1,4 +1,5 @@
-"""Training runs survive faults: killed runs keep a loadable checkpoint and readable logs, NaN stops a run cleanly, resume is exact."""
+"""Training runs survive faults: killed runs keep a loadable checkpoint and readable logs, NaN stops a run cleanly,
+resume is exact."""
 
 from __future__ import annotations
 
@@ -299,7 +300,8 @@ def test_nan_weights_behind_a_finite_loss_never_overwrite_a_good_checkpoint(in_p
 
 @pytest.mark.parametrize("kind", ["vae", "classifier"])
 def test_resume_after_sigterm_reproduces_the_uninterrupted_loss_curve(synthetic_data, tmp_path, kind):
-    """A run stopped by SIGTERM and resumed logs the same per-step losses and ends with the same weights as one that never stopped."""
+    """A run stopped by SIGTERM and resumed logs the same per-step losses and ends with the same weights as one that
+    never stopped."""
     env = training_env(synthetic_data, tmp_path)
     config = '{"hidden": [64]}' if kind == "vae" else '{"channels": [4, 8], "hidden": 16}'
     common = (

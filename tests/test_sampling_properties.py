@@ -1,4 +1,5 @@
-"""Property-based tests of the sampling API on tiny random models: valid requests give images, invalid ones a ValueError."""
+"""Property-based tests of the sampling API on tiny random models: valid requests give images, invalid ones a
+ValueError."""
 
 from __future__ import annotations
 

@@ -241,7 +241,7 @@ def test_the_weight_average_is_the_warmed_up_ema_of_the_generator():
                 p.add_(torch.randn_like(p))
         average.update_parameters(network)
         torch._foreach_lerp_(expected, [p.detach() for p in network.parameters()], 1.0 - min(0.5, (1 + n) / (10 + n)))
-    assert all(torch.equal(a, b) for a, b in zip(average.module.parameters(), expected))
+    assert all(torch.equal(a, b) for a, b in zip(average.module.parameters(), expected, strict=True))
     assert set(average.module.state_dict()) == set(network.state_dict())  # the checkpoint's tensor names
     assert not any(p.requires_grad for p in average.module.parameters())
 
@@ -354,7 +354,8 @@ def _tiny_vae_task(compile_choice: str):
 
 
 def test_compiled_vae_step_trains_like_the_eager_one():
-    """The compiled step computes the eager step's losses and updates (to float rounding), from the same init and noise."""
+    """The compiled step computes the eager step's losses and updates (to float rounding), from the same init and
+    noise."""
     import torch
 
     images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -367,7 +368,7 @@ def test_compiled_vae_step_trains_like_the_eager_one():
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4)
     assert compiled.compiled and compiled.compile_failure is None
-    for a, b in zip(compiled.vae.parameters(), eager.vae.parameters()):
+    for a, b in zip(compiled.vae.parameters(), eager.vae.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -388,7 +389,8 @@ def test_a_failed_compile_trains_on_uncompiled():
 
 
 def test_an_error_in_an_uncompiled_step_is_raised():
-    """Only a compiled step falls back: an uncompiled one's error reaches the caller, and the task records no failure."""
+    """Only a compiled step falls back: an uncompiled one's error reaches the caller, and the task records no
+    failure."""
     import torch
 
     task = _tiny_vae_task("off")
@@ -482,7 +484,8 @@ def test_resume_continues_with_the_run_s_own_recipe_and_refuses_changes(syntheti
 
 
 def test_a_resumed_run_logs_on_multiples_of_log_every(synthetic_data, tmp_path):
-    """Stopped at step 12 and resumed, a --log-every 5 run logs at 15, 20... (and at the 18-step epoch's end), not 17, 23..."""
+    """Stopped at step 12 and resumed, a --log-every 5 run logs at 15, 20... (and at the 18-step epoch's end), not 17,
+    23..."""
     run_dir = tmp_path / "run"
     common = [
         "vae",

@@ -107,5 +107,5 @@ def test_a_resumed_gan_task_averages_its_weights_like_an_unbroken_one():
     for task in (unbroken, resumed):
         torch.set_rng_state(dropout_rng)
         task.step(images, labels)
-    for a, b in zip(unbroken.model().parameters(), resumed.model().parameters()):
+    for a, b in zip(unbroken.model().parameters(), resumed.model().parameters(), strict=True):
         assert torch.equal(a, b)

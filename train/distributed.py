@@ -128,7 +128,7 @@ class Distributed:
         names = sorted(sums)
         packed = torch.stack([sums[name].detach().float().to(self.device) for name in names])
         torch.distributed.all_reduce(packed)
-        for name, value in zip(names, (packed / self.world_size).to(sums[names[0]].device).unbind()):
+        for name, value in zip(names, (packed / self.world_size).to(sums[names[0]].device).unbind(), strict=True):
             sums[name] = value
 
     # -- the run's hooks

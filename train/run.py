@@ -425,6 +425,7 @@ class TrainingRun:
                     progress.images_seen,
                     progress.wall_time,
                 ),
+                strict=True,
             )
         )
         save_tensors(

@@ -1,4 +1,5 @@
-"""Data page: the dataset at a glance (report 000, part 1): counts, class balance, previews, mean images, pixel histogram."""
+"""Data page: the dataset at a glance (report 000, part 1): counts, class balance, previews, mean images, pixel
+histogram."""
 
 from __future__ import annotations
 
@@ -137,7 +138,8 @@ with grid_col:
         st.image(png_bytes(grid, scale=2), caption=", ".join(data.classes[c] for c in sorted(picked)))
         if int(offset) + per_class > data.per_class:
             st.caption(
-                f"Each class has {data.per_class} preview images here, so image {int(offset)} wrapped round to the start."
+                f"Each class has {data.per_class} preview images here, "
+                f"so image {int(offset)} wrapped round to the start."
             )
     else:
         st.info("Pick at least one class to preview.")

@@ -40,7 +40,8 @@ from views import common
 
 COMPARED = generator_kinds()
 TITLES = {kind: KINDS[kind].display_title for kind in COMPARED}
-COLORS = dict(zip(COMPARED, plotly.colors.qualitative.D3))  # one colour per model in every chart, by position
+# one colour per model in every chart, by position (the palette has more colours than there are models)
+COLORS = dict(zip(COMPARED, plotly.colors.qualitative.D3, strict=False))
 SIDE_BY_SIDE = 10
 DEFAULT_COUNT = 50
 MEMORISATION_SHOWN = 5
@@ -179,7 +180,7 @@ available = [kind for kind, model in models.items() if model is not None]
 st.subheader(f"Same class ({names[label]}), same seed ({seed})")
 if classifier is not None and available:
     columns = st.columns(len(available))
-    for column, kind in zip(columns, available):
+    for column, kind in zip(columns, available, strict=True):
         with column, st.spinner(f"Sampling the {TITLES[kind]}..."):
             gallery = side_by_side(kind, dataset, int(label), int(seed))
             st.markdown(f"**{TITLES[kind]}**")
@@ -231,10 +232,12 @@ if classifier is not None and available:
     st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
     st.caption(
         f"Accuracies: the share of {n_per_class} samples per class that the {title} classifier puts in the "
-        f"requested class (samples drawn with seed {SCORE_SEED}). S0/S1 as in report 001: 100 real test images vs 100 generated, 10 per class. "
+        f"requested class (samples drawn with seed {SCORE_SEED}). "
+        "S0/S1 as in report 001: 100 real test images vs 100 generated, 10 per class. "
         "Mid-grey pixels (between 0.1 and 0.9) measure blur: crisp strokes are nearly black or white. "
         "Spread: the mean pixel distance between two samples of the same class (by the classifier's verdict "
-        f"for a model without labels), over the same for {SPREAD_REAL_PER_CLASS} real test images of that class; a model that "
+        f"for a model without labels), over the same for {SPREAD_REAL_PER_CLASS} real test images of that class; "
+        "a model that "
         "draws nearly one image per class sits far below 1, however accurate it is. FID: the Fréchet distance "
         f"between the samples' classifier features and those of {reference_size:,} real "
         "test images (lower is better); the number in the heading is as many other real images', the best a model "
@@ -370,7 +373,7 @@ if missing_files(dataset):
 elif classifier is not None and available:
     with st.spinner("Searching 60,000 training images for the samples..."):
         pairs = nearest_in_training(tuple(available), dataset, int(label), int(seed))
-    for column, kind in zip(st.columns(len(available)), available):
+    for column, kind in zip(st.columns(len(available)), available, strict=True):
         generated, nearest, distances = pairs[kind]
         with column:
             st.markdown(f"**{TITLES[kind]}**")

@@ -103,7 +103,7 @@ def scatter_spec(dataset: str, source: str, projection: str, with_predictions: b
     for c, name in enumerate(names):
         rows = np.flatnonzero(lmap.labels == c)
         verdict = (
-            [f"{names[p]} ({q:.0%})" for p, q in zip(predicted[rows], confidence[rows])]
+            [f"{names[p]} ({q:.0%})" for p, q in zip(predicted[rows], confidence[rows], strict=True)]
             if with_predictions
             else ["classifier unavailable"] * len(rows)
         )
@@ -115,7 +115,9 @@ def scatter_spec(dataset: str, source: str, projection: str, with_predictions: b
                 name=name,
                 marker=dict(size=5 if source == SUBSET else 3, color=colours[c % len(colours)], opacity=0.75),
                 customdata=np.stack([rows, lmap.indices[rows], np.array(verdict, dtype=object)], axis=1),
-                hovertemplate=f"class: {name}<br>test index: %{{customdata[1]}}<br>classifier: %{{customdata[2]}}<extra></extra>",
+                hovertemplate=(
+                    f"class: {name}<br>test index: %{{customdata[1]}}<br>classifier: %{{customdata[2]}}<extra></extra>"
+                ),
             )
         )
     titles = plane_of(dataset, source, projection).axis_titles
@@ -331,7 +333,7 @@ with inspect_col:
     st.image(
         display_pixels(neighbour_images),
         width=84,
-        caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances)],
+        caption=[f"{names[int(lmap.labels[r])]} (d={d:.2f})" for r, d in zip(neighbours, distances, strict=True)],
         output_format="PNG",
     )
 with decode_col:

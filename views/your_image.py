@@ -227,7 +227,7 @@ def gan_section(dataset: str, pixels: np.ndarray, digest: str, predicted: int) -
         "Adam on the latent (8 restarts at once, 40 steps) to match your image in pixels and in the "
         "classifier's features, with a prior term that keeps the latent where the generator was trained."
     )
-    for kind, column in zip(gan_kinds(), st.columns(len(gan_kinds()))):
+    for kind, column in zip(gan_kinds(), st.columns(len(gan_kinds())), strict=True):
         with column:
             st.markdown(f"**{KINDS[kind].display_title}**")
             model = common.try_generator(kind, dataset)
@@ -283,7 +283,7 @@ def neighbour_section(dataset: str, pixels: np.ndarray) -> None:
         st.image(
             display_pixels(index.unit_images(result.rows)),
             width=72,
-            caption=[f"{names[int(c)]} ({d:.2f})" for c, d in zip(result.labels, result.distances)],
+            caption=[f"{names[int(c)]} ({d:.2f})" for c, d in zip(result.labels, result.distances, strict=True)],
         )
 
 

@@ -13,7 +13,7 @@ IMAGE_PIXELS = 28 * 28
 def mlp(sizes: list[int], negative_slope: float, dropout: float = 0.0) -> nn.Sequential:
     """Linear + LeakyReLU (+ Dropout) for each consecutive pair in `sizes`."""
     layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=False):
         # in place: Linear's backward does not need its output, and LeakyReLU's backward can use its own
         layers += [nn.Linear(fan_in, fan_out), nn.LeakyReLU(negative_slope, inplace=True)]
         if dropout > 0:

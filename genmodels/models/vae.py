@@ -52,7 +52,8 @@ class GaussianVAE(nn.Module):
     def forward(
         self, images: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """images -> (pixel logits, mu, logvar, the sampled z = mu + noise * sigma); noise [N, L] is drawn when not given."""
+        """images -> (pixel logits, mu, logvar, the sampled z = mu + noise * sigma); noise [N, L] is drawn when not
+        given."""
         mu, logvar = (stat.float() for stat in self.encode(images))  # fp32 even under bf16 autocast: exp(logvar)
         if noise is not None:
             eps = noise

@@ -76,7 +76,8 @@ def data_root(tmp: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    """`streamlit run app.py` on a free port with an empty runs folder; yields (url, server process, runs folder, env)."""
+    """`streamlit run app.py` on a free port with an empty runs folder; yields (url, server process, runs folder,
+    env)."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: the load test drives Debian's Chromium")
     pytest.importorskip("playwright.async_api", reason="playwright (python) is not installed")
@@ -135,7 +136,8 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def training_run(app):
-    """A VAE training run started the way the app's launcher starts one, going for the whole test (cancelled at the end)."""
+    """A VAE training run started the way the app's launcher starts one, going for the whole test (cancelled at the
+    end)."""
     _, _, runs_root, env = app
     saved = os.environ.get("GENMODELS_DATA")
     os.environ["GENMODELS_DATA"] = env["GENMODELS_DATA"]
@@ -271,7 +273,8 @@ class StartLine:
 
 
 async def session(index: int, browser, url: str, start: StartLine, record: dict) -> None:
-    """One user: open the app, then until the deadline re-roll seeds, nudge the temperature slider and visit other pages."""
+    """One user: open the app, then until the deadline re-roll seeds, nudge the temperature slider and visit other
+    pages."""
     rng = random.Random(index)
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()

@@ -39,7 +39,7 @@ class ClassifierTask(BaseTask):
     def evaluate(self, test_images, test_labels):
         self.classifier.eval()
         losses, hits = [], 0
-        for images, labels in zip(test_images.split(2000), test_labels.split(2000)):
+        for images, labels in zip(test_images.split(2000), test_labels.split(2000), strict=True):
             logits = self.classifier(images)
             losses.append(F.cross_entropy(logits, labels, reduction="sum"))
             hits += int((logits.argmax(1) == labels).sum())
