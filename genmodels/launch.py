@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +62,9 @@ def parse_lr(text: str | float | None) -> float | None:
 
 
 def gpu_count() -> int:
-    """CUDA GPUs here, without importing torch where the app has not yet (the first page must not wait for it)."""
-    if "torch" in sys.modules:
-        return sys.modules["torch"].cuda.device_count()
+    """NVIDIA GPUs here, from the driver's /proc entries: never through torch, which a page may be importing in
+    another thread at this moment (a half-initialised module has no `cuda` yet), and which the first page must not
+    wait for."""
     try:
         return len(os.listdir("/proc/driver/nvidia/gpus"))
     except OSError:
