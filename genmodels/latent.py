@@ -117,6 +117,15 @@ class LatentMap:
         k = min(k, len(self.latents) - 1)
         return np.argsort(distances, kind="stable")[:k]
 
+    def distances(self, row: int, rows: np.ndarray) -> np.ndarray:
+        """Latent-space distances from code `row` to the codes `rows`."""
+        return np.linalg.norm(self.latents[rows] - self.latents[row], axis=1)
+
+    def line(self, start_row: int, end_row: int, steps: int) -> np.ndarray:
+        """`steps` latents [steps, L] on the straight line from code `start_row` to code `end_row`."""
+        ends = torch.from_numpy(self.latents[start_row]), torch.from_numpy(self.latents[end_row])
+        return interpolate(*ends, steps).numpy()
+
 
 def principal_axes(latents: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean [L], components [n, L], explained variance ratios [n]) of codes [N, L], by a full SVD in float64.
@@ -165,6 +174,10 @@ class RealImages:
     labels: torch.Tensor
     indices: torch.Tensor
 
+    def unit(self, rows: np.ndarray | slice) -> torch.Tensor:
+        """The images of `rows` as floats [M, 1, 28, 28] in [0, 1]."""
+        return unit_images(self.pixels[torch.as_tensor(rows) if isinstance(rows, np.ndarray) else rows])
+
 
 def summary_images(summary: DataSummary) -> RealImages:
     """The class-balanced real test subset bundled in a data summary."""
@@ -185,6 +198,17 @@ def real_latent_map(vae: VAE, images: RealImages) -> LatentMap:
 def unit_images(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 images [N, 28, 28] -> float images [N, 1, 28, 28] in [0, 1]."""
     return pixels.reshape(-1, 1, 28, 28).float().div(255.0)
+
+
+def decode_points(model: GenerativeModel, latents: np.ndarray) -> torch.Tensor:
+    """Images [M, 1, 28, 28] in [0, 1] of latents [M, L] given as a numpy array."""
+    return model.decode(torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32)))
+
+
+def class_verdicts(probs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class [N], its probability [N]) of class probabilities [N, C], as numpy arrays."""
+    confidence, predicted = probs.max(1)
+    return predicted.numpy(), confidence.numpy()
 
 
 @torch.no_grad()

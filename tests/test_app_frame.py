@@ -209,3 +209,18 @@ def test_the_runs_panel_names_an_active_runs_alert(make_run, runs_root, sleeper)
     at = open_sidebar()
     assert not at.exception
     assert any(w.value.startswith("**Diverged** (step 300)") for w in at.sidebar.warning)
+
+
+def test_views_are_thin_and_never_import_torch():
+    """The views read widgets, call genmodels and render: tensor work lives in the library."""
+    import ast
+
+    for view in PAGES:
+        tree = ast.parse(view.path.read_text())
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        imported |= {
+            node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert "torch" not in imported, f"{view.path.name} imports torch"

@@ -9,7 +9,6 @@ import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError
@@ -19,12 +18,12 @@ from genmodels.gallery import display_pixels, prediction_captions
 from genmodels.latent import (
     LatentMap,
     RealImages,
+    class_verdicts,
+    decode_points,
     full_test_images,
-    interpolate,
     real_latent_map,
     reconstruct,
     summary_images,
-    unit_images,
 )
 from genmodels.projection import PROJECTIONS, ConfidenceGrid, Plane, confidence_grid, encoding_ellipse, pca_plane
 from genmodels.summary import load_summary
@@ -42,11 +41,6 @@ SELECT_KEY = "your_image_select"  # set with it when that page's button sends pe
 def real_images(dataset: str, source: str) -> RealImages:
     """The real test images of the map, in its row order."""
     return full_test_images(dataset) if source == FULL else summary_images(load_summary(dataset, prefer_full=False))
-
-
-def real_pixels(dataset: str, source: str) -> torch.Tensor:
-    """The uint8 pixels [N, 28, 28] of the map's real images."""
-    return real_images(dataset, source).pixels
 
 
 @st.cache_data(show_spinner="Encoding the real test images...", max_entries=4)
@@ -73,7 +67,7 @@ def confidence_map(
     vae, classifier = common.generator("vae", dataset), common.classifier(dataset)
     return confidence_grid(
         plane_of(dataset, source, projection),
-        lambda z: vae.decode(torch.from_numpy(z)),
+        lambda z: decode_points(vae, z),
         lambda images: predict(classifier, images),
         box[:2],
         box[2:],
@@ -83,9 +77,7 @@ def confidence_map(
 @st.cache_data(show_spinner=False, max_entries=4)
 def real_predictions(dataset: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     """The classifier's predicted class and confidence for each real image of the map."""
-    probs = predict(common.classifier(dataset), unit_images(real_pixels(dataset, source)))
-    confidence, predicted = probs.max(1)
-    return predicted.numpy(), confidence.numpy()
+    return class_verdicts(predict(common.classifier(dataset), real_images(dataset, source).unit(slice(None))))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -133,19 +125,17 @@ def scatter_spec(dataset: str, source: str, projection: str, with_predictions: b
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def decode_latents(
-    dataset: str, latents: np.ndarray, with_predictions: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def decode_latents(dataset: str, latents: np.ndarray, with_predictions: bool):
     """VAE images of latents [M, L] and, when the classifier is available, its class probabilities for them."""
-    images = common.generator("vae", dataset).decode(torch.from_numpy(np.ascontiguousarray(latents)))
+    images = decode_points(common.generator("vae", dataset), latents)
     return images, predict(common.classifier(dataset), images) if with_predictions else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def reconstruction(dataset: str, source: str, row: int) -> torch.Tensor:
-    """The VAE reconstruction of one real image of the map."""
-    pixels = real_pixels(dataset, source)[row : row + 1]
-    return reconstruct(common.generator("vae", dataset).module, unit_images(pixels))
+def reconstruction(dataset: str, source: str, row: int):
+    """The real image `row` of the map and its VAE reconstruction, as two images."""
+    real = real_images(dataset, source).unit(slice(row, row + 1))
+    return [*display_pixels(real, 4), *display_pixels(reconstruct(common.generator("vae", dataset).module, real), 4)]
 
 
 def select_from_chart(row_key: str) -> None:
@@ -236,8 +226,7 @@ pc1 = float(st.session_state.get(pc1_key, 0.0))
 pc2 = float(st.session_state.get(pc2_key, 0.0))
 
 a_row, b_row = int(st.session_state[a_key]), int(st.session_state[b_key])
-ends = torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row])
-path = plane.project(interpolate(*ends, 2 if projection == "PCA" else 12).numpy())  # a straight line bends in UMAP
+path = plane.project(lmap.line(a_row, b_row, 2 if projection == "PCA" else 12))  # a straight line bends in UMAP
 selected = int(st.session_state[row_key])
 fig = go.Figure(scatter_spec(dataset, source, projection, has_classifier))
 if show_confidence:
@@ -322,14 +311,12 @@ with inspect_col:
     )
     st.write(point_label(row))
     with st.spinner("Reconstructing..."):
-        pair = torch.cat(
-            [unit_images(real_pixels(dataset, source)[row : row + 1]), reconstruction(dataset, source, row)]
-        )
-    st.image(display_pixels(pair, 4), caption=["real", "VAE reconstruction"], width=112, output_format="PNG")
+        pair = reconstruction(dataset, source, row)
+    st.image(pair, caption=["real", "VAE reconstruction"], width=112, output_format="PNG")
     neighbours = lmap.nearest(row, NEIGHBOURS)
-    distances = np.linalg.norm(lmap.latents[neighbours] - lmap.latents[row], axis=1)
+    distances = lmap.distances(row, neighbours)
     st.write(f"{NEIGHBOURS} nearest neighbours in the {lmap.latents.shape[1]}-D latent space")
-    neighbour_images = unit_images(real_pixels(dataset, source)[torch.from_numpy(neighbours)])
+    neighbour_images = real_images(dataset, source).unit(neighbours)
     st.image(
         display_pixels(neighbour_images),
         width=84,
@@ -364,7 +351,7 @@ to_col.number_input("To point", 0, len(lmap.labels) - 1, step=1, key=b_key)
 to_col.caption(point_label(b_row))
 steps = steps_col.slider("Steps", 3, 20, 10, key="latent_steps")
 steps_col.button("Start from the inspected point", on_click=lambda: st.session_state.update({a_key: row}))
-line = interpolate(torch.from_numpy(lmap.latents[a_row]), torch.from_numpy(lmap.latents[b_row]), steps).numpy()
+line = lmap.line(a_row, b_row, steps)
 with st.spinner("Decoding the line..."):
     strip, strip_probs = decode_latents(dataset, line, has_classifier)
 st.image(
