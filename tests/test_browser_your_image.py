@@ -7,15 +7,12 @@ import math
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.test_browser import (
-    choose,
-    go_to,
-    no_exception,
-    settle,  # noqa: F401 (fixtures)
-    shot,
-)
+from tests import test_browser
+from tests.test_browser import choose, go_to, no_exception, settle, shot
 
 pytestmark = pytest.mark.browser
+# the browser fixtures of tests/test_browser.py (one app server and one Chromium per module)
+app_url, browser, page = test_browser.app_url, test_browser.browser, test_browser.page
 
 SECTIONS = (
     "1. The classifier's verdict",
