@@ -78,6 +78,22 @@ def records_of(log: TrainingLog) -> list[dict[str, Any]]:
     return cached_records(str(log.metrics_file), _file_stamp(log.metrics_file))
 
 
+def chart_layout(figure: go.Figure, chart: Chart, height: int, legend_y: float, **layout) -> go.Figure:
+    """A training chart's title, epoch axis, legend below, and a fixed 0-1 axis for shares."""
+    figure.update_layout(
+        title=dict(text=chart.title, font=dict(size=14)),
+        xaxis_title="epoch",
+        yaxis_title=chart.y_label,
+        height=height,
+        margin=dict(t=40, b=10, l=10, r=10),
+        legend=dict(orientation="h", y=legend_y),
+        **layout,
+    )
+    if chart.share:
+        figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return figure
+
+
 def chart_figure(chart: Chart, series: list[Series], smoothing: float, alerts: list[Alert] = ()) -> go.Figure:
     """Raw values faintly, smoothed values on top (TensorBoard style); per-epoch metrics get markers; a dotted
     line marks where each alert fired."""
@@ -111,18 +127,7 @@ def chart_figure(chart: Chart, series: list[Series], smoothing: float, alerts: l
             line=dict(color=color, width=2),
             legendgroup=s.key,
         )
-    figure.update_layout(
-        title=dict(text=chart.title, font=dict(size=14)),
-        xaxis_title="epoch",
-        yaxis_title=chart.y_label,
-        height=330,
-        margin=dict(t=40, b=10, l=10, r=10),
-        legend=dict(orientation="h", y=-0.25),
-        hovermode="x unified",
-    )
-    if chart.share:
-        figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    return figure
+    return chart_layout(figure, chart, height=330, legend_y=-0.25, hovermode="x unified")
 
 
 def show_status(log: TrainingLog) -> None:
@@ -385,17 +390,7 @@ def overlay_figure(chart: Chart, logs: list[TrainingLog], smoothing: float) -> g
                 )
     if not figure.data:
         return None
-    figure.update_layout(
-        title=dict(text=chart.title, font=dict(size=14)),
-        xaxis_title="epoch",
-        yaxis_title=chart.y_label,
-        height=360,
-        margin=dict(t=40, b=10, l=10, r=10),
-        legend=dict(orientation="h", y=-0.3),
-    )
-    if chart.share:
-        figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    return figure
+    return chart_layout(figure, chart, height=360, legend_y=-0.3)
 
 
 def show_comparison(logs: list[TrainingLog], smoothing: float) -> None:

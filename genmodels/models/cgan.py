@@ -28,32 +28,19 @@ class CGANConfig:
     aux_weight: float = 1.0
 
 
-class CondGenerator(nn.Module):
-    """(z [N, latent_dim], labels [N]) -> image [N, 1, 28, 28] in [-1, 1]."""
+class EmbeddingConditionedGenerator(nn.Module):
+    """What every class-conditional generator shares: the class enters as an embedding (`self.embed`) next to z,
+    so a blend of two classes' embeddings is a continuous path; a subclass defines `forward_embedded`
+    ((z [N, latent_dim], embeddings [N, embed_dim]) -> image [N, 1, 28, 28] in [-1, 1])."""
 
-    def __init__(self, config: CGANConfig):
-        super().__init__()
-        self.config = config
-        self.embed = nn.Embedding(config.num_classes, config.embed_dim)
-        self.body = mlp([config.latent_dim + config.embed_dim, *config.g_hidden], config.negative_slope)
-        self.to_pixels = nn.Linear(config.g_hidden[-1], IMAGE_PIXELS)
+    takes_labels = True  # decoding needs a class per latent
 
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
-    takes_labels = True  # decoding needs a class per latent
-
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.forward_embedded(z, self.embed(labels))
-
-    def forward_embedded(self, z: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-        """(z [N, latent_dim], class embeddings [N, embed_dim]) -> image [N, 1, 28, 28] in [-1, 1].
-
-        The class enters as an embedding vector, so a blend of two classes' embeddings is a continuous path.
-        """
-        h = self.body(torch.cat([z, embeddings], dim=1))
-        return torch.tanh(self.to_pixels(h)).view(-1, *IMAGE_SHAPE)
 
     @torch.no_grad()
     def latents(
@@ -73,6 +60,22 @@ class CondGenerator(nn.Module):
             raise ValueError("the conditional GAN needs one label per latent")
         labels = check_labels(labels, self.config.num_classes).to(self.embed.weight.device)
         return self(z, labels).add_(1.0).mul_(0.5)
+
+
+class CondGenerator(EmbeddingConditionedGenerator):
+    """(z [N, latent_dim], labels [N]) -> image [N, 1, 28, 28] in [-1, 1]."""
+
+    def __init__(self, config: CGANConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.num_classes, config.embed_dim)
+        self.body = mlp([config.latent_dim + config.embed_dim, *config.g_hidden], config.negative_slope)
+        self.to_pixels = nn.Linear(config.g_hidden[-1], IMAGE_PIXELS)
+
+    def forward_embedded(self, z: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """(z [N, latent_dim], class embeddings [N, embed_dim]) -> image [N, 1, 28, 28] in [-1, 1]."""
+        h = self.body(torch.cat([z, embeddings], dim=1))
+        return torch.tanh(self.to_pixels(h)).view(-1, *IMAGE_SHAPE)
 
 
 class CondDiscriminator(nn.Module):

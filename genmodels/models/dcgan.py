@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from genmodels.models.layers import IMAGE_SHAPE, check_labels, gaussian_noise
+from genmodels.models.cgan import EmbeddingConditionedGenerator
 
 BASE = 7  # G starts from 7x7 feature maps; two stride-2 steps reach 28x28
 
@@ -27,10 +27,8 @@ class DCGANConfig:
     aux_weight: float = 1.0
 
 
-class DCGenerator(nn.Module):
+class DCGenerator(EmbeddingConditionedGenerator):
     """(z [N, latent_dim], labels [N]) -> image [N, 1, 28, 28] in [-1, 1]."""
-
-    takes_labels = True
 
     def __init__(self, config: DCGANConfig):
         super().__init__()
@@ -50,35 +48,9 @@ class DCGenerator(nn.Module):
             nn.ConvTranspose2d(narrow, 1, 4, stride=2, padding=1),  # 14 -> 28
         )
 
-    @property
-    def latent_dim(self) -> int:
-        return self.config.latent_dim
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.forward_embedded(z, self.embed(labels))
-
     def forward_embedded(self, z: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         """(z [N, latent_dim], class embeddings [N, embed_dim]) -> image [N, 1, 28, 28] in [-1, 1]."""
         return torch.tanh(self.upsample(self.project(torch.cat([z, embeddings], dim=1))))
-
-    @torch.no_grad()
-    def latents(
-        self,
-        n: int,
-        labels: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-    ) -> torch.Tensor:
-        """Latents [n, latent_dim] ~ N(0, temperature^2 I); the class goes to `decode`, not into z."""
-        return gaussian_noise(n, self.latent_dim, generator, self.embed.weight.device) * temperature
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """(latents [N, latent_dim], labels [N]) -> images [N, 1, 28, 28] in [0, 1]."""
-        if labels is None or len(labels) != len(z):
-            raise ValueError("the convolutional GAN needs one label per latent")
-        labels = check_labels(labels, self.config.num_classes).to(self.embed.weight.device)
-        return self(z, labels).add_(1.0).mul_(0.5).view(-1, *IMAGE_SHAPE)
 
 
 class DCDiscriminator(nn.Module):
