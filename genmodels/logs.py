@@ -13,7 +13,7 @@ import pandas as pd
 from genmodels.cards import ExperimentCard, make_card
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, Chart
-from genmodels.runs import GRID_PATTERN, RunFolder, RunInfo, ShippedLogs, list_runs, read_json, read_metrics
+from genmodels.runs import GRID_PATTERN, RunFolder, RunInfo, ShippedLogs, list_runs, read_json
 
 SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
 
@@ -110,11 +110,11 @@ def card_log(card: ExperimentCard, folder: RunFolder) -> TrainingLog:
     )
 
 
-def log_card(log: TrainingLog) -> ExperimentCard:
-    """An experiment card of a log: its config, metrics, environment and newest grid."""
+def log_card(log: TrainingLog, records: list[dict[str, Any]]) -> ExperimentCard:
+    """An experiment card of a log with its metrics `records` (already read): config, environment, newest grid."""
     grids = {epoch: path.read_bytes() for epoch, path in list(grid_images(log.grids_dir).items())[-1:]}
     name = log.run.name if log.run is not None else log.card or f"shipped-{log.dataset}-{log.kind}"
-    return make_card(name, log.kind, log.dataset, log.config, read_metrics(log.metrics_file), grids)
+    return make_card(name, log.kind, log.dataset, log.config, records, grids)
 
 
 def user_logs(dataset: str | None = None, root: str | None = None) -> list[TrainingLog]:

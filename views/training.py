@@ -231,7 +231,7 @@ def live_view(log: TrainingLog, smoothing: float) -> None:
         )
         card_col.download_button(
             "Download experiment card",
-            log_card(log).to_json(),
+            log_card(log, records).to_json(),
             file_name=f"{log.key.replace('/', '-')}.card.json",
             mime="application/json",
             on_click="ignore",
