@@ -164,7 +164,8 @@ def blank_output(records: list[Record]) -> Alert | None:
 def posterior_collapse(records: list[Record]) -> Alert | None:
     """A VAE whose KL term fell to ~0: the decoder ignores the latent code."""
     for record in records:
-        kl = _number(record, "kl")
+        # a run stopped by --max-steps ends on a record of test measures only
+        kl = _number(record, "kl") if "kl" in record else _number(record, "test_kl")
         if record.get("type") in ("epoch", "final") and kl is not None and kl < POSTERIOR_COLLAPSE_KL:
             return _alert(
                 record,
