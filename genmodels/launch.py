@@ -183,6 +183,29 @@ def check_options(kind: str, options: dict[str, Any] | None) -> TrainingOptions:
     )
 
 
+def recipe_options(kind: str, dataset: str) -> dict[str, Any]:
+    """The recipe's value of each launcher option that applies to the kind (the fields' defaults)."""
+    recipe = KINDS[kind].recipe(dataset)
+    values: dict[str, Any] = {}
+    if KINDS[kind].adversarial:
+        values.update(
+            objective=recipe.objective,
+            spectral_norm=recipe.spectral_norm,
+            d_steps=recipe.d_steps,
+            lr_d="" if recipe.lr_d is None else repr(recipe.lr_d),
+            label_smoothing=recipe.label_smoothing,
+        )
+    if KINDS[kind].encodes:
+        values.update(beta=recipe.beta, kl_warmup=recipe.kl_warmup_steps)
+    return values
+
+
+def changed_options(kind: str, dataset: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields that differ from the recipe's values: a launch with untouched fields trains as the recipe."""
+    defaults = recipe_options(kind, dataset)
+    return {name: value for name, value in fields.items() if name not in defaults or value != defaults[name]}
+
+
 def _model_overrides(model: Any) -> dict[str, Any]:
     if model is None:
         return {}

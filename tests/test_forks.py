@@ -46,7 +46,9 @@ def parent(synthetic_data, tmp_path):
 
 def test_a_fork_of_a_run_starts_from_every_network_and_records_its_parent(parent, synthetic_data, tmp_path):
     fork = tmp_path / "fork"
-    assert _train("gan", synthetic_data, fork, "--init-from", str(parent), "--objective", "hinge", "--lr-d", "1e-3") == 0
+    assert (
+        _train("gan", synthetic_data, fork, "--init-from", str(parent), "--objective", "hinge", "--lr-d", "1e-3") == 0
+    )
     config = json.loads((fork / "config.json").read_text())
     assert config["forked_from"] == {
         "path": str(parent),

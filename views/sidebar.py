@@ -20,8 +20,10 @@ from genmodels.launch import (
     SEED_RANGE,
     VAE_HELP,
     TrainingRequest,
+    changed_options,
     check_request,
     max_processes,
+    recipe_options,
     start,
     start_sources,
 )
@@ -46,22 +48,26 @@ def dataset_picker() -> None:
 
 def gan_fields(kind: str, dataset: str) -> dict[str, object]:
     """The GAN objective fields, each with its one-line help; their defaults are the kind's recipe."""
-    recipe = KINDS[kind].recipe(dataset)
+    recipe = recipe_options(kind, dataset)
     objectives = list(OBJECTIVES)
     return {
         "objective": st.selectbox(
-            "GAN objective", objectives, index=objectives.index(recipe.objective), help=GAN_HELP["objective"]
+            "GAN objective", objectives, index=objectives.index(recipe["objective"]), help=GAN_HELP["objective"]
         ),
-        "spectral_norm": st.checkbox("Spectral norm in D", value=recipe.spectral_norm, help=GAN_HELP["spectral_norm"]),
+        "spectral_norm": st.checkbox(
+            "Spectral norm in D", value=recipe["spectral_norm"], help=GAN_HELP["spectral_norm"]
+        ),
         "d_steps": st.number_input(
-            "D steps per G step", *D_STEPS_RANGE, value=recipe.d_steps, help=GAN_HELP["d_steps"]
+            "D steps per G step", *D_STEPS_RANGE, value=recipe["d_steps"], help=GAN_HELP["d_steps"]
         ),
-        "lr_d": st.text_input("D learning rate", placeholder="same as G's", help=GAN_HELP["lr_d"]),
+        "lr_d": st.text_input(
+            "D learning rate", value=recipe["lr_d"], placeholder="same as G's", help=GAN_HELP["lr_d"]
+        ),
         "label_smoothing": st.number_input(
             "Label smoothing",
             LABEL_SMOOTHING_RANGE[0],
             0.49,
-            value=float(recipe.label_smoothing),
+            value=float(recipe["label_smoothing"]),
             step=0.05,
             help=GAN_HELP["label_smoothing"],
         ),
@@ -70,13 +76,13 @@ def gan_fields(kind: str, dataset: str) -> dict[str, object]:
 
 def vae_fields(kind: str, dataset: str) -> dict[str, object]:
     """The VAE's KL weight and warm-up, each with its one-line help; their defaults are the kind's recipe."""
-    recipe = KINDS[kind].recipe(dataset)
+    recipe = recipe_options(kind, dataset)
     return {
         "beta": st.number_input(
-            "Beta (KL weight)", *BETA_RANGE, value=float(recipe.beta), step=0.5, help=VAE_HELP["beta"]
+            "Beta (KL weight)", *BETA_RANGE, value=float(recipe["beta"]), step=0.5, help=VAE_HELP["beta"]
         ),
         "kl_warmup": st.number_input(
-            "KL warm-up steps", *KL_WARMUP_RANGE, value=recipe.kl_warmup_steps, step=100, help=VAE_HELP["kl_warmup"]
+            "KL warm-up steps", *KL_WARMUP_RANGE, value=recipe["kl_warmup"], step=100, help=VAE_HELP["kl_warmup"]
         ),
     }
 
@@ -93,9 +99,8 @@ def launch(request: TrainingRequest | None, dataset: str, error: str | None = No
         return
     st.session_state.setdefault(LAUNCHED_KEY, []).append(info.name)
     st.session_state[TRAINING_LOG_KEY] = f"run/{info.name}"  # the Training page follows the new run
-    if dataset != current_dataset():
-        st.session_state[DATASET_KEY] = dataset  # ... on the run's own dataset
-    st.success(f"Started {info.name}. Follow it below or on the Training page.")
+    where = "" if dataset == current_dataset() else f" with the sidebar's dataset set to {dataset_info(dataset).title}"
+    st.success(f"Started {info.name}. Follow it below or on the Training page{where}.")
 
 
 def launcher() -> None:
@@ -109,7 +114,6 @@ def launcher() -> None:
             names,
             index=names.index(current_dataset()),
             format_func=lambda name: dataset_info(name).title,
-            key="launch_dataset",
         )
         sources = start_sources(kind, dataset)
         source = st.selectbox(
@@ -149,11 +153,12 @@ def launcher() -> None:
                 if most > 1
                 else 1
             )
-            options: dict[str, object] = {"init_from": sources.get(source)}
+            fields: dict[str, object] = {}
             if KINDS[kind].adversarial:
-                options.update(gan_fields(kind, dataset))
+                fields.update(gan_fields(kind, dataset))
             if KINDS[kind].encodes:
-                options.update(vae_fields(kind, dataset))
+                fields.update(vae_fields(kind, dataset))
+            options = {**changed_options(kind, dataset, fields), "init_from": sources.get(source)}
             submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         if submitted:
             try:
@@ -174,7 +179,7 @@ def presets_panel() -> None:
             if preset.alert
             else f"the detector should stay quiet (it fixes *{PRESETS[preset.fixes].title}*)"
         )
-        st.info(f"Prediction: {preset.prediction} On the page, {expected}.", icon=":material/science:")
+        st.markdown(f":material/science: **Prediction:** {preset.prediction} On the page, {expected}.")
         st.caption(f"A {KINDS[preset.kind].title} on MNIST, {preset.max_steps:,} steps of batch {preset.batch_size}.")
         if st.button("Start this preset", key="start-preset", width="stretch"):
             launch(preset.request(), preset.request().dataset)
