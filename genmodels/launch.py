@@ -283,10 +283,6 @@ def start_sources(kind: str, dataset: str, runs_root: str | os.PathLike | None =
 def start(request: TrainingRequest) -> RunInfo:
     """Launch the request as a separate training process (raises genmodels.runs.LaunchError when refused)."""
     lr = request.lr if request.lr is not None else recipe_lr(request.kind, request.dataset)
-    extra = ["--max-steps", str(request.max_steps)] if request.max_steps else []
-    if request.nproc > 1:
-        extra += ["--nproc", str(request.nproc)]
-    extra += request.options.flags()
     return launch_run(
         request.kind,
         request.dataset,
@@ -294,5 +290,13 @@ def start(request: TrainingRequest) -> RunInfo:
         batch_size=request.batch_size,
         lr=lr,
         seed=request.seed,
-        extra=extra,
+        extra=extra_flags(request),
     )
+
+
+def extra_flags(request: TrainingRequest) -> list[str]:
+    """The `python -m train` flags of a request beyond kind, dataset, epochs, batch, lr and seed."""
+    extra = ["--max-steps", str(request.max_steps)] if request.max_steps else []
+    if request.nproc > 1:
+        extra += ["--nproc", str(request.nproc)]
+    return extra + request.options.flags()

@@ -45,6 +45,9 @@ class Preset:
         )
 
 
+# the VAE presets drop the class head: its loss makes z carry the digit's class, which keeps KL up whatever beta is
+NO_CLASS_HEAD = {"class_weight": 0.0}
+
 PRESETS: dict[str, Preset] = {
     preset.key: preset
     for preset in (
@@ -52,25 +55,47 @@ PRESETS: dict[str, Preset] = {
             "d-too-fast",
             "D learns 100x faster than G",
             "gan",
-            "D separates G's noise from real digits long before G can catch up: D(G(z)) sinks towards 0 and stays "
-            "there, so G's gradients vanish.",
+            "D tells G's blobs from real digits long before G can catch up, so D(G(z)) sinks towards 0, stays "
+            "there and G's gradients vanish.",
             alert="discriminator wins",
-            max_steps=800,
+            max_steps=1000,
             batch_size=32,
             lr=2e-5,
             options=TrainingOptions(lr_d=2e-3, label_smoothing=0.0),
         ),
         Preset(
             "d-too-fast-fixed",
-            "Fixed: D and G at the same rate",
+            "Fixed: D and G learn at the same rate",
             "gan",
-            "With D no faster than G (and label smoothing back), D(G(z)) hovers around 0.3-0.5: no alert.",
+            "With D no faster than G (and label smoothing back on), D(G(z)) stays well above 0.05 and no alert fires.",
             alert=None,
-            max_steps=800,
+            max_steps=1000,
             batch_size=32,
             lr=2e-4,
             options=TrainingOptions(label_smoothing=0.1),
             fixes="d-too-fast",
+        ),
+        Preset(
+            "beta-50",
+            "A beta = 50 VAE",
+            "vae",
+            "The KL term weighs 50 times the reconstruction's share, so the encoder gives up on z (KL near 0 nats) "
+            "and every sample is the same blurry average digit.",
+            alert="posterior collapse",
+            max_steps=300,
+            batch_size=128,
+            options=TrainingOptions(beta=50.0, model=NO_CLASS_HEAD),
+        ),
+        Preset(
+            "beta-50-fixed",
+            "Fixed: the same VAE at beta = 1",
+            "vae",
+            "At the ELBO's own weight of 1 the encoder keeps tens of nats in z and the samples differ.",
+            alert=None,
+            max_steps=300,
+            batch_size=128,
+            options=TrainingOptions(model=NO_CLASS_HEAD),
+            fixes="beta-50",
         ),
     )
 }
