@@ -32,6 +32,7 @@ from genmodels.logs import (
     log_card,
     metric_series,
     metrics_csv,
+    parent_key,
     run_log,
     shipped_logs,
     smooth,
@@ -472,6 +473,17 @@ show_architecture(log)
 if log.run is not None and not log.active and log.kind in generator_kinds() and log.model_file is not None:
     show_evaluation(log)
 st.subheader("Compare runs")
+parent = parent_key(log)
+if parent in logs:
+    st.caption(
+        f"A fork of {logs[parent].label}: it started from those weights with its own settings, and its log "
+        "starts again at step 0."
+    )
+    st.button(
+        "Compare with its parent",
+        key="compare-parent",
+        on_click=lambda: st.session_state.update(training_compare=[parent]),
+    )
 others = st.multiselect(
     "Compare with",
     [k for k in logs if k != key],
