@@ -15,7 +15,9 @@ from typing import Any
 Record = dict[str, Any]
 
 D_WINNING_PROBABILITY = 0.05  # D(G(z)) below this: D rejects nearly every fake, G's gradients vanish
-D_WINNING_STEPS = 500  # ... for this many steps in a row before it counts
+# ... for this many steps in a row before it counts: a D that has won holds D(G(z)) under 0.01 (the break-it preset,
+# docs/failure_modes.md), healthy logs never go under 0.15 (the shipped ones); 300 steps fit a 3-minute preset
+D_WINNING_STEPS = 300
 COLLAPSE_SHARE = 0.5  # one class holds at least this share of the fixed-noise samples
 COLLAPSE_EPOCHS = 2  # ... at this many epoch checks in a row
 FROZEN_CHANGE = 1e-3  # mean absolute pixel change of the fixed-noise samples between epochs

@@ -253,7 +253,7 @@ def test_a_run_that_ended_within_its_first_epoch_says_so(runs_root, make_run):
 
 
 def test_a_failing_run_shows_its_alert_and_a_marker_on_the_curves(make_run, runs_root):
-    """A run whose D rejects every fake for 500 steps: the page names it, says what to try, and marks the step."""
+    """A run whose D rejects every fake for 300 steps: the page names it, says what to try, and marks the step."""
     records = [
         {"type": "step", "step": s, "epoch": s / 100, "loss_d": 0.01, "loss_g": 6.0, "d_real": 0.99, "d_fake": 0.01}
         for s in range(100, 800, 100)
@@ -262,9 +262,9 @@ def test_a_failing_run_shows_its_alert_and_a_marker_on_the_curves(make_run, runs
     at = open_page(training_log="run/gan-broken")
     assert not at.exception
     (warning,) = [w.value for w in at.warning]
-    assert warning.startswith("**Discriminator wins** at step 600") and "lower D's learning rate" in warning
+    assert warning.startswith("**Discriminator wins** at step 400") and "lower D's learning rate" in warning
     marked = [shape for chart in charts(at) for shape in chart["layout"].get("shapes", [])]
-    assert marked and all(shape["x0"] == 6.0 for shape in marked)
+    assert marked and all(shape["x0"] == 4.0 for shape in marked)
 
 
 @pytest.mark.checkpoints
