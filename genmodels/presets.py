@@ -58,8 +58,8 @@ PRESETS: dict[str, Preset] = {
             "At 50x the recipe's learning rate and with hard 0/1 targets, D becomes certain within a few dozen steps: "
             "D(G(z)) drops under 0.01, stays there, and G's gradients vanish.",
             alert="discriminator wins",
-            max_steps=400,
-            batch_size=64,
+            max_steps=360,
+            batch_size=32,
             lr=2e-2,
             options=TrainingOptions(label_smoothing=0.0),
         ),
@@ -70,8 +70,8 @@ PRESETS: dict[str, Preset] = {
             "At the recipe's learning rate (4e-4) with one-sided label smoothing 0.1, D(G(z)) stays around 0.3 and "
             "no alert fires.",
             alert=None,
-            max_steps=400,
-            batch_size=64,
+            max_steps=360,
+            batch_size=32,
             fixes="no-smoothing-high-lr",
         ),
         Preset(
