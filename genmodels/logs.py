@@ -86,7 +86,7 @@ def shipped_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
 def run_log(run: RunInfo) -> TrainingLog:
     """The training log of one of the user's runs."""
     return TrainingLog(
-        label=f"Your run {run.name} ({run.state})",
+        label=f"Your run {run.name}",  # no state: a label drawn once would go stale while the run moves on
         kind=run.kind or "unknown",
         dataset=run.dataset or "unknown",
         metrics_file=run.folder.metrics_file,

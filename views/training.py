@@ -95,6 +95,11 @@ def chart_layout(figure: go.Figure, chart: Chart, height: int, legend_y: float, 
     return figure
 
 
+def series_mode(series: Series) -> str:
+    """Markers on sparse per-epoch series, so a short run's single point shows."""
+    return "lines+markers" if series.per_epoch and len(series.x) <= 60 else "lines"
+
+
 def chart_figure(chart: Chart, series: list[Series], smoothing: float, alerts: list[Alert] = ()) -> go.Figure:
     """Raw values faintly, smoothed values on top (TensorBoard style); per-epoch metrics get markers; a dotted
     line marks where each alert fired."""
@@ -108,7 +113,7 @@ def chart_figure(chart: Chart, series: list[Series], smoothing: float, alerts: l
         )
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
-        mode = "lines+markers" if s.per_epoch and len(s.x) <= 60 else "lines"
+        mode = series_mode(s)
         if smoothing > 0:
             figure.add_scatter(
                 x=s.x,
@@ -385,7 +390,7 @@ def overlay_figure(chart: Chart, logs: list[TrainingLog], smoothing: float) -> g
                 figure.add_scatter(
                     x=s.x,
                     y=smooth(s.y, smoothing) if smoothing > 0 else s.y,
-                    mode="lines",
+                    mode=series_mode(s),
                     name=f"{log.label} · {key}",
                     line=dict(color=PALETTE[i % len(PALETTE)], width=2, dash=DASHES[j % len(DASHES)]),
                 )
