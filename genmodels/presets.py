@@ -75,6 +75,27 @@ PRESETS: dict[str, Preset] = {
             fixes="no-smoothing-high-lr",
         ),
         Preset(
+            "lr-0.1",
+            "A learning rate 250x too high (0.1)",
+            "gan",
+            "At 0.1, 250 times the recipe's Adam learning rate, the first steps throw both networks so far off that "
+            "D's loss passes 10,000 within 20 steps.",
+            alert="diverged",
+            max_steps=100,
+            batch_size=32,
+            lr=0.1,
+        ),
+        Preset(
+            "lr-0.1-fixed",
+            "Fixed: the recipe's learning rate",
+            "gan",
+            "With only the learning rate back at the recipe's 4e-4, both losses stay around 1 and no alert fires.",
+            alert=None,
+            max_steps=100,
+            batch_size=32,
+            fixes="lr-0.1",
+        ),
+        Preset(
             "beta-50",
             "A beta = 50 VAE",
             "vae",
