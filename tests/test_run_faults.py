@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from genmodels import health
 from genmodels.checkpoint import load_model, load_tensors
 from genmodels.paths import REPO_ROOT
 from genmodels.runs import read_metrics, run_info
@@ -199,6 +200,9 @@ def test_absurd_learning_rate_fails_the_run_without_a_checkpoint(synthetic_data,
     assert info.state == "failed" and "non-finite" in info.status["reason"]
     assert not (run_dir / "vae.safetensors").exists() and not (run_dir / "state.safetensors").exists()
     assert_every_line_is_json(run_dir / "metrics.jsonl", allow_torn_last=False)
+    # the window that went non-finite is logged before the run stops, so the detector names it
+    assert [a.name for a in health.alerts(read_metrics(run_dir / "metrics.jsonl"))] == ["diverged"]
+    assert "alert: diverged" in out + err
 
 
 @pytest.fixture

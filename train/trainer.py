@@ -94,12 +94,8 @@ class _Window:
         self.images += images
 
     def means(self) -> dict[str, float]:
-        """Each loss averaged over the steps; TrainingDiverged when one is NaN or infinite."""
-        means = {name: float(value) / max(self.steps, 1) for name, value in self.sums.items()}
-        bad = [name for name, value in means.items() if not math.isfinite(value)]
-        if bad:
-            raise TrainingDiverged(f"non-finite {', '.join(bad)}: training diverged")
-        return means
+        """Each loss averaged over the steps."""
+        return {name: float(value) / max(self.steps, 1) for name, value in self.sums.items()}
 
     def rate(self) -> float:
         """Images per second since the window opened."""
@@ -164,6 +160,10 @@ def _close_window(
 ) -> _Window:
     """Log a window, add it to the epoch's totals, and open the next one."""
     dist.average_(window.sums)  # distributed: the global batch's losses, the same on every rank (a NaN stops them all)
-    callbacks.on_log(progress, window.means(), window.rate())
+    means = window.means()
+    callbacks.on_log(progress, means, window.rate())  # logged before stopping, so the log names the divergence
+    bad = [name for name, value in means.items() if not math.isfinite(value)]
+    if bad:
+        raise TrainingDiverged(f"non-finite {', '.join(bad)}: training diverged")
     epoch.add(window.sums, window.steps, window.images)
     return _Window()
