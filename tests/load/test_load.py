@@ -86,7 +86,12 @@ def app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("load")
     runs_root = tmp / "runs_root"
     runs_root.mkdir()
-    env = {**os.environ, "GENMODELS_RUNS": str(runs_root), "GENMODELS_DATA": str(data_root(tmp))}
+    env = {
+        **os.environ,
+        "GENMODELS_RUNS": str(runs_root),
+        "GENMODELS_DATA": str(data_root(tmp)),
+        "GENMODELS_PRELOAD": "1",  # as deployed: the models and shared numbers load in the background at start
+    }
     port = free_port()
     log = open(tmp / "streamlit.log", "wb")
     server = subprocess.Popen(
