@@ -46,14 +46,15 @@ SETTLED_JS = """quiet => new Promise(resolve => {
 })"""
 
 
-def measure(repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """First page served (HTTP, and rendered in Chromium when Playwright is there), warm page p50s and peak RSS."""
+def measure(repeats: int, log: Callable[[str], None], visit_pages: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """First page served (HTTP, and rendered in Chromium when Playwright is there), each page's cold first visit
+    (`visit_pages`: all when None), warm page p50s and peak RSS."""
     out: dict[str, Any] = first_page()
     log(
         f"app first page: {out['first_page_s']} s, its samples {out.get('first_samples_s', '-')} s "
         f"({out['first_page_measure']})"
     )
-    visits = first_visits()
+    visits = first_visits(visit_pages)
     if visits:
         out.update(visits)
         log(

@@ -8,6 +8,7 @@ verdicts, scatter and confidence map; the comparison's stored numbers and loss c
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 import threading
@@ -45,6 +46,9 @@ SIDE_BY_SIDE = 10  # the GAN vs VAE page's samples per model
 MEMORISATION_SHOWN = 5  # of which this many are searched for in the training set
 STRIP_STEPS = 10  # the GAN vs VAE page's interpolation steps before anyone moves the slider
 PRELOAD_NICE = 10  # the preload thread yields the CPU to visitors' script runs
+# imported by pages only when first opened: pandas (GAN vs VAE, Training) and pyarrow (Streamlit sends every table
+# through it) took 0.3-0.5 s of a first visit
+PRELOAD_MODULES = ("pandas", "pyarrow")
 log = logging.getLogger(__name__)
 
 
@@ -232,6 +236,8 @@ def preload() -> None:
     (a missing checkpoint or dataset) is skipped: the page reports it when it is opened.
     """
     os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PRELOAD_NICE)  # Linux: a thread has its own nice
+    for module in PRELOAD_MODULES:
+        _attempt(importlib.import_module, module)
     with one_thread():
         for dataset in DATASETS:
             _attempt(common.classifier, dataset)
