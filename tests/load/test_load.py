@@ -496,7 +496,7 @@ def test_eight_sessions_while_training(app, training_run):
             "page_switch_p95": (percentile(switches, 95) or math.inf) <= TARGETS_S["page_switch_p95"],
             "first_open_p50": (percentile(opens, 50) or math.inf) <= TARGETS_S["first_open_p50"],
         },
-        "cpu": cpu_use | {"cpu_count": os.cpu_count(), "client": "one Chromium, one context per session"},
+        "cpu": cpu_use | {"cpu_count": os.cpu_count(), "client_is": "one Chromium, one context per session"},
         "actions_per_session": {i: log["actions"] for i, log in sorted(record.items())},
         "errors": [e for log in record.values() for e in log["errors"]],
         "rss_mb": {
