@@ -229,8 +229,8 @@ def data_overview(dataset: str, data_folder: str) -> DataOverview:
     return overview(load_summary(dataset, data_folder))
 
 
-def preload() -> None:
-    """Load every model and compute what the pages show before anyone picks anything, for both datasets.
+def preload(datasets: tuple[str, ...] = tuple(DATASETS)) -> None:
+    """Load every model and compute what the pages show before anyone picks anything, for each dataset.
 
     Runs on one OpenMP thread at a lower priority, so the visitors' own script runs keep the CPU. A step that fails
     (a missing checkpoint or dataset) is skipped: the page reports it when it is opened.
@@ -239,11 +239,11 @@ def preload() -> None:
     for module in PRELOAD_MODULES:
         _attempt(importlib.import_module, module)
     with one_thread():
-        for dataset in DATASETS:
+        for dataset in datasets:
             _attempt(common.classifier, dataset)
             for kind in generator_kinds():
                 _attempt(common.generator, kind, dataset)
-        for dataset in DATASETS:
+        for dataset in datasets:
             _attempt(_latent_page, dataset)
             _attempt(_comparison_page, dataset)
             _attempt(data_overview, dataset, str(data_dir()))
