@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -23,6 +24,9 @@ DATASET_KEY = "dataset"
 TRAINING_LOG_KEY = "training_log"  # the log the Training page shows: "shipped/..", "run/<name>" or "card/<name>"
 DEFAULT_DATASET = "mnist"
 PRELOAD_ENV = "GENMODELS_PRELOAD"  # "0": no background preload (the page tests measure and clear caches themselves)
+# The preload waits this long after the first page's script ended: its imports hold the GIL, and started at once
+# they delayed the first visitor's images (5.1-7.4 s -> 7.6-9.4 s after `streamlit run` on a loaded 2-core machine)
+PRELOAD_DELAY_S = 3.0
 
 
 def current_dataset() -> str:
@@ -128,7 +132,8 @@ def start_preload() -> threading.Thread | None:
         return None
 
     def run() -> None:
-        from views.shared import preload  # PyTorch and plotly load here, after the first page was sent
+        time.sleep(PRELOAD_DELAY_S)
+        from views.shared import preload  # plotly, pandas and the rest load here, after the first page was drawn
 
         preload()
 
