@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,7 +23,6 @@ CHROMIUM = "/usr/bin/chromium"
 START_TIMEOUT_S = 60
 PROBE_TIMEOUT_S = 900
 VISIT_TIMEOUT_S = 120
-IDLE_CPU_PERCENT = 5.0
 QUIET_MS = 600  # a page has settled once its script is done and nothing in it changed for this long
 # Resolves with the ms (page clock) of the last change under stMain once the script finished (the state Streamlit's
 # own end-to-end tests read), no spinner shows,
@@ -148,7 +148,7 @@ def first_visits(pages: tuple[str, ...] | None = None, datasets: tuple[str, ...]
             for dataset in DATASETS.values():
                 if datasets is not None and dataset.name not in datasets:
                     continue
-                with _server() as (url, pid, started):
+                with _server() as (url, log, started):
                     context = browser.new_context(viewport={"width": 1280, "height": 900})
                     try:
                         page = context.new_page()
@@ -156,7 +156,7 @@ def first_visits(pages: tuple[str, ...] | None = None, datasets: tuple[str, ...]
                         _settle(page, None)
                         if dataset.name != next(iter(DATASETS)):
                             _pick_dataset(page, dataset.title)
-                        ready.append(_wait_until_idle(pid) - started)
+                        ready.append(_wait_for_preload(log) - started)
                         times[view.name][dataset.name] = _visit(page, view.title)
                     finally:
                         context.close()
@@ -169,7 +169,7 @@ def first_visits(pages: tuple[str, ...] | None = None, datasets: tuple[str, ...]
         "server_ready_p50_s": round(percentile(ready, 50), 1),
         "first_visit_measure": "click on the page's link until it settled (script done, no spinner, images decoded); "
         "fresh server per page and dataset, one other page opened first and the server's background preload done "
-        "(server_ready_p50_s: from streamlit run until its CPU went idle)",
+        "(server_ready_p50_s: from streamlit run until the server logged the end of its preload)",
     }
 
 
@@ -198,33 +198,38 @@ def _pick_dataset(page: Any, title: str) -> None:
     _settle(page, None)
 
 
-def _wait_until_idle(pid: int) -> float:
-    """Until the process used under IDLE_CPU_PERCENT of a core for two half-second windows in a row (its background
-    preload is done); returns that moment (perf_counter). Gives up after VISIT_TIMEOUT_S."""
-    import psutil
+def _wait_for_preload(log: Path) -> float:
+    """Until the server's log says its background preload is done (at once where GENMODELS_PRELOAD is "0");
+    returns that moment (perf_counter). Gives up after VISIT_TIMEOUT_S."""
+    from views.common import PRELOAD_ENV, PRELOADED
 
-    process, quiet, deadline = psutil.Process(pid), 0, time.perf_counter() + VISIT_TIMEOUT_S
-    while quiet < 2 and time.perf_counter() < deadline:
-        quiet = quiet + 1 if process.cpu_percent(interval=0.5) < IDLE_CPU_PERCENT else 0
-    return time.perf_counter() - (0.5 if quiet >= 2 else 0.0)
+    deadline = time.perf_counter() + VISIT_TIMEOUT_S
+    while os.environ.get(PRELOAD_ENV, "1") != "0" and time.perf_counter() < deadline:
+        if PRELOADED in log.read_text(errors="replace"):
+            break
+        time.sleep(0.1)
+    return time.perf_counter()
 
 
 @contextlib.contextmanager
-def _server() -> Iterator[tuple[str, int, float]]:
-    """`streamlit run app.py` on a free port, answering; yields (its URL, its pid, when it was started)."""
+def _server() -> Iterator[tuple[str, Path, float]]:
+    """`streamlit run app.py` on a free port, answering; yields (its URL, its log file, when it was started)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
+    log = tempfile.NamedTemporaryFile(prefix="bench-app-", suffix=".log", delete=False)
     started = time.perf_counter()
-    server = subprocess.Popen(_command(port), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(_command(port), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_http(url, started)
-        yield url, server.pid, started
+        yield url, Path(log.name), started
     finally:
         server.terminate()
         try:
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+        log.close()
+        os.unlink(log.name)
 
 
 def _command(port: int) -> list[str]:

@@ -76,23 +76,13 @@ def your_image_inputs(errors: list[str]) -> None:
 
 
 def run_preload() -> None:
-    """What a server's background preload holds (views.shared.preload), run to its end after the timed renders."""
+    """What a server's background preload holds (views.shared.preload: every model of both datasets, in the app's
+    own caches, and what the pages show by default), run to its end after the timed renders."""
     from views.shared import preload
 
     thread = threading.Thread(target=preload)  # its own thread: it lowers that thread's priority
     thread.start()
     thread.join()
-
-
-def load_every_model() -> None:
-    """Every shipped model of both datasets, as the app holds them (generators, mappers, classifiers)."""
-    from genmodels import api
-    from genmodels.datasets import DATASETS
-    from genmodels.kinds import generator_kinds
-
-    held = [api.load_generator(kind, dataset, device="cpu") for kind in generator_kinds() for dataset in DATASETS]
-    held += [api.load_classifier(dataset, device="cpu") for dataset in DATASETS]
-    load_every_model.held = held  # keep them alive until the RSS is read
 
 
 def peak_rss_mb() -> float:
@@ -118,7 +108,6 @@ def main() -> None:
     times, errors = render_times(args.repeats)
     your_image_inputs(errors)
     run_preload()
-    load_every_model()
     json.dump({"pages": times, "errors": errors, "peak_rss_mb": round(peak_rss_mb(), 1)}, sys.stdout)
 
 

@@ -27,6 +27,7 @@ PRELOAD_ENV = "GENMODELS_PRELOAD"  # "0": no background preload (the page tests 
 # The preload waits this long after the first page's script ended: its imports hold the GIL, and started at once
 # they delayed the first visitor's images (5.1-7.4 s -> 7.6-9.4 s after `streamlit run` on a loaded 2-core machine)
 PRELOAD_DELAY_S = 3.0
+PRELOADED = "genmodels preload done in"  # the line the server logs when the preload ends (the benchmark waits for it)
 
 
 def current_dataset() -> str:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import logging
 import os
 import threading
+import time
 
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
+from streamlit.logger import get_logger
 
 from genmodels.api import predict
 from genmodels.compare import epoch_series, nearest_training_pairs, shipped_log, stored_numbers, training_stability
@@ -49,7 +50,7 @@ PRELOAD_NICE = 10  # the preload thread yields the CPU to visitors' script runs
 # imported by pages only when first opened: pandas (GAN vs VAE, Training) and pyarrow (Streamlit sends every table
 # through it) took 0.3-0.5 s of a first visit
 PRELOAD_MODULES = ("pandas", "pyarrow")
-log = logging.getLogger(__name__)
+log = get_logger(__name__)  # Streamlit's logger: shown at its `logger.level` (info by default)
 
 
 @st.cache_data(show_spinner="Reading the real test images...", max_entries=4)
@@ -235,6 +236,7 @@ def preload(datasets: tuple[str, ...] = tuple(DATASETS)) -> None:
     Runs on one OpenMP thread at a lower priority, so the visitors' own script runs keep the CPU. A step that fails
     (a missing checkpoint or dataset) is skipped: the page reports it when it is opened.
     """
+    started = time.perf_counter()
     os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PRELOAD_NICE)  # Linux: a thread has its own nice
     for module in PRELOAD_MODULES:
         _attempt(importlib.import_module, module)
@@ -247,6 +249,7 @@ def preload(datasets: tuple[str, ...] = tuple(DATASETS)) -> None:
             _attempt(_latent_page, dataset)
             _attempt(_comparison_page, dataset)
             _attempt(data_overview, dataset, str(data_dir()))
+    log.info("%s %.1f s", common.PRELOADED, time.perf_counter() - started)
 
 
 def _attempt(step, *args) -> None:
