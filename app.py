@@ -7,7 +7,7 @@ The views live in views/, a folder Streamlit does not scan, so every link or rel
 import streamlit as st
 
 from genmodels.memory import return_large_frees_to_the_os
-from views import PAGES, sidebar
+from views import PAGES, common, sidebar
 
 return_large_frees_to_the_os()  # before PyTorch loads; idempotent: keeps big temporaries from staying resident
 
@@ -17,4 +17,7 @@ navigation = st.navigation(
     [st.Page(view.path, title=view.title, icon=view.icon, default=i == 0) for i, view in enumerate(PAGES)]
 )
 sidebar.render()
-navigation.run()
+try:
+    navigation.run()
+finally:  # after the first page was drawn (or stopped): the models and shared numbers load in the background
+    common.start_preload()

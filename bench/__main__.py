@@ -32,6 +32,7 @@ FULL = {
     "check_images": 12_800,
     "sample_repeats": 50,
     "page_repeats": 5,
+    "first_visit_pages": None,  # every page
     "ceiling_batches": (256, 1024, 4096),
     "ceiling_repeats": 3,
     "invert_repeats": 10,
@@ -45,6 +46,7 @@ QUICK = {
     "check_images": 1_280,
     "sample_repeats": 5,
     "page_repeats": 1,
+    "first_visit_pages": ("data",),
     "ceiling_batches": (32, 64),
     "ceiling_repeats": 1,
     "invert_repeats": 2,
@@ -158,7 +160,7 @@ def measure(
         else:
             from bench import app
 
-            results["app"] = app.measure(settings["page_repeats"], log)
+            results["app"] = app.measure(settings["page_repeats"], log, settings["first_visit_pages"])
     if "invert" in args.sections:
         if device.type != "cpu":
             results["invert"] = {"skipped": "inversion is measured on the CPU runs only"}

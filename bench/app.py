@@ -1,4 +1,5 @@
-"""The app: seconds from `streamlit run` to the first page, warm page renders under AppTest, peak RSS."""
+"""The app: seconds from `streamlit run` to the first page, cold first visits per page in Chromium, warm page
+renders under AppTest, peak RSS."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,15 +22,45 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 START_TIMEOUT_S = 60
 PROBE_TIMEOUT_S = 900
+VISIT_TIMEOUT_S = 120
+QUIET_MS = 600  # a page has settled once its script is done and nothing in it changed for this long
+# Resolves with the ms (page clock) of the last change under stMain once the script finished (the state Streamlit's
+# own end-to-end tests read), no spinner shows,
+# every image is decoded and nothing changed for QUIET_MS: the moment the page looked done to its visitor.
+SETTLED_JS = """quiet => new Promise(resolve => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  let last = performance.now();
+  new MutationObserver(() => { last = performance.now(); })
+    .observe(main, {subtree: true, childList: true, attributes: true, characterData: true});
+  const busy = () => {
+    const state = document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state');
+    return state === 'running' || state === 'rerunRequested'
+      || document.querySelector('[data-testid="stMain"] [data-testid="stSpinner"]')
+      || [...main.querySelectorAll('img')].some(img => !img.complete);
+  };
+  const poll = () => {
+    if (busy()) { last = performance.now(); }
+    if (performance.now() - last >= quiet) { resolve(last); } else { setTimeout(poll, 50); }
+  };
+  poll();
+})"""
 
 
-def measure(repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """First page served (HTTP, and rendered in Chromium when Playwright is there), warm page p50s and peak RSS."""
+def measure(repeats: int, log: Callable[[str], None], visit_pages: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """First page served (HTTP, and rendered in Chromium when Playwright is there), each page's cold first visit
+    (`visit_pages`: all when None), warm page p50s and peak RSS."""
     out: dict[str, Any] = first_page()
     log(
         f"app first page: {out['first_page_s']} s, its samples {out.get('first_samples_s', '-')} s "
         f"({out['first_page_measure']})"
     )
+    visits = first_visits(visit_pages)
+    if visits:
+        out.update(visits)
+        log(
+            f"app first visits (server warm), p50 over pages and datasets {visits['first_visit_p50_s']} s, "
+            f"slowest {visits['first_visit_max_s']} s: {visits['first_visit_s']}"
+        )
     probe = subprocess.run(
         [sys.executable, "-m", "bench.app_probe", "--repeats", str(repeats)],
         cwd=REPO_ROOT,
@@ -60,22 +92,9 @@ def first_page() -> dict[str, Any]:
     the first page's heading and then its first generated images."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
-    with _browser_page() as page:
+    command = _command(port)
+    with _browser() as browser:
+        page = None if browser is None else browser.new_page()
         started = time.perf_counter()
         server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -108,6 +127,129 @@ def first_page() -> dict[str, Any]:
                 server.kill()
 
 
+def first_visits(pages: tuple[str, ...] | None = None, datasets: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Seconds from a click on each page's link until that page settles in Chromium, on a warm server: a fresh
+    `streamlit run` per page and dataset, where one other page was opened first (the server's imports and that
+    page's models are loaded) but this page never ran in the process. Empty without Playwright and Chromium.
+    `pages` / `datasets` (names) narrow it down while working on one page."""
+    from genmodels.datasets import DATASETS
+    from views import PAGES
+
+    times: dict[str, dict[str, float]] = {}
+    ready: list[float] = []
+    with _browser() as browser:
+        if browser is None:
+            return {}
+        for view in PAGES:
+            if pages is not None and view.name not in pages:
+                continue
+            times[view.name] = {}
+            warm_up = PAGES[1] if view == PAGES[0] else PAGES[0]
+            for dataset in DATASETS.values():
+                if datasets is not None and dataset.name not in datasets:
+                    continue
+                with _server() as (url, log, started):
+                    context = browser.new_context(viewport={"width": 1280, "height": 900})
+                    try:
+                        page = context.new_page()
+                        page.goto(url + warm_up.name if warm_up != PAGES[0] else url)
+                        _settle(page, None)
+                        if dataset.name != next(iter(DATASETS)):
+                            _pick_dataset(page, dataset.title)
+                        ready.append(_wait_for_preload(log) - started)
+                        times[view.name][dataset.name] = _visit(page, view.title)
+                    finally:
+                        context.close()
+    flat = [t for by_dataset in times.values() for t in by_dataset.values()]
+    return {
+        "first_visit_s": times,
+        "first_visit_p50_s": round(percentile(flat, 50), 2),
+        "first_visit_max_s": max(flat),
+        "slowest_first_visit": max(times, key=lambda p: max(times[p].values())),
+        "server_ready_p50_s": round(percentile(ready, 50), 1),
+        "first_visit_measure": "click on the page's link until it settled (script done, no spinner, images decoded); "
+        "fresh server per page and dataset, one other page opened first and the server's background preload done "
+        "(server_ready_p50_s: from streamlit run until the server logged the end of its preload)",
+    }
+
+
+def _visit(page: Any, title: str) -> float:
+    """Seconds from clicking the page's link in the sidebar until the page settled."""
+    link = page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True)
+    clicked = page.evaluate("performance.now()")
+    link.click()
+    return _settle(page, clicked)
+
+
+def _settle(page: Any, since_ms: float | None) -> float:
+    """Wait until the page settled; seconds from `since_ms` (page clock) to its last change."""
+    page.wait_for_selector('[data-testid="stMain"] [data-testid="stHeading"]', timeout=VISIT_TIMEOUT_S * 1000)
+    if since_ms is None:
+        since_ms = page.evaluate("performance.now()")
+    last = page.evaluate(SETTLED_JS, QUIET_MS)
+    return round(max(0.0, last - since_ms) / 1000, 2)
+
+
+def _pick_dataset(page: Any, title: str) -> None:
+    """Choose a dataset in the sidebar's picker and wait for the page to settle on it."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=title, exact=True).click()
+    page.wait_for_timeout(300)
+    _settle(page, None)
+
+
+def _wait_for_preload(log: Path) -> float:
+    """Until the server's log says its background preload is done (at once where GENMODELS_PRELOAD is "0");
+    returns that moment (perf_counter). Gives up after VISIT_TIMEOUT_S."""
+    from views.common import PRELOAD_ENV, PRELOADED
+
+    deadline = time.perf_counter() + VISIT_TIMEOUT_S
+    while os.environ.get(PRELOAD_ENV, "1") != "0" and time.perf_counter() < deadline:
+        if PRELOADED in log.read_text(errors="replace"):
+            break
+        time.sleep(0.1)
+    return time.perf_counter()
+
+
+@contextlib.contextmanager
+def _server() -> Iterator[tuple[str, Path, float]]:
+    """`streamlit run app.py` on a free port, answering; yields (its URL, its log file, when it was started)."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = tempfile.NamedTemporaryFile(prefix="bench-app-", suffix=".log", delete=False)
+    started = time.perf_counter()
+    server = subprocess.Popen(_command(port), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_http(url, started)
+        yield url, Path(log.name), started
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        os.unlink(log.name)
+
+
+def _command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -126,8 +268,8 @@ def _wait_for_http(url: str, started: float) -> float:
 
 
 @contextlib.contextmanager
-def _browser_page() -> Iterator[Any]:
-    """A headless Chromium page (Playwright), or None when either is missing."""
+def _browser() -> Iterator[Any]:
+    """A headless Chromium (Playwright), or None when either is missing."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -138,6 +280,6 @@ def _browser_page() -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            yield browser.new_page()
+            yield browser
         finally:
             browser.close()

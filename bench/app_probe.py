@@ -1,5 +1,5 @@
 """Run in its own process by bench.app: warm AppTest renders of every page on both datasets, an upload through the
-Your image page on each, then the peak RSS.
+Your image page on each, the server's background preload, then the peak RSS.
 
 Prints one JSON object: {"pages": {page: {dataset: [seconds, ...]}}, "errors": [...], "peak_rss_mb": float}.
 """
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,15 +75,14 @@ def your_image_inputs(errors: list[str]) -> None:
             errors.append(f"views/your_image.py with an upload ({dataset}): {app.exception[0].message}")
 
 
-def load_every_model() -> None:
-    """Every shipped model of both datasets, as the app holds them (generators, mappers, classifiers)."""
-    from genmodels import api
-    from genmodels.datasets import DATASETS
-    from genmodels.kinds import generator_kinds
+def run_preload() -> None:
+    """What a server's background preload holds (views.shared.preload: every model of both datasets, in the app's
+    own caches, and what the pages show by default), run to its end after the timed renders."""
+    from views.shared import preload
 
-    held = [api.load_generator(kind, dataset, device="cpu") for kind in generator_kinds() for dataset in DATASETS]
-    held += [api.load_classifier(dataset, device="cpu") for dataset in DATASETS]
-    load_every_model.held = held  # keep them alive until the RSS is read
+    thread = threading.Thread(target=preload)  # its own thread: it lowers that thread's priority
+    thread.start()
+    thread.join()
 
 
 def peak_rss_mb() -> float:
@@ -101,9 +102,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.app_probe")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    from views.common import PRELOAD_ENV
+
+    os.environ[PRELOAD_ENV] = "0"  # the renders are timed without the preload running beside them; it runs below
     times, errors = render_times(args.repeats)
     your_image_inputs(errors)
-    load_every_model()
+    run_preload()
     json.dump({"pages": times, "errors": errors, "peak_rss_mb": round(peak_rss_mb(), 1)}, sys.stdout)
 
 

@@ -6,6 +6,10 @@ import time as _time
 
 import pytest as _pytest
 
+# The app's background preload (views.shared.preload) would race the page tests that swap checkpoint folders and
+# clear the caches, and eat the CPU they time; the load test turns it back on for the server it starts.
+_os.environ.setdefault("GENMODELS_PRELOAD", "0")
+
 
 def write_idx_dataset(root, folder="MNIST", n_train=600, n_test=200, seed=0):
     """Write small synthetic MNIST-layout IDX files (every class present) under root/folder/raw."""

@@ -9,17 +9,11 @@ import streamlit as st
 
 from genmodels.checkpoint import CheckpointError
 from genmodels.datasets import dataset_info
-from genmodels.eda import DataOverview, intensity_histogram, overview, preview_grid
+from genmodels.eda import DataOverview, intensity_histogram, preview_grid
 from genmodels.images import png_bytes
 from genmodels.paths import data_dir
-from genmodels.summary import load_summary
 from views.common import current_dataset
-
-
-@st.cache_data(show_spinner="Summarising the dataset...", max_entries=4)
-def cached_overview(dataset: str, data_folder: str) -> DataOverview:
-    """The live summary when the full dataset is in `data_folder`, else the bundled one (cached per folder)."""
-    return overview(load_summary(dataset, data_folder))
+from views.shared import data_overview
 
 
 def class_balance_chart(data: DataOverview) -> go.Figure:
@@ -89,7 +83,7 @@ dataset = current_dataset()
 info = dataset_info(dataset)
 st.title(f"Data: {info.title}")
 try:
-    data = cached_overview(dataset, str(data_dir()))
+    data = data_overview(dataset, str(data_dir()))
 except (CheckpointError, ValueError, OSError, RuntimeError) as exc:  # a damaged bundled summary or unreadable files
     st.error(f"The {info.title} summary is unavailable: {exc}")
     st.stop()

@@ -6,10 +6,8 @@ import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
-from genmodels.api import predict
-from genmodels.checkpoint import CheckpointError, checkpoint_path
+from genmodels.checkpoint import CheckpointError
 from genmodels.compare import (
     COUNTS,
     S_PER_CLASS,
@@ -18,67 +16,25 @@ from genmodels.compare import (
     Comparison,
     classifier_fingerprint,
     comparison_path,
-    epoch_series,
     evaluation_facts,
     fingerprint,
     metric_rows,
     model_scores,
-    nearest_training_pairs,
     shipped_comparison,
-    shipped_log,
-    stored_numbers,
-    training_stability,
 )
 from genmodels.datasets import dataset_info, missing_files
-from genmodels.gallery import Gallery, display_pixels, generate_gallery, prediction_captions
+from genmodels.gallery import display_pixels, prediction_captions
 from genmodels.kinds import KINDS, generator_kinds
-from genmodels.latent import interpolation_strip
 from genmodels.metrics import jump_ratio
 from genmodels.scoring import Scores
 from genmodels.summary import load_summary
-from views import common
+from views import common, shared
 
 COMPARED = generator_kinds()
 TITLES = {kind: KINDS[kind].display_title for kind in COMPARED}
 # one colour per model in every chart, by position (the palette has more colours than there are models)
 COLORS = dict(zip(COMPARED, plotly.colors.qualitative.D3, strict=False))
-SIDE_BY_SIDE = 10
 DEFAULT_COUNT = 50
-MEMORISATION_SHOWN = 5
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_stored_numbers(path: str, modified_ns: int) -> tuple[dict, dict]:
-    """(metrics, class profile) stored in a checkpoint, verified once per file version (its mtime is in the key)."""
-    return stored_numbers(path)
-
-
-def checkpoint_numbers(kind: str, dataset: str) -> tuple[dict, dict]:
-    """The stored numbers of a shipped checkpoint; CheckpointError when it is missing or broken."""
-    path = checkpoint_path(kind, dataset)
-    try:
-        modified_ns = path.stat().st_mtime_ns
-    except OSError:
-        modified_ns = -1  # missing: the load below raises the CheckpointError that names the file
-    return cached_stored_numbers(str(path), modified_ns)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def nearest_in_training(kinds: tuple[str, ...], dataset: str, label: int, seed: int) -> dict[str, tuple]:
-    """Per model, (generated images, their nearest training images, pixel distances) for the first few side-by-side
-    samples: one search of the training set for every model."""
-    return nearest_training_pairs(
-        {kind: side_by_side(kind, dataset, label, seed).images[:MEMORISATION_SHOWN] for kind in kinds}, dataset
-    )
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def side_by_side(kind: str, dataset: str, label: int, seed: int) -> Gallery:
-    """A few classified samples of one class (unconditional for a gan without mapper)."""
-    model = common.generator(kind, dataset)
-    return generate_gallery(
-        model, common.classifier(dataset), label if model.supports_labels else None, SIDE_BY_SIDE, seed
-    )
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -113,31 +69,6 @@ def comparison_numbers(dataset: str, kinds: list[str]) -> Comparison | None:
         *((kind, fingerprint(common.generator(kind, dataset))) for kind in kinds),
     )
     return shipped(dataset, prints, modified_ns)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def strip(kind: str, dataset: str, labels: tuple[int, int], seed: int, steps: int):
-    """A class-to-class interpolation strip of one model and the classifier's probabilities for it."""
-    images = interpolation_strip(common.generator(kind, dataset), *labels, seed, seed, steps)
-    return images, predict(common.classifier(dataset), images)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def stability(kind: str, dataset: str) -> tuple[dict, tuple[list[float], list[float]]]:
-    """Stability numbers and the per-epoch loss curve of a shipped training log."""
-    records = shipped_log(kind, dataset)
-    return training_stability(kind, records), epoch_series(records, KINDS[kind].loss_key)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def loss_figure(curves: dict[str, tuple[list[float], list[float]]]) -> dict:
-    """One loss-curve panel per model (their losses have different scales), as a plain dict for cheap caching."""
-    fig = make_subplots(rows=1, cols=len(curves), subplot_titles=[f"{TITLES[k]}: {KINDS[k].loss_key}" for k in curves])
-    for i, (kind, (epochs, losses)) in enumerate(curves.items(), start=1):
-        fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines", name=TITLES[kind]), row=1, col=i)
-        fig.update_xaxes(title_text="epoch", row=1, col=i)
-    fig.update_layout(height=300, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
-    return fig.to_dict()
 
 
 def percent(value: float | None) -> str:
@@ -182,7 +113,7 @@ if classifier is not None and available:
     columns = st.columns(len(available))
     for column, kind in zip(columns, available, strict=True):
         with column, st.spinner(f"Sampling the {TITLES[kind]}..."):
-            gallery = side_by_side(kind, dataset, int(label), int(seed))
+            gallery = shared.side_by_side(kind, dataset, int(label), int(seed))
             st.markdown(f"**{TITLES[kind]}**")
             if not models[kind].supports_labels:
                 st.caption("No label mapper: unconditional samples.")
@@ -263,15 +194,10 @@ elif not available:
     st.error("None of the generators could be loaded.")
 
 st.subheader("Training stability")
-stability_rows, curves = [], {}
-for kind in COMPARED:
-    numbers, curve = stability(kind, dataset)
-    if curve[0]:
-        curves[kind] = curve
-        stability_rows.append({"model": TITLES[kind], "loss": KINDS[kind].loss_key, **numbers})
+stability_rows, curves = shared.loss_curves(dataset)
 if stability_rows:
     st.dataframe(pd.DataFrame(stability_rows).set_index("model"), width="stretch")
-    st.plotly_chart(loss_figure(curves), width="stretch")
+    st.plotly_chart(shared.loss_figure(curves), width="stretch")
     st.caption(
         "Numbers over the last 10 epochs of the shipped training logs. Report 000: *the GAN was harder to "
         "train (a min-max game)*; the VAE minimises one loss, so its curve only goes down. Compare the "
@@ -284,7 +210,7 @@ st.subheader("Latent space: interpolation")
 steps_col, from_col, to_col = st.columns(3)
 start = from_col.selectbox("From class", range(len(names)), format_func=lambda c: names[c], key="compare_from")
 end = to_col.selectbox("To class", range(len(names)), index=1, format_func=lambda c: names[c], key="compare_to")
-steps = steps_col.slider("Steps", 3, 16, 10, key="compare_steps")
+steps = steps_col.slider("Steps", 3, 16, shared.STRIP_STEPS, key="compare_steps")
 if classifier is not None and start == end:
     st.info("Pick two different classes to see one morph into the other.")
 elif classifier is not None:
@@ -293,7 +219,7 @@ elif classifier is not None:
             st.caption(f"{TITLES[kind]}: no label mapper, no class-to-class strip.")
             continue
         with st.spinner(f"Interpolating the {TITLES[kind]}..."):
-            images, probs = strip(kind, dataset, (int(start), int(end)), int(seed), int(steps))
+            images, probs = shared.strip(kind, dataset, (int(start), int(end)), int(seed), int(steps))
         st.markdown(f"**{TITLES[kind]}**: largest frame-to-frame change = {jump_ratio(images):.2f} × the mean change")
         st.image(
             display_pixels(images, 2),
@@ -311,7 +237,7 @@ st.subheader("Stored evaluation metrics")
 table, profiles = {}, {}
 for kind in COMPARED:
     try:
-        table[TITLES[kind]], profiles[kind] = checkpoint_numbers(kind, dataset)
+        table[TITLES[kind]], profiles[kind] = shared.checkpoint_numbers(kind, dataset)
     except CheckpointError as exc:
         st.caption(f"{TITLES[kind]}: no metrics ({exc.reason}).")
 if table:
@@ -372,7 +298,7 @@ if missing_files(dataset):
     )
 elif classifier is not None and available:
     with st.spinner("Searching 60,000 training images for the samples..."):
-        pairs = nearest_in_training(tuple(available), dataset, int(label), int(seed))
+        pairs = shared.nearest_in_training(tuple(available), dataset, int(label), int(seed))
     for column, kind in zip(st.columns(len(available)), available, strict=True):
         generated, nearest, distances = pairs[kind]
         with column:

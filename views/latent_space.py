@@ -3,10 +3,7 @@ inspect points, decode anywhere, interpolate, and see your own image's encoding.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -15,113 +12,16 @@ from genmodels.checkpoint import CheckpointError
 from genmodels.data import DataMissingError
 from genmodels.datasets import missing_files
 from genmodels.gallery import display_pixels, prediction_captions
-from genmodels.latent import (
-    LatentMap,
-    RealImages,
-    class_verdicts,
-    decode_points,
-    full_test_images,
-    real_latent_map,
-    reconstruct,
-    summary_images,
-)
-from genmodels.projection import PROJECTIONS, ConfidenceGrid, Plane, confidence_grid, encoding_ellipse, pca_plane
-from genmodels.summary import load_summary
+from genmodels.latent import decode_points, reconstruct
+from genmodels.projection import PROJECTIONS, encoding_ellipse
 from views import common
+from views.shared import FULL, SUBSET, confidence_map, latent_map, plane_box, plane_of, real_images, scatter_spec
 
 NEIGHBOURS = 8
 SCATTER_KEY = "latent_scatter"
-SUBSET, FULL = "subset", "full"  # the bundled 200 test images per class, or the whole test split when its files exist
 PROJECTION_KEY = "latent_projection"  # shared with the Your image page
 ENCODING_KEY = "your_image_encoding"  # {dataset: (mu, draws of q(z|x))}, set by the Your image page
 SELECT_KEY = "your_image_select"  # set with it when that page's button sends people here
-
-
-@st.cache_data(show_spinner="Reading the real test images...", max_entries=4)
-def real_images(dataset: str, source: str) -> RealImages:
-    """The real test images of the map, in its row order."""
-    return full_test_images(dataset) if source == FULL else summary_images(load_summary(dataset, prefer_full=False))
-
-
-@st.cache_data(show_spinner="Encoding the real test images...", max_entries=4)
-def latent_map(dataset: str, source: str) -> LatentMap:
-    """The PCA map of the VAE latent means of the real test images."""
-    return real_latent_map(common.generator("vae", dataset).module, real_images(dataset, source))
-
-
-@st.cache_resource(show_spinner="Placing the points on the map...", max_entries=8)
-def plane_of(dataset: str, source: str, projection: str) -> Plane:
-    """The map's plane: its own PCA, or the shipped UMAP (the whole test split placed on it point by point)."""
-    lmap = latent_map(dataset, source)
-    if projection == "PCA":
-        return pca_plane(lmap)
-    umap = common.umap_plane(dataset)
-    return umap if source == SUBSET else dataclasses.replace(umap, coords=umap.project(lmap.latents))
-
-
-@st.cache_data(show_spinner="Decoding the confidence map...", max_entries=8)
-def confidence_map(
-    dataset: str, source: str, projection: str, box: tuple[float, float, float, float]
-) -> ConfidenceGrid:
-    """The classifier's confidence on the VAE's images over the plane's box."""
-    vae, classifier = common.generator("vae", dataset), common.classifier(dataset)
-    return confidence_grid(
-        plane_of(dataset, source, projection),
-        lambda z: decode_points(vae, z),
-        lambda images: predict(classifier, images),
-        box[:2],
-        box[2:],
-    )
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def real_predictions(dataset: str, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """The classifier's predicted class and confidence for each real image of the map."""
-    return class_verdicts(predict(common.classifier(dataset), real_images(dataset, source).unit(slice(None))))
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def scatter_spec(dataset: str, source: str, projection: str, with_predictions: bool) -> dict:
-    """The scatter of the map, one trace per class, with the map row in customdata for selections.
-
-    Cached as a plain dict: unpickling a go.Figure re-validates every trace, which costs more than the rest of a rerun.
-    """
-    lmap = latent_map(dataset, source)
-    coords = plane_of(dataset, source, projection).coords
-    names = common.class_names(dataset)
-    predicted, confidence = real_predictions(dataset, source) if with_predictions else (None, None)
-    colours = px.colors.qualitative.T10  # ten clearly distinct hues, one per class
-    fig = go.Figure()
-    for c, name in enumerate(names):
-        rows = np.flatnonzero(lmap.labels == c)
-        verdict = (
-            [f"{names[p]} ({q:.0%})" for p, q in zip(predicted[rows], confidence[rows], strict=True)]
-            if with_predictions
-            else ["classifier unavailable"] * len(rows)
-        )
-        fig.add_trace(
-            go.Scattergl(
-                x=coords[rows, 0],
-                y=coords[rows, 1],
-                mode="markers",
-                name=name,
-                marker=dict(size=5 if source == SUBSET else 3, color=colours[c % len(colours)], opacity=0.75),
-                customdata=np.stack([rows, lmap.indices[rows], np.array(verdict, dtype=object)], axis=1),
-                hovertemplate=(
-                    f"class: {name}<br>test index: %{{customdata[1]}}<br>classifier: %{{customdata[2]}}<extra></extra>"
-                ),
-            )
-        )
-    titles = plane_of(dataset, source, projection).axis_titles
-    fig.update_layout(
-        height=560,
-        margin=dict(l=10, r=10, t=30, b=10),
-        legend_title_text="class",
-        dragmode="pan",
-        xaxis_title=titles[0],
-        yaxis_title=titles[1],
-    )
-    return fig.to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -214,8 +114,8 @@ if projection == "PCA":
         help=f"of the variance of the {lmap.latents.shape[1]}-dimensional latent means",
     )
 
-x_range = (float(np.floor(plane.coords[:, 0].min())), float(np.ceil(plane.coords[:, 0].max())))
-y_range = (float(np.floor(plane.coords[:, 1].min())), float(np.ceil(plane.coords[:, 1].max())))
+box = plane_box(plane)
+x_range, y_range = box[:2], box[2:]
 encoding = st.session_state.get(ENCODING_KEY, {}).get(dataset)
 if encoding is not None:
     centre, ellipse = encoding_ellipse(plane, *encoding)
@@ -230,7 +130,7 @@ path = plane.project(lmap.line(a_row, b_row, 2 if projection == "PCA" else 12)) 
 selected = int(st.session_state[row_key])
 fig = go.Figure(scatter_spec(dataset, source, projection, has_classifier))
 if show_confidence:
-    grid = confidence_map(dataset, source, projection, (*x_range, *y_range))
+    grid = confidence_map(dataset, source, projection, box)
     fig.add_trace(
         go.Heatmap(
             x=grid.xs,
