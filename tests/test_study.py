@@ -15,10 +15,12 @@ from tests.conftest import TINY_CONFIGS
 RECORDS = [{"type": "epoch", "epoch": e, "class_accuracy": a} for e, a in enumerate([0.5, 0.8, 0.9, 0.86, 0.9], 1)]
 
 
-def test_wobble_is_the_rms_change_over_the_second_half():
-    # changes into epochs 3, 4, 5 (above 5 / 2): +0.10, -0.04, +0.04
-    assert study.wobble(RECORDS) == pytest.approx(100 * ((0.01 + 0.0016 + 0.0016) / 3) ** 0.5)
-    assert study.wobble(RECORDS[:1]) is None
+def test_wobble_is_the_std_of_the_changes_over_the_second_half():
+    # changes into epochs 3, 4, 5 (above 5 / 2): +0.10, -0.04, +0.04; their mean 0.1 / 3
+    mean = 0.1 / 3
+    expected = 100 * (((0.1 - mean) ** 2 + (-0.04 - mean) ** 2 + (0.04 - mean) ** 2) / 3) ** 0.5
+    assert study.wobble(RECORDS) == pytest.approx(expected)
+    assert study.wobble(RECORDS[:2]) is None, "one change into the second half is no spread"
     assert study.wobble([{"type": "step", "epoch": 0.5, "loss_d": 1.0}]) is None
 
 
@@ -29,7 +31,7 @@ def test_a_tiny_study_trains_scores_ships_its_logs_and_writes_the_table(
     shutil.copytree(tiny_checkpoints, root)
     docs = tmp_path / "study.md"
     docs.write_text("# Notes kept\n\n" + study.BEGIN + "\nold\n" + study.END + "\n\nFindings kept.\n")
-    argv = ["--dataset", "mnist", "--objectives", "bce,hinge", "--epochs", "2", "--max-steps", "4", "--samples", "100"]
+    argv = ["--dataset", "mnist", "--objectives", "bce,hinge", "--steps", "4", "--samples", "100"]
     argv += ["--model-config", json.dumps(TINY_CONFIGS["cgan"]), "--runs", str(tmp_path / "runs")]
     argv += ["--checkpoints", str(root), "--docs", str(docs), "--data", str(synthetic_data)]
     assert study.main(argv) == 0
