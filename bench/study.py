@@ -188,7 +188,7 @@ def dataset_table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {objective} | {settings} | {_number(row['class_accuracy'], '.1%')} "
             f"| {_number(row['class_accuracy_crosscheck'], '.1%')} | {_number(row['min_class_accuracy'], '.1%')} "
-            f"| {row['fid']:.1f} | {row['precision']:.2f} | {row['recall']:.2f} "
+            f"| {row['fid']:.1f} | {row['precision']:.2f} | {row['recall']:.3f} "
             f"| {_number(row['wobble_points'], '.2f')} | {_number(row['train_seconds'], '.0f')} |"
         )
     return "\n".join(lines)
@@ -197,7 +197,7 @@ def dataset_table(result: dict[str, Any]) -> str:
 def write_docs(path: Path, root: Path | None) -> None:
     """Rewrite the tables between the markers of `path` from every dataset's results file; the prose around stays."""
     sections = []
-    for dataset in sorted(DATASETS):
+    for dataset in DATASETS:
         result = read_json(studies_dir(dataset, root) / RESULTS_FILE)
         if result is not None:
             sections.append(dataset_table(result))
