@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from genmodels.datasets import DATASETS, dataset_info
-from genmodels.kinds import KINDS
+from genmodels.evaluation import DEFAULT_SAMPLES, MIN_SAMPLES
 from genmodels.logs import SUMMARY_RECORD_TYPES
 from genmodels.paths import REPO_ROOT, checkpoints_dir, runs_dir
 from genmodels.recipes import OBJECTIVES
@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.steps = STUDY_STEPS[args.dataset] if args.steps is None else args.steps
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
+    if not MIN_SAMPLES <= args.samples <= DEFAULT_SAMPLES:
+        parser.error(f"--samples must be between {MIN_SAMPLES} and {DEFAULT_SAMPLES}, got {args.samples}")
     return args
 
 
@@ -116,6 +118,10 @@ def train_variant(args: argparse.Namespace, objective: str, run_dir: Path) -> No
     """Train one variant unless its run already finished (an interrupted one is resumed)."""
     run = RunFolder(run_dir)
     if (read_json(run.status_file) or {}).get("state") == "finished" and run.model_file(STUDY_KIND).is_file():
+        config = read_json(run.config_file) or {}
+        recipe = config.get("recipe", {})
+        if (config.get("max_steps"), recipe.get("objective"), recipe.get("seed")) != (args.steps, objective, args.seed):
+            raise RuntimeError(f"{run_dir} holds another study's run (steps, objective or seed differ); remove it")
         print(f"{objective}: reusing the finished run in {run_dir}", file=sys.stderr, flush=True)
         return
     command = train_command(args, objective, run_dir, resume=run.state_file.is_file())
@@ -144,12 +150,9 @@ def variant_row(model_scores: dict[str, Any], records: list[dict[str, Any]], con
 
 def score_variants(args: argparse.Namespace, run_root: Path) -> dict[str, Any]:
     """Score every variant's checkpoint with `evaluate`'s measures against one reference of real data."""
-    import torch
-
     from genmodels import evaluation
     from genmodels.api import load_generator
 
-    torch.manual_seed(0)  # nothing here draws from the global generator; this only keeps a stray call repeatable
     real = evaluation.build_reference(
         args.dataset, args.samples, evaluation.EVAL_SEED, args.data, args.checkpoints, device="cpu"
     )
@@ -212,8 +215,6 @@ def write_docs(path: Path, root: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not KINDS[STUDY_KIND].adversarial:
-        raise AssertionError(f"{STUDY_KIND} has no GAN objective")
     from bench.__main__ import machine
 
     run_root = args.runs or runs_dir() / "study" / args.dataset

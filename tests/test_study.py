@@ -49,6 +49,7 @@ def test_a_tiny_study_trains_scores_ships_its_logs_and_writes_the_table(
     assert [log.study for log in logs] == ["objective-bce", "objective-hinge"]
     assert all(log.metrics_file.is_file() and log.config["recipe"]["objective"] in log.study for log in logs)
     assert study.main(argv) == 0, "a rerun reuses the finished runs"
+    assert study.main([*argv, "--steps", "5"]) == 1, "a finished run of another budget is refused"
 
 
 def test_unknown_objective_is_one_line(capsys):
