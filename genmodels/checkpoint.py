@@ -23,7 +23,7 @@ from genmodels.datasets import dataset_info
 from genmodels.kinds import build_model
 from genmodels.kinds import kind as model_kind
 from genmodels.models.config import config_to_dict
-from genmodels.paths import atomic_write_bytes, checkpoints_dir
+from genmodels.paths import atomic_write_bytes, checkpoint_file
 
 FORMAT_VERSION = 1
 META_KEY = "genmodels"
@@ -42,7 +42,7 @@ def checkpoint_path(kind: str, dataset: str, root: str | os.PathLike | None = No
     """Where the shipped checkpoint of (kind, dataset) lives: <checkpoints>/<dataset>/<kind>.safetensors."""
     model_kind(kind)
     dataset_info(dataset)
-    return checkpoints_dir(root) / dataset / f"{kind}.safetensors"
+    return checkpoint_file(kind, dataset, root)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -15,7 +15,9 @@ from typing import Any
 Record = dict[str, Any]
 
 D_WINNING_PROBABILITY = 0.05  # D(G(z)) below this: D rejects nearly every fake, G's gradients vanish
-D_WINNING_STEPS = 500  # ... for this many steps in a row before it counts
+# ... for this many steps in a row before it counts: a D that has won holds D(G(z)) under 0.01 (the break-it preset,
+# docs/failure_modes.md), healthy logs never go under 0.15 (the shipped ones); 300 steps fit a 3-minute preset
+D_WINNING_STEPS = 300
 COLLAPSE_SHARE = 0.5  # one class holds at least this share of the fixed-noise samples
 COLLAPSE_EPOCHS = 2  # ... at this many epoch checks in a row
 FROZEN_CHANGE = 1e-3  # mean absolute pixel change of the fixed-noise samples between epochs
@@ -164,7 +166,8 @@ def blank_output(records: list[Record]) -> Alert | None:
 def posterior_collapse(records: list[Record]) -> Alert | None:
     """A VAE whose KL term fell to ~0: the decoder ignores the latent code."""
     for record in records:
-        kl = _number(record, "kl")
+        # a run stopped by --max-steps ends on a record of test measures only
+        kl = _number(record, "kl") if "kl" in record else _number(record, "test_kl")
         if record.get("type") in ("epoch", "final") and kl is not None and kl < POSTERIOR_COLLAPSE_KL:
             return _alert(
                 record,

@@ -13,6 +13,7 @@ import pandas as pd
 from genmodels.cards import ExperimentCard, make_card
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, Chart
+from genmodels.paths import checkpoint_file
 from genmodels.runs import GRID_PATTERN, RunFolder, RunInfo, ShippedLogs, list_runs, read_json, studies_dir
 
 SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
@@ -115,7 +116,7 @@ def study_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
 def run_log(run: RunInfo) -> TrainingLog:
     """The training log of one of the user's runs."""
     return TrainingLog(
-        label=f"Your run {run.name} ({run.state})",
+        label=f"Your run {run.name}",  # no state: a label drawn once would go stale while the run moves on
         kind=run.kind or "unknown",
         dataset=run.dataset or "unknown",
         metrics_file=run.folder.metrics_file,
@@ -145,6 +146,20 @@ def log_card(log: TrainingLog, records: list[dict[str, Any]]) -> ExperimentCard:
     grids = {epoch: path.read_bytes() for epoch, path in list(grid_images(log.grids_dir).items())[-1:]}
     name = log.run.name if log.run is not None else log.card or f"shipped-{log.dataset}-{log.kind}"
     return make_card(name, log.kind, log.dataset, log.config, records, grids)
+
+
+def parent_key(log: TrainingLog) -> str | None:
+    """The key of the log a forked run started from (its config's `forked_from`): the parent run's, or the shipped
+    log of the checkpoint it forked; None for a run that is no fork."""
+    parent = log.config.get("forked_from")
+    if not isinstance(parent, dict) or not isinstance(parent.get("path"), str):
+        return None
+    path = Path(parent["path"])
+    if parent.get("whole_state"):
+        return f"run/{path.name}"
+    if path == checkpoint_file(log.kind, log.dataset):
+        return f"shipped/{log.dataset}/{log.kind}"
+    return f"run/{path.parent.name}"  # a run's own model file
 
 
 def user_logs(dataset: str | None = None, root: str | None = None) -> list[TrainingLog]:

@@ -25,6 +25,11 @@ def checkpoints_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else REPO_ROOT / "checkpoints"
 
 
+def checkpoint_file(kind: str, dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """Where the shipped checkpoint of (kind, dataset) lives: <checkpoints>/<dataset>/<kind>.safetensors."""
+    return checkpoints_dir(root) / dataset / f"{kind}.safetensors"
+
+
 def runs_dir(root: str | os.PathLike | None = None) -> Path:
     """The folder of user training runs: argument, else $GENMODELS_RUNS, else the repo's runs/."""
     if root is not None:

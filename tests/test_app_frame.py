@@ -1,5 +1,6 @@
 """The entry point and its sidebar: navigation renders, dataset picker, training launcher checks, live runs panel."""
 
+import re
 import signal
 import subprocess
 import sys
@@ -10,8 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 import genmodels.launch
 import genmodels.runs
-from genmodels.launch import TrainingRequest, check_request, parse_lr
-from genmodels.paths import REPO_ROOT
+from genmodels.kinds import KINDS
+from genmodels.launch import TrainingRequest, changed_options, check_request, parse_lr, recipe_options
+from genmodels.paths import REPO_ROOT, checkpoint_file
+from genmodels.presets import PRESETS
+from genmodels.recipes import OBJECTIVES
 from genmodels.runs import RunInfo
 from views import PAGES
 
@@ -224,3 +228,126 @@ def test_views_are_thin_and_never_import_torch():
             node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
         }
         assert "torch" not in imported, f"{view.path.name} imports torch"
+
+
+def _labels(at):
+    return {
+        w.label for w in [*at.sidebar.selectbox, *at.sidebar.number_input, *at.sidebar.text_input, *at.sidebar.checkbox]
+    }
+
+
+def test_the_launcher_offers_each_kinds_own_fields_and_defaults_to_a_gan(runs_root):
+    at = open_sidebar()
+    model = at.sidebar.selectbox(key="launch_kind")
+    assert KINDS[model.value].adversarial, "the launcher opens on a GAN"
+    assert model.options == [KINDS[k].title for k in KINDS], "every registered kind is offered"
+    assert {"GAN objective", "Spectral norm in D", "D steps per G step", "D learning rate", "Label smoothing"} <= (
+        _labels(at)
+    )
+    assert "Beta (KL weight)" not in _labels(at)
+    objective = next(s for s in at.sidebar.selectbox if s.label == "GAN objective")
+    assert objective.options == list(OBJECTIVES) and "hinge" in objective.help
+    model.select("vae").run()
+    assert {"Beta (KL weight)", "KL warm-up steps"} <= _labels(at) and "GAN objective" not in _labels(at)
+    at.sidebar.selectbox(key="launch_kind").select("classifier").run()
+    assert not {"Beta (KL weight)", "GAN objective"} & _labels(at) and not at.exception
+
+
+def test_changed_gan_fields_reach_the_training_command(runs_root, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        genmodels.launch,
+        "launch_run",
+        lambda kind, dataset, **kwargs: calls.append(kwargs["extra"]) or RunInfo("x", runs_root / "x", {}, {}),
+    )
+    at = open_sidebar()
+    at.sidebar.selectbox(key="launch_kind").select("gan").run()
+    next(c for c in at.sidebar.checkbox if c.label == "Spectral norm in D").check()
+    at = submit(at, **{"GAN objective": "hinge", "D steps per G step": 2, "D learning rate": "1e-3"})
+    assert calls == [["--objective", "hinge", "--d-steps", "2", "--lr-d", "0.001", "--spectral-norm"]]
+
+
+def test_bad_launcher_options_get_one_clear_message(runs_root):
+    at = submit(open_sidebar(), **{"D learning rate": "quick"})
+    assert [e.value for e in at.sidebar.error] == [
+        "Not started: D's learning rate must be a number like 0.0002 or 2e-4, got 'quick'."
+    ]
+    assert not list(runs_root.iterdir()) and not at.exception
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "message"),
+    [
+        ("vae", {"objective": "hinge"}, "objective is for the GANs"),
+        ("gan", {"beta": 4}, "beta is for the VAEs"),
+        ("classifier", {"kl_warmup": 10}, "kl warmup is for the VAEs"),
+        ("gan", {"objective": "minimax"}, "objective must be one of bce, lsgan, hinge, wgan-gp"),
+        ("gan", {"d_steps": 0}, "D steps per G step must be between 1 and 10"),
+        ("gan", {"lr_d": "2"}, "D's learning rate must be between"),
+        ("gan", {"label_smoothing": 0.5}, "label smoothing must be in [0, 0.5)"),
+        ("vae", {"beta": "nan"}, "beta must be in [0, 100]"),
+        ("vae", {"beta": -1}, "beta must be in [0, 100]"),
+        ("vae", {"kl_warmup": 2.5}, "KL warm-up steps must be a whole number"),
+        ("vae", {"model": {"latent_dim": 0}}, "latent size must be between 1 and 512"),
+        ("gan", {"init_from": "/no/such/run"}, "the run or checkpoint to start from is gone"),
+        ("gan", {"temperature": 1}, "unknown training option 'temperature'"),
+    ],
+)
+def test_check_request_refuses_bad_options(kind, options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_request(kind, "mnist", 1, 64, "", 0, 0, 1, options)
+
+
+def test_untouched_fields_train_as_the_recipe_and_options_become_flags():
+    request = check_request("vae", "mnist", 1, 64, "", 0, 0, 1, {"beta": 8.0, "model": {"latent_dim": 2}})
+    assert request.options.flags() == ["--beta", "8.0", "--model-config", '{"latent_dim": 2}']
+    assert changed_options("gan", "mnist", recipe_options("gan", "mnist")) == {}
+    assert changed_options("gan", "mnist", {**recipe_options("gan", "mnist"), "objective": "lsgan"}) == {
+        "objective": "lsgan"
+    }
+
+
+def test_start_from_offers_the_shipped_checkpoint_and_ended_runs_and_forks_from_them(runs_root, make_run, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        genmodels.launch,
+        "launch_run",
+        lambda kind, dataset, **kwargs: calls.append(kwargs["extra"]) or RunInfo("x", runs_root / "x", {}, {}),
+    )
+    done = make_run("gan-mnist-done", "finished")
+    (done / "state.safetensors").write_bytes(b"state")
+    make_run("gan-mnist-nostate", "finished")
+    make_run("vae-mnist-done", "finished", kind="vae")
+    at = open_sidebar()
+    at.sidebar.selectbox(key="launch_kind").select("gan").run()
+    source = at.sidebar.selectbox(key="launch_source")
+    assert source.options[0] == "fresh weights" and "your run gan-mnist-done (finished)" in source.options
+    assert not any("nostate" in o or "vae" in o for o in source.options)
+    assert source.options[1] == "the shipped gan checkpoint" or not checkpoint_file("gan", "mnist").is_file()
+    source.select("your run gan-mnist-done (finished)").run()
+    submit(at)
+    assert calls == [["--init-from", str(done)]]
+
+
+def test_a_preset_shows_its_prediction_before_it_starts_and_launches_its_settings(runs_root, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        genmodels.launch,
+        "launch_run",
+        lambda kind, dataset, **kwargs: (
+            calls.append((kind, dataset, kwargs)) or RunInfo("gan-mnist-p", runs_root / "gan-mnist-p", {}, {})
+        ),
+    )
+    at = open_sidebar()
+    for key, preset in PRESETS.items():
+        at.sidebar.selectbox(key="preset").select(key).run()
+        shown = " ".join(m.value for m in at.sidebar.markdown)
+        assert preset.prediction in shown and (preset.alert or "stay quiet") in shown
+    assert not calls, "nothing starts before the click"
+    preset = next(iter(PRESETS.values()))
+    at.sidebar.selectbox(key="preset").select(preset.key).run()
+    at.sidebar.button(key="start-preset").click().run()
+    kind, dataset, kwargs = calls[0]
+    assert (kind, dataset, kwargs["batch_size"]) == (preset.kind, "mnist", preset.batch_size)
+    assert kwargs["extra"] == ["--max-steps", str(preset.max_steps), *preset.options.flags()]
+    assert at.session_state["training_log"] == "run/gan-mnist-p"

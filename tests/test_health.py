@@ -32,13 +32,13 @@ def test_a_nan_loss_is_named_diverged_at_its_step():
     assert alert.name == "diverged" and alert.step == 400 and "loss_g" in alert.message
 
 
-def test_a_discriminator_that_rejects_every_fake_for_500_steps_wins():
+def test_a_discriminator_that_rejects_every_fake_for_300_steps_wins():
     healthy = steps(4, d_fake=0.3)
     assert health.alerts(healthy) == []
     won = health.alerts([*healthy, *({**r, "step": r["step"] + 400} for r in steps(6, d_fake=0.01))])
-    assert [a.name for a in won] == ["discriminator wins"] and won[0].step == 1000
-    brief = [*healthy, *({**r, "step": r["step"] + 400} for r in steps(4, d_fake=0.01))]
-    assert health.alerts(brief) == [], "400 steps is not yet 'winning'"
+    assert [a.name for a in won] == ["discriminator wins"] and won[0].step == 800
+    brief = [*healthy, *({**r, "step": r["step"] + 400} for r in steps(3, d_fake=0.01))]
+    assert health.alerts(brief) == [], "200 steps is not yet 'winning'"
 
 
 def test_mode_collapse_needs_two_epochs_of_one_dominant_class():

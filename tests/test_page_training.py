@@ -253,7 +253,7 @@ def test_a_run_that_ended_within_its_first_epoch_says_so(runs_root, make_run):
 
 
 def test_a_failing_run_shows_its_alert_and_a_marker_on_the_curves(make_run, runs_root):
-    """A run whose D rejects every fake for 500 steps: the page names it, says what to try, and marks the step."""
+    """A run whose D rejects every fake for 300 steps: the page names it, says what to try, and marks the step."""
     records = [
         {"type": "step", "step": s, "epoch": s / 100, "loss_d": 0.01, "loss_g": 6.0, "d_real": 0.99, "d_fake": 0.01}
         for s in range(100, 800, 100)
@@ -262,9 +262,9 @@ def test_a_failing_run_shows_its_alert_and_a_marker_on_the_curves(make_run, runs
     at = open_page(training_log="run/gan-broken")
     assert not at.exception
     (warning,) = [w.value for w in at.warning]
-    assert warning.startswith("**Discriminator wins** at step 600") and "lower D's learning rate" in warning
+    assert warning.startswith("**Discriminator wins** at step 400") and "lower D's learning rate" in warning
     marked = [shape for chart in charts(at) for shape in chart["layout"].get("shapes", [])]
-    assert marked and all(shape["x0"] == 6.0 for shape in marked)
+    assert marked and all(shape["x0"] == 4.0 for shape in marked)
 
 
 @pytest.mark.checkpoints
@@ -295,3 +295,24 @@ def test_an_opened_card_is_a_log_like_any_other(runs_root, tmp_path):
     at = open_page(opened_cards={"abc": (card, unpack(card, tmp_path / "abc"))}, training_log="card/my-card")
     assert not at.exception and not at.error
     assert at.selectbox(key="training_log").value == "card/my-card" and charts(at)
+
+
+def test_a_fork_names_its_parent_and_compares_with_it_in_one_click(runs_root, make_run):
+    parent = make_run("gan-mnist-parent", "finished", records=GAN_RECORDS)
+    fork = make_run("gan-mnist-fork", "finished", records=GAN_RECORDS[:10])
+    config = json.loads((fork / "config.json").read_text())
+    config["forked_from"] = {"path": str(parent), "kind": "gan", "dataset": "mnist", "whole_state": True}
+    (fork / "config.json").write_text(json.dumps(config))
+    at = open_page(training_log="run/gan-mnist-fork")
+    assert any("A fork of Your run gan-mnist-parent" in c.value for c in at.caption)
+    at.button(key="compare-parent").click().run()
+    assert at.multiselect(key="training_compare").value == ["run/gan-mnist-parent"]
+    names = {trace["name"] for chart in charts(at) for trace in chart["data"] if "name" in trace}
+    assert any("gan-mnist-parent" in n for n in names) and any("gan-mnist-fork" in n for n in names)
+    assert not at.exception
+
+
+def test_a_run_that_is_no_fork_offers_no_parent(runs_root, make_run):
+    make_run("gan-mnist-plain", "finished", records=GAN_RECORDS)
+    at = open_page(training_log="run/gan-mnist-plain")
+    assert not [b for b in at.button if b.key == "compare-parent"] and not at.exception

@@ -14,6 +14,7 @@ from pathlib import Path
 from genmodels.api import MAX_SEED
 from genmodels.datasets import DATASETS
 from genmodels.kinds import KINDS, training_order
+from genmodels.launch import BETA_RANGE, D_STEPS_RANGE, KL_WARMUP_RANGE, LABEL_SMOOTHING_RANGE
 from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.recipes import OBJECTIVES, Recipe
@@ -124,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--beta", type=float, help=f"weight of the KL term ({_listed(vae)}; default 1)")
     parser.add_argument("--kl-warmup", type=int, help="ramp the KL weight from 0 to beta over this many steps (VAEs)")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="fork: start a new run from the weights of a run folder (every network) or a .safetensors checkpoint "
+        "(the network it serves), with this command's settings; the run's config.json records the parent",
+    )
     parser.add_argument("--log-every", type=int, default=100, help="steps between metric records")
     parser.add_argument("--data", help="dataset folder (default: $GENMODELS_DATA or ./data)")
     parser.add_argument(
@@ -178,6 +185,13 @@ def validate(args: argparse.Namespace) -> None:
         if not path.is_file():
             raise UsageError(f"--{name} {path}: no such file")
     check_objective_flags(args)
+    if args.init_from is not None:
+        if args.resume or args.kind == "all":
+            raise UsageError("--init-from starts one new model's run; it goes with neither --resume nor 'all'")
+        from genmodels.forks import check_compatible, fork_source
+
+        args.fork = fork_source(args.init_from)
+        check_compatible(args.fork, args.kind, args.dataset)  # the architecture is compared once the model is built
     if args.checkpoints is not None and args.kind != "all":
         raise UsageError("--checkpoints is for 'all' only: a single model stays in its --run-dir")
 
@@ -195,16 +209,19 @@ def check_objective_flags(args: argparse.Namespace) -> None:
             flag = "--" + given[0].replace("_", "-")
             kinds = _listed([name for name, k in KINDS.items() if getattr(k, applies)])
             raise UsageError(f"{flag} is for the {family} ({kinds}) only, not {args.kind!r}")
-    if args.d_steps is not None and not 1 <= args.d_steps <= 10:
-        raise UsageError(f"--d-steps must be between 1 and 10, got {args.d_steps}")
+    if args.d_steps is not None and not D_STEPS_RANGE[0] <= args.d_steps <= D_STEPS_RANGE[1]:
+        raise UsageError(f"--d-steps must be between {D_STEPS_RANGE[0]} and {D_STEPS_RANGE[1]}, got {args.d_steps}")
     if args.lr_d is not None and not (math.isfinite(args.lr_d) and 0 < args.lr_d <= 1):
         raise UsageError(f"--lr-d must be a number in (0, 1], got {args.lr_d}")
-    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 0.5:
-        raise UsageError(f"--label-smoothing must be in [0, 0.5), got {args.label_smoothing}")
-    if args.beta is not None and not (math.isfinite(args.beta) and 0 <= args.beta <= 100):
-        raise UsageError(f"--beta must be between 0 and 100, got {args.beta}")
-    if args.kl_warmup is not None and not 0 <= args.kl_warmup <= 10_000_000:
-        raise UsageError(f"--kl-warmup must be between 0 and 10000000 steps, got {args.kl_warmup}")
+    low, high = LABEL_SMOOTHING_RANGE
+    if args.label_smoothing is not None and not low <= args.label_smoothing < high:
+        raise UsageError(f"--label-smoothing must be in [{low:g}, {high:g}), got {args.label_smoothing}")
+    low, high = BETA_RANGE
+    if args.beta is not None and not (math.isfinite(args.beta) and low <= args.beta <= high):
+        raise UsageError(f"--beta must be between {low:g} and {high:g}, got {args.beta}")
+    low, high = KL_WARMUP_RANGE
+    if args.kl_warmup is not None and not low <= args.kl_warmup <= high:
+        raise UsageError(f"--kl-warmup must be between {low} and {high} steps, got {args.kl_warmup}")
 
 
 def check_writable(folder: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
@@ -424,6 +441,7 @@ def train_one(
         needs=needs,
         log_every=args.log_every,
         data_root=args.data,
+        fork=getattr(args, "fork", None),
     )
     return train_model(request)
 

@@ -21,6 +21,7 @@ import torch
 from genmodels import api, health, metrics
 from genmodels.checkpoint import CheckpointError, load_tensors, save_model, save_tensors
 from genmodels.data import DataMissingError, load_split
+from genmodels.forks import ForkSource, check_compatible, network_tensors
 from genmodels.images import grid_png
 from genmodels.kinds import KINDS, resolve
 from genmodels.recipes import Recipe
@@ -46,6 +47,7 @@ class RunRequest:
     needs: dict[str, Path] = field(default_factory=dict)  # checkpoints of needed kinds (default: the shipped ones)
     log_every: int = 100
     data_root: str | None = None
+    fork: ForkSource | None = None  # the parent whose weights a fork starts from
 
     @property
     def folder(self) -> RunFolder:
@@ -243,6 +245,8 @@ class TrainingRun:
             status.set(preparing=preparation)
         task.before_training(train_images, train_labels)
         run = cls(req, status, task, batches, test_split, steps_per_epoch, total_steps)
+        if req.fork is not None:
+            run.start_from(req.fork)
         if req.resume:
             run.resume()
         run.dist.wrap(task)  # distributed: after resuming, DDP starts every rank from rank 0's weights
@@ -266,6 +270,17 @@ class TrainingRun:
             "argv": sys.argv,
             **self.dist.facts(),
         }
+
+    def start_from(self, fork: ForkSource) -> None:
+        """A fork: the parent's weights in every network they fit, after checking the architectures match."""
+        config = dataclasses.asdict(distributed.unwrap(self.task.model()).config)
+        check_compatible(fork, self.req.kind, self.req.dataset, config)
+        fresh = self.task.start_from(network_tensors(fork))
+        self.config["forked_from"] = {**fork.record(), "fresh_networks": fresh}
+        _log(
+            f"forked from {fork.record()['path']}"
+            + (f"; {', '.join(fresh)} start fresh (the parent's do not fit)" if fresh else "")
+        )
 
     def resume(self) -> None:
         """Continue from the folder's saved state: the task's, the global generators' and the place in the epoch."""
@@ -366,13 +381,7 @@ class TrainingRun:
             return
         epochs = self.req.recipe.epochs
         self.last_eval = self.task.evaluate(*self.test_split)
-        images = self.task.grid_images()
-        signals = {}
-        if images is not None:
-            self.folder.grid_file(p.epoch).write_bytes(grid_png(images, nrow=10))
-            judge = self.task.judge
-            signals = metrics.sample_health(images, self.last_grid, api.predict(judge, images) if judge else None)
-            self.last_grid = images
+        signals = self.draw_grid(p.epoch)
         self.record(
             {
                 "type": "epoch",
@@ -392,6 +401,18 @@ class TrainingRun:
         shown = ", ".join(f"{k}: {v:.4f}" for k, v in {**losses, **self.last_eval}.items())
         self.bar.close()
         _log(f"Epoch [{p.epoch}/{epochs}] {shown} ({p.wall_time:.1f} s, {rate:.0f} img/s)")
+
+    def draw_grid(self, epoch: int) -> dict[str, float]:
+        """Save the fixed-noise grid under `epoch`'s number; returns its health signals (none for a kind without
+        samples)."""
+        images = self.task.grid_images()
+        if images is None:
+            return {}
+        self.folder.grid_file(epoch).write_bytes(grid_png(images, nrow=10))
+        judge = self.task.judge
+        signals = metrics.sample_health(images, self.last_grid, api.predict(judge, images) if judge else None)
+        self.last_grid = images
+        return signals
 
     def save_checkpoints(self) -> None:
         """The model file (with the last epoch-end measures), then the resumable state."""
@@ -441,12 +462,15 @@ class TrainingRun:
             self.task.finalize()
             if outcome == "max_steps":
                 self.last_eval = self.task.evaluate(*self.test_split)
-                self.log.write(
+                # a short run (a break-it preset) gets the grid and health signals of the epoch it stopped in
+                signals = self.draw_grid(progress.epoch + 1)
+                self.record(
                     {
                         "type": "final",
                         "step": progress.global_step,
                         "epoch": progress.epoch + progress.step_in_epoch / self.steps_per_epoch,
                         **self.last_eval,
+                        **signals,
                         "wall_time": round(progress.wall_time, 3),
                     }
                 )

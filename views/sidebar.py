@@ -9,14 +9,26 @@ from genmodels.datasets import DATASETS, dataset_info
 from genmodels.kinds import KINDS
 from genmodels.launch import (
     BATCH_RANGE,
+    BETA_RANGE,
+    D_STEPS_RANGE,
     EPOCH_RANGE,
+    GAN_HELP,
+    KL_WARMUP_RANGE,
+    LABEL_SMOOTHING_RANGE,
     LAUNCH_KINDS,
     MAX_STEPS_RANGE,
     SEED_RANGE,
+    VAE_HELP,
+    TrainingRequest,
+    changed_options,
     check_request,
     max_processes,
+    recipe_options,
     start,
+    start_sources,
 )
+from genmodels.presets import PRESETS
+from genmodels.recipes import OBJECTIVES
 from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, read_metrics, run_info
 from views.common import DATASET_KEY, TRAINING_LOG_KEY, current_dataset
 
@@ -34,18 +46,84 @@ def dataset_picker() -> None:
     st.selectbox("Dataset", list(DATASETS), key=DATASET_KEY, format_func=lambda name: dataset_info(name).title)
 
 
+def gan_fields(kind: str, dataset: str) -> dict[str, object]:
+    """The GAN objective fields, each with its one-line help; their defaults are the kind's recipe."""
+    recipe = recipe_options(kind, dataset)
+    objectives = list(OBJECTIVES)
+    return {
+        "objective": st.selectbox(
+            "GAN objective", objectives, index=objectives.index(recipe["objective"]), help=GAN_HELP["objective"]
+        ),
+        "spectral_norm": st.checkbox(
+            "Spectral norm in D", value=recipe["spectral_norm"], help=GAN_HELP["spectral_norm"]
+        ),
+        "d_steps": st.number_input(
+            "D steps per G step", *D_STEPS_RANGE, value=recipe["d_steps"], help=GAN_HELP["d_steps"]
+        ),
+        "lr_d": st.text_input(
+            "D learning rate", value=recipe["lr_d"], placeholder="same as G's", help=GAN_HELP["lr_d"]
+        ),
+        "label_smoothing": st.number_input(
+            "Label smoothing",
+            LABEL_SMOOTHING_RANGE[0],
+            0.49,
+            value=float(recipe["label_smoothing"]),
+            step=0.05,
+            help=GAN_HELP["label_smoothing"],
+        ),
+    }
+
+
+def vae_fields(kind: str, dataset: str) -> dict[str, object]:
+    """The VAE's KL weight and warm-up, each with its one-line help; their defaults are the kind's recipe."""
+    recipe = recipe_options(kind, dataset)
+    return {
+        "beta": st.number_input(
+            "Beta (KL weight)", *BETA_RANGE, value=float(recipe["beta"]), step=0.5, help=VAE_HELP["beta"]
+        ),
+        "kl_warmup": st.number_input(
+            "KL warm-up steps", *KL_WARMUP_RANGE, value=recipe["kl_warmup"], step=100, help=VAE_HELP["kl_warmup"]
+        ),
+    }
+
+
+def launch(request: TrainingRequest | None, dataset: str, error: str | None = None) -> None:
+    """Start a checked request (or show why not) and point the Training page at the new run."""
+    if error is not None:
+        st.error(f"Not started: {error}.")
+        return
+    try:
+        info = start(request)
+    except LaunchError as exc:
+        st.error(f"Training refused: {exc}.")
+        return
+    st.session_state.setdefault(LAUNCHED_KEY, []).append(info.name)
+    st.session_state[TRAINING_LOG_KEY] = f"run/{info.name}"  # the Training page follows the new run
+    where = "" if dataset == current_dataset() else f" with the sidebar's dataset set to {dataset_info(dataset).title}"
+    st.success(f"Started {info.name}. Follow it below or on the Training page{where}.")
+
+
 def launcher() -> None:
-    """The training form: Start runs `python -m train` as a separate process in a new run folder."""
+    """The training form: Start runs `python -m train` as a separate process in a new run folder. Model, data and
+    starting point sit outside the form, so the fields that apply to the chosen kind show at once."""
     with st.expander("Train a model", expanded=False):
+        kind = st.selectbox("Model", LAUNCH_KINDS, format_func=lambda k: KINDS[k].title, key="launch_kind")
+        names = list(DATASETS)
+        dataset = st.selectbox(
+            "Training data",
+            names,
+            index=names.index(current_dataset()),
+            format_func=lambda name: dataset_info(name).title,
+        )
+        sources = start_sources(kind, dataset)
+        source = st.selectbox(
+            "Start from",
+            list(sources),
+            key="launch_source",
+            help="A fork: continue the shipped checkpoint or one of your ended runs with changed settings (its log "
+            "starts at step 0; a run gives every network, the shipped checkpoint its generator or VAE only).",
+        )
         with st.form("launcher", border=False):
-            kind = st.selectbox("Model", LAUNCH_KINDS, format_func=lambda k: KINDS[k].title)
-            names = list(DATASETS)
-            dataset = st.selectbox(
-                "Training data",
-                names,
-                index=names.index(current_dataset()),
-                format_func=lambda name: dataset_info(name).title,
-            )
             epochs = st.number_input("Epochs", *EPOCH_RANGE, value=5, step=1)
             batch_size = st.number_input("Batch size", *BATCH_RANGE, value=128, step=8)
             lr = st.text_input(
@@ -75,23 +153,36 @@ def launcher() -> None:
                 if most > 1
                 else 1
             )
+            fields: dict[str, object] = {}
+            if KINDS[kind].adversarial:
+                fields.update(gan_fields(kind, dataset))
+            if KINDS[kind].encodes:
+                fields.update(vae_fields(kind, dataset))
+            options = {**changed_options(kind, dataset, fields), "init_from": sources.get(source)}
             submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         if submitted:
             try:
-                info = start(check_request(kind, dataset, epochs, batch_size, lr, seed, max_steps, nproc))
+                request = check_request(kind, dataset, epochs, batch_size, lr, seed, max_steps, nproc, options)
             except ValueError as exc:
-                st.error(f"Not started: {exc}.")
-            except LaunchError as exc:
-                st.error(f"Training refused: {exc}.")
+                launch(None, dataset, str(exc))
             else:
-                st.session_state.setdefault(LAUNCHED_KEY, []).append(info.name)
-                st.session_state[TRAINING_LOG_KEY] = f"run/{info.name}"  # the Training page follows the new run
-                where = (
-                    ""
-                    if dataset == current_dataset()
-                    else f" with the sidebar's dataset set to {dataset_info(dataset).title}"
-                )
-                st.success(f"Started {info.name}. Follow it below or on the Training page{where}.")
+                launch(request, dataset)
+
+
+def presets_panel() -> None:
+    """Break-it presets: a known failure (or its fix) in one click, with the prediction shown before the run."""
+    with st.expander("Break it: failure presets", expanded=False):
+        key = st.selectbox("Preset", list(PRESETS), format_func=lambda k: PRESETS[k].title, key="preset")
+        preset = PRESETS[key]
+        expected = (
+            f"the detector should raise **{preset.alert}**"
+            if preset.alert
+            else f"the detector should stay quiet (it fixes *{PRESETS[preset.fixes].title}*)"
+        )
+        st.markdown(f":material/science: **Prediction:** {preset.prediction} On the page, {expected}.")
+        st.caption(f"A {KINDS[preset.kind].title} on MNIST, {preset.max_steps:,} steps of batch {preset.batch_size}.")
+        if st.button("Start this preset", key="start-preset", width="stretch"):
+            launch(preset.request(), preset.request().dataset)
 
 
 def _cancel(run: RunInfo) -> None:
@@ -167,6 +258,7 @@ def render() -> None:
     with st.sidebar:
         dataset_picker()
         launcher()
+        presets_panel()
         # refresh by itself only while something is running: an idle sidebar costs nothing
         any_active = any(r.active for r in _safe_runs())
         st.fragment(runs_panel, run_every=REFRESH_S if any_active else None)()

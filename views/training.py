@@ -32,6 +32,7 @@ from genmodels.logs import (
     log_card,
     metric_series,
     metrics_csv,
+    parent_key,
     run_log,
     shipped_logs,
     smooth,
@@ -95,6 +96,11 @@ def chart_layout(figure: go.Figure, chart: Chart, height: int, legend_y: float, 
     return figure
 
 
+def series_mode(series: Series) -> str:
+    """Markers on sparse per-epoch series, so a short run's single point shows."""
+    return "lines+markers" if series.per_epoch and len(series.x) <= 60 else "lines"
+
+
 def chart_figure(chart: Chart, series: list[Series], smoothing: float, alerts: list[Alert] = ()) -> go.Figure:
     """Raw values faintly, smoothed values on top (TensorBoard style); per-epoch metrics get markers; a dotted
     line marks where each alert fired."""
@@ -108,7 +114,7 @@ def chart_figure(chart: Chart, series: list[Series], smoothing: float, alerts: l
         )
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
-        mode = "lines+markers" if s.per_epoch and len(s.x) <= 60 else "lines"
+        mode = series_mode(s)
         if smoothing > 0:
             figure.add_scatter(
                 x=s.x,
@@ -392,7 +398,7 @@ def overlay_figure(chart: Chart, logs: list[TrainingLog], smoothing: float) -> g
                 figure.add_scatter(
                     x=s.x,
                     y=smooth(s.y, smoothing) if smoothing > 0 else s.y,
-                    mode="lines",
+                    mode=series_mode(s),
                     name=f"{log.label} · {key}",
                     line=dict(color=PALETTE[i % len(PALETTE)], width=2, dash=DASHES[j % len(DASHES)]),
                 )
@@ -480,6 +486,17 @@ show_architecture(log)
 if log.run is not None and not log.active and log.kind in generator_kinds() and log.model_file is not None:
     show_evaluation(log)
 st.subheader("Compare runs")
+parent = parent_key(log)
+if parent in logs:
+    st.caption(
+        f"A fork of {logs[parent].label}: it started from those weights with its own settings, and its log "
+        "starts again at step 0."
+    )
+    st.button(
+        "Compare with its parent",
+        key="compare-parent",
+        on_click=lambda: st.session_state.update(training_compare=[parent]),
+    )
 others = st.multiselect(
     "Compare with",
     [k for k in logs if k != key],

@@ -172,6 +172,22 @@ class BaseTask:
         """What `before_training` does, for a run's status while it works (None: nothing worth a note)."""
         return None
 
+    # -- forks
+    def start_from(self, networks: dict[str | None, dict[str, torch.Tensor]]) -> list[str]:
+        """Load a parent's weights (genmodels.forks.network_tensors) into each network they fit; optimisers and step
+        count stay fresh. Returns the networks left fresh; ValueError when none fits."""
+        fresh = []
+        for name, module in self.modules.items():
+            tensors = networks.get(name, networks.get(None))
+            own = module.state_dict()
+            if tensors is None or set(tensors) != set(own) or any(tensors[k].shape != v.shape for k, v in own.items()):
+                fresh.append(name)  # e.g. a discriminator whose spectral norm the fork switched on or off
+                continue
+            module.load_state_dict(tensors)
+        if len(fresh) == len(self.modules):
+            raise ValueError("none of the parent's networks fits this run's: nothing to start from")
+        return fresh
+
     # -- resumable state
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Tensors and JSON metadata from which `load_state` continues the run exactly."""
