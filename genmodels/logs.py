@@ -14,7 +14,7 @@ from genmodels.cards import ExperimentCard, make_card
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, Chart
 from genmodels.paths import checkpoint_file
-from genmodels.runs import GRID_PATTERN, RunFolder, RunInfo, ShippedLogs, list_runs, read_json
+from genmodels.runs import GRID_PATTERN, RunFolder, RunInfo, ShippedLogs, list_runs, read_json, studies_dir
 
 SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
 
@@ -32,17 +32,22 @@ class TrainingLog:
     model_file: Path | None
     run: RunInfo | None = None  # None for the shipped logs and opened cards
     card: str | None = None  # the run name inside an opened experiment card
+    study: str | None = None  # the variant folder of a shipped study (checkpoints/<dataset>/studies/<study>/)
 
     @property
     def key(self) -> str:
-        """A stable identifier: 'shipped/<dataset>/<kind>', 'run/<name>' or 'card/<name>'."""
+        """A stable identifier: 'shipped/<dataset>/<kind>', 'study/<dataset>/<variant>/<kind>', 'run/<name>' or
+        'card/<name>'."""
         if self.card is not None:
             return f"card/{self.card}"
+        if self.study is not None:
+            return f"study/{self.dataset}/{self.study}/{self.kind}"
         return f"shipped/{self.dataset}/{self.kind}" if self.run is None else f"run/{self.run.name}"
 
     @property
     def shipped(self) -> bool:
-        return self.run is None and self.card is None
+        """The log behind a shipped checkpoint (a study's runs ship their logs only)."""
+        return self.run is None and self.card is None and self.study is None
 
     @property
     def active(self) -> bool:
@@ -80,6 +85,31 @@ def shipped_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
                     model_file=checkpoint_path(kind, dataset, root),
                 )
             )
+    return found
+
+
+def study_logs(dataset: str, root: str | None = None) -> list[TrainingLog]:
+    """The logs of the shipped studies of `dataset` (one per variant folder and kind), by folder name."""
+    info = dataset_info(dataset)
+    folder = studies_dir(dataset, root)
+    variants = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    found = []
+    for variant in variants:
+        logs = ShippedLogs(variant)
+        for kind in KINDS:
+            if logs.metrics_file(kind).is_file():
+                found.append(
+                    TrainingLog(
+                        label=f"Study {variant.name}: {KINDS[kind].title} ({info.title})",
+                        kind=kind,
+                        dataset=dataset,
+                        metrics_file=logs.metrics_file(kind),
+                        config=read_json(logs.config_file(kind)) or {},
+                        grids_dir=logs.grids_dir(kind),
+                        model_file=None,
+                        study=variant.name,
+                    )
+                )
     return found
 
 

@@ -100,6 +100,11 @@ class ShippedLogs:
         return self.path / f"{kind}_grids"
 
 
+def studies_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """The shipped studies of `dataset`: <checkpoints>/<dataset>/studies/<variant>/, each laid out like ShippedLogs."""
+    return checkpoints_dir(root) / dataset / "studies"
+
+
 def check_run_name(name: Any) -> str:
     """A run folder name: letters, digits, '_', '.', '-', at most 100 characters, no path parts."""
     if not isinstance(name, str) or "\x00" in name or not RUN_NAME_PATTERN.match(name) or name in (".", ".."):

@@ -486,13 +486,18 @@ def train_all(args: argparse.Namespace, device, run_root: Path) -> int:
 def publish(run_dir: Path, kind: str, dataset: str, root: Path) -> None:
     """Copy a finished run's model, metrics log, config and grids into the checkpoints folder `root`."""
     from genmodels.checkpoint import checkpoint_path, load_tensors, save_tensors
-    from genmodels.logs import grid_images
 
     run = RunFolder(run_dir)
     tensors, meta = load_tensors(run.model_file(kind))
     save_tensors(checkpoint_path(kind, dataset, root), tensors, meta)
-    logs = ShippedLogs.of(dataset, root)
-    logs.path.mkdir(exist_ok=True)
+    publish_logs(run, kind, ShippedLogs.of(dataset, root))
+
+
+def publish_logs(run: RunFolder, kind: str, logs: ShippedLogs) -> None:
+    """Copy a finished run's metrics log, config and (a thinned set of) grids into a shipped logs folder."""
+    from genmodels.logs import grid_images
+
+    logs.path.mkdir(parents=True, exist_ok=True)
     metrics_file = logs.metrics_file(kind)
     partial = metrics_file.with_name(f".{metrics_file.name}.tmp")
     with open(partial, "w") as f:

@@ -36,6 +36,7 @@ from genmodels.logs import (
     run_log,
     shipped_logs,
     smooth,
+    study_logs,
     user_logs,
 )
 from genmodels.runs import read_metrics, run_info
@@ -143,6 +144,13 @@ def show_status(log: TrainingLog) -> None:
         st.caption(
             f"The log of the run behind the shipped {log.kind} checkpoint: {recipe.get('epochs', '?')} epochs, "
             f"batch {recipe.get('batch_size', '?')}, lr {recipe.get('lr', '?')}, on {log.config.get('device', '?')}."
+        )
+    elif log.study is not None:
+        recipe = log.config.get("recipe", {})
+        st.caption(
+            f"A shipped study run (logs and grids only): objective {recipe.get('objective', '?')}, "
+            f"{recipe.get('epochs', '?')} epochs, batch {recipe.get('batch_size', '?')}, lr {recipe.get('lr', '?')}, "
+            f"seed {recipe.get('seed', '?')}. Its scores: docs/objective_study.md."
         )
     elif log.card is not None:
         recipe = log.config.get("recipe", {})
@@ -433,7 +441,7 @@ def show_comparison(logs: list[TrainingLog], smoothing: float) -> None:
 
 dataset = current_dataset()
 st.title("Training")
-shipped = shipped_logs(dataset)  # in the registry's order
+shipped = [*shipped_logs(dataset), *study_logs(dataset)]  # in the registry's order, then the studies'
 try:
     every_run = user_logs()
 except OSError as exc:
