@@ -252,6 +252,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from genmodels import compare, evaluation
     from genmodels.api import check_seed
     from genmodels.kinds import generator_kinds
+    from genmodels.preview import read_preview, write_preview
 
     try:
         evaluation.check_samples(args.n)
@@ -274,6 +275,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"... left {path} as it was: not every generator was measured", file=sys.stderr)
         elif compare.write_comparison(compare.measure_comparison(args.dataset, device=_device(args.device)), path):
             print(f"... wrote the GAN vs VAE page's numbers into {path}", file=sys.stderr)
+        if not failed and read_preview(args.dataset) is None:  # drawn again only when missing or stale
+            print(f"... wrote the Sample page's default view into {write_preview(args.dataset)}", file=sys.stderr)
     text = json.dumps(result, indent=2)
     if args.report is not None:
         args.report.write_text(text + "\n")

@@ -2,9 +2,70 @@
 
 from __future__ import annotations
 
+import html
+import sys
+import time
+
 import streamlit as st
 
+from genmodels.kinds import KINDS
+from genmodels.preview import (
+    DEFAULT_CLASS,
+    DEFAULT_COUNT,
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
+    default_kind,
+    png_base64,
+    read_preview,
+)
 from views import common
+
+PREVIEW_SEND_S = 0.1
+MODES = ("One class", "Every class", "Unconditional")
+EDITABLE_DIMS = 4
+DEFAULTS = {
+    "sample_kind": default_kind(),
+    "sample_mode": "One class",
+    "sample_class": DEFAULT_CLASS,
+    "sample_n": DEFAULT_COUNT,
+    "sample_seed": DEFAULT_SEED,
+    "sample_temperature": DEFAULT_TEMPERATURE,
+    "sample_edit_scope": "First image",
+    **{f"sample_dz{i}": 0.0 for i in range(EDITABLE_DIMS)},
+}
+
+
+def preview_html(preview) -> str:
+    """The preview's images with their captions as one row of inline PNGs."""
+    figures = "".join(
+        f'<figure style="margin:0;text-align:center;width:84px"><img alt="{html.escape(caption)}" width="84" '
+        f'height="84" style="image-rendering:pixelated" src="data:image/png;base64,{png}">'
+        f'<figcaption style="font-size:0.8rem;opacity:0.6">{html.escape(caption)}</figcaption></figure>'
+        for png, caption in zip(png_base64(preview.pixels), preview.captions, strict=True)
+    )
+    return f'<div style="display:flex;flex-wrap:wrap;gap:0.5rem">{figures}</div>'
+
+
+def show_preview():
+    """While PyTorch loads on a cold start, the default view's stored images (drawn from the shipped weights);
+    returns their placeholder, emptied once the live page is drawn."""
+    slot = st.empty()
+    at_defaults = all(st.session_state.get(key, value) == value for key, value in DEFAULTS.items())
+    preview = read_preview(common.current_dataset()) if at_defaults and "torch" not in sys.modules else None
+    if preview is not None:
+        names = common.class_names(common.current_dataset())
+        with slot.container():
+            st.caption(
+                f"{KINDS[preview.kind].display_title}, {names[DEFAULT_CLASS]}, seed {DEFAULT_SEED}: the default view, "
+                "stored with the shipped weights; the controls appear once PyTorch has loaded."
+            )
+            # inline PNGs in markdown, whose renderer the page has already loaded: a media file or the html element's
+            # script would be one more request to a server busy importing PyTorch
+            st.markdown(preview_html(preview), unsafe_allow_html=True)
+        # importing PyTorch holds the GIL for long stretches: let the server send these images first
+        time.sleep(PREVIEW_SEND_S)
+    return slot
+
 
 # The default page draws its heading before PyTorch loads: on a cold start the imports below take 2-3 s.
 st.title("Sample")
@@ -12,27 +73,16 @@ st.caption(
     "Generate images by model, class and seed. Every image is captioned with the project classifier's "
     "prediction and confidence (✗ marks a disagreement with the requested class)."
 )
+preview_slot = show_preview()
 with st.spinner("Loading PyTorch (once per server start)..."):
     from genmodels import runs
     from genmodels.api import predict
     from genmodels.gallery import MAX_GALLERY, Gallery, display_pixels, generate_gallery, next_seed, prediction_captions
     from genmodels.images import grid_png
-    from genmodels.kinds import KINDS, generator_kinds
+    from genmodels.kinds import generator_kinds
     from genmodels.latent import interpolation_strip
 
-MODES = ("One class", "Every class", "Unconditional")
 SHIPPED = ""  # the Checkpoint box's first option; not None, which a selectbox shows as "no choice" after a rerun
-EDITABLE_DIMS = 4
-DEFAULTS = {
-    "sample_kind": generator_kinds()[0],
-    "sample_mode": "One class",
-    "sample_class": 0,
-    "sample_n": 10,
-    "sample_seed": 0,
-    "sample_temperature": 1.0,
-    "sample_edit_scope": "First image",
-    **{f"sample_dz{i}": 0.0 for i in range(EDITABLE_DIMS)},
-}
 
 
 def apply_preset(mode: str, n: int) -> None:
@@ -156,6 +206,7 @@ with st.expander("Latent dimensions"):
 model = common.try_generator(kind, dataset, checkpoint)
 classifier = common.try_classifier(dataset)
 if model is None:
+    preview_slot.empty()
     st.stop()
 if mode != "Unconditional" and not model.supports_labels:
     st.warning("This GAN checkpoint has no label mapper beside it, so it can only sample unconditionally.")
@@ -184,8 +235,10 @@ try:
             classifier is not None,
         )
 except ValueError as exc:
+    preview_slot.empty()
     st.error(f"Cannot sample with these settings: {exc}")
     st.stop()
+preview_slot.empty()  # the live images are drawn next
 
 if gallery.accuracy is not None:
     asked = "drawn at random" if mode == "Unconditional" else "requested"
