@@ -46,7 +46,12 @@ def test_the_frame_and_sidebar_draw_before_pytorch_loads():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
     sample_page = (REPO_ROOT / "views" / "sample.py").read_text()
-    assert sample_page.index('st.title("Sample")') < sample_page.index("from genmodels")
+    before_heading = sample_page[: sample_page.index('st.title("Sample")')]
+    assert "import torch" not in before_heading and "st.spinner" not in before_heading
+    modules = re.findall(r"^from (genmodels[\w.]*) import", before_heading, re.MULTILINE)
+    probe = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe, *modules], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert out.stdout.strip() == "False", f"{modules} import PyTorch before the Sample page's heading"
 
 
 def sidebar_script():
