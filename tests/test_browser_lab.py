@@ -51,8 +51,8 @@ def test_a_run_started_from_the_sidebar_is_followed_live(page, runs):
     sidebar, main = page.locator('[data-testid="stSidebar"]'), page.locator('[data-testid="stMain"]')
     sidebar.get_by_text("Train a model").click()
     sidebar.get_by_role("spinbutton", name="Batch size", exact=True).fill("32")
-    sidebar.get_by_role("spinbutton", name="Stop after steps (0 = no limit)", exact=True).fill("200")
-    sidebar.get_by_role("spinbutton", name="Epochs", exact=True).fill("1")
+    # two whole epochs (3,750 steps): long enough on a quiet machine for several of the page's 10 s refreshes
+    sidebar.get_by_role("spinbutton", name="Epochs", exact=True).fill("2")
     sidebar.get_by_role("spinbutton", name="Epochs", exact=True).press("Tab")
     sidebar.get_by_role("button", name="Start training").click()
     # from here on no click: the page follows the new run by itself
@@ -64,8 +64,8 @@ def test_a_run_started_from_the_sidebar_is_followed_live(page, runs):
     )
     page.wait_for_function(CURVE_POINTS, arg=points, timeout=120_000)  # ... and more of them
     shot(page, "training-lab-live-curves")
-    main.get_by_text("samples after epoch 1").wait_for(timeout=180_000)  # the grid of the run's last step
-    main.get_by_text("finished").first.wait_for(timeout=60_000)
+    main.get_by_text("samples after epoch 1").wait_for(timeout=240_000)  # the first epoch's grid, mid-run
+    main.get_by_text("finished").first.wait_for(timeout=240_000)
     settle(page)
     no_exception(page)
     shot(page, "training-lab-live-finished")
