@@ -92,7 +92,7 @@ def first_page() -> dict[str, Any]:
     the first page's heading and then its first generated images."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    command = _command(port)
+    command = streamlit_command(port)
     with _browser() as browser:
         page = None if browser is None else browser.new_page()
         started = time.perf_counter()
@@ -120,11 +120,7 @@ def first_page() -> dict[str, Any]:
                 )
             return out
         finally:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            _stop(server)
 
 
 def first_visits(pages: tuple[str, ...] | None = None, datasets: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -218,21 +214,27 @@ def _server() -> Iterator[tuple[str, Path, float]]:
     url = f"http://127.0.0.1:{port}/"
     log = tempfile.NamedTemporaryFile(prefix="bench-app-", suffix=".log", delete=False)
     started = time.perf_counter()
-    server = subprocess.Popen(_command(port), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(streamlit_command(port), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_http(url, started)
         yield url, Path(log.name), started
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
         log.close()
         os.unlink(log.name)
 
 
-def _command(port: int) -> list[str]:
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def streamlit_command(port: int, *options: str) -> list[str]:
+    """`streamlit run app.py` headless on `port`, without usage stats or a file watcher (the benchmark and the
+    browser tests start the app this one way); `options` are more Streamlit flags."""
     return [
         sys.executable,
         "-m",
@@ -247,6 +249,7 @@ def _command(port: int) -> list[str]:
         "false",
         "--server.fileWatcherType",
         "none",
+        *options,
     ]
 
 

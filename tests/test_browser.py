@@ -5,12 +5,12 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from bench.app import streamlit_command
 from genmodels.paths import REPO_ROOT
 from views import PAGES as VIEWS
 
@@ -41,21 +41,7 @@ def start_app(runs: Path):
     env = {**os.environ, "GENMODELS_RUNS": str(runs), "GENMODELS_DATA": str(REAL_DATA)}
     log = open(runs.parent / f"streamlit-{port}.log", "wb")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
+        streamlit_command(port),
         cwd=REPO_ROOT,
         env=env,
         stdout=log,

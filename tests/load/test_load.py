@@ -20,7 +20,6 @@ import socket
 import statistics
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.app import streamlit_command
 from genmodels import runs
 from genmodels.paths import REPO_ROOT
 from genmodels.runs import read_metrics, run_info
@@ -108,23 +108,7 @@ def app(tmp_path_factory):
     port = free_port()
     log = open(tmp / "streamlit.log", "wb")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
+        streamlit_command(port, "--server.address", "127.0.0.1"),
         cwd=REPO_ROOT,
         env=env,
         stdout=log,
