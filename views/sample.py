@@ -21,6 +21,8 @@ from genmodels.preview import (
 from views import common
 
 PREVIEW_SEND_S = 0.1
+# pixels are enlarged in the PNG itself: markdown drops an <img>'s size attributes
+DISPLAY_SCALE = 3
 MODES = ("One class", "Every class", "Unconditional")
 EDITABLE_DIMS = 4
 DEFAULTS = {
@@ -41,7 +43,11 @@ def preview_html(preview) -> str:
         f'<figure style="margin:0;text-align:center;width:84px"><img alt="{html.escape(caption)}" width="84" '
         f'height="84" style="image-rendering:pixelated" src="data:image/png;base64,{png}">'
         f'<figcaption style="font-size:0.8rem;opacity:0.6">{html.escape(caption)}</figcaption></figure>'
-        for png, caption in zip(png_base64(preview.pixels), preview.captions, strict=True)
+        for png, caption in zip(
+            png_base64(preview.pixels.repeat(DISPLAY_SCALE, axis=1).repeat(DISPLAY_SCALE, axis=2)),
+            preview.captions,
+            strict=True,
+        )
     )
     return f'<div style="display:flex;flex-wrap:wrap;gap:0.5rem">{figures}</div>'
 
