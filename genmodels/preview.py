@@ -90,18 +90,18 @@ def draw_preview(dataset: str, root: str | os.PathLike | None = None) -> dict[st
     """The default view drawn now from the shipped weights, the way the Sample page draws it (imports torch)."""
     from genmodels import api
     from genmodels.datasets import dataset_info
-    from genmodels.gallery import generate_gallery
+    from genmodels.gallery import display_pixels, generate_gallery
 
     kind = default_kind()
     model = api.load_generator(kind, dataset, root=root)
     classifier = api.load_classifier(dataset, root=root)
     gallery = generate_gallery(model, classifier, DEFAULT_CLASS, DEFAULT_COUNT, DEFAULT_SEED, DEFAULT_TEMPERATURE)
-    pixels = gallery.images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).clamp(0, 1).mul(255).round().byte()
+    pixels = np.stack(display_pixels(gallery.images, scale=1))
     return {
         "version": PREVIEW_VERSION,
         "kind": kind,
         "weights": _weights(dataset, root),
-        "pixels": pixels.flatten().tolist(),
+        "pixels": pixels.ravel().tolist(),
         "captions": gallery.captions(dataset_info(dataset).classes),
         "accuracy": gallery.accuracy,
     }

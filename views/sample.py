@@ -57,9 +57,10 @@ def show_preview():
     returns their placeholder, emptied once the live page is drawn."""
     slot = st.empty()
     at_defaults = all(st.session_state.get(key, value) == value for key, value in DEFAULTS.items())
-    preview = read_preview(common.current_dataset()) if at_defaults and "torch" not in sys.modules else None
+    dataset = common.current_dataset()
+    preview = read_preview(dataset) if at_defaults and "torch" not in sys.modules else None
     if preview is not None:
-        names = common.class_names(common.current_dataset())
+        names = common.class_names(dataset)
         with slot.container():
             st.caption(
                 f"{KINDS[preview.kind].display_title}, {names[DEFAULT_CLASS]}, seed {DEFAULT_SEED}: the default view, "
