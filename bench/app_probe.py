@@ -76,10 +76,12 @@ def your_image_inputs(errors: list[str]) -> None:
 def load_every_model() -> None:
     """Every shipped model of both datasets, as the app holds them (generators, mappers, classifiers)."""
     from genmodels import api
+    from genmodels.checkpoint import shipped_generators
     from genmodels.datasets import DATASETS
-    from genmodels.kinds import generator_kinds
 
-    held = [api.load_generator(kind, dataset, device="cpu") for kind in generator_kinds() for dataset in DATASETS]
+    held = [
+        api.load_generator(kind, dataset, device="cpu") for dataset in DATASETS for kind in shipped_generators(dataset)
+    ]
     held += [api.load_classifier(dataset, device="cpu") for dataset in DATASETS]
     load_every_model.held = held  # keep them alive until the RSS is read
 

@@ -14,10 +14,10 @@ import torch
 
 from genmodels import metrics, scoring
 from genmodels.api import GenerativeModel, load_classifier, load_generator
-from genmodels.checkpoint import checkpoint_path, read_metadata, sidecar_path
+from genmodels.checkpoint import checkpoint_path, read_metadata, shipped_generators, sidecar_path
 from genmodels.data import load_split, to_unit
 from genmodels.evaluation import nearest_training_images, noise_tolerance, same_within_noise
-from genmodels.kinds import KINDS, generator_kinds
+from genmodels.kinds import KINDS
 from genmodels.models import Classifier
 from genmodels.paths import atomic_write_bytes, checkpoints_dir
 from genmodels.runs import ShippedLogs, read_metrics
@@ -141,7 +141,9 @@ def measure_comparison(
     dataset: str, root: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> Comparison:
     """The Comparison of a dataset's shipped generators, against its bundled summary (as the page measures)."""
-    models = {kind: load_generator(kind, dataset, root=root, device=device) for kind in generator_kinds()}
+    models = {
+        kind: load_generator(kind, dataset, root=root, device=device) for kind in shipped_generators(dataset, root)
+    }
     classifier = load_classifier(dataset, root=root, device=device)
     summary = load_summary(dataset, prefer_full=False)
     return comparison(models, classifier, classifier_fingerprint(dataset, root), summary)

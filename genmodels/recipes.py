@@ -117,3 +117,29 @@ VAE = {
         epochs=100, batch_size=128, lr=1e-3, schedule="cosine", compile="auto", model={"class_weight": 100.0}
     ),
 }
+DCGAN = {
+    "mnist": Recipe(
+        epochs=20,
+        batch_size=256,
+        lr=2e-4,
+        lr_d=4e-4,
+        betas=(0.5, 0.999),
+        objective="hinge",
+        schedule="cosine",
+        ema_decay=0.999,
+    ),
+    "fashion": Recipe(
+        epochs=20,
+        batch_size=256,
+        lr=2e-4,
+        lr_d=4e-4,
+        betas=(0.5, 0.999),
+        objective="hinge",
+        schedule="cosine",
+        ema_decay=0.999,
+    ),
+}
+CONV_VAE = {
+    "mnist": Recipe(epochs=20, batch_size=256, lr=2e-3, schedule="cosine", model={"class_weight": 30.0}),
+    "fashion": Recipe(epochs=20, batch_size=256, lr=2e-3, schedule="cosine", model={"class_weight": 100.0}),
+}

@@ -121,8 +121,22 @@ def test_a_finished_run_checkpoint_can_be_picked(make_run):
     assert len(gallery(at)[0]) == 10
 
 
-def test_a_missing_checkpoint_is_a_clear_message(tmp_path, monkeypatch):
+def test_no_generator_checkpoint_is_a_clear_message(tmp_path, monkeypatch):
     with app_pages.checkpoints_at(tmp_path, monkeypatch):
         at = open_page()
         assert not at.exception
-        assert "The cgan model for MNIST is unavailable" in at.error[0].value and "file not found" in at.error[0].value
+        assert at.error[0].value.startswith(f"No generator checkpoint for MNIST in {tmp_path}")
+
+
+def test_only_kinds_with_a_checkpoint_are_offered_and_a_broken_one_says_why(tmp_path, monkeypatch):
+    (tmp_path / "mnist").mkdir()
+    for kind in ("classifier", "vae"):
+        shutil.copy(checkpoint_path(kind, "mnist"), tmp_path / "mnist" / f"{kind}.safetensors")
+    (tmp_path / "mnist" / "cgan.safetensors").write_bytes(b"not a checkpoint")
+    with app_pages.checkpoints_at(tmp_path, monkeypatch):
+        at = open_page()
+        assert not at.exception
+        assert at.selectbox(key="sample_kind").options == ["Conditional GAN", "VAE"]
+        assert "The cgan model for MNIST is unavailable" in at.error[0].value
+        at = ok(at.selectbox(key="sample_kind").set_value("vae").run())
+        assert len(gallery(at)[0]) == 10

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from genmodels import api, compare, metrics, scoring
+from genmodels.checkpoint import shipped_generators
 from genmodels.data import load_split, to_unit
 from genmodels.datasets import missing_files
 from genmodels.evaluation import noise_tolerance, same_within_noise
-from genmodels.kinds import generator_kinds
 from genmodels.models import vae_loss
 from genmodels.summary import load_summary
 
@@ -88,7 +88,7 @@ def test_same_seed_same_images(kind):
 def test_the_shipped_comparison_is_what_the_page_would_measure(dataset):
     """checkpoints/<dataset>/comparison.json belongs to the shipped weights and holds the numbers the GAN vs VAE page
     would measure itself (at two of its slider positions, to stay fast); `evaluate --write` rebuilds it."""
-    models = {kind: api.load_generator(kind, dataset, device="cpu") for kind in generator_kinds()}
+    models = {kind: api.load_generator(kind, dataset, device="cpu") for kind in shipped_generators(dataset)}
     classifier = api.load_classifier(dataset, device="cpu")
     prints = {
         "classifier": compare.classifier_fingerprint(dataset),

@@ -9,7 +9,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from genmodels.api import predict
-from genmodels.checkpoint import CheckpointError, checkpoint_path
+from genmodels.checkpoint import CheckpointError, checkpoint_path, shipped_generators
 from genmodels.compare import (
     COUNTS,
     S_PER_CLASS,
@@ -45,6 +45,7 @@ COLORS = dict(zip(COMPARED, plotly.colors.qualitative.D3, strict=False))
 SIDE_BY_SIDE = 10
 DEFAULT_COUNT = 50
 MEMORISATION_SHOWN = 5
+MAX_SIDE_BY_SIDE = 4  # models compared at once: more columns would shrink every image below legibility
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -171,10 +172,20 @@ n_per_class = controls[2].slider(
     key="compare_n",
 )
 
+shipped_kinds = shipped_generators(dataset)
+picked = st.multiselect(
+    "Models",
+    shipped_kinds,
+    default=shipped_kinds[:MAX_SIDE_BY_SIDE],
+    max_selections=MAX_SIDE_BY_SIDE,
+    format_func=TITLES.get,
+    key=f"compare_models_{dataset}",
+    help="Any two to four of the shipped generators, e.g. an MLP against its convolutional counterpart.",
+)
 classifier = common.try_classifier(dataset)
 if classifier is None:
     st.info("Without the classifier only the training-log numbers can be shown.")
-models = {kind: common.try_generator(kind, dataset) for kind in COMPARED}
+models = {kind: common.try_generator(kind, dataset) for kind in picked}
 available = [kind for kind, model in models.items() if model is not None]
 
 st.subheader(f"Same class ({names[label]}), same seed ({seed})")
@@ -260,11 +271,11 @@ if classifier is not None and available:
             "in mind: drawing the same convincing image every time scores 100%."
         )
 elif not available:
-    st.error("None of the generators could be loaded.")
+    st.error("None of the chosen generators could be loaded." if picked else "Pick at least one model.")
 
 st.subheader("Training stability")
 stability_rows, curves = [], {}
-for kind in COMPARED:
+for kind in picked:
     numbers, curve = stability(kind, dataset)
     if curve[0]:
         curves[kind] = curve
@@ -309,7 +320,7 @@ elif classifier is not None:
 
 st.subheader("Stored evaluation metrics")
 table, profiles = {}, {}
-for kind in COMPARED:
+for kind in picked:
     try:
         table[TITLES[kind]], profiles[kind] = checkpoint_numbers(kind, dataset)
     except CheckpointError as exc:
