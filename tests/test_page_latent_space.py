@@ -85,6 +85,14 @@ def test_interpolation_endpoints_and_steps_change_the_strip():
 def test_a_missing_vae_is_a_clear_message(tmp_path, monkeypatch):
     with app_pages.checkpoints_at(tmp_path, monkeypatch):
         at = open_page()
+        assert not at.exception and at.error[0].value.startswith(f"No VAE checkpoint for MNIST in {tmp_path}")
+
+
+def test_a_broken_vae_is_a_clear_message(tmp_path, monkeypatch):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "vae.safetensors").write_bytes(b"not a checkpoint")
+    with app_pages.checkpoints_at(tmp_path, monkeypatch):
+        at = open_page()
         assert not at.exception and "The vae model for MNIST is unavailable" in at.error[0].value
 
 

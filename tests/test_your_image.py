@@ -97,7 +97,7 @@ def test_vae_view_and_the_ellipse_on_both_planes():
     view = vae_view(vae, image)
     assert view.reconstruction.shape == (1, 1, 28, 28) and (view.sigma > 0).all()
     assert view.draws.shape == (64, vae.latent_dim) and view.draw_images.shape == (6, 1, 28, 28)
-    umap = umap_plane(lmap.latents, load_umap_coords("mnist", vae.meta["weights_sha256"], len(lmap.latents)))
+    umap = umap_plane(lmap.latents, load_umap_coords("mnist", "vae", vae.meta["weights_sha256"], len(lmap.latents)))
     for plane in (pca_plane(lmap), umap):
         centre, ellipse = encoding_ellipse(plane, view.mu, view.draws)
         assert centre.shape == (2,) and ellipse.shape == (48, 2) and np.isfinite(ellipse).all()
@@ -110,7 +110,7 @@ def test_vae_view_and_the_ellipse_on_both_planes():
 def test_umap_plane_places_fitted_points_near_their_fitted_coordinates_and_maps_back():
     vae = api.load_generator("vae", "fashion", device="cpu")
     lmap = real_latent_map(vae.module, summary_images(load_summary("fashion", prefer_full=False)))
-    coords = load_umap_coords("fashion", vae.meta["weights_sha256"], len(lmap.latents))
+    coords = load_umap_coords("fashion", "vae", vae.meta["weights_sha256"], len(lmap.latents))
     plane = umap_plane(lmap.latents, coords)
     placed = plane.project(lmap.latents[:200])
     scale = coords.std(0).mean()
@@ -126,7 +126,7 @@ def test_the_umap_map_of_another_vae_is_refused():
     from genmodels.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="another VAE"):
-        load_umap_coords("mnist", "0" * 64, 2000)
+        load_umap_coords("mnist", "vae", "0" * 64, 2000)
 
 
 def test_confidence_grid_is_high_inside_the_classes_and_lower_between_them(mnist):

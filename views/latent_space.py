@@ -11,10 +11,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from genmodels.api import predict
-from genmodels.checkpoint import CheckpointError
+from genmodels.checkpoint import CheckpointError, shipped_generators
 from genmodels.data import DataMissingError
-from genmodels.datasets import missing_files
+from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import display_pixels, prediction_captions
+from genmodels.kinds import KINDS
 from genmodels.latent import (
     LatentMap,
     RealImages,
@@ -25,6 +26,7 @@ from genmodels.latent import (
     reconstruct,
     summary_images,
 )
+from genmodels.paths import checkpoints_dir
 from genmodels.projection import PROJECTIONS, ConfidenceGrid, Plane, confidence_grid, encoding_ellipse, pca_plane
 from genmodels.summary import load_summary
 from views import common
@@ -44,29 +46,29 @@ def real_images(dataset: str, source: str) -> RealImages:
 
 
 @st.cache_data(show_spinner="Encoding the real test images...", max_entries=4)
-def latent_map(dataset: str, source: str) -> LatentMap:
-    """The PCA map of the VAE latent means of the real test images."""
-    return real_latent_map(common.generator("vae", dataset).module, real_images(dataset, source))
+def latent_map(dataset: str, kind: str, source: str) -> LatentMap:
+    """The PCA map of the latent means of the VAE kind `kind` for the real test images."""
+    return real_latent_map(common.generator(kind, dataset).module, real_images(dataset, source))
 
 
 @st.cache_resource(show_spinner="Placing the points on the map...", max_entries=8)
-def plane_of(dataset: str, source: str, projection: str) -> Plane:
+def plane_of(dataset: str, kind: str, source: str, projection: str) -> Plane:
     """The map's plane: its own PCA, or the shipped UMAP (the whole test split placed on it point by point)."""
-    lmap = latent_map(dataset, source)
+    lmap = latent_map(dataset, kind, source)
     if projection == "PCA":
         return pca_plane(lmap)
-    umap = common.umap_plane(dataset)
+    umap = common.umap_plane(dataset, kind)
     return umap if source == SUBSET else dataclasses.replace(umap, coords=umap.project(lmap.latents))
 
 
 @st.cache_data(show_spinner="Decoding the confidence map...", max_entries=8)
 def confidence_map(
-    dataset: str, source: str, projection: str, box: tuple[float, float, float, float]
+    dataset: str, kind: str, source: str, projection: str, box: tuple[float, float, float, float]
 ) -> ConfidenceGrid:
     """The classifier's confidence on the VAE's images over the plane's box."""
-    vae, classifier = common.generator("vae", dataset), common.classifier(dataset)
+    vae, classifier = common.generator(kind, dataset), common.classifier(dataset)
     return confidence_grid(
-        plane_of(dataset, source, projection),
+        plane_of(dataset, kind, source, projection),
         lambda z: decode_points(vae, z),
         lambda images: predict(classifier, images),
         box[:2],
@@ -81,13 +83,13 @@ def real_predictions(dataset: str, source: str) -> tuple[np.ndarray, np.ndarray]
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def scatter_spec(dataset: str, source: str, projection: str, with_predictions: bool) -> dict:
+def scatter_spec(dataset: str, kind: str, source: str, projection: str, with_predictions: bool) -> dict:
     """The scatter of the map, one trace per class, with the map row in customdata for selections.
 
     Cached as a plain dict: unpickling a go.Figure re-validates every trace, which costs more than the rest of a rerun.
     """
-    lmap = latent_map(dataset, source)
-    coords = plane_of(dataset, source, projection).coords
+    lmap = latent_map(dataset, kind, source)
+    coords = plane_of(dataset, kind, source, projection).coords
     names = common.class_names(dataset)
     predicted, confidence = real_predictions(dataset, source) if with_predictions else (None, None)
     colours = px.colors.qualitative.T10  # ten clearly distinct hues, one per class
@@ -112,7 +114,7 @@ def scatter_spec(dataset: str, source: str, projection: str, with_predictions: b
                 ),
             )
         )
-    titles = plane_of(dataset, source, projection).axis_titles
+    titles = plane_of(dataset, kind, source, projection).axis_titles
     fig.update_layout(
         height=560,
         margin=dict(l=10, r=10, t=30, b=10),
@@ -125,17 +127,17 @@ def scatter_spec(dataset: str, source: str, projection: str, with_predictions: b
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def decode_latents(dataset: str, latents: np.ndarray, with_predictions: bool):
+def decode_latents(dataset: str, kind: str, latents: np.ndarray, with_predictions: bool):
     """VAE images of latents [M, L] and, when the classifier is available, its class probabilities for them."""
-    images = decode_points(common.generator("vae", dataset), latents)
+    images = decode_points(common.generator(kind, dataset), latents)
     return images, predict(common.classifier(dataset), images) if with_predictions else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def reconstruction(dataset: str, source: str, row: int):
+def reconstruction(dataset: str, kind: str, source: str, row: int):
     """The real image `row` of the map and its VAE reconstruction, as two images."""
     real = real_images(dataset, source).unit(slice(row, row + 1))
-    return [*display_pixels(real, 4), *display_pixels(reconstruct(common.generator("vae", dataset).module, real), 4)]
+    return [*display_pixels(real, 4), *display_pixels(reconstruct(common.generator(kind, dataset).module, real), 4)]
 
 
 def select_from_chart(row_key: str) -> None:
@@ -160,7 +162,14 @@ st.caption(
     "the classifier's confidence on the VAE's image of each place: dark cells are the holes between classes."
 )
 
-vae = common.try_generator("vae", dataset)
+encoders = [kind for kind in shipped_generators(dataset) if KINDS[kind].encodes]
+if not encoders:
+    st.error(f"No VAE checkpoint for {dataset_info(dataset).title} in {checkpoints_dir()}.")
+    st.stop()
+if st.session_state.get("latent_vae") not in encoders:  # a VAE shipped for the other dataset only
+    st.session_state["latent_vae"] = encoders[0]
+vae_kind = st.selectbox("VAE", encoders, format_func=lambda k: KINDS[k].display_title, key="latent_vae")
+vae = common.try_generator(vae_kind, dataset)
 if vae is None:
     st.stop()
 full_available = not missing_files(dataset)
@@ -175,7 +184,7 @@ source = (
     else SUBSET
 )
 try:
-    lmap = latent_map(dataset, source)
+    lmap = latent_map(dataset, vae_kind, source)
 except (CheckpointError, DataMissingError) as exc:
     st.error(f"The real test images of {dataset} are unavailable: {exc}")
     st.stop()
@@ -191,12 +200,14 @@ projection = projection_col.radio(
 )
 show_confidence = has_classifier and background_col.checkbox("Confidence background", True, key="latent_confidence")
 try:
-    plane = plane_of(dataset, source, projection)
+    plane = plane_of(dataset, vae_kind, source, projection)
 except CheckpointError as exc:
     st.warning(f"The UMAP map is unavailable ({exc}); showing PCA.")
     projection = "PCA"
-    plane = plane_of(dataset, source, projection)
-suffix = "" if source == SUBSET else "_full"  # each source has its own point numbering and plane
+    plane = plane_of(dataset, vae_kind, source, projection)
+suffix = ("" if source == SUBSET else "_full") + (
+    "" if vae_kind == encoders[0] else f"_{vae_kind}"
+)  # each source has its own point numbering and plane
 row_key, a_key, b_key = (f"latent_{name}_{dataset}{suffix}" for name in ("row", "from", "to"))
 plane_suffix = suffix + ("" if projection == "PCA" else "_" + projection.lower())
 pc1_key, pc2_key = f"latent_pc1_{dataset}{plane_suffix}", f"latent_pc2_{dataset}{plane_suffix}"
@@ -216,7 +227,8 @@ if projection == "PCA":
 
 x_range = (float(np.floor(plane.coords[:, 0].min())), float(np.ceil(plane.coords[:, 0].max())))
 y_range = (float(np.floor(plane.coords[:, 1].min())), float(np.ceil(plane.coords[:, 1].max())))
-encoding = st.session_state.get(ENCODING_KEY, {}).get(dataset)
+# the Your image page encodes with the registry's first VAE: its point means nothing in another VAE's latent space
+encoding = st.session_state.get(ENCODING_KEY, {}).get(dataset) if vae_kind == encoders[0] else None
 if encoding is not None:
     centre, ellipse = encoding_ellipse(plane, *encoding)
     if st.session_state.pop(SELECT_KEY, False):  # arrived from the Your image page: decode at its point
@@ -228,9 +240,9 @@ pc2 = float(st.session_state.get(pc2_key, 0.0))
 a_row, b_row = int(st.session_state[a_key]), int(st.session_state[b_key])
 path = plane.project(lmap.line(a_row, b_row, 2 if projection == "PCA" else 12))  # a straight line bends in UMAP
 selected = int(st.session_state[row_key])
-fig = go.Figure(scatter_spec(dataset, source, projection, has_classifier))
+fig = go.Figure(scatter_spec(dataset, vae_kind, source, projection, has_classifier))
 if show_confidence:
-    grid = confidence_map(dataset, source, projection, (*x_range, *y_range))
+    grid = confidence_map(dataset, vae_kind, source, projection, (*x_range, *y_range))
     fig.add_trace(
         go.Heatmap(
             x=grid.xs,
@@ -311,7 +323,7 @@ with inspect_col:
     )
     st.write(point_label(row))
     with st.spinner("Reconstructing..."):
-        pair = reconstruction(dataset, source, row)
+        pair = reconstruction(dataset, vae_kind, source, row)
     st.image(pair, caption=["real", "VAE reconstruction"], width=112, output_format="PNG")
     neighbours = lmap.nearest(row, NEIGHBOURS)
     distances = lmap.distances(row, neighbours)
@@ -328,7 +340,7 @@ with decode_col:
     pc1 = st.slider(axis_names[0], *x_range, value=float(np.clip(0.0, *x_range)), step=0.05, key=pc1_key)
     pc2 = st.slider(axis_names[1], *y_range, value=float(np.clip(0.0, *y_range)), step=0.05, key=pc2_key)
     point_latent = plane.to_latent(np.array([[pc1, pc2]]))
-    decoded, decoded_probs = decode_latents(dataset, point_latent, has_classifier)
+    decoded, decoded_probs = decode_latents(dataset, vae_kind, point_latent, has_classifier)
     st.image(
         display_pixels(decoded, 5),
         caption=prediction_captions(decoded_probs, names, count=1),
@@ -353,7 +365,7 @@ steps = steps_col.slider("Steps", 3, 20, 10, key="latent_steps")
 steps_col.button("Start from the inspected point", on_click=lambda: st.session_state.update({a_key: row}))
 line = lmap.line(a_row, b_row, steps)
 with st.spinner("Decoding the line..."):
-    strip, strip_probs = decode_latents(dataset, line, has_classifier)
+    strip, strip_probs = decode_latents(dataset, vae_kind, line, has_classifier)
 st.image(
     display_pixels(strip),
     caption=prediction_captions(strip_probs, names, count=len(strip)),

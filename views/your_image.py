@@ -160,12 +160,12 @@ def vae_section(dataset: str, pixels: np.ndarray) -> None:
 
     st.subheader("2. The VAE's view")
     view = encode(dataset, pixels)
-    lmap = common.subset_latent_map(dataset)
+    lmap = common.subset_latent_map(dataset, "vae")
     projection = st.radio("Map", PROJECTIONS, horizontal=True, key=PROJECTION_KEY)
     plane = pca_plane(lmap)
     if projection == "UMAP":
         try:
-            plane = common.umap_plane(dataset)
+            plane = common.umap_plane(dataset, "vae")
         except CheckpointError as exc:
             st.warning(f"The UMAP map is unavailable ({exc}); showing PCA.")
     centre, ellipse = encoding_ellipse(plane, view.mu, view.draws)
