@@ -5,8 +5,9 @@ import shutil
 
 import pytest
 
-from genmodels.checkpoint import checkpoint_path
+from genmodels.checkpoint import checkpoint_path, shipped_generators
 from genmodels.datasets import dataset_info
+from genmodels.kinds import KINDS
 from tests import app_pages
 
 pytestmark = pytest.mark.checkpoints
@@ -76,6 +77,23 @@ def test_temperature_and_latent_shift_change_the_images():
 def test_other_models_render(kind):
     at = ok(open_page().selectbox(key="sample_kind").set_value(kind).run())
     assert len(gallery(at)[0]) == 10 and at.metric
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_every_shipped_generator_samples_in_every_mode_with_edits_and_a_strip(dataset):
+    """MLP and convolutional kinds alike: the Model box offers exactly the kinds shipped for the dataset."""
+    at = open_page(dataset)
+    assert at.selectbox(key="sample_kind").options == [KINDS[k].display_title for k in shipped_generators(dataset)]
+    for kind in shipped_generators(dataset):
+        at = ok(at.selectbox(key="sample_kind").set_value(kind).run())
+        for mode, count in (("One class", 10), ("Every class", 100), ("Unconditional", 10)):
+            at = ok(at.radio(key="sample_mode").set_value(mode).run())
+            assert len(gallery(at)[0]) == count, (kind, mode)
+        plain = gallery(at)[0]
+        at = ok(at.slider(key="sample_dz1").set_value(2.0).run())
+        assert gallery(at)[0][0] != plain[0], kind
+        assert len(at.get("image")[-1].value) == 10, kind  # the interpolation strip
+        at = ok(at.slider(key="sample_dz1").set_value(0.0).radio(key="sample_mode").set_value("One class").run())
 
 
 def test_presets():
