@@ -128,7 +128,7 @@ _DCGAN = dict(
     schedule="cosine",
     ema_decay=0.999,
 )
-DCGAN = {"mnist": Recipe(**_DCGAN), "fashion": Recipe(**_DCGAN)}
+DCGAN = {"mnist": Recipe(**_DCGAN), "fashion": Recipe(**_DCGAN, model={"aux_weight": 2.0})}  # as the Fashion cgan
 CONV_VAE = {
     "mnist": Recipe(epochs=20, batch_size=256, lr=2e-3, schedule="cosine", model={"class_weight": 30.0}),
     "fashion": Recipe(epochs=15, batch_size=256, lr=2e-3, schedule="cosine", model={"class_weight": 100.0}),
