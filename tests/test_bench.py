@@ -16,7 +16,7 @@ from bench import report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_KINDS = ("gan", "cgan", "vae", "dcgan", "conv_vae", "classifier")
-GENERATOR_KINDS = ("cgan", "gan", "vae")
+GENERATOR_KINDS = ("cgan", "gan", "vae", "dcgan", "conv_vae")
 
 
 def run_bench(*args: str, env: dict[str, str] | None = None, timeout: int = 540) -> subprocess.CompletedProcess:
