@@ -117,33 +117,20 @@ VAE = {
         epochs=100, batch_size=128, lr=1e-3, schedule="cosine", compile="auto", model={"class_weight": 100.0}
     ),
 }
-DCGAN = {
-    # the MLP cgan's loss (BCE, one-sided smoothing) at batch 256, lr 4e-4 for G and D, class head weight 2: 95% class
-    # accuracy after 4 epochs, where hinge with D at twice G's rate (Fashion's recipe below) stalled at 80-88%
-    "mnist": Recipe(
-        epochs=8,
-        batch_size=256,
-        lr=4e-4,
-        lr_d=4e-4,
-        betas=(0.5, 0.999),
-        label_smoothing=0.1,
-        schedule="cosine",
-        ema_decay=0.999,
-        model={"aux_weight": 2.0},
-    ),
-    # hinge loss against the spectral-normalised projection D, D at twice G's learning rate (TTUR), averaged weights
-    "fashion": Recipe(
-        epochs=12,
-        batch_size=256,
-        lr=3e-4,
-        lr_d=6e-4,
-        betas=(0.5, 0.999),
-        objective="hinge",
-        schedule="cosine",
-        ema_decay=0.999,
-        model={"aux_weight": 2.0},
-    ),
-}
+# hinge loss against the spectral-normalised projection D, D at twice G's learning rate (TTUR), averaged weights. Tried
+# on MNIST instead: the MLP cgan's BCE with smoothing at lr 4e-4 and class weight 2 (8 epochs) reached 88% class
+# accuracy but collapsed (recall 0.00, FID 693, one class at 0%), worse than this recipe's 80% / 0.12 / 345
+_DCGAN = dict(
+    epochs=12,
+    batch_size=256,
+    lr=3e-4,
+    lr_d=6e-4,
+    betas=(0.5, 0.999),
+    objective="hinge",
+    schedule="cosine",
+    ema_decay=0.999,
+)
+DCGAN = {"mnist": Recipe(**_DCGAN), "fashion": Recipe(**_DCGAN, model={"aux_weight": 2.0})}  # as the Fashion cgan
 CONV_VAE = {
     "mnist": Recipe(epochs=20, batch_size=256, lr=2e-3, schedule="cosine", model={"class_weight": 30.0}),
     "fashion": Recipe(epochs=15, batch_size=256, lr=2e-3, schedule="cosine", model={"class_weight": 100.0}),
