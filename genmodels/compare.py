@@ -171,9 +171,12 @@ def write_comparison(result: Comparison, path: str | os.PathLike) -> bool:
 def shipped_comparison(
     dataset: str, fingerprints: dict[str, str], root: str | os.PathLike | None = None
 ) -> Comparison | None:
-    """The shipped Comparison of a dataset when it was measured on exactly these weights; None otherwise."""
+    """The shipped Comparison of a dataset when it was measured on exactly these weights (those of the models asked
+    for: the page compares any few of the shipped ones); None otherwise."""
     result = read_comparison(comparison_path(dataset, root))
-    return result if result is not None and result.fingerprints == fingerprints else None
+    if result is None or any(result.fingerprints.get(name) != print_ for name, print_ in fingerprints.items()):
+        return None
+    return result
 
 
 def read_comparison(path: str | os.PathLike) -> Comparison | None:
