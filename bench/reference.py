@@ -21,6 +21,8 @@ from genmodels.data import DataMissingError
 from genmodels.datasets import RAW_FILES, SPLITS, dataset_info
 from genmodels.kinds import KINDS, judge_kind
 from genmodels.models import VAE, Classifier, CondGenerator, Dropout, Generator
+from genmodels.models.conv_vae import ConvVAE
+from genmodels.models.dcgan import DCGenerator
 from genmodels.recipes import Recipe
 
 
@@ -195,8 +197,16 @@ def _classifier(task) -> ReferenceClassifier:
     return ReferenceClassifier(stock_copy(task.classifier), task.recipe)
 
 
-# The usual-way trainers, by the network a kind trains: a kind whose network has none is not compared.
-TRAINERS = {Generator: _gan, CondGenerator: _cgan, VAE: _vae, Classifier: _classifier}
+# The usual-way trainers, by the network a kind trains: a kind whose network has none is not compared. The conv nets
+# train like their MLP counterparts (the DCGAN with PyTorch-GAN's BCE step, as its tutorials do)
+TRAINERS = {
+    Generator: _gan,
+    CondGenerator: _cgan,
+    DCGenerator: _cgan,
+    VAE: _vae,
+    ConvVAE: _vae,
+    Classifier: _classifier,
+}
 
 
 def compared_kinds() -> list[str]:
@@ -205,8 +215,12 @@ def compared_kinds() -> list[str]:
 
 
 def dropout_gan_kinds() -> list[str]:
-    """The compared GANs (their discriminators carry the reports' dropout)."""
-    return [name for name in compared_kinds() if KINDS[name].adversarial]
+    """The compared GANs whose discriminators carry the reports' dropout (the convolutional one has none)."""
+    return [
+        name
+        for name in compared_kinds()
+        if KINDS[name].adversarial and getattr(KINDS[name].config_cls(), "dropout", 0.0) > 0
+    ]
 
 
 def reference_trainer(task):

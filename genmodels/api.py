@@ -14,7 +14,11 @@ from torch import nn
 from genmodels.checkpoint import CheckpointError, checkpoint_path, load_model
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, generator_kinds
-from genmodels.models import VAE, Classifier, CondGenerator, Generator, Mapper
+from genmodels.kinds import kind as kind_spec
+from genmodels.models import Classifier, CondGenerator, Generator, Mapper
+from genmodels.models.conv_vae import ConvVAE
+from genmodels.models.dcgan import DCGenerator
+from genmodels.models.vae import GaussianVAE
 
 MAX_SAMPLES = 10_000
 MAX_SEED = 2**63 - 1
@@ -193,9 +197,13 @@ def load_vae(
     checkpoint: str | os.PathLike | None = None,
     root: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
-) -> VAE:
-    """Load the VAE of `dataset` for encoding and decoding (eval mode)."""
-    return load_generator("vae", dataset, checkpoint, root, device).module
+    kind: str = "vae",
+) -> GaussianVAE:
+    """Load a VAE of `dataset` (`kind`: any kind with an encoder, e.g. the convolutional one) for encoding and decoding
+    (eval mode)."""
+    if not kind_spec(kind).encodes:
+        raise ValueError(f"{kind} has no encoder; choose one of: {', '.join(k for k in KINDS if KINDS[k].encodes)}")
+    return load_generator(kind, dataset, checkpoint, root, device).module
 
 
 @torch.no_grad()
@@ -208,7 +216,7 @@ def predict(classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode(vae: VAE, images: torch.Tensor) -> torch.Tensor:
+def encode(vae: GaussianVAE, images: torch.Tensor) -> torch.Tensor:
     """Latent means [N, L] (CPU) of images [N, 1, 28, 28] or [N, 28, 28] in [0, 1]."""
     device = next(vae.parameters()).device
     images = images.reshape(-1, 1, 28, 28)
@@ -229,4 +237,6 @@ __all__ = [
     "seeded_generator",
     "Generator",
     "CondGenerator",
+    "DCGenerator",
+    "ConvVAE",
 ]

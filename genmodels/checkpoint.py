@@ -20,7 +20,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from genmodels.datasets import dataset_info
-from genmodels.kinds import build_model
+from genmodels.kinds import build_model, generator_kinds
 from genmodels.kinds import kind as model_kind
 from genmodels.models.config import config_to_dict
 from genmodels.paths import atomic_write_bytes, checkpoint_file
@@ -43,6 +43,12 @@ def checkpoint_path(kind: str, dataset: str, root: str | os.PathLike | None = No
     model_kind(kind)
     dataset_info(dataset)
     return checkpoint_file(kind, dataset, root)
+
+
+def shipped_generators(dataset: str, root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The generator kinds with a checkpoint file for `dataset`, in page order: a kind not trained for it yet is left
+    out of every choice, while a shipped file that is broken stays in and fails with its own message."""
+    return tuple(kind for kind in generator_kinds() if checkpoint_path(kind, dataset, root).is_file())
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

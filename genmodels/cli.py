@@ -50,7 +50,7 @@ def _finite_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with the sample, evaluate, summarize and umap subcommands."""
     from genmodels.datasets import DATASETS
-    from genmodels.kinds import generator_kinds
+    from genmodels.kinds import KINDS, generator_kinds
 
     parser = _Parser(prog="python -m genmodels", description="Sample and evaluate the genmodels GANs and VAEs.")
     commands = parser.add_subparsers(
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     umap = commands.add_parser("umap", help="refit the shipped UMAP map of the VAE latents of the bundled test images")
     umap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     umap.add_argument("--seed", type=int, default=0)
+    encoders = [kind for kind in generator_kinds() if KINDS[kind].encodes]
+    umap.add_argument("--model", choices=encoders, default=encoders[0], help="the VAE whose latent space is mapped")
     return parser
 
 
@@ -321,10 +323,11 @@ def run_umap(args: argparse.Namespace) -> int:
     from genmodels.projection import fit_umap, write_umap
     from genmodels.summary import load_summary
 
-    vae = api.load_generator("vae", args.dataset, device="cpu")
+    vae = api.load_generator(args.model, args.dataset, device="cpu")
     lmap = real_latent_map(vae.module, summary_images(load_summary(args.dataset, prefer_full=False)))
-    path = write_umap(args.dataset, fit_umap(lmap.latents, args.seed), vae.meta["weights_sha256"], args.seed)
-    print(f"wrote the {args.dataset} UMAP map to {path}")
+    coords = fit_umap(lmap.latents, args.seed)
+    path = write_umap(args.dataset, args.model, coords, vae.meta["weights_sha256"], args.seed)
+    print(f"wrote the {args.dataset} UMAP map of the {args.model} to {path}")
     return 0
 
 

@@ -14,10 +14,10 @@ import torch
 
 from genmodels import metrics, scoring
 from genmodels.api import GenerativeModel, load_classifier, load_generator
-from genmodels.checkpoint import checkpoint_path, read_metadata, sidecar_path
+from genmodels.checkpoint import checkpoint_path, read_metadata, shipped_generators, sidecar_path
 from genmodels.data import load_split, to_unit
 from genmodels.evaluation import nearest_training_images, noise_tolerance, same_within_noise
-from genmodels.kinds import KINDS, generator_kinds
+from genmodels.kinds import KINDS
 from genmodels.models import Classifier
 from genmodels.paths import atomic_write_bytes, checkpoints_dir
 from genmodels.runs import ShippedLogs, read_metrics
@@ -141,7 +141,9 @@ def measure_comparison(
     dataset: str, root: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> Comparison:
     """The Comparison of a dataset's shipped generators, against its bundled summary (as the page measures)."""
-    models = {kind: load_generator(kind, dataset, root=root, device=device) for kind in generator_kinds()}
+    models = {
+        kind: load_generator(kind, dataset, root=root, device=device) for kind in shipped_generators(dataset, root)
+    }
     classifier = load_classifier(dataset, root=root, device=device)
     summary = load_summary(dataset, prefer_full=False)
     return comparison(models, classifier, classifier_fingerprint(dataset, root), summary)
@@ -169,9 +171,12 @@ def write_comparison(result: Comparison, path: str | os.PathLike) -> bool:
 def shipped_comparison(
     dataset: str, fingerprints: dict[str, str], root: str | os.PathLike | None = None
 ) -> Comparison | None:
-    """The shipped Comparison of a dataset when it was measured on exactly these weights; None otherwise."""
+    """The shipped Comparison of a dataset when it was measured on exactly these weights (those of the models asked
+    for: the page compares any few of the shipped ones); None otherwise."""
     result = read_comparison(comparison_path(dataset, root))
-    return result if result is not None and result.fingerprints == fingerprints else None
+    if result is None or any(result.fingerprints.get(name) != print_ for name, print_ in fingerprints.items()):
+        return None
+    return result
 
 
 def read_comparison(path: str | os.PathLike) -> Comparison | None:

@@ -16,11 +16,12 @@ from torch import nn
 
 from genmodels import metrics, scoring
 from genmodels.api import GenerativeModel, load_classifier, load_generator
-from genmodels.checkpoint import CheckpointError, checkpoint_path, read_metadata, update_metadata
+from genmodels.checkpoint import CheckpointError, checkpoint_path, read_metadata, shipped_generators, update_metadata
 from genmodels.data import DataMissingError, load_split, to_unit
 from genmodels.datasets import dataset_info, missing_files
-from genmodels.kinds import KINDS, generator_kinds, labelling_kinds
-from genmodels.models import VAE, Classifier, vae_loss
+from genmodels.kinds import KINDS, labelling_kinds
+from genmodels.models import Classifier, vae_loss
+from genmodels.models.vae import GaussianVAE
 
 DEFAULT_SAMPLES = 10_000
 MIN_SAMPLES = 100  # ten per class at least, and enough rows for k-NN balls
@@ -286,7 +287,7 @@ def smoothness_metrics(
 
 
 @torch.no_grad()
-def vae_test_neg_elbo(vae: VAE, images: torch.Tensor, seed: int = EVAL_SEED) -> dict[str, float]:
+def vae_test_neg_elbo(vae: GaussianVAE, images: torch.Tensor, seed: int = EVAL_SEED) -> dict[str, float]:
     """Negative ELBO on images in [0, 1] in nats per image (BCE summed over pixels + KL), one seeded latent draw
     each."""
     device = next(vae.parameters()).device
@@ -314,7 +315,7 @@ def evaluate_generator(
         out.update(conditional_metrics(model, real.classifier, n // model.num_classes, seed, real.crosscheck))
     out.update(unconditional_metrics(model, real.classifier, n, real.class_mix, seed, real))
     out.update(smoothness_metrics(model, real.classifier, seed=seed))
-    if isinstance(model.module, VAE):  # the one model with an encoder, so a likelihood bound
+    if KINDS[model.kind].encodes:  # a model with an encoder has a likelihood bound
         out.update(vae_test_neg_elbo(model.module, to_unit(real.test_images), seed))
     # wall time depends on what else the machine runs; CPU time (all threads) is the work itself
     out["seconds"] = round(time.perf_counter() - started, 2)
@@ -326,13 +327,14 @@ def evaluate_dataset(
     dataset: str,
     n: int = DEFAULT_SAMPLES,
     seed: int = EVAL_SEED,
-    kinds: tuple[str, ...] = generator_kinds(),
+    kinds: tuple[str, ...] | None = None,
     data_root: str | os.PathLike | None = None,
     checkpoints_root: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the shipped classifier and generators of a dataset -> one flat dict (`<kind>_<measure>` keys)."""
+    """Evaluate the shipped classifier and generators of a dataset -> one flat dict (`<kind>_<measure>` keys); `kinds`:
+    the generators with a checkpoint for it unless given."""
     dataset_info(dataset)
     n = check_samples(n)
     report = progress or (lambda message: None)
@@ -347,7 +349,7 @@ def evaluate_dataset(
         "reference_seconds": round(time.perf_counter() - started, 2),
         "reference_cpu_seconds": round(time.process_time() - cpu_started, 2),
     }
-    for kind in kinds:
+    for kind in shipped_generators(dataset, checkpoints_root) if kinds is None else kinds:
         report(f"{dataset}: {kind}")
         try:
             model = load_generator(kind, dataset, root=checkpoints_root, device=device)

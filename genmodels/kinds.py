@@ -142,6 +142,37 @@ KINDS: dict[str, Kind] = {
             generates=True, conditional=True, needs=("classifier",), loss_key="loss", compiles=True, encodes=True,
         ),
         Kind(
+            "dcgan", "Conditional DCGAN", "Generator (convolutional)",
+            config="genmodels.models.dcgan:DCGANConfig",
+            module="genmodels.models.dcgan:DCGenerator",
+            critic="genmodels.models.dcgan:DCDiscriminator",
+            task="train.tasks.adversarial:AdversarialTask",
+            recipes=recipes.DCGAN,
+            charts=(
+                Chart(
+                    "Losses: discriminator vs generator",
+                    ("loss_d", "loss_g", "loss_d_class", "loss_g_class"),
+                    "loss",
+                ),
+                _GAN_OUTPUTS,
+                _SAMPLE_ACCURACY,
+            ),
+            generates=True, conditional=True, needs=("classifier",), loss_key="loss_g",
+        ),
+        Kind(
+            "conv_vae", "Convolutional VAE", "Convolutional VAE (encoder + decoder)",
+            config="genmodels.models.conv_vae:ConvVAEConfig",
+            module="genmodels.models.conv_vae:ConvVAE",
+            task="train.tasks.vae:VAETask",
+            recipes=recipes.CONV_VAE,
+            charts=(
+                Chart("Loss = reconstruction + KL (nats per image)", ("loss", "recon", "kl"), "nats"),
+                Chart("Test negative ELBO (per epoch)", ("test_neg_elbo", "test_recon", "test_kl"), "nats"),
+                _SAMPLE_ACCURACY,
+            ),
+            generates=True, conditional=True, needs=("classifier",), loss_key="loss", encodes=True,
+        ),
+        Kind(
             "mapper", "Label mapper for the GAN", "Label-to-latent mapper",
             config="genmodels.models.mapper:MapperConfig",
             module="genmodels.models.mapper:Mapper",

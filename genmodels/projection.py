@@ -19,6 +19,7 @@ import torch
 
 from genmodels.checkpoint import CheckpointError, load_tensors, save_tensors
 from genmodels.datasets import dataset_info
+from genmodels.kinds import kind as model_kind
 from genmodels.latent import LatentMap
 from genmodels.summary import ASSETS_DIR
 
@@ -90,10 +91,12 @@ def umap_plane(reference_latents: np.ndarray, reference_coords: np.ndarray) -> P
     return Plane("UMAP", np.asarray(reference_coords, dtype=np.float32), ("UMAP 1", "UMAP 2"), project, to_latent)
 
 
-def umap_path(dataset: str) -> Path:
-    """The shipped UMAP coordinates of a dataset's bundled test subset."""
+def umap_path(dataset: str, kind: str) -> Path:
+    """The shipped UMAP coordinates of a dataset's bundled test subset in the latent space of the VAE kind `kind`."""
     dataset_info(dataset)
-    return ASSETS_DIR / f"{dataset}_umap.safetensors"
+    if not model_kind(kind).encodes:
+        raise ValueError(f"{kind} has no encoder, so no latent map")
+    return ASSETS_DIR / f"{dataset}_{kind}_umap.safetensors"
 
 
 def fit_umap(latents: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -105,9 +108,12 @@ def fit_umap(latents: np.ndarray, seed: int = 0) -> np.ndarray:
     return reducer.fit_transform(np.asarray(latents, dtype=np.float32)).astype(np.float32)
 
 
-def write_umap(dataset: str, coords: np.ndarray, vae_sha256: str, seed: int, path: Path | None = None) -> Path:
-    """Save the UMAP coordinates of the bundled subset, tied to the VAE weights that encoded it."""
-    path = path or umap_path(dataset)
+def write_umap(
+    dataset: str, kind: str, coords: np.ndarray, vae_sha256: str, seed: int, path: Path | None = None
+) -> Path:
+    """Save the UMAP coordinates of the bundled subset, tied to the weights of the VAE (of kind `kind`) that encoded
+    it."""
+    path = path or umap_path(dataset, kind)
     meta = {
         "kind": "latent_umap",
         "dataset": dataset,
@@ -120,15 +126,17 @@ def write_umap(dataset: str, coords: np.ndarray, vae_sha256: str, seed: int, pat
     return path
 
 
-def load_umap_coords(dataset: str, vae_sha256: str, rows: int) -> np.ndarray:
-    """The shipped UMAP coordinates [rows, 2]; CheckpointError when missing, unreadable or made for another VAE."""
-    path = umap_path(dataset)
+def load_umap_coords(dataset: str, kind: str, vae_sha256: str, rows: int) -> np.ndarray:
+    """The shipped UMAP coordinates [rows, 2] of the VAE kind `kind`; CheckpointError when missing, unreadable or made
+    for other weights."""
+    path = umap_path(dataset, kind)
     tensors, meta = load_tensors(path)
     if meta.get("kind") != "latent_umap" or meta.get("dataset") != dataset:
         raise CheckpointError(path, f"is not the UMAP map of {dataset}")
     if meta.get("vae_sha256") != vae_sha256:
         raise CheckpointError(
-            path, f"was fitted to another VAE; refit it with `python -m genmodels umap --dataset {dataset}`"
+            path,
+            f"was fitted to another VAE; refit it with `python -m genmodels umap --dataset {dataset} --model {kind}`",
         )
     coords = tensors.get("coords")
     if coords is None or tuple(coords.shape) != (rows, 2) or not torch.isfinite(coords).all():

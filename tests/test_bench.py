@@ -15,8 +15,8 @@ import pytest
 from bench import report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAIN_KINDS = ("gan", "cgan", "vae", "classifier")
-GENERATOR_KINDS = ("cgan", "gan", "vae")
+TRAIN_KINDS = ("gan", "cgan", "vae", "dcgan", "conv_vae", "classifier")
+GENERATOR_KINDS = ("cgan", "gan", "vae", "dcgan", "conv_vae")
 
 
 def run_bench(*args: str, env: dict[str, str] | None = None, timeout: int = 540) -> subprocess.CompletedProcess:
@@ -195,3 +195,21 @@ def test_the_app_probe_counts_its_own_memory_not_its_parents():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert float(out.stdout) < 200  # a bare interpreter, not the 400 MB its parent holds
     del parent_ballast
+
+
+@pytest.mark.parametrize("kind", ["dcgan", "conv_vae"])
+def test_the_conv_kinds_train_in_both_loops(kind, synthetic_data, monkeypatch):
+    """The throughput section compares the convolutional kinds too: the project's step and a usual-way step of a
+    stock copy of the same networks both train, and the FLOP counter sees the convolutions."""
+    import torch
+
+    from bench import reference, throughput
+    from tests.conftest import TINY_CONFIGS
+
+    monkeypatch.setenv("GENMODELS_DATA", str(synthetic_data))
+    assert kind in reference.compared_kinds() and kind not in reference.dropout_gan_kinds()
+    loop = throughput.project_loop(kind, "mnist", torch.device("cpu"), batch_size=8, model=TINY_CONFIGS[kind])
+    assert throughput.flops_per_image(loop) > 0 and loop.run(2) == 16
+    trainer = reference.reference_trainer(loop.task)
+    images, labels = next(iter(loop.batches))
+    assert torch.isfinite(torch.tensor(trainer.step(images, labels)))

@@ -131,6 +131,26 @@ def choose(page, container, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def every_model(page, dataset: str) -> None:
+    """Each shipped generator of `dataset` on the Sample page, and each shipped VAE's map on the Latent space page."""
+    from genmodels.checkpoint import shipped_generators
+    from genmodels.kinds import KINDS
+
+    main = page.locator('[data-testid="stMain"]')
+    for title, box, kinds in (
+        ("Sample", "Model", shipped_generators(dataset)),
+        ("Latent space", "VAE", [k for k in shipped_generators(dataset) if KINDS[k].encodes]),
+    ):
+        go_to(page, title)
+        settle(page)
+        for kind in kinds:
+            choose(page, main, box, KINDS[kind].display_title)
+            settle(page)
+            no_exception(page)
+            assert main.locator('[data-testid="stImage"]').count() > 0, (title, kind)
+            shot(page, f"{title.lower().replace(' ', '_')}-{kind}-{dataset}")
+
+
 def test_every_page_and_dataset_across_page_switches(page):
     sidebar = page.locator('[data-testid="stSidebar"]')
     for title in PAGES:
@@ -138,8 +158,11 @@ def test_every_page_and_dataset_across_page_switches(page):
         settle(page)
         no_exception(page)
         shot(page, f"page-{title.lower().replace(' ', '_')}-mnist")
+    every_model(page, "mnist")
+    go_to(page, "Data")
     choose(page, sidebar, "Dataset", "Fashion-MNIST")
     page.locator("h1", has_text="Data: Fashion-MNIST").wait_for()
+    every_model(page, "fashion")
     go_to(page, "Training")
     training_log = page.get_by_role("combobox", name="Training log", exact=True)
     training_log.wait_for()

@@ -58,3 +58,26 @@ def test_loading_every_kind_stays_off_torch_dynamo(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+def test_shipped_generators_are_the_generator_kinds_with_a_file_for_the_dataset(tmp_path):
+    from genmodels.checkpoint import shipped_generators
+
+    assert shipped_generators("mnist", tmp_path) == ()
+    (tmp_path / "mnist").mkdir()
+    for kind in ("conv_vae", "cgan", "classifier"):
+        (tmp_path / "mnist" / f"{kind}.safetensors").write_bytes(b"broken or not, it is shipped")
+    assert shipped_generators("mnist", tmp_path) == ("cgan", "conv_vae")  # page order; the classifier is no generator
+    assert shipped_generators("fashion", tmp_path) == ()
+
+
+def test_load_vae_loads_any_vae_kind_and_refuses_a_gan(tiny_checkpoints):
+    import pytest
+
+    from genmodels import api
+    from genmodels.models.conv_vae import ConvVAE
+
+    vae = api.load_vae("fashion", root=tiny_checkpoints, device="cpu", kind="conv_vae")
+    assert isinstance(vae, ConvVAE) and api.encode(vae, torch.rand(3, 28, 28)).shape == (3, vae.latent_dim)
+    with pytest.raises(ValueError, match="dcgan has no encoder; choose one of: vae, conv_vae"):
+        api.load_vae("fashion", root=tiny_checkpoints, kind="dcgan")

@@ -65,6 +65,14 @@ def test_sample_npy_is_uint8_and_reproducible(tiny, tmp_path, capsys):
     assert np.array_equal(first, np.load(b)) and not np.array_equal(first, np.load(c))
 
 
+@pytest.mark.parametrize("kind", generator_kinds())
+def test_every_generator_kind_samples_by_class(tiny, tmp_path, capsys, kind):
+    out = tmp_path / f"{kind}.npy"
+    argv = ("sample", "--dataset", "fashion", "--model", kind, "--label", "all", "--n", "1", "--out", str(out))
+    code, stdout, _ = run(capsys, *argv)
+    assert code == 0 and "wrote 10" in stdout and np.load(out).shape == (10, 28, 28)
+
+
 def test_sample_label_all_is_n_per_class_in_class_order(tiny, tmp_path, capsys):
     out = tmp_path / "all.npy"
     code, _, _ = run(

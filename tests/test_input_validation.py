@@ -85,7 +85,7 @@ def test_bad_cli_flag_exits_2_with_one_line(flags, capsys, tmp_path, monkeypatch
     assert not (tmp_path / "runs").exists(), "a refused command must not create a run folder"
 
 
-@pytest.mark.parametrize("argv", [["vae", "--dataset", "cifar"], ["dcgan", "--dataset", "mnist"], ["vae"], []])
+@pytest.mark.parametrize("argv", [["vae", "--dataset", "cifar"], ["stylegan", "--dataset", "mnist"], ["vae"], []])
 def test_bad_kind_or_dataset_exits_2(argv, capsys):
     """An unknown model, dataset or a missing one exits 2 with one line."""
     with pytest.raises(SystemExit) as exit_:

@@ -5,15 +5,19 @@ import shutil
 
 import pytest
 
-from genmodels.checkpoint import checkpoint_path
+from genmodels.checkpoint import checkpoint_path, shipped_generators
+from genmodels.kinds import KINDS
 from tests import app_pages
 
 MODELS = ["Conditional GAN", "GAN + label mapper", "VAE"]
+REPORTS = ("cgan", "gan", "vae")  # the reports' three models, which most tests below compare
 pytestmark = pytest.mark.checkpoints
 
 
-def open_page(dataset="mnist"):
-    return app_pages.open_page("gan_vs_vae", dataset, timeout=180)
+def open_page(dataset="mnist", kinds=REPORTS):
+    """The page comparing `kinds` (None: the models it starts with, the first four shipped)."""
+    at = app_pages.open_page("gan_vs_vae", dataset, timeout=180)
+    return at if kinds is None or at.exception else pick(at, dataset, kinds)
 
 
 ok = app_pages.rendered_cleanly
@@ -21,6 +25,11 @@ ok = app_pages.rendered_cleanly
 
 def quality(at):
     return at.dataframe[0].value
+
+
+def pick(at, dataset, kinds):
+    """Compare these models."""
+    return ok(at.multiselect(key=f"compare_models_{dataset}").set_value(list(kinds)).run())
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion"])
@@ -44,6 +53,22 @@ def test_renders_quality_stability_and_stored_metrics(dataset):
     assert stored.loc["test neg-ELBO (nats)", "Conditional GAN"] == "—"
     # three side-by-side galleries and three interpolation strips (+ three memorisation pairs with the full data)
     assert len(at.get("image")) in (6, 12)
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_an_mlp_model_against_its_convolutional_counterpart(dataset):
+    conv = {"cgan": "dcgan", "vae": "conv_vae"}
+    pairs = [(mlp, c) for mlp, c in conv.items() if c in shipped_generators(dataset)]
+    if not pairs:
+        pytest.skip(f"no convolutional model is shipped for {dataset}")
+    at = ok(open_page(dataset, kinds=None))
+    assert at.multiselect(key=f"compare_models_{dataset}").value == list(shipped_generators(dataset)[:4])
+    for mlp, c in pairs:
+        at = pick(at, dataset, [mlp, c])
+        titles = [KINDS[mlp].display_title, KINDS[c].display_title]
+        assert list(quality(at).index) == [*titles, "Real test images (S0)"]
+        assert list(at.dataframe[1].value.index) == titles and list(at.dataframe[2].value.columns) == titles
+        assert len(at.get("image")) in (4, 8)  # two galleries and two strips (+ two memorisation pairs)
 
 
 def test_another_class_changes_the_numbers_and_images():
@@ -75,12 +100,11 @@ def test_missing_and_corrupt_generators_leave_the_rest_working(tmp_path, monkeyp
         shutil.copy(checkpoint_path(kind, "mnist"), tmp_path / "mnist" / f"{kind}.safetensors")
     (tmp_path / "mnist" / "cgan.safetensors").write_bytes(b"not a checkpoint")
     with app_pages.checkpoints_at(tmp_path, monkeypatch):
-        at = open_page()
+        at = open_page(kinds=None)
         assert not at.exception
         errors = " ".join(e.value for e in at.error)
-        assert (
-            "The cgan model for MNIST is unavailable" in errors and "The gan model for MNIST is unavailable" in errors
-        )
+        assert "The cgan model for MNIST is unavailable" in errors and "gan model" not in errors.replace("cgan", "")
+        assert at.multiselect(key="compare_models_mnist").options == ["Conditional GAN", "VAE"]  # no gan file: absent
         assert list(quality(at).index) == ["VAE", "Real test images (S0)"]
 
 

@@ -46,6 +46,28 @@ def test_renders_the_pca_scatter_by_class(dataset):
     )
 
 
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_every_shipped_vae_has_its_own_map_in_pca_and_umap(dataset):
+    """The VAE box offers every shipped VAE (MLP and convolutional); each maps the same 2,000 images its own way."""
+    from genmodels.checkpoint import shipped_generators
+    from genmodels.kinds import KINDS
+
+    encoders = [k for k in shipped_generators(dataset) if KINDS[k].encodes]
+    at = ok(open_page(dataset))
+    assert at.selectbox(key="latent_vae").options == [KINDS[k].display_title for k in encoders]
+    maps = set()
+    for kind in encoders:
+        at.selectbox(key="latent_vae").set_value(kind)
+        at = ok(at.radio(key="latent_projection").set_value("PCA").run())
+        spec = json.loads(at.get_by_key("latent_scatter").proto.spec)
+        traces = [trace for trace in spec["data"] if trace["name"] in dataset_info(dataset).classes]
+        assert sum(len(trace["customdata"]) for trace in traces) == 2000 and len(images(at)["strip"]) == 10, kind
+        maps.add(json.dumps(traces[0]["x"]))
+        at = ok(at.radio(key="latent_projection").set_value("UMAP").run())
+        assert not at.warning, (kind, [w.value for w in at.warning])  # its own shipped UMAP map, fitted to it
+    assert len(maps) == len(encoders)
+
+
 def test_decode_anywhere_changes_the_decoded_image():
     at = open_page()
     before = images(at)
@@ -83,6 +105,14 @@ def test_interpolation_endpoints_and_steps_change_the_strip():
 
 
 def test_a_missing_vae_is_a_clear_message(tmp_path, monkeypatch):
+    with app_pages.checkpoints_at(tmp_path, monkeypatch):
+        at = open_page()
+        assert not at.exception and at.error[0].value.startswith(f"No VAE checkpoint for MNIST in {tmp_path}")
+
+
+def test_a_broken_vae_is_a_clear_message(tmp_path, monkeypatch):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "vae.safetensors").write_bytes(b"not a checkpoint")
     with app_pages.checkpoints_at(tmp_path, monkeypatch):
         at = open_page()
         assert not at.exception and "The vae model for MNIST is unavailable" in at.error[0].value

@@ -5,8 +5,9 @@ import shutil
 
 import pytest
 
-from genmodels.checkpoint import checkpoint_path
+from genmodels.checkpoint import checkpoint_path, shipped_generators
 from genmodels.datasets import dataset_info
+from genmodels.kinds import KINDS
 from tests import app_pages
 
 pytestmark = pytest.mark.checkpoints
@@ -78,6 +79,24 @@ def test_other_models_render(kind):
     assert len(gallery(at)[0]) == 10 and at.metric
 
 
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_every_shipped_generator_samples_in_every_mode_with_edits_and_a_strip(dataset):
+    """MLP and convolutional kinds alike: the Model box offers exactly the kinds shipped for the dataset."""
+    at = open_page(dataset)
+    assert at.selectbox(key="sample_kind").options == [KINDS[k].display_title for k in shipped_generators(dataset)]
+    for kind in shipped_generators(dataset):
+        at = ok(at.selectbox(key="sample_kind").set_value(kind).run())
+        for mode, count in (("One class", 10), ("Every class", 100), ("Unconditional", 10)):
+            at = ok(at.radio(key="sample_mode").set_value(mode).run())
+            assert len(gallery(at)[0]) == count, (kind, mode)
+        plain = gallery(at)[0]
+        at = ok(at.slider(key="sample_dz1").set_value(2.0).run())
+        assert gallery(at)[0][0] != plain[0], kind
+        assert len(at.get("image")[-1].value) == 10, kind  # the interpolation strip
+        at.slider(key="sample_dz1").set_value(0.0)
+        at = ok(at.radio(key="sample_mode").set_value("One class").run())
+
+
 def test_presets():
     at = open_page("fashion")
     at = ok(next(b for b in at.button if b.label.startswith("10×10")).click().run())
@@ -121,8 +140,22 @@ def test_a_finished_run_checkpoint_can_be_picked(make_run):
     assert len(gallery(at)[0]) == 10
 
 
-def test_a_missing_checkpoint_is_a_clear_message(tmp_path, monkeypatch):
+def test_no_generator_checkpoint_is_a_clear_message(tmp_path, monkeypatch):
     with app_pages.checkpoints_at(tmp_path, monkeypatch):
         at = open_page()
         assert not at.exception
-        assert "The cgan model for MNIST is unavailable" in at.error[0].value and "file not found" in at.error[0].value
+        assert at.error[0].value.startswith(f"No generator checkpoint for MNIST in {tmp_path}")
+
+
+def test_only_kinds_with_a_checkpoint_are_offered_and_a_broken_one_says_why(tmp_path, monkeypatch):
+    (tmp_path / "mnist").mkdir()
+    for kind in ("classifier", "vae"):
+        shutil.copy(checkpoint_path(kind, "mnist"), tmp_path / "mnist" / f"{kind}.safetensors")
+    (tmp_path / "mnist" / "cgan.safetensors").write_bytes(b"not a checkpoint")
+    with app_pages.checkpoints_at(tmp_path, monkeypatch):
+        at = open_page()
+        assert not at.exception
+        assert at.selectbox(key="sample_kind").options == ["Conditional GAN", "VAE"]
+        assert "The cgan model for MNIST is unavailable" in at.error[0].value
+        at = ok(at.selectbox(key="sample_kind").set_value("vae").run())
+        assert len(gallery(at)[0]) == 10

@@ -78,6 +78,20 @@ def test_picking_another_log_changes_the_charts(shipped_logs_dir, runs_root):
 
 
 @pytest.mark.checkpoints
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_the_shipped_logs_of_the_convolutional_kinds_render(shipped_logs_dir, runs_root, dataset):
+    from genmodels.checkpoint import shipped_generators
+
+    at = open_page(dataset)
+    for kind in (k for k in ("dcgan", "conv_vae") if k in shipped_generators(dataset)):
+        at.selectbox(key="training_log").select(f"shipped/{dataset}/{kind}").run()
+        assert not at.exception and not at.error, kind
+        titles = [c["layout"]["title"]["text"] for c in charts(at)]
+        assert any(("KL" if kind == "conv_vae" else "D(x)") in t for t in titles), (kind, titles)
+        assert at.get("image"), f"{kind}: its per-epoch sample grids"
+
+
+@pytest.mark.checkpoints
 def test_smoothing_slider_changes_the_plotted_series(shipped_logs_dir, runs_root):
     at = open_page(training_log="shipped/mnist/gan")
     smoothed = charts(at)[0]["data"]

@@ -168,7 +168,7 @@ def test_sigterm_finishes_the_step_and_saves(synthetic_data, tmp_path):
         (["all", "--dataset", "mnist", "--classifier", "{tmp}/a-file"], "uses the classifier trained in the same run"),
         (
             ["classifier", "--dataset", "mnist", "--classifier", "{tmp}/a-file"],
-            "--classifier is for the cgan, gan, vae and mapper only",
+            "--classifier is for the cgan, gan, vae, dcgan, conv_vae and mapper only",
         ),
         (["vae", "--dataset", "mnist", "--checkpoints", "{tmp}"], "--checkpoints is for 'all' only"),
     ],

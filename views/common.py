@@ -83,23 +83,25 @@ def real_baselines(dataset: str) -> Baseline:
     return summary_baseline(classifier(dataset), load_summary(dataset, prefer_full=False))
 
 
-@st.cache_data(show_spinner="Encoding the real test images...", max_entries=4)
-def subset_latent_map(dataset: str) -> LatentMap:
-    """The PCA map of the VAE latent means of the bundled test images (the points UMAP was fitted on)."""
+@st.cache_data(show_spinner="Encoding the real test images...", max_entries=8)
+def subset_latent_map(dataset: str, kind: str) -> LatentMap:
+    """The PCA map of the latent means of the VAE kind `kind` for the bundled test images (the points UMAP was fitted
+    on)."""
     from genmodels.latent import real_latent_map, summary_images
     from genmodels.summary import load_summary
 
-    return real_latent_map(generator("vae", dataset).module, summary_images(load_summary(dataset, prefer_full=False)))
+    return real_latent_map(generator(kind, dataset).module, summary_images(load_summary(dataset, prefer_full=False)))
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def umap_plane(dataset: str) -> Plane:
-    """The shipped UMAP plane of the bundled test images; CheckpointError when missing or fitted to another VAE."""
+@st.cache_resource(show_spinner=False, max_entries=8)
+def umap_plane(dataset: str, kind: str) -> Plane:
+    """The shipped UMAP plane of the bundled test images in the latent space of the VAE kind `kind`; CheckpointError
+    when missing or fitted to other weights."""
     from genmodels.projection import load_umap_coords
     from genmodels.projection import umap_plane as make_plane
 
-    lmap = subset_latent_map(dataset)
-    coords = load_umap_coords(dataset, generator("vae", dataset).meta["weights_sha256"], len(lmap.latents))
+    lmap = subset_latent_map(dataset, kind)
+    coords = load_umap_coords(dataset, kind, generator(kind, dataset).meta["weights_sha256"], len(lmap.latents))
     return make_plane(lmap.latents, coords)
 
 

@@ -7,7 +7,7 @@ import plotly.colors
 import plotly.graph_objects as go
 import streamlit as st
 
-from genmodels.checkpoint import CheckpointError
+from genmodels.checkpoint import CheckpointError, shipped_generators
 from genmodels.compare import (
     COUNTS,
     S_PER_CLASS,
@@ -102,10 +102,21 @@ n_per_class = controls[2].slider(
     key="compare_n",
 )
 
+shipped_kinds = shipped_generators(dataset)
+picked = st.multiselect(
+    "Models",
+    shipped_kinds,
+    default=shared.default_compared(dataset),
+    max_selections=shared.MAX_SIDE_BY_SIDE,
+    format_func=TITLES.get,
+    key=f"compare_models_{dataset}",
+    help="Any two to four of the shipped generators, e.g. an MLP against its convolutional counterpart.",
+)
+
 classifier = common.try_classifier(dataset)
 if classifier is None:
     st.info("Without the classifier only the training-log numbers can be shown.")
-models = {kind: common.try_generator(kind, dataset) for kind in COMPARED}
+models = {kind: common.try_generator(kind, dataset) for kind in picked}
 available = [kind for kind, model in models.items() if model is not None]
 
 st.subheader(f"Same class ({names[label]}), same seed ({seed})")
@@ -191,10 +202,10 @@ if classifier is not None and available:
             "in mind: drawing the same convincing image every time scores 100%."
         )
 elif not available:
-    st.error("None of the generators could be loaded.")
+    st.error("None of the chosen generators could be loaded." if picked else "Pick at least one model.")
 
 st.subheader("Training stability")
-stability_rows, curves = shared.loss_curves(dataset)
+stability_rows, curves = shared.loss_curves(dataset, tuple(picked))
 if stability_rows:
     st.dataframe(pd.DataFrame(stability_rows).set_index("model"), width="stretch")
     st.plotly_chart(shared.loss_figure(curves), width="stretch")
@@ -235,7 +246,7 @@ elif classifier is not None:
 
 st.subheader("Stored evaluation metrics")
 table, profiles = {}, {}
-for kind in COMPARED:
+for kind in picked:
     try:
         table[TITLES[kind]], profiles[kind] = shared.checkpoint_numbers(kind, dataset)
     except CheckpointError as exc:

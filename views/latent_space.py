@@ -10,12 +10,24 @@ import streamlit as st
 from genmodels.api import predict
 from genmodels.checkpoint import CheckpointError
 from genmodels.data import DataMissingError
-from genmodels.datasets import missing_files
+from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import display_pixels, prediction_captions
+from genmodels.kinds import KINDS
 from genmodels.latent import decode_points, reconstruct
+from genmodels.paths import checkpoints_dir
 from genmodels.projection import PROJECTIONS, encoding_ellipse
 from views import common
-from views.shared import FULL, SUBSET, confidence_map, latent_map, plane_box, plane_of, real_images, scatter_spec
+from views.shared import (
+    FULL,
+    SUBSET,
+    confidence_map,
+    latent_map,
+    plane_box,
+    plane_of,
+    real_images,
+    scatter_spec,
+    shipped_vaes,
+)
 
 NEIGHBOURS = 8
 SCATTER_KEY = "latent_scatter"
@@ -25,17 +37,17 @@ SELECT_KEY = "your_image_select"  # set with it when that page's button sends pe
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def decode_latents(dataset: str, latents: np.ndarray, with_predictions: bool):
+def decode_latents(dataset: str, kind: str, latents: np.ndarray, with_predictions: bool):
     """VAE images of latents [M, L] and, when the classifier is available, its class probabilities for them."""
-    images = decode_points(common.generator("vae", dataset), latents)
+    images = decode_points(common.generator(kind, dataset), latents)
     return images, predict(common.classifier(dataset), images) if with_predictions else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def reconstruction(dataset: str, source: str, row: int):
+def reconstruction(dataset: str, kind: str, source: str, row: int):
     """The real image `row` of the map and its VAE reconstruction, as two images."""
     real = real_images(dataset, source).unit(slice(row, row + 1))
-    return [*display_pixels(real, 4), *display_pixels(reconstruct(common.generator("vae", dataset).module, real), 4)]
+    return [*display_pixels(real, 4), *display_pixels(reconstruct(common.generator(kind, dataset).module, real), 4)]
 
 
 def select_from_chart(row_key: str) -> None:
@@ -60,7 +72,14 @@ st.caption(
     "the classifier's confidence on the VAE's image of each place: dark cells are the holes between classes."
 )
 
-vae = common.try_generator("vae", dataset)
+encoders = shipped_vaes(dataset)
+if not encoders:
+    st.error(f"No VAE checkpoint for {dataset_info(dataset).title} in {checkpoints_dir()}.")
+    st.stop()
+if st.session_state.get("latent_vae") not in encoders:  # a VAE shipped for the other dataset only
+    st.session_state["latent_vae"] = encoders[0]
+vae_kind = st.selectbox("VAE", encoders, format_func=lambda k: KINDS[k].display_title, key="latent_vae")
+vae = common.try_generator(vae_kind, dataset)
 if vae is None:
     st.stop()
 full_available = not missing_files(dataset)
@@ -75,7 +94,7 @@ source = (
     else SUBSET
 )
 try:
-    lmap = latent_map(dataset, source)
+    lmap = latent_map(dataset, vae_kind, source)
 except (CheckpointError, DataMissingError) as exc:
     st.error(f"The real test images of {dataset} are unavailable: {exc}")
     st.stop()
@@ -91,12 +110,14 @@ projection = projection_col.radio(
 )
 show_confidence = has_classifier and background_col.checkbox("Confidence background", True, key="latent_confidence")
 try:
-    plane = plane_of(dataset, source, projection)
+    plane = plane_of(dataset, vae_kind, source, projection)
 except CheckpointError as exc:
     st.warning(f"The UMAP map is unavailable ({exc}); showing PCA.")
     projection = "PCA"
-    plane = plane_of(dataset, source, projection)
-suffix = "" if source == SUBSET else "_full"  # each source has its own point numbering and plane
+    plane = plane_of(dataset, vae_kind, source, projection)
+suffix = ("" if source == SUBSET else "_full") + (
+    "" if vae_kind == encoders[0] else f"_{vae_kind}"
+)  # each source has its own point numbering and plane
 row_key, a_key, b_key = (f"latent_{name}_{dataset}{suffix}" for name in ("row", "from", "to"))
 plane_suffix = suffix + ("" if projection == "PCA" else "_" + projection.lower())
 pc1_key, pc2_key = f"latent_pc1_{dataset}{plane_suffix}", f"latent_pc2_{dataset}{plane_suffix}"
@@ -116,7 +137,8 @@ if projection == "PCA":
 
 box = plane_box(plane)
 x_range, y_range = box[:2], box[2:]
-encoding = st.session_state.get(ENCODING_KEY, {}).get(dataset)
+# the Your image page encodes with the registry's first VAE: its point means nothing in another VAE's latent space
+encoding = st.session_state.get(ENCODING_KEY, {}).get(dataset) if vae_kind == encoders[0] else None
 if encoding is not None:
     centre, ellipse = encoding_ellipse(plane, *encoding)
     if st.session_state.pop(SELECT_KEY, False):  # arrived from the Your image page: decode at its point
@@ -128,9 +150,9 @@ pc2 = float(st.session_state.get(pc2_key, 0.0))
 a_row, b_row = int(st.session_state[a_key]), int(st.session_state[b_key])
 path = plane.project(lmap.line(a_row, b_row, 2 if projection == "PCA" else 12))  # a straight line bends in UMAP
 selected = int(st.session_state[row_key])
-fig = go.Figure(scatter_spec(dataset, source, projection, has_classifier))
+fig = go.Figure(scatter_spec(dataset, vae_kind, source, projection, has_classifier))
 if show_confidence:
-    grid = confidence_map(dataset, source, projection, box)
+    grid = confidence_map(dataset, vae_kind, source, projection, box)
     fig.add_trace(
         go.Heatmap(
             x=grid.xs,
@@ -211,7 +233,7 @@ with inspect_col:
     )
     st.write(point_label(row))
     with st.spinner("Reconstructing..."):
-        pair = reconstruction(dataset, source, row)
+        pair = reconstruction(dataset, vae_kind, source, row)
     st.image(pair, caption=["real", "VAE reconstruction"], width=112, output_format="PNG")
     neighbours = lmap.nearest(row, NEIGHBOURS)
     distances = lmap.distances(row, neighbours)
@@ -228,7 +250,7 @@ with decode_col:
     pc1 = st.slider(axis_names[0], *x_range, value=float(np.clip(0.0, *x_range)), step=0.05, key=pc1_key)
     pc2 = st.slider(axis_names[1], *y_range, value=float(np.clip(0.0, *y_range)), step=0.05, key=pc2_key)
     point_latent = plane.to_latent(np.array([[pc1, pc2]]))
-    decoded, decoded_probs = decode_latents(dataset, point_latent, has_classifier)
+    decoded, decoded_probs = decode_latents(dataset, vae_kind, point_latent, has_classifier)
     st.image(
         display_pixels(decoded, 5),
         caption=prediction_captions(decoded_probs, names, count=1),
@@ -253,7 +275,7 @@ steps = steps_col.slider("Steps", 3, 20, 10, key="latent_steps")
 steps_col.button("Start from the inspected point", on_click=lambda: st.session_state.update({a_key: row}))
 line = lmap.line(a_row, b_row, steps)
 with st.spinner("Decoding the line..."):
-    strip, strip_probs = decode_latents(dataset, line, has_classifier)
+    strip, strip_probs = decode_latents(dataset, vae_kind, line, has_classifier)
 st.image(
     display_pixels(strip),
     caption=prediction_captions(strip_probs, names, count=len(strip)),

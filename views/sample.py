@@ -84,10 +84,12 @@ preview_slot = show_preview()
 with st.spinner("Loading PyTorch (once per server start)..."):
     from genmodels import runs
     from genmodels.api import predict
+    from genmodels.checkpoint import shipped_generators
+    from genmodels.datasets import dataset_info
     from genmodels.gallery import MAX_GALLERY, Gallery, display_pixels, generate_gallery, next_seed, prediction_captions
     from genmodels.images import grid_png
-    from genmodels.kinds import generator_kinds
     from genmodels.latent import interpolation_strip
+    from genmodels.paths import checkpoints_dir
 
 SHIPPED = ""  # the Checkpoint box's first option; not None, which a selectbox shows as "no choice" after a rerun
 
@@ -167,8 +169,17 @@ preset_cols[1].button(
 )
 preset_cols[2].button("5 images of the chosen class", on_click=apply_preset, args=("One class", 5), width="stretch")
 
+choices = shipped_generators(dataset)
+if not choices:
+    st.error(
+        f"No generator checkpoint for {dataset_info(dataset).title} in {checkpoints_dir()}: "
+        "train one with `python -m train`."
+    )
+    st.stop()
+if st.session_state["sample_kind"] not in choices:  # a kind shipped for the other dataset only
+    st.session_state["sample_kind"] = choices[0]
 left, middle, right = st.columns(3)
-kind = left.selectbox("Model", generator_kinds(), format_func=lambda k: KINDS[k].display_title, key="sample_kind")
+kind = left.selectbox("Model", choices, format_func=lambda k: KINDS[k].display_title, key="sample_kind")
 runs_of_kind = user_checkpoints(kind, dataset)
 run_name = left.selectbox(
     "Checkpoint",

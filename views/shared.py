@@ -21,12 +21,13 @@ from plotly.subplots import make_subplots
 from streamlit.logger import get_logger
 
 from genmodels.api import predict
+from genmodels.checkpoint import shipped_generators
 from genmodels.compare import epoch_series, nearest_training_pairs, shipped_log, stored_numbers, training_stability
 from genmodels.datasets import DATASETS, missing_files
 from genmodels.eda import DataOverview, overview
 from genmodels.gallery import Gallery, generate_gallery
 from genmodels.inversion import one_thread
-from genmodels.kinds import KINDS, generator_kinds
+from genmodels.kinds import KINDS
 from genmodels.latent import (
     LatentMap,
     RealImages,
@@ -44,6 +45,7 @@ from views import common
 
 SUBSET, FULL = "subset", "full"  # the bundled 200 test images per class, or the whole test split when its files exist
 SIDE_BY_SIDE = 10  # the GAN vs VAE page's samples per model
+MAX_SIDE_BY_SIDE = 4  # models it compares at once: more columns would shrink every image below legibility
 MEMORISATION_SHOWN = 5  # of which this many are searched for in the training set
 STRIP_STEPS = 10  # the GAN vs VAE page's interpolation steps before anyone moves the slider
 PRELOAD_NICE = 10  # the preload thread yields the CPU to visitors' script runs
@@ -60,18 +62,18 @@ def real_images(dataset: str, source: str) -> RealImages:
 
 
 @st.cache_data(show_spinner="Encoding the real test images...", max_entries=4)
-def latent_map(dataset: str, source: str) -> LatentMap:
-    """The PCA map of the VAE latent means of the real test images."""
-    return real_latent_map(common.generator("vae", dataset).module, real_images(dataset, source))
+def latent_map(dataset: str, kind: str, source: str) -> LatentMap:
+    """The PCA map of the latent means of the VAE kind `kind` for the real test images."""
+    return real_latent_map(common.generator(kind, dataset).module, real_images(dataset, source))
 
 
 @st.cache_resource(show_spinner="Placing the points on the map...", max_entries=8)
-def plane_of(dataset: str, source: str, projection: str) -> Plane:
+def plane_of(dataset: str, kind: str, source: str, projection: str) -> Plane:
     """The map's plane: its own PCA, or the shipped UMAP (the whole test split placed on it point by point)."""
-    lmap = latent_map(dataset, source)
+    lmap = latent_map(dataset, kind, source)
     if projection == "PCA":
         return pca_plane(lmap)
-    umap = common.umap_plane(dataset)
+    umap = common.umap_plane(dataset, kind)
     return umap if source == SUBSET else dataclasses.replace(umap, coords=umap.project(lmap.latents))
 
 
@@ -88,12 +90,12 @@ def plane_box(plane: Plane) -> tuple[float, float, float, float]:
 
 @st.cache_data(show_spinner="Decoding the confidence map...", max_entries=8)
 def confidence_map(
-    dataset: str, source: str, projection: str, box: tuple[float, float, float, float]
+    dataset: str, kind: str, source: str, projection: str, box: tuple[float, float, float, float]
 ) -> ConfidenceGrid:
     """The classifier's confidence on the VAE's images over the plane's box."""
-    vae, classifier = common.generator("vae", dataset), common.classifier(dataset)
+    vae, classifier = common.generator(kind, dataset), common.classifier(dataset)
     return confidence_grid(
-        plane_of(dataset, source, projection),
+        plane_of(dataset, kind, source, projection),
         lambda z: decode_points(vae, z),
         lambda images: predict(classifier, images),
         box[:2],
@@ -108,13 +110,13 @@ def real_predictions(dataset: str, source: str) -> tuple[np.ndarray, np.ndarray]
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def scatter_spec(dataset: str, source: str, projection: str, with_predictions: bool) -> dict:
+def scatter_spec(dataset: str, kind: str, source: str, projection: str, with_predictions: bool) -> dict:
     """The scatter of the map, one trace per class, with the map row in customdata for selections.
 
     Cached as a plain dict: unpickling a go.Figure re-validates every trace, which costs more than the rest of a rerun.
     """
-    lmap = latent_map(dataset, source)
-    coords = plane_of(dataset, source, projection).coords
+    lmap = latent_map(dataset, kind, source)
+    coords = plane_of(dataset, kind, source, projection).coords
     names = common.class_names(dataset)
     predicted, confidence = real_predictions(dataset, source) if with_predictions else (None, None)
     colours = px.colors.qualitative.T10  # ten clearly distinct hues, one per class
@@ -139,7 +141,7 @@ def scatter_spec(dataset: str, source: str, projection: str, with_predictions: b
                 ),
             )
         )
-    titles = plane_of(dataset, source, projection).axis_titles
+    titles = plane_of(dataset, kind, source, projection).axis_titles
     fig.update_layout(
         height=560,
         margin=dict(l=10, r=10, t=30, b=10),
@@ -169,7 +171,7 @@ def checkpoint_numbers(kind: str, dataset: str) -> tuple[dict, dict]:
     return cached_stored_numbers(str(path), modified_ns)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=16)
 def stability(kind: str, dataset: str) -> tuple[dict, tuple[list[float], list[float]]]:
     """Stability numbers and the per-epoch loss curve of a shipped training log."""
     records = shipped_log(kind, dataset)
@@ -188,10 +190,20 @@ def loss_figure(curves: dict[str, tuple[list[float], list[float]]]) -> dict:
     return fig.to_dict()
 
 
-def loss_curves(dataset: str) -> tuple[list[dict], dict[str, tuple[list[float], list[float]]]]:
-    """(stability rows, loss curves) of every model whose shipped training log has epochs."""
+def shipped_vaes(dataset: str) -> list[str]:
+    """The shipped VAE kinds of `dataset` (kinds with an encoder), in page order: the Latent space page's choice."""
+    return [kind for kind in shipped_generators(dataset) if KINDS[kind].encodes]
+
+
+def default_compared(dataset: str) -> tuple[str, ...]:
+    """The models the GAN vs VAE page compares before anyone picks: the first shipped ones, as many as fit."""
+    return shipped_generators(dataset)[:MAX_SIDE_BY_SIDE]
+
+
+def loss_curves(dataset: str, kinds: tuple[str, ...]) -> tuple[list[dict], dict[str, tuple[list[float], list[float]]]]:
+    """(stability rows, loss curves) of those of `kinds` whose shipped training log has epochs."""
     rows, curves = [], {}
-    for kind in generator_kinds():
+    for kind in kinds:
         numbers, curve = stability(kind, dataset)
         if curve[0]:
             curves[kind] = curve
@@ -243,7 +255,7 @@ def preload(datasets: tuple[str, ...] = tuple(DATASETS)) -> None:
     with one_thread():
         for dataset in datasets:
             _attempt(common.classifier, dataset)
-            for kind in generator_kinds():
+            for kind in shipped_generators(dataset):
                 _attempt(common.generator, kind, dataset)
         for dataset in datasets:
             _attempt(_latent_page, dataset)
@@ -260,19 +272,21 @@ def _attempt(step, *args) -> None:
 
 
 def _latent_page(dataset: str) -> None:
-    """The Latent space page's first view in both projections: map, verdicts, scatter, confidence map."""
+    """The Latent space page's first view (its first VAE) in both projections: map, verdicts, scatter, confidence
+    map."""
+    kind = shipped_vaes(dataset)[0]
     real_predictions(dataset, SUBSET)
     for projection in PROJECTIONS:
-        plane = plane_of(dataset, SUBSET, projection)
-        scatter_spec(dataset, SUBSET, projection, True)
-        confidence_map(dataset, SUBSET, projection, plane_box(plane))
+        plane = plane_of(dataset, kind, SUBSET, projection)
+        scatter_spec(dataset, kind, SUBSET, projection, True)
+        confidence_map(dataset, kind, SUBSET, projection, plane_box(plane))
 
 
 def _comparison_page(dataset: str) -> None:
     """The GAN vs VAE page's numbers that no widget changes, and what it shows before anyone picks a class or seed
     (class 0, seed 0: the first of its classes, its seed box's default)."""
-    loss_figure(loss_curves(dataset)[1])
-    kinds = generator_kinds()
+    kinds = default_compared(dataset)
+    loss_figure(loss_curves(dataset, kinds)[1])
     for kind in kinds:
         checkpoint_numbers(kind, dataset)
         side_by_side(kind, dataset, 0, 0)

@@ -160,12 +160,12 @@ def vae_section(dataset: str, pixels: np.ndarray) -> None:
 
     st.subheader("2. The VAE's view")
     view = encode(dataset, pixels)
-    lmap = common.subset_latent_map(dataset)
+    lmap = common.subset_latent_map(dataset, "vae")
     projection = st.radio("Map", PROJECTIONS, horizontal=True, key=PROJECTION_KEY)
     plane = pca_plane(lmap)
     if projection == "UMAP":
         try:
-            plane = common.umap_plane(dataset)
+            plane = common.umap_plane(dataset, "vae")
         except CheckpointError as exc:
             st.warning(f"The UMAP map is unavailable ({exc}); showing PCA.")
     centre, ellipse = encoding_ellipse(plane, view.mu, view.draws)
@@ -218,6 +218,7 @@ def vae_section(dataset: str, pixels: np.ndarray) -> None:
 
 def gan_section(dataset: str, pixels: np.ndarray, digest: str, predicted: int) -> None:
     """Each GAN's inversion: image, residual, distance, and a strip to a chosen class."""
+    from genmodels.checkpoint import shipped_generators
     from genmodels.gallery import display_pixels
     from genmodels.inversion import gan_kinds
     from genmodels.your_image import as_batch, residual_image
@@ -227,7 +228,8 @@ def gan_section(dataset: str, pixels: np.ndarray, digest: str, predicted: int) -
         "Adam on the latent (8 restarts at once, 40 steps) to match your image in pixels and in the "
         "classifier's features, with a prior term that keeps the latent where the generator was trained."
     )
-    for kind, column in zip(gan_kinds(), st.columns(len(gan_kinds())), strict=True):
+    kinds = [kind for kind in gan_kinds() if kind in shipped_generators(dataset)]
+    for kind, column in zip(kinds, st.columns(max(1, len(kinds))), strict=False):
         with column:
             st.markdown(f"**{KINDS[kind].display_title}**")
             model = common.try_generator(kind, dataset)

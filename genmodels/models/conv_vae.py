@@ -23,6 +23,7 @@ class ConvVAEConfig:
     negative_slope: float = 0.2
     num_classes: int = 10
     class_weight: float = 0.0  # > 0: a linear class head on z shapes the latent space into class clusters
+    refine_channels: int = 0  # > 0: the decoder upsamples to this many maps at 28x28 and ends in a 3x3 convolution
 
 
 class ConvVAE(GaussianVAE):
@@ -51,9 +52,21 @@ class ConvVAE(GaussianVAE):
             nn.Unflatten(1, (wide, BASE, BASE)),
             nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),
             nn.LeakyReLU(slope, inplace=True),  # 7 -> 14
-            nn.ConvTranspose2d(narrow, 1, 4, stride=2, padding=1),  # 14 -> 28
+            *self._to_pixels(narrow, config.refine_channels, slope),  # 14 -> 28
         )
         self._add_latent_heads(config)
+
+    @staticmethod
+    def _to_pixels(narrow: int, refine: int, slope: float) -> list[nn.Module]:
+        """14x14 maps -> 28x28 pixel logits: one transposed convolution, or, with `refine` maps, one to them and a
+        3x3 convolution over full-resolution neighbourhoods (sharper strokes and textures, a lower ELBO)."""
+        if not refine:
+            return [nn.ConvTranspose2d(narrow, 1, 4, stride=2, padding=1)]
+        return [
+            nn.ConvTranspose2d(narrow, refine, 4, stride=2, padding=1),
+            nn.LeakyReLU(slope, inplace=True),
+            nn.Conv2d(refine, 1, 3, padding=1),
+        ]
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images [N, 1, 28, 28] in [0, 1] -> (mu, logvar), each [N, latent_dim]."""

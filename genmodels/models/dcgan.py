@@ -1,5 +1,5 @@
 """Class-conditional convolutional GAN (DCGAN-style): transposed convolutions with batch norm in G, strided
-spectral-normalised convolutions in a projection discriminator with an auxiliary class head."""
+convolutions in a projection discriminator with an auxiliary class head."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from genmodels.models.cgan import EmbeddingConditionedGenerator
 
@@ -56,8 +55,9 @@ class DCGenerator(EmbeddingConditionedGenerator):
 class DCDiscriminator(nn.Module):
     """(image [N, 1, 28, 28] in [-1, 1], labels [N]) -> (real/fake logit [N], class logits [N, num_classes]).
 
-    Spectral norm on every layer keeps D's Lipschitz constant near 1, the stabiliser that lets the hinge and
-    BCE objectives train a convolutional GAN without mode collapse at these learning rates.
+    No normalisation of its own: the recipe's `spectral_norm` adds it to every layer. Measured on MNIST, spectral
+    norm here also bounded the features of the class head, which then let G pass it with speckled images (class
+    accuracy 64-83% by the project's classifier over 3 epochs while G's class loss fell to 0.03).
     """
 
     def __init__(self, config: DCGANConfig):
@@ -65,15 +65,16 @@ class DCDiscriminator(nn.Module):
         self.config = config
         narrow, wide = config.d_channels
         self.body = nn.Sequential(
-            spectral_norm(nn.Conv2d(1, narrow, 4, stride=2, padding=1)),  # 28 -> 14
+            nn.Conv2d(1, narrow, 4, stride=2, padding=1),  # 28 -> 14
             nn.LeakyReLU(config.negative_slope, inplace=True),
-            spectral_norm(nn.Conv2d(narrow, wide, 4, stride=2, padding=1)),  # 14 -> 7
+            nn.Conv2d(narrow, wide, 4, stride=2, padding=1),  # 14 -> 7
             nn.LeakyReLU(config.negative_slope, inplace=True),
             nn.Flatten(),
         )
         features = wide * BASE * BASE
-        self.to_logit = spectral_norm(nn.Linear(features, 1))
-        self.projection = spectral_norm(nn.Embedding(config.num_classes, features))
+        self.to_logit = nn.Linear(features, 1)
+        self.projection = nn.Embedding(config.num_classes, features)
+        nn.init.normal_(self.projection.weight, std=0.02)  # as the MLP cgan's: a small class term at the start
         self.to_class = nn.Linear(features, config.num_classes)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
