@@ -144,9 +144,10 @@ def measure(
         from bench import quality
 
         results["time_to_quality"] = {
-            "cgan": quality.measure(
-                args.dataset, device, root, settings["quality_budget_s"], settings["check_images"], log
+            kind: quality.measure(
+                kind, args.dataset, device, root, settings["quality_budget_s"], settings["check_images"], log
             )
+            for kind in quality.quality_kinds()
         }
     if "sample" in args.sections:
         from bench import sampling

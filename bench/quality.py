@@ -1,5 +1,5 @@
-"""Time to quality: wall time from scratch until 1,000 cgan samples reach a class accuracy under the shipped
-classifier."""
+"""Time to quality: wall time from scratch until 1,000 samples of a conditional GAN reach a class accuracy under
+the shipped classifier."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bench import reference
 from bench.throughput import project_loop
 from bench.timing import sync
 from genmodels import api, metrics
+from genmodels.kinds import KINDS, generator_kinds
 from genmodels.recipes import Recipe
 from train.recipes import default_recipe
 from train.trainer import Callbacks, Progress, StopFlag, run_epochs
@@ -54,11 +55,16 @@ class Judge:
         return metrics.class_accuracy(api.predict(self.classifier, images), self.labels)
 
 
+def quality_kinds() -> list[str]:
+    """The kinds timed to quality: the generators trained against a discriminator that take class labels."""
+    return [kind for kind in generator_kinds() if KINDS[kind].adversarial and KINDS[kind].conditional]
+
+
 def run_project(
-    dataset: str, device: torch.device, check_every: int, budget_s: float, log: Callable[[str], None]
+    kind: str, dataset: str, device: torch.device, check_every: int, budget_s: float, log: Callable[[str], None]
 ) -> tuple[QualityRun, Recipe, str]:
-    """The project's cgan task and loop with its shipped (default) recipe, checked every `check_every` steps."""
-    loop = project_loop("cgan", dataset, device)
+    """The project's task and loop for `kind` with its shipped (default) recipe, checked every `check_every` steps."""
+    loop = project_loop(kind, dataset, device)
     task = loop.task
     judge = Judge(dataset, task.config.latent_dim, task.config.num_classes, device)
     check_every = min(check_every, len(loop.batches))  # the loop logs within an epoch, never across two
@@ -80,26 +86,27 @@ def run_project(
     run_epochs(task, loop.batches, 10**6, loop.progress, Callbacks(on_log=on_log), stop, log_every=check_every)
     result = _result(history, loop.progress.images_seen // max(loop.progress.global_step, 1))
     log(
-        f"quality project (batch {task.recipe.batch_size}, lr {task.recipe.lr:g}, {task.precision}): {_outcome(result)}"
+        f"quality {kind} project (batch {task.recipe.batch_size}, lr {task.recipe.lr:g}, {task.precision}): "
+        f"{_outcome(result)}"
     )
     return result, task.recipe, task.precision
 
 
 def run_reference(
-    dataset: str, device: torch.device, data_root: str, check_every: int, budget_s: float, log: Callable[[str], None]
+    kind: str,
+    dataset: str,
+    device: torch.device,
+    data_root: str,
+    check_every: int,
+    budget_s: float,
+    log: Callable[[str], None],
 ) -> QualityRun:
     """The usual-way loop (torchvision DataLoader, tutorial step) at the reports' settings, checked like the
     project's."""
-    twin = project_loop("cgan", dataset, device, **REFERENCE_SETTINGS)
+    twin = project_loop(kind, dataset, device, **REFERENCE_SETTINGS)
     task = twin.task
-    trainer = reference.ReferenceCGAN(
-        reference.stock_copy(task.generator),
-        reference.stock_copy(task.discriminator),
-        task.recipe,
-        task.config.aux_weight,
-        task.config.num_classes,
-    )
-    loader = reference.reference_loader(dataset, data_root, REFERENCE_SETTINGS["batch_size"], "cgan")
+    trainer = reference.reference_trainer(task)
+    loader = reference.reference_loader(dataset, data_root, REFERENCE_SETTINGS["batch_size"], kind)
     judge = Judge(dataset, task.config.latent_dim, task.config.num_classes, device)
     del twin, task
     history: list[tuple[int, float, float]] = []
@@ -118,19 +125,25 @@ def run_reference(
             history.append((steps, round(train_s, 2), accuracy))
             if accuracy >= TARGET_ACCURACY or train_s > budget_s:
                 result = _result(history, REFERENCE_SETTINGS["batch_size"])
-                log(f"quality reference (batch 64, lr 2e-4): {_outcome(result)}")
+                log(f"quality {kind} reference (batch 64, lr 2e-4): {_outcome(result)}")
                 return result
             start = time.perf_counter()
 
 
 def measure(
-    dataset: str, device: torch.device, data_root: str, budget_s: float, check_images: int, log: Callable[[str], None]
+    kind: str,
+    dataset: str,
+    device: torch.device,
+    data_root: str,
+    budget_s: float,
+    check_images: int,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Both loops from scratch to TARGET_ACCURACY; speedup = reference seconds / project seconds."""
-    batch_size = default_recipe("cgan", dataset).batch_size
-    project, recipe, precision = run_project(dataset, device, max(1, check_images // batch_size), budget_s, log)
+    """Both loops of `kind` from scratch to TARGET_ACCURACY; speedup = reference seconds / project seconds."""
+    batch_size = default_recipe(kind, dataset).batch_size
+    project, recipe, precision = run_project(kind, dataset, device, max(1, check_images // batch_size), budget_s, log)
     ref = run_reference(
-        dataset, device, data_root, max(1, check_images // REFERENCE_SETTINGS["batch_size"]), budget_s, log
+        kind, dataset, device, data_root, max(1, check_images // REFERENCE_SETTINGS["batch_size"]), budget_s, log
     )
     speedup = ref.train_s / project.train_s if project.reached else 0.0
     return {

@@ -88,14 +88,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     "",
                 )
             )
-    quality = results.get("time_to_quality", {}).get("cgan")
-    if quality:
+    for kind, quality in results.get("time_to_quality", {}).items():
         p, r = quality["project"], quality["reference"]
         recipe = quality["project_recipe"]
         bound = ">= " if quality["speedup_is_lower_bound"] else ""
         out.append(
             (
-                "time to 95% class accuracy (cgan)",
+                f"time to 95% class accuracy ({kind})",
                 f"project defaults (batch {recipe['batch_size']}, lr {recipe['lr']:g}, EMA {recipe['ema_decay']}, "
                 f"{recipe['precision']}) {_reach(p)} vs reference (batch 64, lr 2e-4) {_reach(r)}: "
                 f"x{bound}{quality['speedup']}",

@@ -33,6 +33,7 @@ class Recipe:
     d_steps: int = 1  # GANs: discriminator updates per generator update (each on fresh fakes)
     lr_d: float | None = None  # GANs: the discriminator's own learning rate (None: lr)
     spectral_norm: bool = False  # GANs: spectral normalisation on every layer of the discriminator
+    mode_seeking: float = 0.0  # conditional GANs: weight of the mode-seeking term (pairs of fakes of one class)
     beta: float = 1.0  # VAEs: weight of the KL term (beta-VAE)
     kl_warmup_steps: int = 0  # VAEs: ramp the KL weight linearly from 0 to beta over this many steps
     precision: str = (
@@ -117,21 +118,26 @@ VAE = {
         epochs=100, batch_size=128, lr=1e-3, schedule="cosine", compile="auto", model={"class_weight": 100.0}
     ),
 }
-# hinge loss against the spectral-normalised projection D, D at twice G's learning rate (TTUR), averaged weights. Tried
-# on MNIST instead: the MLP cgan's BCE with smoothing at lr 4e-4 and class weight 2 (8 epochs) reached 88% class
-# accuracy but collapsed (recall 0.00, FID 693, one class at 0%), worse than this recipe's 80% / 0.12 / 345
+# BCE with one-sided smoothing against a projection D with an auxiliary class head (weight 2), both at 4x the
+# reports' lr, averaged weights, cosine decay. Measured on MNIST over 3 epochs: spectral norm in D (the zoo's first
+# recipe, with hinge or BCE) held class accuracy at 64-83% while this reached 96%
 _DCGAN = dict(
-    epochs=12,
+    epochs=30,
     batch_size=256,
-    lr=3e-4,
-    lr_d=6e-4,
+    lr=4e-4,
     betas=(0.5, 0.999),
-    objective="hinge",
+    label_smoothing=0.1,
     schedule="cosine",
     ema_decay=0.999,
+    model={"g_channels": (128, 64), "d_channels": (64, 128), "aux_weight": 2.0},
 )
-DCGAN = {"mnist": Recipe(**_DCGAN), "fashion": Recipe(**_DCGAN, model={"aux_weight": 2.0})}  # as the Fashion cgan
+DCGAN = {"mnist": Recipe(**_DCGAN), "fashion": Recipe(**_DCGAN)}
+# a wider network whose decoder refines at full resolution: test neg-ELBO 113.4 after one epoch against 118.7 for
+# the first conv VAE (channels 32, 64; hidden 256)
+_CONV_VAE = dict(channels=(64, 128), hidden=512, refine_channels=32)
 CONV_VAE = {
-    "mnist": Recipe(epochs=20, batch_size=256, lr=2e-3, schedule="cosine", model={"class_weight": 30.0}),
-    "fashion": Recipe(epochs=15, batch_size=256, lr=2e-3, schedule="cosine", model={"class_weight": 100.0}),
+    "mnist": Recipe(epochs=30, batch_size=256, lr=2e-3, schedule="cosine", model={**_CONV_VAE, "class_weight": 30.0}),
+    "fashion": Recipe(
+        epochs=30, batch_size=256, lr=2e-3, schedule="cosine", model={**_CONV_VAE, "class_weight": 100.0}
+    ),
 }

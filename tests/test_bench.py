@@ -52,8 +52,9 @@ def test_quick_json_has_the_issue_fields(quick_results):
         # the vae compiles its full-length recipe on the CPU (where a C++ compiler is there for Inductor)
         assert train["compiled"] is (kind == "vae" and shutil.which("g++") is not None)
     assert quick_results["train"]["matmul_peak_gflops"] > 0
-    quality = quick_results["time_to_quality"]["cgan"]
-    assert {"speedup", "project", "reference", "project_recipe"} <= set(quality)
+    assert set(quick_results["time_to_quality"]) == {"cgan", "dcgan"}  # every conditional GAN, conv included
+    for quality in quick_results["time_to_quality"].values():
+        assert {"speedup", "project", "reference", "project_recipe"} <= set(quality)
     for kind in GENERATOR_KINDS:
         sample = quick_results["sample"][kind]
         assert sample["p50_ms"] > 0 and sample["png_p50_ms"] > 0

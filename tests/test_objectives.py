@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from train.cli import main
-from train.losses import discriminator_losses, generator_loss, gradient_penalty
+from train.losses import discriminator_losses, generator_loss, gradient_penalty, mode_seeking_loss
 
 
 @pytest.mark.parametrize("objective", ["bce", "lsgan", "hinge", "wgan-gp"])
@@ -49,6 +49,31 @@ def test_bad_objective_flags_get_one_line(flags, message, tmp_path, capsys):
     code = main([flags[0], "--dataset", "mnist", "--run-dir", str(tmp_path / "run"), *flags[1:]])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_the_mode_seeking_term_falls_as_two_latents_images_move_apart():
+    z_a, z_b = torch.zeros(4, 8), torch.ones(4, 8)
+    same = torch.zeros(4, 1, 28, 28)
+    apart = torch.full((4, 1, 28, 28), 0.5)
+    assert mode_seeking_loss(same, apart, z_a, z_b) == pytest.approx(2.0, rel=1e-3)  # ratio 0.5 / 1
+    assert mode_seeking_loss(same, same, z_a, z_b) > 1e4  # one image for two latents: a large penalty
+    assert mode_seeking_loss(same, 2 * apart, z_a, z_b) < mode_seeking_loss(same, apart, z_a, z_b)
+
+
+@pytest.mark.parametrize("n", [16, 15])
+def test_with_mode_seeking_the_fakes_come_in_pairs_of_one_class(n):
+    from genmodels.kinds import KINDS
+    from genmodels.recipes import Recipe
+    from train.tasks.adversarial import AdversarialTask
+
+    config = KINDS["cgan"].config_cls(g_hidden=(8,), d_hidden=(8,))
+    recipe = Recipe(epochs=1, batch_size=n, lr=1e-3, mode_seeking=1.0)
+    task = AdversarialTask("cgan", config, recipe, torch.device("cpu"), total_steps=1)
+    labels = task._fake_labels(n)
+    half = n // 2
+    assert len(labels) == n and torch.equal(labels[:half], labels[half : 2 * half])
+    losses = task.step(torch.rand(n, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (n,)))
+    assert math.isfinite(float(losses["loss_mode_seeking"]))
 
 
 @pytest.mark.parametrize("objective", ["lsgan", "hinge", "wgan-gp"])

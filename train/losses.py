@@ -49,3 +49,12 @@ def gradient_penalty(
     points = (mix * real + (1.0 - mix) * fake).requires_grad_(True)
     (gradients,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
     return GRADIENT_PENALTY_WEIGHT * (gradients.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
+
+
+def mode_seeking_loss(
+    images_a: torch.Tensor, images_b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """MSGAN's diversity term (Mao et al. 2019) for pairs of fakes of one class: 1 / (mean image distance / mean
+    latent distance), so G is penalised when two latents give the same image."""
+    ratio = (images_a - images_b).abs().mean() / (z_a - z_b).abs().mean()
+    return 1.0 / (ratio + eps)

@@ -18,7 +18,7 @@ from genmodels.kinds import KINDS
 from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.ema import weight_average
-from train.losses import discriminator_losses, generator_loss, gradient_penalty
+from train.losses import discriminator_losses, generator_loss, gradient_penalty, mode_seeking_loss
 from train.optim import make_adam
 from train.tasks.base import EVAL_SEED, BaseTask, grid_labels, grid_noise
 
@@ -68,16 +68,13 @@ class AdversarialTask(BaseTask):
 
     def _discriminator_step(
         self, images: torch.Tensor, labels: torch.Tensor | None
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
-        """One D update on the real batch and fresh fakes: (D's losses and outputs, the fakes, their labels)."""
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """One D update on the real batch and fresh fakes: (D's losses and outputs, the fakes, their labels, their
+        latents)."""
         n = len(images)
         objective = self.recipe.objective
         z = gaussian_noise(n, self.config.latent_dim, self.rng, self.device)
-        fake_labels = (
-            torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
-            if self.conditional
-            else None
-        )
+        fake_labels = self._fake_labels(n) if self.conditional else None
         with self.autocast():
             fake = self.generator(z, *self._conditions(fake_labels))
             # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
@@ -100,16 +97,33 @@ class AdversarialTask(BaseTask):
         loss_d.backward()
         opt_d.step()
         out.update(loss_d=loss_d, d_real=torch.sigmoid(d_real).mean(), d_fake=torch.sigmoid(d_fake).mean())
-        return out, fake, fake_labels
+        return out, fake, fake_labels, z
+
+    def _fake_labels(self, n: int) -> torch.Tensor:
+        """Random classes for n fakes; with the mode-seeking term, fake i and fake n // 2 + i share theirs."""
+        drawn = torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
+        if not self.recipe.mode_seeking:
+            return drawn
+        half = n // 2
+        return torch.cat([drawn[half : 2 * half], drawn[half:]])  # the first half repeats the start of the second
+
+    @staticmethod
+    def _mode_seeking(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The mode-seeking term over the batch's pairs of fakes of one class (see `_fake_labels`)."""
+        half = len(fake) // 2
+        return mode_seeking_loss(fake[:half].float(), fake[half : 2 * half].float(), z[:half], z[half : 2 * half])
 
     def step(self, images, labels):
         self._schedule()
         for _ in range(self.recipe.d_steps):  # the last D update's fakes serve G's step
-            losses, fake, fake_labels = self._discriminator_step(images, labels if self.conditional else None)
+            losses, fake, fake_labels, z = self._discriminator_step(images, labels if self.conditional else None)
         self.discriminator.requires_grad_(False)  # G's step needs gradients through D, not of D
         with self.autocast():
             d_fake_g, class_fake = self._critic(fake, fake_labels)
         loss_g = generator_loss(d_fake_g.float(), self.recipe.objective)
+        if self.recipe.mode_seeking and fake_labels is not None:
+            losses["loss_mode_seeking"] = self._mode_seeking(fake, z)
+            loss_g = loss_g + self.recipe.mode_seeking * losses["loss_mode_seeking"]
         if class_fake is not None:
             losses["loss_g_class"] = F.cross_entropy(class_fake.float(), fake_labels)
             loss_g = loss_g + self.config.aux_weight * losses["loss_g_class"]
@@ -121,7 +135,16 @@ class AdversarialTask(BaseTask):
         if self.average is not None:
             self.average.update_parameters(self.generator)
         losses["loss_g"] = loss_g
-        order = ("loss_d", "loss_g", "loss_d_class", "loss_g_class", "gradient_penalty", "d_real", "d_fake")
+        order = (
+            "loss_d",
+            "loss_g",
+            "loss_d_class",
+            "loss_g_class",
+            "loss_mode_seeking",
+            "gradient_penalty",
+            "d_real",
+            "d_fake",
+        )
         return {name: losses[name].detach() for name in order if name in losses}  # the order logs print them in
 
     def load_state(self, tensors, meta):
