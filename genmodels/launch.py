@@ -25,6 +25,7 @@ SEED_RANGE = (0, 2**31 - 1)
 MAX_STEPS_RANGE = (1, 10_000_000)
 D_STEPS_RANGE = (1, 10)
 LABEL_SMOOTHING_RANGE = (0.0, 0.5)  # the upper end excluded: a target of 0.5 for real images teaches D nothing
+MODE_SEEKING_RANGE = (0.0, 10.0)
 BETA_RANGE = (0.0, 100.0)
 KL_WARMUP_RANGE = (0, 10_000_000)
 LATENT_RANGE = (1, 512)
@@ -34,6 +35,7 @@ GAN_HELP = {
     "d_steps": "How many times D is updated for each update of G (WGAN-GP usually takes 5).",
     "lr_d": "D's own learning rate (empty: the same as G's); a much faster D wins and starves G of gradients.",
     "label_smoothing": "D's target for real images is 1 minus this (one-sided smoothing keeps D from over-confidence).",
+    "mode_seeking": "Weight of a term that pays G for different images from different latents (against collapse).",
 }
 VAE_HELP = {
     "beta": "Weight of the KL term (a beta-VAE): above 1 trades sharpness for a smoother latent space.",
@@ -51,6 +53,7 @@ class TrainingOptions:
     d_steps: int | None = None
     lr_d: float | None = None
     label_smoothing: float | None = None
+    mode_seeking: float | None = None
     beta: float | None = None
     kl_warmup: int | None = None
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the model config, e.g. {"latent_dim": 2}
@@ -59,7 +62,7 @@ class TrainingOptions:
     def flags(self) -> list[str]:
         """The `python -m train` flags of these options."""
         out: list[str] = []
-        for name in ("objective", "d_steps", "lr_d", "label_smoothing", "beta", "kl_warmup"):
+        for name in ("objective", "d_steps", "lr_d", "label_smoothing", "mode_seeking", "beta", "kl_warmup"):
             value = getattr(self, name)
             if value is not None:
                 out += [f"--{name.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
@@ -176,6 +179,7 @@ def check_options(kind: str, options: dict[str, Any] | None) -> TrainingOptions:
         label_smoothing=_number(
             "label smoothing", given.get("label_smoothing"), *LABEL_SMOOTHING_RANGE, high_open=True
         ),
+        mode_seeking=_number("mode-seeking weight", given.get("mode_seeking"), *MODE_SEEKING_RANGE),
         beta=_number("beta", given.get("beta"), *BETA_RANGE),
         kl_warmup=None if warmup is None else _integer("KL warm-up steps", warmup, *KL_WARMUP_RANGE),
         model=_model_overrides(given.get("model")),
@@ -194,6 +198,7 @@ def recipe_options(kind: str, dataset: str) -> dict[str, Any]:
             d_steps=recipe.d_steps,
             lr_d="" if recipe.lr_d is None else repr(recipe.lr_d),
             label_smoothing=recipe.label_smoothing,
+            mode_seeking=recipe.mode_seeking,
         )
     if KINDS[kind].encodes:
         values.update(beta=recipe.beta, kl_warmup=recipe.kl_warmup_steps)

@@ -246,9 +246,14 @@ def test_the_launcher_offers_each_kinds_own_fields_and_defaults_to_a_gan(runs_ro
     model = at.sidebar.selectbox(key="launch_kind")
     assert KINDS[model.value].adversarial, "the launcher opens on a GAN"
     assert model.options == [KINDS[k].title for k in KINDS], "every registered kind is offered"
-    assert {"GAN objective", "Spectral norm in D", "D steps per G step", "D learning rate", "Label smoothing"} <= (
-        _labels(at)
-    )
+    assert {
+        "GAN objective",
+        "Spectral norm in D",
+        "D steps per G step",
+        "D learning rate",
+        "Label smoothing",
+        "Mode-seeking weight",
+    } <= _labels(at)
     assert "Beta (KL weight)" not in _labels(at)
     objective = next(s for s in at.sidebar.selectbox if s.label == "GAN objective")
     assert objective.options == list(OBJECTIVES) and "hinge" in objective.help
@@ -268,8 +273,13 @@ def test_changed_gan_fields_reach_the_training_command(runs_root, monkeypatch):
     at = open_sidebar()
     at.sidebar.selectbox(key="launch_kind").select("gan").run()
     next(c for c in at.sidebar.checkbox if c.label == "Spectral norm in D").check()
-    at = submit(at, **{"GAN objective": "hinge", "D steps per G step": 2, "D learning rate": "1e-3"})
-    assert calls == [["--objective", "hinge", "--d-steps", "2", "--lr-d", "0.001", "--spectral-norm"]]
+    at = submit(
+        at,
+        **{"GAN objective": "hinge", "D steps per G step": 2, "D learning rate": "1e-3", "Mode-seeking weight": 1.5},
+    )
+    assert calls == [
+        ["--objective", "hinge", "--d-steps", "2", "--lr-d", "0.001", "--mode-seeking", "1.5", "--spectral-norm"]
+    ]
 
 
 def test_bad_launcher_options_get_one_clear_message(runs_root):
@@ -290,6 +300,7 @@ def test_bad_launcher_options_get_one_clear_message(runs_root):
         ("gan", {"d_steps": 0}, "D steps per G step must be between 1 and 10"),
         ("gan", {"lr_d": "2"}, "D's learning rate must be between"),
         ("gan", {"label_smoothing": 0.5}, "label smoothing must be in [0, 0.5)"),
+        ("cgan", {"mode_seeking": 11}, "mode-seeking weight must be in [0, 10]"),
         ("vae", {"beta": "nan"}, "beta must be in [0, 100]"),
         ("vae", {"beta": -1}, "beta must be in [0, 100]"),
         ("vae", {"kl_warmup": 2.5}, "KL warm-up steps must be a whole number"),

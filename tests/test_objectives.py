@@ -43,6 +43,8 @@ def test_the_gradient_penalty_is_zero_for_a_unit_slope_critic():
         (["cgan", "--lr-d", "nan"], "--lr-d must be a number in (0, 1]"),
         (["gan", "--label-smoothing", "0.7"], "--label-smoothing must be in [0, 0.5)"),
         (["all", "--spectral-norm"], "--spectral-norm is for the GANs"),
+        (["cgan", "--mode-seeking", "-1"], "--mode-seeking must be between 0 and 10"),
+        (["vae", "--mode-seeking", "1"], "--mode-seeking is for the GANs"),
     ],
 )
 def test_bad_objective_flags_get_one_line(flags, message, tmp_path, capsys):

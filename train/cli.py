@@ -14,7 +14,7 @@ from pathlib import Path
 from genmodels.api import MAX_SEED
 from genmodels.datasets import DATASETS
 from genmodels.kinds import KINDS, training_order
-from genmodels.launch import BETA_RANGE, D_STEPS_RANGE, KL_WARMUP_RANGE, LABEL_SMOOTHING_RANGE
+from genmodels.launch import BETA_RANGE, D_STEPS_RANGE, KL_WARMUP_RANGE, LABEL_SMOOTHING_RANGE, MODE_SEEKING_RANGE
 from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
 from genmodels.recipes import OBJECTIVES, Recipe
@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="one-sided label smoothing: D's target for real images is 1 minus this (GANs)",
     )
+    parser.add_argument(
+        "--mode-seeking",
+        type=float,
+        help="weight of the mode-seeking term: G pays for similar images from different latents (GANs; default 0)",
+    )
     parser.add_argument("--beta", type=float, help=f"weight of the KL term ({_listed(vae)}; default 1)")
     parser.add_argument("--kl-warmup", type=int, help="ramp the KL weight from 0 to beta over this many steps (VAEs)")
     parser.add_argument(
@@ -196,7 +201,7 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError("--checkpoints is for 'all' only: a single model stays in its --run-dir")
 
 
-GAN_FLAGS = ("objective", "spectral_norm", "d_steps", "lr_d", "label_smoothing")
+GAN_FLAGS = ("objective", "spectral_norm", "d_steps", "lr_d", "label_smoothing", "mode_seeking")
 VAE_FLAGS = ("beta", "kl_warmup")
 RECIPE_FIELDS = {"kl_warmup": "kl_warmup_steps"}  # flags whose recipe field has another name
 
@@ -216,6 +221,9 @@ def check_objective_flags(args: argparse.Namespace) -> None:
     low, high = LABEL_SMOOTHING_RANGE
     if args.label_smoothing is not None and not low <= args.label_smoothing < high:
         raise UsageError(f"--label-smoothing must be in [{low:g}, {high:g}), got {args.label_smoothing}")
+    low, high = MODE_SEEKING_RANGE
+    if args.mode_seeking is not None and not (math.isfinite(args.mode_seeking) and low <= args.mode_seeking <= high):
+        raise UsageError(f"--mode-seeking must be between {low:g} and {high:g}, got {args.mode_seeking}")
     low, high = BETA_RANGE
     if args.beta is not None and not (math.isfinite(args.beta) and low <= args.beta <= high):
         raise UsageError(f"--beta must be between {low:g} and {high:g}, got {args.beta}")
@@ -423,6 +431,7 @@ def train_one(
             d_steps=args.d_steps,
             lr_d=args.lr_d,
             label_smoothing=args.label_smoothing,
+            mode_seeking=args.mode_seeking,
             beta=args.beta,
             kl_warmup_steps=args.kl_warmup,
         )

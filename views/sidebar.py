@@ -17,6 +17,7 @@ from genmodels.launch import (
     LABEL_SMOOTHING_RANGE,
     LAUNCH_KINDS,
     MAX_STEPS_RANGE,
+    MODE_SEEKING_RANGE,
     SEED_RANGE,
     VAE_HELP,
     TrainingRequest,
@@ -70,6 +71,13 @@ def gan_fields(kind: str, dataset: str) -> dict[str, object]:
             value=float(recipe["label_smoothing"]),
             step=0.05,
             help=GAN_HELP["label_smoothing"],
+        ),
+        "mode_seeking": st.number_input(
+            "Mode-seeking weight",
+            *MODE_SEEKING_RANGE,
+            value=float(recipe["mode_seeking"]),
+            step=0.5,
+            help=GAN_HELP["mode_seeking"],
         ),
     }
 

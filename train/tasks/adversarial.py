@@ -100,7 +100,8 @@ class AdversarialTask(BaseTask):
         return out, fake, fake_labels, z
 
     def _fake_labels(self, n: int) -> torch.Tensor:
-        """Random classes for n fakes; with the mode-seeking term, fake i and fake n // 2 + i share theirs."""
+        """Random classes for n fakes; with the mode-seeking term, fake i and fake n // 2 + i share theirs (the pairs
+        it compares)."""
         drawn = torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
         if not self.recipe.mode_seeking:
             return drawn
@@ -121,7 +122,7 @@ class AdversarialTask(BaseTask):
         with self.autocast():
             d_fake_g, class_fake = self._critic(fake, fake_labels)
         loss_g = generator_loss(d_fake_g.float(), self.recipe.objective)
-        if self.recipe.mode_seeking and fake_labels is not None:
+        if self.recipe.mode_seeking:
             losses["loss_mode_seeking"] = self._mode_seeking(fake, z)
             loss_g = loss_g + self.recipe.mode_seeking * losses["loss_mode_seeking"]
         if class_fake is not None:
