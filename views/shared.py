@@ -196,8 +196,11 @@ def shipped_vaes(dataset: str) -> list[str]:
 
 
 def default_compared(dataset: str) -> tuple[str, ...]:
-    """The models the GAN vs VAE page compares before anyone picks: the first shipped ones, as many as fit."""
-    return shipped_generators(dataset)[:MAX_SIDE_BY_SIDE]
+    """The models the GAN vs VAE page compares before anyone picks: the shipped class-conditional ones (the reports'
+    MLPs beside the convolutional kinds), as many as fit; the first shipped ones where none is conditional."""
+    shipped = shipped_generators(dataset)
+    conditional = tuple(kind for kind in shipped if KINDS[kind].conditional)
+    return (conditional or shipped)[:MAX_SIDE_BY_SIDE]
 
 
 def loss_curves(dataset: str, kinds: tuple[str, ...]) -> tuple[list[dict], dict[str, tuple[list[float], list[float]]]]:
