@@ -16,16 +16,19 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 MAX_WIDTH = 65_536  # any size field above this is a typo, and would fail later as an allocation of terabytes
 FLOAT_RANGES = {"negative_slope": (0.0, 1.0), "dropout": (0.0, 0.99)}  # other float fields are loss weights: >= 0
+OPTIONAL_SIZES = {"refine_channels"}  # size fields where 0 leaves the layer out
 
 
 def _check_range(name: str, key: str, value: Any) -> None:
-    """Sizes lie in 1..MAX_WIDTH; slopes and rates in FLOAT_RANGES; loss weights are not negative."""
+    """Sizes lie in 1..MAX_WIDTH (0 too for OPTIONAL_SIZES); slopes and rates in FLOAT_RANGES; loss weights are not
+    negative."""
     if isinstance(value, tuple):
         if not value or any(v > MAX_WIDTH for v in value):
             raise ValueError(f"{name}.{key} must list one or more sizes of at most {MAX_WIDTH:,}, got {list(value)}")
     elif isinstance(value, int):
-        if not 1 <= value <= MAX_WIDTH:
-            raise ValueError(f"{name}.{key} must be between 1 and {MAX_WIDTH:,}, got {value}")
+        low = 0 if key in OPTIONAL_SIZES else 1
+        if not low <= value <= MAX_WIDTH:
+            raise ValueError(f"{name}.{key} must be between {low} and {MAX_WIDTH:,}, got {value}")
     else:
         low, high = FLOAT_RANGES.get(key, (0.0, math.inf))
         if not low <= value <= high:
