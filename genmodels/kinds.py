@@ -37,6 +37,21 @@ _SAMPLE_ACCURACY = Chart(
     share=True,
 )
 
+_CONDITIONAL_GAN_CHARTS = (
+    Chart(
+        "Losses: discriminator vs generator",
+        ("loss_d", "loss_g", "loss_d_class", "loss_g_class", "loss_mode_seeking"),
+        "loss",
+    ),
+    _GAN_OUTPUTS,
+    _SAMPLE_ACCURACY,
+)
+_VAE_CHARTS = (
+    Chart("Loss = reconstruction + KL (nats per image)", ("loss", "recon", "kl"), "nats"),
+    Chart("Test negative ELBO (per epoch)", ("test_neg_elbo", "test_recon", "test_kl"), "nats"),
+    _SAMPLE_ACCURACY,
+)
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -97,15 +112,7 @@ KINDS: dict[str, Kind] = {
             critic="genmodels.models.cgan:CondDiscriminator",
             task="train.tasks.adversarial:AdversarialTask",
             recipes=recipes.CGAN,
-            charts=(
-                Chart(
-                    "Losses: discriminator vs generator",
-                    ("loss_d", "loss_g", "loss_d_class", "loss_g_class"),
-                    "loss",
-                ),
-                _GAN_OUTPUTS,
-                _SAMPLE_ACCURACY,
-            ),
+            charts=_CONDITIONAL_GAN_CHARTS,
             generates=True, conditional=True, needs=("classifier",), loss_key="loss_g",
         ),
         Kind(
@@ -116,7 +123,7 @@ KINDS: dict[str, Kind] = {
             task="train.tasks.adversarial:AdversarialTask",
             recipes=recipes.GAN,
             charts=(
-                Chart("Losses: discriminator vs generator", ("loss_d", "loss_g"), "BCE loss"),
+                Chart("Losses: discriminator vs generator", ("loss_d", "loss_g", "loss_mode_seeking"), "loss"),
                 _GAN_OUTPUTS,
                 Chart(
                     "Sample quality judged by the classifier (per epoch)",
@@ -134,11 +141,7 @@ KINDS: dict[str, Kind] = {
             module="genmodels.models.vae:VAE",
             task="train.tasks.vae:VAETask",
             recipes=recipes.VAE,
-            charts=(
-                Chart("Loss = reconstruction + KL (nats per image)", ("loss", "recon", "kl"), "nats"),
-                Chart("Test negative ELBO (per epoch)", ("test_neg_elbo", "test_recon", "test_kl"), "nats"),
-                _SAMPLE_ACCURACY,
-            ),
+            charts=_VAE_CHARTS,
             generates=True, conditional=True, needs=("classifier",), loss_key="loss", compiles=True, encodes=True,
         ),
         Kind(
@@ -148,15 +151,7 @@ KINDS: dict[str, Kind] = {
             critic="genmodels.models.dcgan:DCDiscriminator",
             task="train.tasks.adversarial:AdversarialTask",
             recipes=recipes.DCGAN,
-            charts=(
-                Chart(
-                    "Losses: discriminator vs generator",
-                    ("loss_d", "loss_g", "loss_d_class", "loss_g_class"),
-                    "loss",
-                ),
-                _GAN_OUTPUTS,
-                _SAMPLE_ACCURACY,
-            ),
+            charts=_CONDITIONAL_GAN_CHARTS,
             generates=True, conditional=True, needs=("classifier",), loss_key="loss_g",
         ),
         Kind(
@@ -165,11 +160,7 @@ KINDS: dict[str, Kind] = {
             module="genmodels.models.conv_vae:ConvVAE",
             task="train.tasks.vae:VAETask",
             recipes=recipes.CONV_VAE,
-            charts=(
-                Chart("Loss = reconstruction + KL (nats per image)", ("loss", "recon", "kl"), "nats"),
-                Chart("Test negative ELBO (per epoch)", ("test_neg_elbo", "test_recon", "test_kl"), "nats"),
-                _SAMPLE_ACCURACY,
-            ),
+            charts=_VAE_CHARTS,
             generates=True, conditional=True, needs=("classifier",), loss_key="loss", encodes=True,
         ),
         Kind(

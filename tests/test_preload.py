@@ -5,7 +5,6 @@ import threading
 import pytest
 import streamlit as st
 
-from genmodels.kinds import generator_kinds
 from genmodels.projection import PROJECTIONS
 from views import common, shared
 
@@ -32,11 +31,12 @@ def test_after_the_preload_the_pages_defaults_need_no_model_call(empty_caches, m
     calls = []
     for name in ("confidence_grid", "predict", "generate_gallery", "interpolation_strip", "overview"):
         monkeypatch.setattr(shared, name, lambda *args, name=name, **kwargs: calls.append(name))
+    vae = shared.shipped_vaes("mnist")[0]  # the Latent space page's first VAE
     for projection in PROJECTIONS:
-        plane = shared.plane_of("mnist", shared.SUBSET, projection)
-        shared.scatter_spec("mnist", shared.SUBSET, projection, True)
-        shared.confidence_map("mnist", shared.SUBSET, projection, shared.plane_box(plane))
-    for kind in generator_kinds():
+        plane = shared.plane_of("mnist", vae, shared.SUBSET, projection)
+        shared.scatter_spec("mnist", vae, shared.SUBSET, projection, True)
+        shared.confidence_map("mnist", vae, shared.SUBSET, projection, shared.plane_box(plane))
+    for kind in shared.default_compared("mnist"):  # the GAN vs VAE page's models before anyone picks
         shared.side_by_side(kind, "mnist", 0, 0)
         if common.generator(kind, "mnist").supports_labels:
             shared.strip(kind, "mnist", (0, 1), 0, shared.STRIP_STEPS)
