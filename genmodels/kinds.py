@@ -123,7 +123,7 @@ KINDS: dict[str, Kind] = {
             task="train.tasks.adversarial:AdversarialTask",
             recipes=recipes.GAN,
             charts=(
-                Chart("Losses: discriminator vs generator", ("loss_d", "loss_g", "loss_mode_seeking"), "loss"),
+                Chart("Losses: discriminator vs generator", ("loss_d", "loss_g"), "BCE loss"),
                 _GAN_OUTPUTS,
                 Chart(
                     "Sample quality judged by the classifier (per epoch)",
