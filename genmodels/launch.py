@@ -23,24 +23,174 @@ BATCH_RANGE = (8, 4096)
 LR_RANGE = (1e-6, 1.0)
 SEED_RANGE = (0, 2**31 - 1)
 MAX_STEPS_RANGE = (1, 10_000_000)
-D_STEPS_RANGE = (1, 10)
-LABEL_SMOOTHING_RANGE = (0.0, 0.5)  # the upper end excluded: a target of 0.5 for real images teaches D nothing
-MODE_SEEKING_RANGE = (0.0, 10.0)
-BETA_RANGE = (0.0, 100.0)
-KL_WARMUP_RANGE = (0, 10_000_000)
 LATENT_RANGE = (1, 512)
-GAN_HELP = {
-    "objective": "The loss D and G play: " + "; ".join(f"{name}: {text}" for name, text in OBJECTIVES.items()) + ".",
-    "spectral_norm": "Spectral normalisation on every layer of D: caps how sharply D can change, a common GAN fix.",
-    "d_steps": "How many times D is updated for each update of G (WGAN-GP usually takes 5).",
-    "lr_d": "D's own learning rate (empty: the same as G's); a much faster D wins and starves G of gradients.",
-    "label_smoothing": "D's target for real images is 1 minus this (one-sided smoothing keeps D from over-confidence).",
-    "mode_seeking": "Weight of a term that pays G for different images from different latents (against collapse).",
-}
-VAE_HELP = {
-    "beta": "Weight of the KL term (a beta-VAE): above 1 trades sharpness for a smoother latent space.",
-    "kl_warmup": "Ramp the KL weight from 0 up to beta over this many steps, so the encoder learns to use z first.",
-}
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ValueError(f"{name} must be a whole number between {low} and {high}, got {value!r}")
+    if not low <= int(value) <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {int(value)}")
+    return int(value)
+
+
+def parse_lr(text: str | float | None, name: str = "learning rate") -> float | None:
+    """A learning rate typed by the user ('' or None: the recipe's default); ValueError with the allowed range."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    low, high = LR_RANGE
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number like 0.0002 or 2e-4, got {text!r}") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def _number(name: str, value: Any, low: float, high: float, *, high_open: bool = False) -> float:
+    """A number in [low, high] (or [low, high) with high_open); ValueError with the range."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    inside = low <= number < high if high_open else low <= number <= high
+    if isinstance(value, bool) or not math.isfinite(number) or not inside:
+        allowed = f"in [{low:g}, {high:g})" if high_open else f"between {low:g} and {high:g}"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class Option:
+    """A training setting beyond the recipe's basics that both the launcher and `python -m train` offer.
+
+    `name` is the TrainingOptions field and the launcher's key; dashed, the CLI flag. `kind` picks the widget, the
+    CLI type and the check: "choice" (one of `choices`), "switch", "int" or "float" (in [low, high], or [low, high)
+    where high_open) or "lr" (a learning rate in LR_RANGE, typed as text).
+    """
+
+    name: str
+    title: str  # the launcher field's label
+    family: str  # "adversarial" (GANs) or "encodes" (VAEs): the KindSpec flag of the kinds it changes
+    help: str
+    kind: str
+    low: float = 0
+    high: float = 0
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    step: float = 1  # the launcher field's step
+    placeholder: str = ""  # what the launcher's empty text field means
+    recipe_field: str = ""  # the Recipe field it sets, where its name differs
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def field(self) -> str:
+        return self.recipe_field or self.name
+
+    def check(self, label: str, value: Any) -> Any:
+        """The value checked against this option's range; ValueError naming it as `label` (a flag or a title)."""
+        if self.kind == "int":
+            return _integer(label, value, int(self.low), int(self.high))
+        if self.kind == "float":
+            return _number(label, value, self.low, self.high, high_open=self.high_open)
+        if self.kind == "lr":
+            return parse_lr(value, label)
+        if self.kind == "switch":
+            if not isinstance(value, bool):
+                raise ValueError(f"{label} must be on or off, got {value!r}")
+            return value
+        if value not in self.choices:
+            raise ValueError(f"{label} must be one of {', '.join(self.choices)}, got {value!r}")
+        return value
+
+
+OPTIONS = (
+    Option(
+        "objective",
+        "GAN objective",
+        "adversarial",
+        "The loss D and G play: " + "; ".join(f"{name}: {text}" for name, text in OBJECTIVES.items()) + ".",
+        "choice",
+        choices=tuple(OBJECTIVES),
+    ),
+    Option(
+        "spectral_norm",
+        "Spectral norm in D",
+        "adversarial",
+        "Spectral normalisation on every layer of D: caps how sharply D can change, a common GAN fix.",
+        "switch",
+    ),
+    Option(
+        "d_steps",
+        "D steps per G step",
+        "adversarial",
+        "How many times D is updated for each update of G (WGAN-GP usually takes 5).",
+        "int",
+        low=1,
+        high=10,
+    ),
+    Option(
+        "lr_d",
+        "D learning rate",
+        "adversarial",
+        "D's own learning rate (empty: the same as G's); a much faster D wins and starves G of gradients.",
+        "lr",
+        placeholder="same as G's",
+    ),
+    Option(
+        "label_smoothing",
+        "Label smoothing",
+        "adversarial",
+        "D's target for real images is 1 minus this (one-sided smoothing keeps D from over-confidence).",
+        "float",
+        low=0.0,
+        high=0.5,
+        high_open=True,  # a target of 0.5 for real images teaches D nothing
+        step=0.05,
+    ),
+    Option(
+        "mode_seeking",
+        "Mode-seeking weight",
+        "adversarial",
+        "Weight of a term that pays G for different images from different latents (against collapse).",
+        "float",
+        low=0.0,
+        high=10.0,
+        step=0.5,
+    ),
+    Option(
+        "beta",
+        "Beta (KL weight)",
+        "encodes",
+        "Weight of the KL term (a beta-VAE): above 1 trades sharpness for a smoother latent space.",
+        "float",
+        low=0.0,
+        high=100.0,
+        step=0.5,
+    ),
+    Option(
+        "kl_warmup",
+        "KL warm-up steps",
+        "encodes",
+        "Ramp the KL weight from 0 up to beta over this many steps, so the encoder learns to use z first.",
+        "int",
+        low=0,
+        high=10_000_000,
+        step=100,
+        recipe_field="kl_warmup_steps",
+    ),
+)
+OPTION = {option.name: option for option in OPTIONS}
+FAMILIES = {"adversarial": "GANs", "encodes": "VAEs"}
+
+
+def family_kinds(family: str) -> list[str]:
+    """The kinds an option of `family` ("adversarial" or "encodes") applies to."""
+    return [name for name, spec in KINDS.items() if getattr(spec, family)]
 
 
 @dataclass(frozen=True)
@@ -62,12 +212,12 @@ class TrainingOptions:
     def flags(self) -> list[str]:
         """The `python -m train` flags of these options."""
         out: list[str] = []
-        for name in ("objective", "d_steps", "lr_d", "label_smoothing", "mode_seeking", "beta", "kl_warmup"):
-            value = getattr(self, name)
-            if value is not None:
-                out += [f"--{name.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
-        if self.spectral_norm:
-            out.append("--spectral-norm")
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            if option.kind == "switch":
+                out += [option.flag] if value else []
+            elif value is not None:
+                out += [option.flag, repr(value) if isinstance(value, float) else str(value)]
         if self.model:
             out += ["--model-config", json.dumps(self.model, sort_keys=True)]
         if self.init_from:
@@ -95,28 +245,6 @@ def recipe_lr(kind: str, dataset: str) -> float:
     return KINDS[kind].recipe(dataset).lr
 
 
-def _integer(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise ValueError(f"{name} must be a whole number between {low} and {high}, got {value!r}")
-    if not low <= int(value) <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {int(value)}")
-    return int(value)
-
-
-def parse_lr(text: str | float | None, name: str = "learning rate") -> float | None:
-    """A learning rate typed by the user ('' or None: the recipe's default); ValueError with the allowed range."""
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return None
-    low, high = LR_RANGE
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number like 0.0002 or 2e-4, got {text!r}") from None
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-    return value
-
-
 def gpu_count() -> int:
     """NVIDIA GPUs here, from the driver's /proc entries: never through torch, which a page may be importing in
     another thread at this moment (a half-initialised module has no `cuda` yet), and which the first page must not
@@ -137,19 +265,13 @@ def max_processes() -> int:
     return cores if cores > 2 else 1
 
 
-def _number(name: str, value: Any, low: float, high: float, *, high_open: bool = False) -> float | None:
-    """An optional number typed or picked by the user ('' or None: the recipe's); ValueError with the range."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    inside = low <= number < high if high_open else low <= number <= high
-    if isinstance(value, bool) or not math.isfinite(number) or not inside:
-        closing = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}{closing}, got {value!r}")
-    return number
+def check_option(kind: str, option: Option, value: Any, label: str) -> Any:
+    """One option's value checked for the kind (refused for a kind outside its family) and against its range;
+    ValueError naming it as `label`."""
+    if not getattr(KINDS[kind], option.family):
+        kinds = ", ".join(family_kinds(option.family))
+        raise ValueError(f"{label} is for the {FAMILIES[option.family]} ({kinds}) only, not {kind}")
+    return option.check(label, value)
 
 
 def check_options(kind: str, options: dict[str, Any] | None) -> TrainingOptions:
@@ -160,48 +282,23 @@ def check_options(kind: str, options: dict[str, Any] | None) -> TrainingOptions:
     unknown = sorted(set(given) - {f.name for f in dataclasses.fields(TrainingOptions)})
     if unknown:
         raise ValueError(f"unknown training option {unknown[0]!r}")
-    spec = KINDS[kind]
-    for names, applies, family in ((GAN_HELP, spec.adversarial, "GANs"), (VAE_HELP, spec.encodes, "VAEs")):
-        extra = [name for name in names if name in given]
-        if extra and not applies:
-            kinds = ", ".join(k for k, v in KINDS.items() if (v.adversarial if family == "GANs" else v.encodes))
-            raise ValueError(f"{extra[0].replace('_', ' ')} is for the {family} ({kinds}) only, not {kind}")
-    objective = given.get("objective")
-    if objective is not None and objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    d_steps = given.get("d_steps")
-    warmup = given.get("kl_warmup")
+    checked = {
+        option.name: check_option(kind, option, given[option.name], option.title)
+        for option in OPTIONS
+        if option.name in given
+    }
     return TrainingOptions(
-        objective=objective,
-        spectral_norm=True if given.get("spectral_norm") is True else None,
-        d_steps=None if d_steps is None else _integer("D steps per G step", d_steps, *D_STEPS_RANGE),
-        lr_d=None if given.get("lr_d") is None else parse_lr(given["lr_d"], "D's learning rate"),
-        label_smoothing=_number(
-            "label smoothing", given.get("label_smoothing"), *LABEL_SMOOTHING_RANGE, high_open=True
-        ),
-        mode_seeking=_number("mode-seeking weight", given.get("mode_seeking"), *MODE_SEEKING_RANGE),
-        beta=_number("beta", given.get("beta"), *BETA_RANGE),
-        kl_warmup=None if warmup is None else _integer("KL warm-up steps", warmup, *KL_WARMUP_RANGE),
-        model=_model_overrides(given.get("model")),
-        init_from=_init_source(given.get("init_from")),
+        **checked, model=_model_overrides(given.get("model")), init_from=_init_source(given.get("init_from"))
     )
 
 
 def recipe_options(kind: str, dataset: str) -> dict[str, Any]:
-    """The recipe's value of each launcher option that applies to the kind (the fields' defaults)."""
+    """The recipe's value of each launcher option that applies to the kind (the fields' defaults; a learning rate
+    as the text its field shows, empty for none)."""
     recipe = KINDS[kind].recipe(dataset)
-    values: dict[str, Any] = {}
-    if KINDS[kind].adversarial:
-        values.update(
-            objective=recipe.objective,
-            spectral_norm=recipe.spectral_norm,
-            d_steps=recipe.d_steps,
-            lr_d="" if recipe.lr_d is None else repr(recipe.lr_d),
-            label_smoothing=recipe.label_smoothing,
-            mode_seeking=recipe.mode_seeking,
-        )
-    if KINDS[kind].encodes:
-        values.update(beta=recipe.beta, kl_warmup=recipe.kl_warmup_steps)
+    values = {option.name: getattr(recipe, option.field) for option in OPTIONS if getattr(KINDS[kind], option.family)}
+    if "lr_d" in values:
+        values["lr_d"] = "" if values["lr_d"] is None else repr(values["lr_d"])
     return values
 
 

@@ -40,7 +40,7 @@ def test_the_gradient_penalty_is_zero_for_a_unit_slope_critic():
         (["vae", "--objective", "hinge"], "--objective is for the GANs"),
         (["gan", "--beta", "4"], "--beta is for the VAEs"),
         (["cgan", "--d-steps", "0"], "--d-steps must be between 1 and 10"),
-        (["cgan", "--lr-d", "nan"], "--lr-d must be a number in (0, 1]"),
+        (["cgan", "--lr-d", "nan"], "--lr-d must be between 1e-06 and 1"),
         (["gan", "--label-smoothing", "0.7"], "--label-smoothing must be in [0, 0.5)"),
         (["all", "--spectral-norm"], "--spectral-norm is for the GANs"),
         (["cgan", "--mode-seeking", "-1"], "--mode-seeking must be between 0 and 10"),
@@ -150,3 +150,21 @@ def test_a_beta_vae_with_warm_up_records_its_recipe(synthetic_data, tmp_path):
     assert code == 0
     recipe = json.loads((run / "config.json").read_text())["recipe"]
     assert recipe["beta"] == 4 and recipe["kl_warmup_steps"] == 100
+
+
+def test_one_table_of_training_options_drives_the_launcher_the_cli_and_the_recipe():
+    """launch.OPTIONS is the one list: each is a TrainingOptions field, a `python -m train` flag and a Recipe field,
+    and a value given through the launcher comes out as that flag."""
+    import dataclasses
+
+    from genmodels.launch import OPTIONS, TrainingOptions, check_options
+    from genmodels.recipes import Recipe
+    from train.cli import build_parser
+
+    assert [f.name for f in dataclasses.fields(TrainingOptions)] == [o.name for o in OPTIONS] + ["model", "init_from"]
+    flags = {action.option_strings[0] for action in build_parser()._actions if action.option_strings}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    for option in OPTIONS:
+        assert option.flag in flags and option.field in recipe_fields
+    assert check_options("cgan", {"d_steps": 3, "spectral_norm": True}).flags() == ["--spectral-norm", "--d-steps", "3"]
+    assert check_options("conv_vae", {"kl_warmup": 500}).flags() == ["--kl-warmup", "500"]

@@ -14,10 +14,10 @@ from pathlib import Path
 from genmodels.api import MAX_SEED
 from genmodels.datasets import DATASETS
 from genmodels.kinds import KINDS, training_order
-from genmodels.launch import BETA_RANGE, D_STEPS_RANGE, KL_WARMUP_RANGE, LABEL_SMOOTHING_RANGE, MODE_SEEKING_RANGE
+from genmodels.launch import FAMILIES, OPTIONS, Option, check_option, family_kinds
 from genmodels.memory import keep_freed_memory_for_reuse
 from genmodels.paths import checkpoints_dir, runs_dir
-from genmodels.recipes import OBJECTIVES, Recipe
+from genmodels.recipes import Recipe
 from genmodels.runs import MIN_FREE_BYTES, RunFolder, ShippedLogs, new_run_name, read_json, read_metrics
 from train import distributed
 from train.recipes import (
@@ -102,34 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model-config", type=json.loads, help="JSON overrides of the model config, e.g. '{\"d_hidden\": [512, 256]}'"
     )
-    gan = [name for name, k in KINDS.items() if k.adversarial]
-    vae = [name for name, k in KINDS.items() if k.encodes]
-    parser.add_argument(
-        "--objective",
-        choices=list(OBJECTIVES),
-        help=f"GAN objective ({_listed(gan)}); default: the recipe's (bce). "
-        + "; ".join(f"{name}: {text}" for name, text in OBJECTIVES.items()),
-    )
-    parser.add_argument(
-        "--spectral-norm",
-        action="store_true",
-        default=None,
-        help="spectral normalisation on every layer of the discriminator (GANs)",
-    )
-    parser.add_argument("--d-steps", type=int, help="discriminator updates per generator update (GANs; default 1)")
-    parser.add_argument("--lr-d", type=float, help="the discriminator's own learning rate (GANs; default: --lr)")
-    parser.add_argument(
-        "--label-smoothing",
-        type=float,
-        help="one-sided label smoothing: D's target for real images is 1 minus this (GANs)",
-    )
-    parser.add_argument(
-        "--mode-seeking",
-        type=float,
-        help="weight of the mode-seeking term: G pays for similar images from different latents (GANs; default 0)",
-    )
-    parser.add_argument("--beta", type=float, help=f"weight of the KL term ({_listed(vae)}; default 1)")
-    parser.add_argument("--kl-warmup", type=int, help="ramp the KL weight from 0 to beta over this many steps (VAEs)")
+    for option in OPTIONS:
+        parser.add_argument(option.flag, **_argument(option))
     parser.add_argument(
         "--init-from",
         type=Path,
@@ -201,35 +175,30 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError("--checkpoints is for 'all' only: a single model stays in its --run-dir")
 
 
-GAN_FLAGS = ("objective", "spectral_norm", "d_steps", "lr_d", "label_smoothing", "mode_seeking")
-VAE_FLAGS = ("beta", "kl_warmup")
-RECIPE_FIELDS = {"kl_warmup": "kl_warmup_steps"}  # flags whose recipe field has another name
+def _argument(option: Option) -> dict:
+    """argparse settings of one of launch.OPTIONS: its type and its help, with the kinds it is for."""
+    kinds = f"{FAMILIES[option.family]}: {_listed(family_kinds(option.family))}"
+    settings: dict = {"help": f"{option.help} ({kinds}; default: the recipe's)"}
+    if option.kind == "switch":
+        return settings | {"action": "store_true", "default": None}
+    if option.kind == "choice":
+        return settings | {"choices": list(option.choices)}
+    return settings | {"type": int if option.kind == "int" else float}
 
 
 def check_objective_flags(args: argparse.Namespace) -> None:
     """The GAN and VAE flags: in range, and only for the kinds they change; raises UsageError."""
-    for flags, applies, family in ((GAN_FLAGS, "adversarial", "GANs"), (VAE_FLAGS, "encodes", "VAEs")):
-        given = [flag for flag in flags if getattr(args, flag) is not None]
-        if given and (args.kind == "all" or not getattr(KINDS[args.kind], applies)):
-            flag = "--" + given[0].replace("_", "-")
-            kinds = _listed([name for name, k in KINDS.items() if getattr(k, applies)])
-            raise UsageError(f"{flag} is for the {family} ({kinds}) only, not {args.kind!r}")
-    if args.d_steps is not None and not D_STEPS_RANGE[0] <= args.d_steps <= D_STEPS_RANGE[1]:
-        raise UsageError(f"--d-steps must be between {D_STEPS_RANGE[0]} and {D_STEPS_RANGE[1]}, got {args.d_steps}")
-    if args.lr_d is not None and not (math.isfinite(args.lr_d) and 0 < args.lr_d <= 1):
-        raise UsageError(f"--lr-d must be a number in (0, 1], got {args.lr_d}")
-    low, high = LABEL_SMOOTHING_RANGE
-    if args.label_smoothing is not None and not low <= args.label_smoothing < high:
-        raise UsageError(f"--label-smoothing must be in [{low:g}, {high:g}), got {args.label_smoothing}")
-    low, high = MODE_SEEKING_RANGE
-    if args.mode_seeking is not None and not (math.isfinite(args.mode_seeking) and low <= args.mode_seeking <= high):
-        raise UsageError(f"--mode-seeking must be between {low:g} and {high:g}, got {args.mode_seeking}")
-    low, high = BETA_RANGE
-    if args.beta is not None and not (math.isfinite(args.beta) and low <= args.beta <= high):
-        raise UsageError(f"--beta must be between {low:g} and {high:g}, got {args.beta}")
-    low, high = KL_WARMUP_RANGE
-    if args.kl_warmup is not None and not low <= args.kl_warmup <= high:
-        raise UsageError(f"--kl-warmup must be between {low} and {high} steps, got {args.kl_warmup}")
+    for option in OPTIONS:
+        value = getattr(args, option.name)
+        if value is None:
+            continue
+        if args.kind == "all":
+            kinds = _listed(family_kinds(option.family))
+            raise UsageError(f"{option.flag} is for the {FAMILIES[option.family]} ({kinds}) only, not 'all'")
+        try:
+            check_option(args.kind, option, value, option.flag)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def check_writable(folder: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
@@ -385,10 +354,7 @@ def saved_recipe(run_dir: Path, args: argparse.Namespace) -> Recipe:
             ("--seed", args.seed, recipe.seed),
             ("--precision", args.precision, recipe.precision),
             ("--compile", args.compile, recipe.compile),
-            *(
-                (f"--{flag.replace('_', '-')}", getattr(args, flag), getattr(recipe, RECIPE_FIELDS.get(flag, flag)))
-                for flag in (*GAN_FLAGS, *VAE_FLAGS)
-            ),
+            *((option.flag, getattr(args, option.name), getattr(recipe, option.field)) for option in OPTIONS),
         )
         if given is not None and given != saved
     ]
@@ -426,14 +392,7 @@ def train_one(
             seed=args.seed if args.seed is not None else 0,
             precision=args.precision,
             compile=args.compile if kind in COMPILE_KINDS else None,
-            objective=args.objective,
-            spectral_norm=args.spectral_norm,
-            d_steps=args.d_steps,
-            lr_d=args.lr_d,
-            label_smoothing=args.label_smoothing,
-            mode_seeking=args.mode_seeking,
-            beta=args.beta,
-            kl_warmup_steps=args.kl_warmup,
+            **{option.field: getattr(args, option.name) for option in OPTIONS},
         )
         if args.model_config:
             recipe.model = {**recipe.model, **args.model_config}

@@ -9,17 +9,12 @@ from genmodels.datasets import DATASETS, dataset_info
 from genmodels.kinds import KINDS
 from genmodels.launch import (
     BATCH_RANGE,
-    BETA_RANGE,
-    D_STEPS_RANGE,
     EPOCH_RANGE,
-    GAN_HELP,
-    KL_WARMUP_RANGE,
-    LABEL_SMOOTHING_RANGE,
     LAUNCH_KINDS,
     MAX_STEPS_RANGE,
-    MODE_SEEKING_RANGE,
+    OPTION,
     SEED_RANGE,
-    VAE_HELP,
+    Option,
     TrainingRequest,
     changed_options,
     check_request,
@@ -29,7 +24,6 @@ from genmodels.launch import (
     start_sources,
 )
 from genmodels.presets import PRESETS
-from genmodels.recipes import OBJECTIVES
 from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, read_metrics, run_info
 from views.common import DATASET_KEY, TRAINING_LOG_KEY, current_dataset
 
@@ -47,52 +41,25 @@ def dataset_picker() -> None:
     st.selectbox("Dataset", list(DATASETS), key=DATASET_KEY, format_func=lambda name: dataset_info(name).title)
 
 
-def gan_fields(kind: str, dataset: str) -> dict[str, object]:
-    """The GAN objective fields, each with its one-line help; their defaults are the kind's recipe."""
-    recipe = recipe_options(kind, dataset)
-    objectives = list(OBJECTIVES)
-    return {
-        "objective": st.selectbox(
-            "GAN objective", objectives, index=objectives.index(recipe["objective"]), help=GAN_HELP["objective"]
-        ),
-        "spectral_norm": st.checkbox(
-            "Spectral norm in D", value=recipe["spectral_norm"], help=GAN_HELP["spectral_norm"]
-        ),
-        "d_steps": st.number_input(
-            "D steps per G step", *D_STEPS_RANGE, value=recipe["d_steps"], help=GAN_HELP["d_steps"]
-        ),
-        "lr_d": st.text_input(
-            "D learning rate", value=recipe["lr_d"], placeholder="same as G's", help=GAN_HELP["lr_d"]
-        ),
-        "label_smoothing": st.number_input(
-            "Label smoothing",
-            LABEL_SMOOTHING_RANGE[0],
-            0.49,
-            value=float(recipe["label_smoothing"]),
-            step=0.05,
-            help=GAN_HELP["label_smoothing"],
-        ),
-        "mode_seeking": st.number_input(
-            "Mode-seeking weight",
-            *MODE_SEEKING_RANGE,
-            value=float(recipe["mode_seeking"]),
-            step=0.5,
-            help=GAN_HELP["mode_seeking"],
-        ),
-    }
+def option_fields(kind: str, dataset: str) -> dict[str, object]:
+    """A field for each of launch.OPTIONS that applies to the kind, with its one-line help; defaults: the recipe's."""
+    return {name: option_field(OPTION[name], default) for name, default in recipe_options(kind, dataset).items()}
 
 
-def vae_fields(kind: str, dataset: str) -> dict[str, object]:
-    """The VAE's KL weight and warm-up, each with its one-line help; their defaults are the kind's recipe."""
-    recipe = recipe_options(kind, dataset)
-    return {
-        "beta": st.number_input(
-            "Beta (KL weight)", *BETA_RANGE, value=float(recipe["beta"]), step=0.5, help=VAE_HELP["beta"]
-        ),
-        "kl_warmup": st.number_input(
-            "KL warm-up steps", *KL_WARMUP_RANGE, value=recipe["kl_warmup"], step=100, help=VAE_HELP["kl_warmup"]
-        ),
-    }
+def option_field(option: Option, default: object) -> object:
+    """The launcher's widget for one option."""
+    if option.kind == "choice":
+        return st.selectbox(option.title, option.choices, index=option.choices.index(default), help=option.help)
+    if option.kind == "switch":
+        return st.checkbox(option.title, value=default, help=option.help)
+    if option.kind == "lr":
+        return st.text_input(option.title, value=default, placeholder=option.placeholder, help=option.help)
+    if option.kind == "int":
+        low, high, step = int(option.low), int(option.high), int(option.step)
+        return st.number_input(option.title, low, high, value=int(default), step=step, help=option.help)
+    # an excluded upper end: the largest value the field shows below it, at its two decimals
+    high = option.high - 0.01 if option.high_open else option.high
+    return st.number_input(option.title, option.low, high, value=float(default), step=option.step, help=option.help)
 
 
 def launch(request: TrainingRequest | None, dataset: str, error: str | None = None) -> None:
@@ -161,11 +128,7 @@ def launcher() -> None:
                 if most > 1
                 else 1
             )
-            fields: dict[str, object] = {}
-            if KINDS[kind].adversarial:
-                fields.update(gan_fields(kind, dataset))
-            if KINDS[kind].encodes:
-                fields.update(vae_fields(kind, dataset))
+            fields = option_fields(kind, dataset)
             options = {**changed_options(kind, dataset, fields), "init_from": sources.get(source)}
             submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         if submitted:

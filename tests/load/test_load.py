@@ -1,7 +1,7 @@
 """Load test: 8 concurrent browser sessions sample, switch pages and move sliders while a training run goes.
 
 Run on its own: `python -m pytest -m load tests/load -s` (LOAD_SESSIONS, LOAD_DURATION_S, LOAD_CLIENT override the
-defaults).
+defaults; LOAD_CLIENT=mixed or protocol keep the sessions' rendering off the measured machine, see client_kinds).
 Results (click-to-image, page-switch and first-open latencies, the CPU the browser client and the server used, app
 RSS over time, errors seen) go to tests/artifacts/load_results.json. The eight sessions are eight contexts (separate
 cookies, separate Streamlit sessions) or, by default, eight tabs of one context (separate Streamlit sessions, shared
@@ -31,6 +31,7 @@ from bench.app import streamlit_command
 from genmodels import runs
 from genmodels.paths import REPO_ROOT
 from genmodels.runs import read_metrics, run_info
+from tests.load.protocol import ProtocolSession
 
 pytestmark = pytest.mark.load
 
@@ -49,9 +50,17 @@ DURATION_S = float(os.environ.get("LOAD_DURATION_S", "90"))
 # "tabs" (default): the sessions are tabs of one browser context, which shares its HTTP and compiled-script caches, so
 # eight sessions do not each download and compile Streamlit's front end: in separate contexts ("contexts") the client
 # took half the 2-core machine (132 CPU-s in 129 s) and the server a tenth
-SEPARATE_CONTEXTS = os.environ.get("LOAD_CLIENT", "tabs") == "contexts"
+CLIENT = os.environ.get("LOAD_CLIENT", "tabs")  # "tabs", "contexts", "protocol" or "mixed": see client_kinds
+SEPARATE_CONTEXTS = CLIENT == "contexts"
 VIEWPORT = {"width": 1280, "height": 900}
 PAGES = ("Latent space", "GAN vs VAE", "Training", "Data")
+CLIENT_IS = {
+    "tabs": "one Chromium, one tab of a shared context per session",
+    "contexts": "one Chromium, one context per session",
+    "protocol": "Streamlit's websocket protocol from Python per session (images fetched, nothing rendered)",
+    "mixed": "one Chromium tab for the first session, the websocket protocol for the others",
+}
+TEMPERATURE = "Truncation / temperature"  # the Sample page's slider that the sessions nudge
 FIRST_IMAGE = '[data-testid="stMain"] [data-testid="stImage"] img'
 ERROR_SELECTORS = ('[data-testid="stException"]', '[data-testid="stAlertContentError"]')
 ACTION_TIMEOUT_MS = 60_000
@@ -336,71 +345,168 @@ class StartLine:
         return self.deadline
 
 
-async def session(index: int, browser, url: str, start: StartLine, record: dict) -> None:
-    """One user in a browser context of its own (LOAD_CLIENT=contexts), or in a tab of the shared context, where
-    `browser` is that context: still a Streamlit session of its own (one websocket, its own session state)."""
+class BrowserVisitor:
+    """A user in a Chromium tab (or context): what the visitor sees, rendering included."""
+
+    kind = "browser"
+
+    def __init__(self, page, context=None):
+        self.page, self.context = page, context
+
+    async def open(self, url: str) -> float:
+        started = time.perf_counter()
+        await open_sample_page(self.page, url, OPEN_TIMEOUT_MS)
+        return time.perf_counter() - started
+
+    async def reroll(self) -> float:
+        before = await first_image_src(self.page)
+        started = time.perf_counter()
+        await self.page.get_by_role("button", name="Re-roll").click()
+        await wait_for_new_image(self.page, before)
+        return time.perf_counter() - started
+
+    async def slide(self, direction: int) -> float:
+        before = await first_image_src(self.page)
+        thumb = self.page.locator('[data-testid="stSlider"]').filter(has_text="temperature").get_by_role("slider")
+        await thumb.focus()
+        started = time.perf_counter()
+        await thumb.press("ArrowRight" if direction > 0 else "ArrowLeft")
+        await wait_for_new_image(self.page, before)
+        return time.perf_counter() - started
+
+    async def go_to(self, title: str) -> float:
+        return await go_to(self.page, title)
+
+    async def back_to_samples(self) -> None:
+        await first_image_src(self.page)
+
+    async def settle(self) -> None:
+        await settle(self.page)
+
+    async def pause(self, ms: int) -> None:
+        await self.page.wait_for_timeout(ms)
+
+    async def errors(self) -> list[str]:
+        return await errors_on(self.page)
+
+    async def failed(self, index: int) -> None:
+        try:
+            await self.page.screenshot(path=str(RESULTS.parent / f"load_session_{index}_failure.png"), full_page=True)
+        except Exception:
+            pass
+
+    async def close(self) -> None:
+        await (self.context or self.page).close()
+
+
+class ProtocolVisitor:
+    """A user whose browser runs on another machine: Streamlit's websocket protocol without rendering (the images
+    are still fetched), so only the server's work lands on this machine."""
+
+    kind = "protocol"
+
+    def __init__(self):
+        self.session: ProtocolSession | None = None
+
+    async def open(self, url: str) -> float:
+        self.session = ProtocolSession(url)
+        return await self.session.open()
+
+    async def reroll(self) -> float:
+        return await self.session.press("Re-roll")
+
+    async def slide(self, direction: int) -> float:
+        return await self.session.nudge(TEMPERATURE, direction)
+
+    async def go_to(self, title: str) -> float:
+        return await self.session.go_to(title)
+
+    async def back_to_samples(self) -> None:
+        pass
+
+    async def settle(self) -> None:
+        await self.session.settle()
+
+    async def pause(self, ms: int) -> None:
+        await asyncio.sleep(ms / 1000)
+
+    async def errors(self) -> list[str]:
+        found, self.session.errors = self.session.errors, []
+        return found
+
+    async def failed(self, index: int) -> None:
+        pass
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+def client_kinds(count: int) -> list[str]:
+    """Which client each session uses, by LOAD_CLIENT: all browser tabs or contexts, all protocol clients, or
+    'mixed': one browser tab, whose user sees the rendering, among protocol clients."""
+    if CLIENT == "protocol":
+        return ["protocol"] * count
+    if CLIENT == "mixed":
+        return ["browser"] + ["protocol"] * (count - 1)
+    return ["browser"] * count
+
+
+async def session(index: int, visitor, url: str, start: StartLine, record: dict) -> None:
     """One user: open the app, then until the deadline re-roll seeds, nudge the temperature slider and visit other
-    pages."""
+    pages. A browser visitor is a Streamlit session of its own in its tab or context (one websocket, its own
+    session state); so is a protocol visitor."""
     rng = random.Random(index)
-    context = await browser.new_context(viewport=VIEWPORT) if SEPARATE_CONTEXTS else None
-    page = await (context or browser).new_page()
-    page.set_default_timeout(ACTION_TIMEOUT_MS)
     log = record.setdefault(
         index,
-        {"sample_s": [], "slider_s": [], "page_s": [], "switch_s": [], "errors": [], "actions": 0, "open_s": None},
+        {
+            "client": visitor.kind,
+            "sample_s": [],
+            "slider_s": [],
+            "page_s": [],
+            "switch_s": [],
+            "errors": [],
+            "actions": 0,
+            "open_s": None,
+        },
     )
     arrived = False
 
     async def check(where: str) -> None:
-        for text in await errors_on(page):
+        for text in await visitor.errors():
             log["errors"].append(f"{where}: {text}")
 
     try:
-        opened = time.perf_counter()
-        await open_sample_page(page, url, OPEN_TIMEOUT_MS)
-        log["open_s"] = time.perf_counter() - opened
+        log["open_s"] = await visitor.open(url)
         await check("open")
         arrived = True
         deadline = await start.wait()
         while time.monotonic() < deadline:
             action = rng.choices(["reroll", "slider", "page"], weights=[5, 2, 2])[0]
             if action == "reroll":
-                before = await first_image_src(page)
-                started = time.perf_counter()
-                await page.get_by_role("button", name="Re-roll").click()
-                await wait_for_new_image(page, before)
-                log["sample_s"].append(time.perf_counter() - started)
+                log["sample_s"].append(await visitor.reroll())
             elif action == "slider":
-                before = await first_image_src(page)
-                thumb = page.locator('[data-testid="stSlider"]').filter(has_text="temperature").get_by_role("slider")
-                await thumb.focus()
-                started = time.perf_counter()
-                await thumb.press(rng.choice(["ArrowRight", "ArrowLeft"]))
-                await wait_for_new_image(page, before)
-                log["slider_s"].append(time.perf_counter() - started)
+                log["slider_s"].append(await visitor.slide(rng.choice([1, -1])))
             else:
                 started = time.perf_counter()
                 title = rng.choice(PAGES)
-                log["switch_s"].append(await go_to(page, title))
+                log["switch_s"].append(await visitor.go_to(title))
                 await check(title)
-                log["switch_s"].append(await go_to(page, "Sample"))
-                await first_image_src(page)
+                log["switch_s"].append(await visitor.go_to("Sample"))
+                await visitor.back_to_samples()
                 log["page_s"].append(time.perf_counter() - started)
             log["actions"] += 1
-            await settle(page)
+            await visitor.settle()
             await check(action)
-            await page.wait_for_timeout(rng.randint(100, 600))  # a person's pause between clicks
+            await visitor.pause(rng.randint(100, 600))  # a person's pause between clicks
     except Exception as exc:  # a timeout or a vanished element is a failure of this session: recorded, asserted below
         stage = "during the measured period" if arrived else "before the Sample page finished its first render"
         log["errors"].append(f"session {index} aborted {stage}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
-        try:
-            await page.screenshot(path=str(RESULTS.parent / f"load_session_{index}_failure.png"), full_page=True)
-        except Exception:
-            pass
+        await visitor.failed(index)
     finally:
         if not arrived:  # never block the others at the start line
             await start.wait()
-        await (context or page).close()
+        await visitor.close()
 
 
 async def drive_sessions(url: str, count: int, duration_s: float, start_times: dict) -> dict:
@@ -417,8 +523,19 @@ async def drive_sessions(url: str, count: int, duration_s: float, start_times: d
             start_times["warmup_s"] = time.perf_counter() - started
             await warm.close()
             start = StartLine(count, duration_s)
-            client = browser if SEPARATE_CONTEXTS else shared
-            await asyncio.gather(*(session(i, client, url, start, record) for i in range(count)))
+            visitors = []
+            for kind in client_kinds(count):
+                if kind == "protocol":
+                    visitors.append(ProtocolVisitor())
+                elif SEPARATE_CONTEXTS:
+                    context = await browser.new_context(viewport=VIEWPORT)
+                    visitors.append(BrowserVisitor(await context.new_page(), context))
+                else:
+                    visitors.append(BrowserVisitor(await shared.new_page()))
+            for visitor in visitors:
+                if visitor.kind == "browser":
+                    visitor.page.set_default_timeout(ACTION_TIMEOUT_MS)
+            await asyncio.gather(*(session(i, v, url, start, record) for i, v in enumerate(visitors)))
             await shared.close()
             start_times["released"] = start.released_at
         finally:
@@ -495,8 +612,17 @@ def test_eight_sessions_while_training(app, training_run):
         "cpu": cpu_use
         | {
             "cpu_count": os.cpu_count(),
-            "client_is": f"one Chromium, {'one context' if SEPARATE_CONTEXTS else 'one tab of a shared context'} "
-            "per session",
+            "client_is": CLIENT_IS[CLIENT],
+        },
+        "by_client": {
+            kind: {
+                "sessions": len(logs),
+                "click_to_new_image": summary([t for log in logs for t in log["sample_s"] + log["slider_s"]]),
+                "page_switch": summary([t for log in logs for t in log["switch_s"]]),
+                "first_open": summary([log["open_s"] for log in logs if log["open_s"] is not None]),
+            }
+            for kind in ("browser", "protocol")
+            if (logs := [log for log in record.values() if log["client"] == kind])
         },
         "actions_per_session": {i: log["actions"] for i, log in sorted(record.items())},
         "errors": [e for log in record.values() for e in log["errors"]],
