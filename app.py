@@ -20,4 +20,5 @@ sidebar.render()
 try:
     navigation.run()
 finally:  # after the first page was drawn (or stopped): the models and shared numbers load in the background
+    sidebar.warm_chart_library()
     common.start_preload()

@@ -26,8 +26,10 @@ VISIT_TIMEOUT_S = 120
 QUIET_MS = 600  # a page has settled once its script is done and nothing in it changed for this long
 # Resolves with the ms (page clock) of the last change under stMain once the script finished (the state Streamlit's
 # own end-to-end tests read), no spinner shows,
-# every image is decoded and nothing changed for QUIET_MS: the moment the page looked done to its visitor.
+# every image is decoded, the main thread was never blocked and nothing changed for QUIET_MS: the moment the page
+# looked done to its visitor.
 SETTLED_JS = """quiet => new Promise(resolve => {
+  const BLOCKED_MS = 200;
   const main = document.querySelector('[data-testid="stMain"]');
   let last = performance.now();
   new MutationObserver(() => { last = performance.now(); })
@@ -38,9 +40,14 @@ SETTLED_JS = """quiet => new Promise(resolve => {
       || document.querySelector('[data-testid="stMain"] [data-testid="stSpinner"]')
       || [...main.querySelectorAll('img')].some(img => !img.complete);
   };
+  let polled = performance.now();
   const poll = () => {
-    if (busy()) { last = performance.now(); }
-    if (performance.now() - last >= quiet) { resolve(last); } else { setTimeout(poll, 50); }
+    const now = performance.now();
+    // a poll that came late means the main thread was blocked (a long task, e.g. a chart library's script being
+    // compiled): the page was frozen, not settled, and what that task draws comes after it
+    if (busy() || now - polled > BLOCKED_MS) { last = now; }
+    polled = now;
+    if (now - last >= quiet) { resolve(last); } else { setTimeout(poll, 50); }
   };
   poll();
 })"""

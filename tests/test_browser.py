@@ -192,13 +192,13 @@ def test_sample_a_class(page):
 
 def test_latent_space_select_a_point(page):
     go_to(page, "Latent space")
-    plot = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first
+    plot = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"] .js-plotly-plot').first
     plot.wait_for()
     point_input = page.get_by_label("Point (", exact=False)
     before = point_input.input_value()
     # the pixel position of a data point far from the inspected one, computed from Plotly's own axes
     x, y = page.evaluate("""() => {
-        const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+        const gd = document.querySelector('[data-testid="stMain"] [data-testid="stPlotlyChart"] .js-plotly-plot');
         const layout = gd._fullLayout, trace = gd._fullData.find(t => t._length > 20);
         const i = Math.floor(trace._length / 2), box = gd.getBoundingClientRect();
         return [box.left + layout._size.l + layout.xaxis.c2p(trace.x[i]),

@@ -224,6 +224,27 @@ def _safe_runs() -> list[RunInfo]:
         return []
 
 
+# One transparent point without axes, one pixel high: drawn only so that the browser fetches and compiles Plotly.
+BLANK_FIGURE = {
+    "data": [{"type": "scatter", "x": [0], "y": [0], "mode": "markers", "marker": {"opacity": 0}}],
+    "layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False}, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}},
+}
+
+
+BLANK_TABLE = {"": [""]}
+
+
+def warm_chart_library() -> None:
+    """A blank one-pixel Plotly chart and table at the foot of the sidebar, drawn after the page: the browser then
+    loads and compiles Plotly's 4.7 MB script and the table's 1.2 MB while the visitor looks at the first page,
+    instead of freezing the first page with a chart for 0.7 s on a 2-core laptop (docs/benchmark.md, issue 22)."""
+    with st.sidebar, st.container(height=1, border=False):  # one pixel high: the table's frame is taller
+        st.plotly_chart(
+            BLANK_FIGURE, height=1, config={"staticPlot": True, "displayModeBar": False}, key="chart_library_warm_up"
+        )
+        st.dataframe(BLANK_TABLE, hide_index=True, key="table_library_warm_up")
+
+
 def render() -> None:
     """Everything the sidebar holds (called by the entry point on every page)."""
     with st.sidebar:
