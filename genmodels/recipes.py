@@ -138,6 +138,6 @@ _CONV_VAE = dict(channels=(64, 128), hidden=512, refine_channels=32)
 CONV_VAE = {
     "mnist": Recipe(epochs=48, batch_size=256, lr=2e-3, schedule="cosine", model={**_CONV_VAE, "class_weight": 30.0}),
     "fashion": Recipe(
-        epochs=30, batch_size=256, lr=2e-3, schedule="cosine", model={**_CONV_VAE, "class_weight": 100.0}
+        epochs=48, batch_size=256, lr=2e-3, schedule="cosine", model={**_CONV_VAE, "class_weight": 100.0}
     ),
 }
