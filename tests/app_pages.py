@@ -1,6 +1,7 @@
 """Helpers shared by the AppTest page tests: open a page file with a seeded dataset, check it rendered cleanly."""
 
 import contextlib
+import html
 
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -35,3 +36,15 @@ def checkpoints_at(folder, monkeypatch):
     finally:
         st.cache_resource.clear()
         st.cache_data.clear()
+
+
+def figure_rows(at: AppTest) -> list[list[tuple[str, str]]]:
+    """The rows of inline figures (views.common.figure_row) on the page, each a list of (image src, caption)."""
+    import re
+
+    figure = re.compile(r'<img alt="[^"]*" src="([^"]+)"><figcaption[^>]*>([^<]*)</figcaption>')
+    return [
+        [(src, html.unescape(caption)) for src, caption in figure.findall(element.value)]
+        for element in at.markdown
+        if "<figure" in element.value
+    ]

@@ -175,6 +175,18 @@ def test_every_page_and_dataset_across_page_switches(page):
     shot(page, "data-fashion-after-page-switch")
 
 
+def test_gan_vs_vae_draws_its_samples_inline_without_a_chart_library(page):
+    go_to(page, "GAN vs VAE")
+    settle(page)
+    no_exception(page)
+    images = page.locator('[data-testid="stMain"] figure img')
+    assert images.count() >= 40  # four models' galleries and strips
+    sizes = images.evaluate_all("imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+    assert all(done and width == 56 for done, width in sizes), sizes  # decoded, at twice the 28-pixel size
+    assert page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]').count() == 0
+    shot(page, "gan-vs-vae-mnist")
+
+
 def test_sample_a_class(page):
     go_to(page, "Sample")
     main = page.locator('[data-testid="stMain"]')

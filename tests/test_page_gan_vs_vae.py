@@ -21,6 +21,15 @@ def open_page(dataset="mnist", kinds=REPORTS):
 
 
 ok = app_pages.rendered_cleanly
+figures = app_pages.figure_rows
+
+
+def sources(row):
+    return [src for src, _ in row]
+
+
+def captions(row):
+    return [caption for _, caption in row]
 
 
 def quality(at):
@@ -41,6 +50,7 @@ def test_renders_quality_stability_and_stored_metrics(dataset):
     assert all(table.loc[m, "accuracy, all classes"].endswith("%") for m in MODELS)
     stability = at.dataframe[1].value
     assert list(stability.index) == MODELS and (stability["epochs logged"] > 0).all()
+    assert [len(curve) for curve in stability["loss per epoch"]] == list(stability["epochs logged"])
     assert list(stability["loss"]) == ["loss_g", "loss_g", "loss"]
     spreads = table["spread, all classes (real = 1)"]
     assert spreads["Real test images (S0)"] == "1.00" and all(0 < float(spreads[m]) < 2 for m in MODELS)
@@ -51,8 +61,8 @@ def test_renders_quality_stability_and_stored_metrics(dataset):
     assert not stored.isna().any().any() and "None" not in stored.to_string()
     assert stored.loc["class accuracy", "Conditional GAN"].endswith("%")
     assert stored.loc["test neg-ELBO (nats)", "Conditional GAN"] == "—"
-    # three side-by-side galleries and three interpolation strips (+ three memorisation pairs with the full data)
-    assert len(at.get("image")) in (6, 12)
+    # three side-by-side galleries and three interpolation strips (+ three rows of memorisation pairs with the data)
+    assert len(figures(at)) in (6, 9)
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion"])
@@ -69,30 +79,30 @@ def test_an_mlp_model_against_its_convolutional_counterpart(dataset):
         titles = [KINDS[mlp].display_title, KINDS[c].display_title]
         assert list(quality(at).index) == [*titles, "Real test images (S0)"]
         assert list(at.dataframe[1].value.index) == titles and list(at.dataframe[2].value.columns) == titles
-        assert len(at.get("image")) in (4, 8)  # two galleries and two strips (+ two memorisation pairs)
+        assert len(figures(at)) in (4, 6)  # two galleries and two strips (+ two rows of memorisation pairs)
 
 
 def test_another_class_changes_the_numbers_and_images():
     at = open_page("fashion")
-    before, images = quality(at), at.get("image")[0].value
+    before, images = quality(at), sources(figures(at)[0])
     at = ok(at.selectbox(key="compare_class").set_value(6).run())
     after = quality(at)
     assert "accuracy on Shirt" in after.columns and "accuracy on T-shirt/top" in before.columns
     assert list(after["accuracy on Shirt"][:3]) != list(before["accuracy on T-shirt/top"][:3])
-    assert set(at.get("image")[0].value).isdisjoint(images)
-    assert all(c.endswith("%") for c in at.get("image")[0].captions)
+    assert set(sources(figures(at)[0])).isdisjoint(images)
+    assert all(c.endswith("%") for c in captions(figures(at)[0]))
 
 
 def test_another_seed_changes_the_samples_and_the_interpolation_classes_the_strips():
     at = open_page()
-    side, strip = at.get("image")[0].value, at.get("image")[3].value
+    side = sources(figures(at)[0])
     at = ok(at.number_input(key="compare_seed").set_value(7).run())
-    assert set(at.get("image")[0].value).isdisjoint(side)
-    strip = at.get("image")[3].value
+    assert set(sources(figures(at)[0])).isdisjoint(side)
+    strip = sources(figures(at)[3])
     at = ok(at.selectbox(key="compare_to").set_value(8).run())
-    changed = at.get("image")[3].value
+    changed = sources(figures(at)[3])
     assert changed[0] == strip[0] and changed[-1] != strip[-1]
-    assert any("8" == c.split(" ")[0] for c in at.get("image")[3].captions[-2:])
+    assert any("8" == c.split(" ")[0] for c in captions(figures(at)[3])[-2:])
 
 
 def test_missing_and_corrupt_generators_leave_the_rest_working(tmp_path, monkeypatch):
@@ -109,12 +119,19 @@ def test_missing_and_corrupt_generators_leave_the_rest_working(tmp_path, monkeyp
         assert list(quality(at).index) == ["VAE", "Real test images (S0)"]
 
 
-def test_evaluation_charts_per_class_accuracy_and_coverage():
-    """The per-class accuracy bars and class-coverage histograms come from the stored evaluation."""
+def test_evaluation_tables_per_class_accuracy_and_coverage():
+    """The per-class accuracy and class-coverage bars (percent) come from each checkpoint's stored evaluation."""
+    from genmodels.checkpoint import read_metadata
+
     at = ok(open_page("fashion"))
-    specs = [chart.proto.spec for chart in at.get("plotly_chart")]
-    assert any("Class accuracy per requested class" in spec and "Ankle boot" in spec for spec in specs)
-    assert any("Class coverage" in spec and "real test split" in spec for spec in specs)
+    accuracy, coverage = (frame.value for frame in at.dataframe[-2:])
+    assert accuracy.index[-1] == "Ankle boot" and list(accuracy.columns) == MODELS
+    assert coverage.columns[0] == "real test split" and coverage["real test split"].sum() == pytest.approx(100.0)
+    stored = read_metadata(checkpoint_path("cgan", "fashion"))["evaluation"]
+    assert (accuracy["Conditional GAN"] / 100).tolist() == pytest.approx(stored["per_class_accuracy"])
+    assert (coverage["GAN + label mapper"] / 100).tolist() == pytest.approx(
+        read_metadata(checkpoint_path("gan", "fashion"))["evaluation"]["class_histogram"]
+    )
 
 
 @pytest.mark.realdata
@@ -124,9 +141,9 @@ def test_memorisation_shows_samples_beside_their_nearest_training_images():
     if missing_files("mnist"):
         pytest.skip("the full MNIST training set is absent (set GENMODELS_DATA)")
     at = ok(open_page("mnist"))
-    texts = [caption for image in at.get("image") for caption in image.captions]
+    texts = [caption for row in figures(at) for caption in captions(row)]
     assert sum(t.startswith("d=") for t in texts) >= 5
-    assert any("Top row: generated" in c.value for c in at.caption)
+    assert any("Each pair: a generated image above" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion"])
@@ -141,12 +158,12 @@ def test_variety_names_the_model_whose_samples_of_a_class_look_most_alike(datase
 def test_the_same_class_at_both_ends_asks_for_two_classes():
     at = open_page()
     strips = sum("largest frame-to-frame change" in m.value for m in at.markdown)
-    images = len(at.get("image"))
+    images = len(figures(at))
     at = ok(at.selectbox(key="compare_to").set_value(0).run())
     assert any("two different classes" in i.value for i in at.info) and strips == 3
     assert (
         not any("largest frame-to-frame change" in m.value for m in at.markdown)
-        and len(at.get("image")) == images - strips
+        and len(figures(at)) == images - strips
     )
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.colors
-import plotly.graph_objects as go
 import streamlit as st
 
 from genmodels.checkpoint import CheckpointError, shipped_generators
@@ -71,6 +71,31 @@ def comparison_numbers(dataset: str, kinds: list[str]) -> Comparison | None:
     return shipped(dataset, prints, modified_ns)
 
 
+def percent_bars(columns: dict[str, list[float]], class_names: list[str]) -> pd.DataFrame:
+    """Shares per class (rows) and column, in percent, for `bar_columns`."""
+    return pd.DataFrame({name: [100.0 * share for share in shares] for name, shares in columns.items()}, class_names)
+
+
+def bar_columns(columns: dict[str, list[float]], top: float) -> dict:
+    """A bar-in-cell column per model, in its colour on every chart of the page, scaled to [0, top] percent."""
+    colours = {TITLES[kind]: colour for kind, colour in COLORS.items()}
+    return {
+        name: st.column_config.ProgressColumn(
+            name, format="%.1f%%", min_value=0.0, max_value=top, color=colours.get(name, "gray")
+        )
+        for name in columns
+    }
+
+
+def show_images(images, captions: list[str], below=None) -> None:
+    """Images [N, 1, 28, 28] in [0, 1] at twice their size (each above its partner in `below`, when given), a caption
+    under each, as one element."""
+    pixels = np.stack(display_pixels(images, 2))
+    if below is not None:
+        pixels = np.concatenate([pixels, np.stack(display_pixels(below, 2))], axis=1)
+    st.markdown(common.figure_row(pixels, captions, 56), unsafe_allow_html=True)
+
+
 def percent(value: float | None) -> str:
     """A share as a percentage, or n/a."""
     return "n/a" if value is None else f"{value:.1%}"
@@ -128,7 +153,7 @@ if classifier is not None and available:
             st.markdown(f"**{TITLES[kind]}**")
             if not models[kind].supports_labels:
                 st.caption("No label mapper: unconditional samples.")
-            st.image(display_pixels(gallery.images, 2), caption=gallery.captions(names), width=56, output_format="PNG")
+            show_images(gallery.images, gallery.captions(names))
 
     precomputed = comparison_numbers(dataset, available)
     with st.spinner(f"Classifying {n_per_class} samples per class from each model..."):
@@ -207,12 +232,18 @@ elif not available:
 st.subheader("Training stability")
 stability_rows, curves = shared.loss_curves(dataset, tuple(picked))
 if stability_rows:
-    st.dataframe(pd.DataFrame(stability_rows).set_index("model"), width="stretch")
-    st.plotly_chart(shared.loss_figure(curves), width="stretch")
+    # each loss curve as a line in its model's row (its own scale): the page needs no chart library, whose drawing
+    # cost its first visit ~0.3 s on a 2-core machine (docs/benchmark.md); the Training page draws them in full
+    table = pd.DataFrame(stability_rows).set_index("model")
+    table.insert(1, "loss per epoch", [curve[1] for curve in curves.values()])
+    st.dataframe(
+        table, column_config={"loss per epoch": st.column_config.LineChartColumn(width="medium")}, width="stretch"
+    )
     st.caption(
-        "Numbers over the last 10 epochs of the shipped training logs. Report 000: *the GAN was harder to "
-        "train (a min-max game)*; the VAE minimises one loss, so its curve only goes down. Compare the "
-        "relative wobble (std / mean) and the epoch-end classifier checks."
+        "The loss over every epoch of the shipped training logs (each line on its own scale), and numbers over the "
+        "last 10 epochs. Report 000: *the GAN was harder to train (a min-max game)*; the VAE minimises one loss, so "
+        "its curve only goes down. Compare the relative wobble (std / mean) and the epoch-end classifier checks; "
+        "the Training page shows each log in full."
     )
 else:
     st.info("No shipped training logs found for this dataset.")
@@ -232,12 +263,7 @@ elif classifier is not None:
         with st.spinner(f"Interpolating the {TITLES[kind]}..."):
             images, probs = shared.strip(kind, dataset, (int(start), int(end)), int(seed), int(steps))
         st.markdown(f"**{TITLES[kind]}**: largest frame-to-frame change = {jump_ratio(images):.2f} × the mean change")
-        st.image(
-            display_pixels(images, 2),
-            caption=prediction_captions(probs, names, count=len(images)),
-            width=56,
-            output_format="PNG",
-        )
+        show_images(images, prediction_captions(probs, names, count=len(images)))
     st.caption(
         "Same seed and the same two classes for every model, on a straight line through each model's latent "
         "space. Report 000: *GAN latent spaces are unstructured, VAE latent spaces continuous.* A ratio near 1 "
@@ -262,43 +288,22 @@ if table:
     )
 
 if any(profiles.values()):
-    accuracy_chart, coverage_chart = st.columns(2)
-    accuracy_figure, coverage_figure = go.Figure(), go.Figure()
+    # bars inside table cells: the table script is loaded anyway, and two Plotly charts cost this page ~0.4 s of
+    # drawing on a 2-core machine (docs/benchmark.md)
+    accuracy_rows = {TITLES[k]: p["per_class_accuracy"] for k, p in profiles.items() if "per_class_accuracy" in p}
     real_mix = load_summary(dataset, prefer_full=False).test_counts.float()
-    coverage_figure.add_bar(
-        x=list(names), y=(real_mix / real_mix.sum()).tolist(), name="real test split", marker_color="#bbbbbb"
-    )
-    for kind, profile in profiles.items():
-        if "per_class_accuracy" in profile:
-            accuracy_figure.add_bar(
-                x=list(names), y=profile["per_class_accuracy"], name=TITLES[kind], marker_color=COLORS[kind]
-            )
-        if "class_histogram" in profile:
-            coverage_figure.add_bar(
-                x=list(names), y=profile["class_histogram"], name=TITLES[kind], marker_color=COLORS[kind]
-            )
-    every_class = dict(tickmode="array", tickvals=list(names), tickangle=-45)
-    accuracy_figure.update_layout(
-        title="Class accuracy per requested class (10,000 samples)",
-        barmode="group",
-        xaxis=dict(title="requested class", **every_class),
-        yaxis=dict(title="classified as requested", range=[0, 1], tickformat=".0%"),
-        height=400,
-        margin=dict(t=50, b=10),
-    )
-    coverage_figure.update_layout(
-        title="Class coverage: predicted classes of unconditional samples",
-        barmode="group",
-        xaxis=dict(title="class the classifier sees", **every_class),
-        yaxis=dict(title="share of samples", tickformat=".0%"),
-        height=400,
-        margin=dict(t=50, b=10),
-    )
-    accuracy_chart.plotly_chart(accuracy_figure, key="per_class_accuracy")
-    coverage_chart.plotly_chart(coverage_figure, key="class_coverage")
+    coverage_rows = {
+        "real test split": (real_mix / real_mix.sum()).tolist(),
+        **{TITLES[k]: p["class_histogram"] for k, p in profiles.items() if "class_histogram" in p},
+    }
+    st.markdown("**Class accuracy per requested class** (10,000 samples)")
+    st.dataframe(percent_bars(accuracy_rows, names), column_config=bar_columns(accuracy_rows, 100.0))
+    st.markdown("**Class coverage**: the classes the classifier sees in unconditional samples")
+    top = max(max(shares) for shares in coverage_rows.values())
+    st.dataframe(percent_bars(coverage_rows, names), column_config=bar_columns(coverage_rows, 100.0 * top))
     st.caption(
-        "From `python -m genmodels evaluate`. A generator that drops a class (mode collapse) shows a missing "
-        "bar on the right; the grey bars are the real class mix."
+        "From `python -m genmodels evaluate`. A generator that drops a class (mode collapse) shows an empty bar "
+        "in the coverage table; the first column there is the real class mix."
     )
 
 st.subheader("Memorisation: each sample beside its nearest training image")
@@ -314,15 +319,10 @@ elif classifier is not None and available:
         generated, nearest, distances = pairs[kind]
         with column:
             st.markdown(f"**{TITLES[kind]}**")
-            st.image(display_pixels(generated, 2), width=56, output_format="PNG")
-            st.image(
-                display_pixels(nearest, 2),
-                width=56,
-                output_format="PNG",
-                caption=[f"d={d:.1f}" for d in distances.tolist()],
-            )
+            show_images(generated, [f"d={d:.1f}" for d in distances.tolist()], below=nearest)
     st.caption(
-        "Top row: generated; below it: the nearest of the 60,000 training images and its pixel (L2) distance d. "
+        "Each pair: a generated image above the nearest of the 60,000 training images, and their pixel (L2) "
+        "distance d. "
         "A copy would sit at d near 0; "
         "real test images sit about as far from the training set as these samples."
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import sys
 import time
 
@@ -15,7 +14,6 @@ from genmodels.preview import (
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
     default_kind,
-    png_base64,
     read_preview,
 )
 from views import common
@@ -39,17 +37,8 @@ DEFAULTS = {
 
 def preview_html(preview) -> str:
     """The preview's images with their captions as one row of inline PNGs."""
-    figures = "".join(
-        f'<figure style="margin:0;text-align:center;width:84px"><img alt="{html.escape(caption)}" width="84" '
-        f'height="84" style="image-rendering:pixelated" src="data:image/png;base64,{png}">'
-        f'<figcaption style="font-size:0.8rem;opacity:0.6">{html.escape(caption)}</figcaption></figure>'
-        for png, caption in zip(
-            png_base64(preview.pixels.repeat(DISPLAY_SCALE, axis=1).repeat(DISPLAY_SCALE, axis=2)),
-            preview.captions,
-            strict=True,
-        )
-    )
-    return f'<div style="display:flex;flex-wrap:wrap;gap:0.5rem">{figures}</div>'
+    pixels = preview.pixels.repeat(DISPLAY_SCALE, axis=1).repeat(DISPLAY_SCALE, axis=2)
+    return common.figure_row(pixels, preview.captions, 28 * DISPLAY_SCALE)
 
 
 def show_preview():

@@ -17,7 +17,6 @@ import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 from streamlit.logger import get_logger
 
 from genmodels.api import predict
@@ -178,18 +177,6 @@ def stability(kind: str, dataset: str) -> tuple[dict, tuple[list[float], list[fl
     return training_stability(kind, records), epoch_series(records, KINDS[kind].loss_key)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def loss_figure(curves: dict[str, tuple[list[float], list[float]]]) -> dict:
-    """One loss-curve panel per model (their losses have different scales), as a plain dict for cheap caching."""
-    titles = {kind: KINDS[kind].display_title for kind in curves}
-    fig = make_subplots(rows=1, cols=len(curves), subplot_titles=[f"{titles[k]}: {KINDS[k].loss_key}" for k in curves])
-    for i, (kind, (epochs, losses)) in enumerate(curves.items(), start=1):
-        fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines", name=titles[kind]), row=1, col=i)
-        fig.update_xaxes(title_text="epoch", row=1, col=i)
-    fig.update_layout(height=300, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
-    return fig.to_dict()
-
-
 def shipped_vaes(dataset: str) -> list[str]:
     """The shipped VAE kinds of `dataset` (kinds with an encoder), in page order: the Latent space page's choice."""
     return [kind for kind in shipped_generators(dataset) if KINDS[kind].encodes]
@@ -289,7 +276,7 @@ def _comparison_page(dataset: str) -> None:
     """The GAN vs VAE page's numbers that no widget changes, and what it shows before anyone picks a class or seed
     (class 0, seed 0: the first of its classes, its seed box's default)."""
     kinds = default_compared(dataset)
-    loss_figure(loss_curves(dataset, kinds)[1])
+    loss_curves(dataset, kinds)
     for kind in kinds:
         checkpoint_numbers(kind, dataset)
         side_by_side(kind, dataset, 0, 0)
