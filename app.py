@@ -16,9 +16,7 @@ st.set_page_config(page_title="genmodels studio", page_icon=":material/auto_awes
 navigation = st.navigation(
     [st.Page(view.path, title=view.title, icon=view.icon, default=i == 0) for i, view in enumerate(PAGES)]
 )
-sidebar.render()
 try:
-    navigation.run()
+    sidebar.render(navigation.run)
 finally:  # after the first page was drawn (or stopped): the models and shared numbers load in the background
-    sidebar.warm_chart_library()
     common.start_preload()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -40,3 +41,8 @@ def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
 def grid_png(images: torch.Tensor, nrow: int = 10, padding: int = 2, scale: int = 1) -> bytes:
     """images in [0, 1] -> PNG bytes of their grid."""
     return png_bytes(make_grid(images, nrow, padding), scale)
+
+
+def png_base64(pixels: np.ndarray, scale: int = 1) -> list[str]:
+    """uint8 images [N, H, W] -> the base64 PNG of each, upscaled by an integer factor (nearest)."""
+    return [base64.b64encode(png_bytes(image, scale)).decode() for image in pixels]

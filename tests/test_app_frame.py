@@ -96,13 +96,18 @@ def test_app_renders_navigation_and_sidebar(runs_root):
 
 
 def test_the_sidebar_is_drawn_when_the_page_stops_early(runs_root, tmp_path, monkeypatch):
-    """A page that stops early (st.stop() after its error) still has the shared sidebar: the entry point draws it
-    first."""
+    """A page that stops early (common.stop_page() after its error) still has the whole sidebar: the frame draws its
+    panels after the page, however the page ended. The chart scripts' warm-up is drawn on a session's first run only.
+    """
     with app_pages.checkpoints_at(tmp_path, monkeypatch):
         at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
-    assert not at.exception
-    assert at.error[0].value.startswith("No generator checkpoint for MNIST")
-    assert any(b.label == "Start training" for b in at.sidebar.button)
+        assert not at.exception
+        assert at.error[0].value.startswith("No generator checkpoint for MNIST")
+        assert any(b.label == "Start training" for b in at.sidebar.button)
+        assert any(b.label == "Start this preset" for b in at.sidebar.button)
+        assert len(at.sidebar.get("plotly_chart")) == 1
+        at.run()
+        assert any(b.label == "Start training" for b in at.sidebar.button) and not at.sidebar.get("plotly_chart")
 
 
 def test_dataset_picker_stores_the_choice_for_every_page(runs_root):

@@ -162,8 +162,7 @@ def test_the_same_class_at_both_ends_asks_for_two_classes():
     at = ok(at.selectbox(key="compare_to").set_value(0).run())
     assert any("two different classes" in i.value for i in at.info) and strips == 3
     assert (
-        not any("largest frame-to-frame change" in m.value for m in at.markdown)
-        and len(figures(at)) == images - strips
+        not any("largest frame-to-frame change" in m.value for m in at.markdown) and len(figures(at)) == images - strips
     )
 
 

@@ -5,6 +5,7 @@ PyTorch loads on first use of a model, not on import: the sidebar and a page's h
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -28,6 +29,33 @@ PRELOAD_ENV = "GENMODELS_PRELOAD"  # "0": no background preload (the page tests 
 # they delayed the first visitor's images (5.1-7.4 s -> 7.6-9.4 s after `streamlit run` on a loaded 2-core machine)
 PRELOAD_DELAY_S = 3.0
 PRELOADED = "genmodels preload done in"  # the line the server logs when the preload ends (the benchmark waits for it)
+
+
+class PageStopped(Exception):
+    """Ends a page's script inside the app's frame (see `stop_page`)."""
+
+
+_frame = threading.local()  # Streamlit runs each session's script in a thread of its own
+
+
+@contextlib.contextmanager
+def page_frame():
+    """Run a page inside the app's frame: `stop_page` ends just the page, and the frame goes on drawing."""
+    _frame.active = True
+    try:
+        yield
+    except PageStopped:
+        pass
+    finally:
+        _frame.active = False
+
+
+def stop_page() -> None:
+    """End the page's script here, after its message. Inside the frame the sidebar's panels are still drawn after it
+    (st.stop() would end the whole run); a page run on its own, as in the page tests, stops as with st.stop()."""
+    if getattr(_frame, "active", False):
+        raise PageStopped
+    st.stop()
 
 
 def current_dataset() -> str:
@@ -145,19 +173,30 @@ def start_preload() -> threading.Thread | None:
     return thread
 
 
-def figure_row(pixels, captions, width: int) -> str:
-    """uint8 images [N, H, W] with a caption each -> a row of inline PNG figures `width` px wide (st.markdown HTML)."""
+def figure_row(pngs: list[str], captions: list[str], width: int) -> str:
+    """Base64 PNGs `width` px wide with a caption each -> a row of inline figures (HTML for st.markdown)."""
     # one element and no media request per image: the browser draws a page of 120 images ~0.5 s sooner than as
-    # st.image's one element each (docs/benchmark.md); the sanitiser drops an img's style, so callers scale the pixels
+    # st.image's one element each (docs/benchmark.md); the sanitiser drops an img's style and size, so the PNGs come
+    # at their display size
     import html
-
-    from genmodels.preview import png_base64
 
     figures = "".join(
         f'<figure style="margin:0;text-align:center;width:{width}px"><img alt="{html.escape(caption)}" '
         f'src="data:image/png;base64,{png}">'
         f'<figcaption style="font-size:0.8rem;opacity:0.6;line-height:1.2;margin:0">{html.escape(caption)}</figcaption>'
         "</figure>"
-        for png, caption in zip(png_base64(pixels), captions, strict=True)
+        for png, caption in zip(pngs, captions, strict=True)
     )
     return f'<div style="display:flex;flex-wrap:wrap;gap:0.5rem">{figures}</div>'
+
+
+@contextlib.contextmanager
+def caption_while(text: str, show: bool = True):
+    """Show `text` as a caption (when `show`) while the block runs; a spinner would fetch its script first."""
+    slot = st.empty()
+    if show:
+        slot.caption(text)
+    try:
+        yield
+    finally:
+        slot.empty()

@@ -12,7 +12,7 @@ from genmodels.datasets import dataset_info
 from genmodels.eda import DataOverview, intensity_histogram, preview_grid
 from genmodels.images import png_bytes
 from genmodels.paths import data_dir
-from views.common import current_dataset
+from views.common import current_dataset, stop_page
 from views.shared import data_overview
 
 
@@ -86,7 +86,7 @@ try:
     data = data_overview(dataset, str(data_dir()))
 except (CheckpointError, ValueError, OSError, RuntimeError) as exc:  # a damaged bundled summary or unreadable files
     st.error(f"The {info.title} summary is unavailable: {exc}")
-    st.stop()
+    stop_page()
 
 if data.source == "full dataset":
     st.caption(f"Computed live from the full dataset in `{data_dir()}`.")

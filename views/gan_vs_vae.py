@@ -24,6 +24,7 @@ from genmodels.compare import (
 )
 from genmodels.datasets import dataset_info, missing_files
 from genmodels.gallery import display_pixels, prediction_captions
+from genmodels.images import png_base64
 from genmodels.kinds import KINDS, generator_kinds
 from genmodels.metrics import jump_ratio
 from genmodels.scoring import Scores
@@ -90,10 +91,10 @@ def bar_columns(columns: dict[str, list[float]], top: float) -> dict:
 def show_images(images, captions: list[str], below=None) -> None:
     """Images [N, 1, 28, 28] in [0, 1] at twice their size (each above its partner in `below`, when given), a caption
     under each, as one element."""
-    pixels = np.stack(display_pixels(images, 2))
+    pixels = np.stack(display_pixels(images, 1))
     if below is not None:
-        pixels = np.concatenate([pixels, np.stack(display_pixels(below, 2))], axis=1)
-    st.markdown(common.figure_row(pixels, captions, 56), unsafe_allow_html=True)
+        pixels = np.concatenate([pixels, np.stack(display_pixels(below, 1))], axis=1)
+    st.markdown(common.figure_row(png_base64(pixels, 2), captions, 56), unsafe_allow_html=True)
 
 
 def percent(value: float | None) -> str:

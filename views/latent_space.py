@@ -75,13 +75,13 @@ st.caption(
 encoders = shipped_vaes(dataset)
 if not encoders:
     st.error(f"No VAE checkpoint for {dataset_info(dataset).title} in {checkpoints_dir()}.")
-    st.stop()
+    common.stop_page()
 if st.session_state.get("latent_vae") not in encoders:  # a VAE shipped for the other dataset only
     st.session_state["latent_vae"] = encoders[0]
 vae_kind = st.selectbox("VAE", encoders, format_func=lambda k: KINDS[k].display_title, key="latent_vae")
 vae = common.try_generator(vae_kind, dataset)
 if vae is None:
-    st.stop()
+    common.stop_page()
 full_available = not missing_files(dataset)
 source = (
     FULL
@@ -97,7 +97,7 @@ try:
     lmap = latent_map(dataset, vae_kind, source)
 except (CheckpointError, DataMissingError) as exc:
     st.error(f"The real test images of {dataset} are unavailable: {exc}")
-    st.stop()
+    common.stop_page()
 has_classifier = common.try_classifier(dataset) is not None
 projection_col, background_col = st.columns(2)
 projection = projection_col.radio(

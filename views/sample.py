@@ -13,14 +13,14 @@ from genmodels.preview import (
     DEFAULT_COUNT,
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
+    DISPLAY_SCALE,
+    IMAGE_SIDE,
     default_kind,
     read_preview,
 )
 from views import common
 
-PREVIEW_SEND_S = 0.1
-# pixels are enlarged in the PNG itself: markdown drops an <img>'s size attributes
-DISPLAY_SCALE = 3
+PREVIEW_SEND_S = 0.4
 MODES = ("One class", "Every class", "Unconditional")
 EDITABLE_DIMS = 4
 DEFAULTS = {
@@ -37,8 +37,7 @@ DEFAULTS = {
 
 def preview_html(preview) -> str:
     """The preview's images with their captions as one row of inline PNGs."""
-    pixels = preview.pixels.repeat(DISPLAY_SCALE, axis=1).repeat(DISPLAY_SCALE, axis=2)
-    return common.figure_row(pixels, preview.captions, 28 * DISPLAY_SCALE)
+    return common.figure_row(preview.pngs, preview.captions, IMAGE_SIDE * DISPLAY_SCALE)
 
 
 def show_preview():
@@ -70,7 +69,9 @@ st.caption(
     "prediction and confidence (✗ marks a disagreement with the requested class)."
 )
 preview_slot = show_preview()
-with st.spinner("Loading PyTorch (once per server start)..."):
+# a caption, not st.spinner: the spinner's script is fetched on first use from a server busy importing PyTorch, and the
+# browser held back the preview above until it arrived (~0.3-1 s, docs/benchmark.md)
+with common.caption_while("Loading PyTorch (once per server start)...", "torch" not in sys.modules):
     from genmodels import runs
     from genmodels.api import predict
     from genmodels.checkpoint import shipped_generators
@@ -164,7 +165,7 @@ if not choices:
         f"No generator checkpoint for {dataset_info(dataset).title} in {checkpoints_dir()}: "
         "train one with `python -m train`."
     )
-    st.stop()
+    common.stop_page()
 if st.session_state["sample_kind"] not in choices:  # a kind shipped for the other dataset only
     st.session_state["sample_kind"] = choices[0]
 left, middle, right = st.columns(3)
@@ -214,7 +215,7 @@ model = common.try_generator(kind, dataset, checkpoint)
 classifier = common.try_classifier(dataset)
 if model is None:
     preview_slot.empty()
-    st.stop()
+    common.stop_page()
 if mode != "Unconditional" and not model.supports_labels:
     st.warning("This GAN checkpoint has no label mapper beside it, so it can only sample unconditionally.")
     mode = "Unconditional"
@@ -225,7 +226,7 @@ if total > MAX_GALLERY:
         f"{n} images per class makes {total} images; at most {MAX_GALLERY} at once "
         f"(up to {MAX_GALLERY // len(names)} per class with 'Every class')."
     )
-    st.stop()
+    common.stop_page()
 
 try:
     with st.spinner("Sampling..."):
@@ -244,7 +245,7 @@ try:
 except ValueError as exc:
     preview_slot.empty()
     st.error(f"Cannot sample with these settings: {exc}")
-    st.stop()
+    common.stop_page()
 preview_slot.empty()  # the live images are drawn next
 
 if gallery.accuracy is not None:

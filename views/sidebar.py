@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from genmodels import health
@@ -25,10 +27,13 @@ from genmodels.launch import (
 )
 from genmodels.presets import PRESETS
 from genmodels.runs import LaunchError, RunInfo, cancel_run, list_runs, read_metrics, run_info
-from views.common import DATASET_KEY, TRAINING_LOG_KEY, current_dataset
+from views.common import DATASET_KEY, TRAINING_LOG_KEY, current_dataset, page_frame
 
 LAUNCHED_KEY = "launched_runs"  # names of the runs started from this browser session, newest last
 NOTICE_KEY = "runs_notice"  # one message for the runs panel (e.g. the outcome of a Cancel click)
+FOLLOW_KEY = "follow_run"  # the training log the Training page shows next (its picker exists by the time we launch)
+STARTED_KEY = "runs_started"  # the runs panel's note on the run just started (shown once, after the rerun)
+WARMED_KEY = "chart_library_warmed"  # this session's browser tab has compiled the chart and table scripts
 # Seconds between refreshes of the runs panel while a run is going. A fragment tick reruns part
 # of the script; a shorter interval than a page's render time under load starves the page.
 REFRESH_S = 10.0
@@ -73,9 +78,10 @@ def launch(request: TrainingRequest | None, dataset: str, error: str | None = No
         st.error(f"Training refused: {exc}.")
         return
     st.session_state.setdefault(LAUNCHED_KEY, []).append(info.name)
-    st.session_state[TRAINING_LOG_KEY] = f"run/{info.name}"  # the Training page follows the new run
+    st.session_state[FOLLOW_KEY] = f"run/{info.name}"  # the Training page follows the new run after the rerun
     where = "" if dataset == current_dataset() else f" with the sidebar's dataset set to {dataset_info(dataset).title}"
-    st.success(f"Started {info.name}. Follow it below or on the Training page{where}.")
+    st.session_state[STARTED_KEY] = f"Started {info.name}. Follow it below or on the Training page{where}."
+    st.rerun()  # the page ran before this panel: run it again, now with the new run
 
 
 def launcher() -> None:
@@ -200,10 +206,12 @@ def runs_panel() -> None:
     launched = st.session_state.get(LAUNCHED_KEY, [])
     active = [r for r in runs if r.active]
     ended = [r for r in runs if not r.active and r.name in launched][:ENDED_SHOWN]
-    notice = st.session_state.pop(NOTICE_KEY, None)
-    if not active and not ended and not notice:
+    notice, started = st.session_state.pop(NOTICE_KEY, None), st.session_state.pop(STARTED_KEY, None)
+    if not active and not ended and not notice and not started:
         return
     st.subheader("Training runs")
+    if started:
+        st.success(started)
     if notice:
         st.info(notice)
     for run in active:
@@ -235,22 +243,38 @@ BLANK_TABLE = {"": [""]}
 
 
 def warm_chart_library() -> None:
-    """A blank one-pixel Plotly chart and table at the foot of the sidebar, drawn after the page: the browser then
-    loads and compiles Plotly's 4.7 MB script and the table's 1.2 MB while the visitor looks at the first page,
-    instead of freezing the first page with a chart for 0.7 s on a 2-core laptop (docs/benchmark.md, issue 22)."""
+    """A blank one-pixel Plotly chart and table at the foot of the sidebar, drawn after the page's first run in a
+    session: the browser then loads and compiles Plotly's 4.7 MB script and the table's 1.2 MB while the visitor looks
+    at the first page, instead of freezing the first page with a chart for 0.7 s on a 2-core laptop
+    (docs/benchmark.md, issue 22). Once is enough: the compiled scripts stay in the tab."""
+    if st.session_state.get(WARMED_KEY):
+        return
     with st.sidebar, st.container(height=1, border=False):  # one pixel high: the table's frame is taller
         st.plotly_chart(
             BLANK_FIGURE, height=1, config={"staticPlot": True, "displayModeBar": False}, key="chart_library_warm_up"
         )
         st.dataframe(BLANK_TABLE, hide_index=True, key="table_library_warm_up")
+    st.session_state[WARMED_KEY] = True
 
 
-def render() -> None:
-    """Everything the sidebar holds (called by the entry point on every page)."""
+def render(page: Callable[[], None] = lambda: None) -> None:
+    """The sidebar around `page` (the entry point passes the navigation's run): the dataset picker before it; the
+    launcher, presets and runs after it, in their place below the picker. Their widgets' scripts are fetched on
+    first use, and the browser shows nothing new until they arrive: fetched before the page, from a server busy
+    importing PyTorch, they held back the Sample page's first images by ~0.7 s on a cold start (docs/benchmark.md)."""
+    if FOLLOW_KEY in st.session_state:  # before the Training page draws its log picker
+        st.session_state[TRAINING_LOG_KEY] = st.session_state.pop(FOLLOW_KEY)
     with st.sidebar:
         dataset_picker()
-        launcher()
-        presets_panel()
-        # refresh by itself only while something is running: an idle sidebar costs nothing
-        any_active = any(r.active for r in _safe_runs())
-        st.fragment(runs_panel, run_every=REFRESH_S if any_active else None)()
+        panels = st.container()
+    try:
+        with page_frame():
+            page()
+    finally:
+        with panels:
+            launcher()
+            presets_panel()
+            # refresh by itself only while something is running: an idle sidebar costs nothing
+            any_active = any(r.active for r in _safe_runs())
+            st.fragment(runs_panel, run_every=REFRESH_S if any_active else None)()
+        warm_chart_library()

@@ -40,7 +40,14 @@ from genmodels.logs import (
     user_logs,
 )
 from genmodels.runs import read_metrics, run_info
-from views.common import TRAINING_LOG_KEY, current_dataset, real_baselines, try_classifier, try_generator
+from views.common import (
+    TRAINING_LOG_KEY,
+    current_dataset,
+    real_baselines,
+    stop_page,
+    try_classifier,
+    try_generator,
+)
 from views.sidebar import REFRESH_S, show_ended
 
 PALETTE = plotly.colors.qualitative.Plotly
@@ -462,7 +469,7 @@ if not logs:
         f"No training logs for {dataset_info(dataset).title}: the shipped logs are missing and you have no runs. "
         "Start one from the sidebar."
     )
-    st.stop()
+    stop_page()
 
 pick_col, smooth_col = st.columns([3, 2])
 if st.session_state.get(TRAINING_LOG_KEY) not in logs:

@@ -301,12 +301,12 @@ input_col, prepared_col = st.columns([2, 1])
 with input_col:
     grey = read_input(dataset)
 if grey is None:
-    st.stop()
+    common.stop_page()
 try:
     prepared = prepare(grey, dataset)
 except ImageInputError as exc:
     input_col.warning(str(exc))
-    st.stop()
+    common.stop_page()
 with prepared_col:
     from genmodels.gallery import display_pixels
     from genmodels.your_image import as_batch
@@ -321,7 +321,7 @@ with prepared_col:
 pixels = prepared.pixels
 digest = hashlib.sha256(pixels.tobytes()).hexdigest()[:16]
 if common.try_classifier(dataset) is None or common.try_generator("vae", dataset) is None:
-    st.stop()
+    common.stop_page()
 predicted = verdict_section(dataset, pixels)
 vae_section(dataset, pixels)
 gan_section(dataset, pixels, digest, predicted)
