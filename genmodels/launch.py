@@ -268,9 +268,9 @@ def max_processes() -> int:
 def check_option(kind: str, option: Option, value: Any, label: str) -> Any:
     """One option's value checked for the kind (refused for a kind outside its family) and against its range;
     ValueError naming it as `label`."""
-    if not getattr(KINDS[kind], option.family):
-        kinds = ", ".join(family_kinds(option.family))
-        raise ValueError(f"{label} is for the {FAMILIES[option.family]} ({kinds}) only, not {kind}")
+    kinds = family_kinds(option.family)
+    if kind not in kinds:  # also `python -m train all`, which is no kind
+        raise ValueError(f"{label} is for the {FAMILIES[option.family]} ({', '.join(kinds)}) only, not {kind!r}")
     return option.check(label, value)
 
 

@@ -192,9 +192,6 @@ def check_objective_flags(args: argparse.Namespace) -> None:
         value = getattr(args, option.name)
         if value is None:
             continue
-        if args.kind == "all":
-            kinds = _listed(family_kinds(option.family))
-            raise UsageError(f"{option.flag} is for the {FAMILIES[option.family]} ({kinds}) only, not 'all'")
         try:
             check_option(args.kind, option, value, option.flag)
         except ValueError as exc:
