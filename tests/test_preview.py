@@ -52,7 +52,9 @@ def test_a_preview_drawn_from_other_weights_is_not_shown(tmp_path):
     assert read_preview("mnist", tmp_path) is None
 
 
-@pytest.mark.parametrize("content", ["", "not json", '{"version": 1}', '{"version": 99, "pixels": []}', '{"version": 2, "pngs": 3}'])
+@pytest.mark.parametrize(
+    "content", ["", "not json", '{"version": 1}', '{"version": 99, "pixels": []}', '{"version": 2, "pngs": 3}']
+)
 def test_a_missing_or_broken_preview_is_not_shown(tmp_path, content):
     _copy_shipped("mnist", tmp_path)
     assert read_preview("fashion", tmp_path) is None  # no files at all
