@@ -136,7 +136,7 @@ DCGAN = {"mnist": Recipe(**_DCGAN), "fashion": Recipe(**_DCGAN, mode_seeking=1.0
 # the first conv VAE (channels 32, 64; hidden 256)
 _CONV_VAE = dict(channels=(64, 128), hidden=512, refine_channels=32)
 CONV_VAE = {
-    "mnist": Recipe(epochs=48, batch_size=256, lr=2e-3, schedule="cosine", model={**_CONV_VAE, "class_weight": 30.0}),
+    "mnist": Recipe(epochs=52, batch_size=256, lr=2e-3, schedule="cosine", model={**_CONV_VAE, "class_weight": 30.0}),
     "fashion": Recipe(
         epochs=48, batch_size=256, lr=2e-3, schedule="cosine", model={**_CONV_VAE, "class_weight": 100.0}
     ),
