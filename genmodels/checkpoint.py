@@ -220,3 +220,9 @@ def restore_optimizer(
         index, slot = key.split(".", 1)
         state.setdefault(int(index), {})[slot] = value
     optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+    # the saved moments are contiguous: a channels-last parameter's take its layout again, or the optimiser's
+    # update rounds differently from the uninterrupted run's
+    for param, slots in optimizer.state.items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                slots[slot] = torch.empty_like(param, dtype=value.dtype).copy_(value)

@@ -131,7 +131,8 @@ _DCGAN = dict(
     ema_decay=0.999,
     model={"g_channels": (128, 64), "d_channels": (64, 128), "aux_weight": 2.0},
 )
-DCGAN = {"mnist": Recipe(**_DCGAN), "fashion": Recipe(**_DCGAN, mode_seeking=1.0)}  # see docs/model_zoo.md
+# MNIST: 50 epochs (FID 13.9 after 30); Fashion: the mode-seeking term (docs/model_zoo.md)
+DCGAN = {"mnist": Recipe(**{**_DCGAN, "epochs": 50}), "fashion": Recipe(**_DCGAN, mode_seeking=1.0)}
 # a wider network whose decoder refines at full resolution: test neg-ELBO 113.4 after one epoch against 118.7 for
 # the first conv VAE (channels 32, 64; hidden 256)
 _CONV_VAE = dict(channels=(64, 128), hidden=512, refine_channels=32)

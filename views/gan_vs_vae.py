@@ -77,15 +77,22 @@ def percent_bars(columns: dict[str, list[float]], class_names: list[str]) -> pd.
     return pd.DataFrame({name: [100.0 * share for share in shares] for name, shares in columns.items()}, class_names)
 
 
-def bar_columns(columns: dict[str, list[float]], top: float) -> dict:
-    """A bar-in-cell column per model, in its colour on every chart of the page, scaled to [0, top] percent."""
+def bar_columns(names: list[str], top: float) -> dict:
+    """A bar-in-cell column per name, in its model's colour on every chart of the page, scaled to [0, top] percent."""
     colours = {TITLES[kind]: colour for kind, colour in COLORS.items()}
     return {
         name: st.column_config.ProgressColumn(
             name, format="%.1f%%", min_value=0.0, max_value=top, color=colours.get(name, "gray")
         )
-        for name in columns
+        for name in names
     }
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def figure_row_html(pixels: np.ndarray, captions: tuple[str, ...]) -> str:
+    """uint8 images [N, H, W] as one row of captioned figures (cached: the page's ~100 PNGs took ~40 ms to encode
+    on every rerun)."""
+    return common.figure_row(png_base64(pixels, 2), list(captions), 56)
 
 
 def show_images(images, captions: list[str], below=None) -> None:
@@ -94,7 +101,7 @@ def show_images(images, captions: list[str], below=None) -> None:
     pixels = np.stack(display_pixels(images, 1))
     if below is not None:
         pixels = np.concatenate([pixels, np.stack(display_pixels(below, 1))], axis=1)
-    st.markdown(common.figure_row(png_base64(pixels, 2), captions, 56), unsafe_allow_html=True)
+    st.markdown(figure_row_html(pixels, tuple(captions)), unsafe_allow_html=True)
 
 
 def percent(value: float | None) -> str:
@@ -298,10 +305,10 @@ if any(profiles.values()):
         **{TITLES[k]: p["class_histogram"] for k, p in profiles.items() if "class_histogram" in p},
     }
     st.markdown("**Class accuracy per requested class** (10,000 samples)")
-    st.dataframe(percent_bars(accuracy_rows, names), column_config=bar_columns(accuracy_rows, 100.0))
+    st.dataframe(percent_bars(accuracy_rows, names), column_config=bar_columns(list(accuracy_rows), 100.0))
     st.markdown("**Class coverage**: the classes the classifier sees in unconditional samples")
     top = max(max(shares) for shares in coverage_rows.values())
-    st.dataframe(percent_bars(coverage_rows, names), column_config=bar_columns(coverage_rows, 100.0 * top))
+    st.dataframe(percent_bars(coverage_rows, names), column_config=bar_columns(list(coverage_rows), 100.0 * top))
     st.caption(
         "From `python -m genmodels evaluate`. A generator that drops a class (mode collapse) shows an empty bar "
         "in the coverage table; the first column there is the real class mix."

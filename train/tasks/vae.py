@@ -101,8 +101,11 @@ class VAETask(BaseTask):
         gen = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
         recon_sum = kl_sum = 0.0
         for chunk in test_images.split(2000):
-            logits, mu, logvar, _ = self.vae(chunk, generator=gen)
-            recon, kl = vae_loss(logits, chunk, mu, logvar)
+            # under the run's precision: bf16 took 2.2 s instead of 6.5 s of a conv VAE's 52 s epoch and moved the
+            # test neg-ELBO of both shipped conv VAEs by at most 0.01 nats (docs/model_zoo.md)
+            with self.autocast():
+                logits, mu, logvar, _ = self.vae(chunk, generator=gen)
+            recon, kl = vae_loss(logits.float(), chunk, mu.float(), logvar.float())
             recon_sum += float(recon) * len(chunk)
             kl_sum += float(kl) * len(chunk)
         out = {"test_recon": recon_sum / len(test_images), "test_kl": kl_sum / len(test_images)}
