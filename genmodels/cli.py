@@ -192,8 +192,10 @@ def npy_bytes(array: Any) -> bytes:
     return buffer.getvalue()
 
 
+LOWEST_CLASS = "per_class_accuracy"  # a list: its row shows the lowest class and its share
 TABLE_ROWS = (
     ("class accuracy", "class_accuracy", "{:.2%}"),
+    ("  lowest class", LOWEST_CLASS, "{:.2%}"),
     ("  cross-check (pixel MLP)", "class_accuracy_crosscheck", "{:.2%}"),
     ("class confidence", "class_confidence", "{:.3f}"),
     ("S1 accuracy (100 images)", "s1_accuracy", "{:.0%}"),
@@ -215,6 +217,7 @@ TABLE_ROWS = (
 )
 REAL_ROWS = (
     ("classifier test accuracy", "classifier_test_accuracy", "{:.2%}"),
+    ("  lowest class", f"classifier_test_{LOWEST_CLASS}", "{:.2%}"),
     ("cross-check test accuracy", "crosscheck_test_accuracy", "{:.2%}"),
     ("S0 accuracy (100 real test images)", "s0_accuracy", "{:.0%}"),
     ("real FID floor (train vs test)", "real_fid_floor", "{:.2f}"),
@@ -225,19 +228,34 @@ REAL_ROWS = (
 
 def format_table(result: dict[str, Any], kinds: Sequence[str]) -> str:
     """A readable table of an evaluate_dataset result: real-data numbers, then one column per generator."""
+    from genmodels.datasets import dataset_info
+
+    classes = dataset_info(result["dataset"]).classes
     lines = [f"{result['dataset']}: {result['samples']} samples per measure, seed {result['seed']}", ""]
     for title, key, fmt in REAL_ROWS:
-        value = (
-            f"{result['real_precision']:.3f} / {result['real_recall']:.3f}" if key is None else fmt.format(result[key])
-        )
-        lines.append(f"{title:<36}{value}")
+        if key is None:
+            value = f"{result['real_precision']:.3f} / {result['real_recall']:.3f}"
+        else:
+            value = _cell(result.get(key), key, fmt, classes)
+        if value is not None:
+            lines.append(f"{title:<36}{value}")
     lines += ["", f"{'':<30}" + "".join(f"{kind:>12}" for kind in kinds)]
     for title, key, fmt in TABLE_ROWS:
-        cells = [result.get(f"{kind}_{key}") for kind in kinds]
-        if all(cell is None for cell in cells):
-            continue
-        lines.append(f"{title:<30}" + "".join(f"{'-' if cell is None else fmt.format(cell):>12}" for cell in cells))
+        cells = [_cell(result.get(f"{kind}_{key}"), key, fmt) for kind in kinds]
+        if any(cell is not None for cell in cells):
+            lines.append(f"{title:<30}" + "".join(f"{'-' if cell is None else cell:>12}" for cell in cells))
     return "\n".join(lines)
+
+
+def _cell(value: Any, key: str, fmt: str, classes: Sequence[str] | None = None) -> str | None:
+    """One formatted number (None for a missing one); a per-class list as its lowest share, named from `classes`."""
+    if key.endswith(LOWEST_CLASS):
+        shares = [(share, c) for c, share in enumerate(value or []) if share is not None]
+        if not shares:
+            return None
+        share, c = min(shares)
+        return f"{fmt.format(share)} ({classes[c]})" if classes else fmt.format(share)
+    return None if value is None else fmt.format(value)
 
 
 def _check_report(path: Path) -> None:

@@ -41,7 +41,7 @@ TINY_CONFIGS = {
     "mapper": {"latent_dim": 8, "embed_dim": 4, "hidden": [16]},
     "cgan": {"latent_dim": 8, "embed_dim": 4, "g_hidden": [16], "d_hidden": [16]},
     "vae": {"latent_dim": 4, "hidden": [16]},
-    "dcgan": {"latent_dim": 8, "embed_dim": 4, "g_channels": [4, 2], "d_channels": [2, 4]},
+    "dcgan": {"latent_dim": 8, "embed_dim": 4, "g_channels": [4, 2], "d_channels": [2, 4], "refine_channels": 2},
     "conv_vae": {"latent_dim": 4, "channels": [2, 4], "hidden": 8, "refine_channels": 2},
     "classifier": {"channels": [2, 4], "hidden": 8},
 }

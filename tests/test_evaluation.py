@@ -92,7 +92,7 @@ def test_evaluate_dataset_and_write_on_tiny_models(synthetic_data, tiny_root):
     ):
         assert key in result, key
         assert isinstance(result[key], float) and math.isfinite(result[key]), key
-    assert len(result["cgan_per_class_accuracy"]) == 10
+    assert len(result["cgan_per_class_accuracy"]) == len(result["classifier_test_per_class_accuracy"]) == 10
     assert sum(result["gan_class_histogram"]) == pytest.approx(1.0)
     assert 1.0 <= result["vae_classifier_score"] <= 10.0
 

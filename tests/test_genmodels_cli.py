@@ -254,6 +254,11 @@ def test_evaluate_prints_and_changes_no_file_by_default(synthetic_data, tiny_cop
     table = cli.format_table(result, generator_kinds())
     assert "classifier test accuracy" in table and "cross-check" in table and "FID" in table
     assert len(table.splitlines()) > 20
+    real_lowest = min(result["classifier_test_per_class_accuracy"])
+    worst = result["classifier_test_per_class_accuracy"].index(real_lowest)
+    real_row, generators_row = (line for line in table.splitlines() if line.startswith("  lowest class"))
+    assert real_row.endswith(f"{real_lowest:.2%} ({worst})")  # MNIST's class names are its digits
+    assert f"{min(result['cgan_per_class_accuracy']):.2%}" in generators_row
 
 
 def test_evaluate_writes_the_checkpoints_only_with_write(synthetic_data, tiny_copy, capsys, tmp_path, monkeypatch):
@@ -365,6 +370,7 @@ def test_evaluate_write_replaces_numbers_from_more_samples(synthetic_data, tiny_
             "vae_fid": 9.0,
             "classifier_test_accuracy": 0.9,
             "classifier_test_confidence": 0.9,
+            "classifier_test_per_class_accuracy": [0.9] * 10,
             "crosscheck_test_accuracy": 0.9,
             "s0_accuracy": 0.9,
         },

@@ -24,6 +24,7 @@ class DCGANConfig:
     d_channels: tuple[int, ...] = (32, 64)
     negative_slope: float = 0.2
     aux_weight: float = 1.0
+    refine_channels: int = 0  # > 0: G upsamples to this many maps at 28x28 and ends in a 3x3 convolution
 
 
 class DCGenerator(EmbeddingConditionedGenerator):
@@ -44,8 +45,21 @@ class DCGenerator(EmbeddingConditionedGenerator):
             nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1, bias=False),  # 7 -> 14
             nn.BatchNorm2d(narrow),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(narrow, 1, 4, stride=2, padding=1),  # 14 -> 28
+            *self._to_pixels(narrow, config.refine_channels),  # 14 -> 28
         )
+
+    @staticmethod
+    def _to_pixels(narrow: int, refine: int) -> list[nn.Module]:
+        """14x14 maps -> 28x28 pixels before tanh: one transposed convolution, or, with `refine` maps, one to them
+        and a 3x3 convolution over full-resolution neighbourhoods (textures a single upsampling cannot draw)."""
+        if not refine:
+            return [nn.ConvTranspose2d(narrow, 1, 4, stride=2, padding=1)]
+        return [
+            nn.ConvTranspose2d(narrow, refine, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(refine),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(refine, 1, 3, padding=1),
+        ]
 
     def forward_embedded(self, z: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         """(z [N, latent_dim], class embeddings [N, embed_dim]) -> image [N, 1, 28, 28] in [-1, 1]."""
