@@ -177,7 +177,7 @@ def make_reference(
     real = {
         "classifier_test_accuracy": metrics.class_accuracy(test_probs_all, test_labels),
         "classifier_test_confidence": metrics.mean_confidence(test_probs_all),
-        # the floor a conditional generator's lowest class is read against (Fashion's shirts stay below 85% here)
+        # what real images of each class score: the floor a conditional generator's lowest class is read against
         "classifier_test_per_class_accuracy": metrics.per_class_accuracy(test_probs_all, test_labels, num_classes),
         "crosscheck_test_accuracy": metrics.class_accuracy(
             crosscheck_probs(crosscheck, to_unit(test_images)), test_labels

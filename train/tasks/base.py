@@ -88,9 +88,9 @@ class BaseTask:
         """The task of a run; a kind that needs the judge gets it, when its checkpoint exists."""
         task = cls(req.kind, model_config(req), req.recipe, req.device, total_steps)
         for module in task.modules.values():
-            # convolution weights in channels-last order, oneDNN's native layout: the conv VAE's convolutions took
-            # 142 instead of 149 ms per bf16 step, its fp32 test pass 4.7 instead of 6.5 s (docs/model_zoo.md); a
-            # module without 4-d weights is unchanged, and the parameters stay the objects the optimisers hold
+            # convolution weights in channels-last order, oneDNN's native layout: faster conv steps and test passes
+            # (docs/model_zoo.md); a module without 4-d weights is unchanged, and the parameters stay the objects the
+            # optimisers hold
             module.to(memory_format=torch.channels_last)
         # loaded after the seeded init: building it draws from the global generator that dropout continues from
         if JUDGE_KIND in KINDS[req.kind].needs:
