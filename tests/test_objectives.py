@@ -168,3 +168,41 @@ def test_one_table_of_training_options_drives_the_launcher_the_cli_and_the_recip
         assert option.flag in flags and option.field in recipe_fields
     assert check_options("cgan", {"d_steps": 3, "spectral_norm": True}).flags() == ["--spectral-norm", "--d-steps", "3"]
     assert check_options("conv_vae", {"kl_warmup": 500}).flags() == ["--kl-warmup", "500"]
+
+
+@pytest.mark.parametrize("kind", ["gan", "cgan", "dcgan"])
+@pytest.mark.parametrize("objective", ["bce", "wgan-gp"])
+def test_a_packing_discriminator_judges_runs_of_one_class(kind, objective):
+    from genmodels.kinds import KINDS
+    from genmodels.recipes import Recipe
+    from tests.conftest import TINY_CONFIGS
+    from train.tasks.adversarial import AdversarialTask
+
+    config = KINDS[kind].config_cls(**{**TINY_CONFIGS[kind], "pack": 2})
+    recipe = Recipe(epochs=1, batch_size=16, lr=1e-3, objective=objective, mode_seeking=float(kind != "gan"))
+    task = AdversarialTask(kind, config, recipe, torch.device("cpu"), total_steps=2)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 5, 6, 7])
+    real, real_labels = task._real_packs(torch.rand(16, 1, 28, 28), labels if task.conditional else None)
+    if task.conditional:  # whole packs of one class: class 0 keeps 2 of 3, class 3 none
+        assert real_labels.tolist() == [0, 0, 1, 1, 2, 2, 2, 2, 4, 4]
+        fakes = task._fake_labels(16)
+        assert torch.equal(fakes[::2], fakes[1::2]) and torch.equal(fakes[:8], fakes[8:])  # packs; mode-seeking pairs
+    else:
+        assert len(real) == 16
+    for _ in range(2):
+        losses = task.step(torch.rand(16, 1, 28, 28) * 2 - 1, labels)
+    assert all(math.isfinite(float(v)) for v in losses.values())
+    first = task.discriminator.body[0]  # D sees two images at once: twice the pixels, or two channels
+    assert (first.in_channels if kind == "dcgan" else first.in_features) == (2 if kind == "dcgan" else 2 * 784)
+
+
+def test_a_pack_must_divide_the_batch():
+    from genmodels.kinds import KINDS
+    from genmodels.recipes import Recipe
+    from train.tasks.adversarial import AdversarialTask
+
+    config = KINDS["cgan"].config_cls(g_hidden=(8,), d_hidden=(8,), pack=4)
+    with pytest.raises(ValueError, match="batch size 18 must be a multiple of 4"):
+        AdversarialTask("cgan", config, Recipe(epochs=1, batch_size=18, lr=1e-3), torch.device("cpu"), total_steps=1)
+    with pytest.raises(ValueError, match="must share one class"):
+        KINDS["cgan"].critic_cls(config)(torch.zeros(4, 1, 28, 28), torch.tensor([0, 0, 0, 1]))
