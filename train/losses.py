@@ -42,20 +42,13 @@ def generator_loss(d_fake: torch.Tensor, objective: str = "bce") -> torch.Tensor
 
 
 def gradient_penalty(
-    critic: Callable[[torch.Tensor], torch.Tensor],
-    real: torch.Tensor,
-    fake: torch.Tensor,
-    generator: torch.Generator,
-    pack: int = 1,
+    critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
-    """WGAN-GP's penalty: (||grad critic(x)|| - 1)^2 at random points x between real and fake images; with `pack`
-    > 1 the critic's input is each run of that many images (its logit repeated for each), and so is x."""
-    mix = torch.rand(len(real) // pack, generator=generator, device=real.device).repeat_interleave(pack)
-    mix = mix.view(-1, 1, 1, 1)
+    """WGAN-GP's penalty: (||grad critic(x)|| - 1)^2 at random points x between real and fake images."""
+    mix = torch.rand(len(real), 1, 1, 1, generator=generator, device=real.device)
     points = (mix * real + (1.0 - mix) * fake).requires_grad_(True)
-    # one logit per pack: its repeats would multiply the gradient by `pack`
-    (gradients,) = torch.autograd.grad(critic(points)[::pack].sum(), points, create_graph=True)
-    return GRADIENT_PENALTY_WEIGHT * (gradients.reshape(len(real) // pack, -1).norm(dim=1) - 1.0).pow(2).mean()
+    (gradients,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
+    return GRADIENT_PENALTY_WEIGHT * (gradients.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
 
 
 def mode_seeking_loss(

@@ -7,15 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genmodels.models.layers import (
-    IMAGE_PIXELS,
-    IMAGE_SHAPE,
-    check_labels,
-    gaussian_noise,
-    group_labels,
-    mlp,
-    pack_images,
-)
+from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, check_labels, gaussian_noise, mlp
 
 
 @dataclass
@@ -34,7 +26,6 @@ class CGANConfig:
     negative_slope: float = 0.2
     dropout: float = 0.3
     aux_weight: float = 1.0
-    pack: int = 1  # D judges runs of this many images of one class at once (PacGAN): within-class repeats show
 
 
 class EmbeddingConditionedGenerator(nn.Module):
@@ -88,20 +79,18 @@ class CondGenerator(EmbeddingConditionedGenerator):
 
 
 class CondDiscriminator(nn.Module):
-    """(image [N, 1, 28, 28], labels [N]) -> (real/fake logit [N], class logits [N, num_classes]); with
-    `config.pack` > 1, each run of that many images (one class) gets one verdict, repeated for each of them."""
+    """(image [N, 1, 28, 28], labels [N]) -> (real/fake logit [N], class logits [N, num_classes])."""
 
     def __init__(self, config: CGANConfig):
         super().__init__()
         self.config = config
-        self.body = mlp([IMAGE_PIXELS * config.pack, *config.d_hidden], config.negative_slope, config.dropout)
+        self.body = mlp([IMAGE_PIXELS, *config.d_hidden], config.negative_slope, config.dropout)
         self.to_logit = nn.Linear(config.d_hidden[-1], 1)
         self.projection = nn.Embedding(config.num_classes, config.d_hidden[-1])
         self.to_class = nn.Linear(config.d_hidden[-1], config.num_classes)
         nn.init.normal_(self.projection.weight, std=0.02)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pack = self.config.pack
-        h = self.body(pack_images(images, pack).flatten(1))
-        logit = self.to_logit(h).squeeze(1) + (self.projection(group_labels(labels, pack)) * h).sum(dim=1)
-        return logit.repeat_interleave(pack), self.to_class(h).repeat_interleave(pack, dim=0)
+        h = self.body(images.reshape(len(images), -1))
+        logit = self.to_logit(h).squeeze(1) + (self.projection(labels) * h).sum(dim=1)
+        return logit, self.to_class(h)

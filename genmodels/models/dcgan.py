@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from genmodels.models.cgan import EmbeddingConditionedGenerator
-from genmodels.models.layers import group_labels, pack_images
 
 BASE = 7  # G starts from 7x7 feature maps; two stride-2 steps reach 28x28
 
@@ -26,7 +25,6 @@ class DCGANConfig:
     negative_slope: float = 0.2
     aux_weight: float = 1.0
     refine_channels: int = 0  # > 0: G upsamples to this many maps at 28x28 and ends in a 3x3 convolution
-    pack: int = 1  # D judges runs of this many images of one class at once, as channels (PacGAN)
 
 
 class DCGenerator(EmbeddingConditionedGenerator):
@@ -69,8 +67,7 @@ class DCGenerator(EmbeddingConditionedGenerator):
 
 
 class DCDiscriminator(nn.Module):
-    """(image [N, 1, 28, 28] in [-1, 1], labels [N]) -> (real/fake logit [N], class logits [N, num_classes]); with
-    `config.pack` > 1, each run of that many images (one class) enters as channels and gets one verdict, repeated.
+    """(image [N, 1, 28, 28] in [-1, 1], labels [N]) -> (real/fake logit [N], class logits [N, num_classes]).
 
     No normalisation of its own: the recipe's `spectral_norm` adds it to every layer. Measured on MNIST, spectral
     norm here also bounded the features of the class head, which then let G pass it with speckled images (class
@@ -82,7 +79,7 @@ class DCDiscriminator(nn.Module):
         self.config = config
         narrow, wide = config.d_channels
         self.body = nn.Sequential(
-            nn.Conv2d(config.pack, narrow, 4, stride=2, padding=1),  # 28 -> 14
+            nn.Conv2d(1, narrow, 4, stride=2, padding=1),  # 28 -> 14
             nn.LeakyReLU(config.negative_slope, inplace=True),
             nn.Conv2d(narrow, wide, 4, stride=2, padding=1),  # 14 -> 7
             nn.LeakyReLU(config.negative_slope, inplace=True),
@@ -95,7 +92,6 @@ class DCDiscriminator(nn.Module):
         self.to_class = nn.Linear(features, config.num_classes)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pack = self.config.pack
-        h = self.body(pack_images(images, pack))
-        logit = self.to_logit(h).squeeze(1) + (self.projection(group_labels(labels, pack)) * h).sum(dim=1)
-        return logit.repeat_interleave(pack), self.to_class(h).repeat_interleave(pack, dim=0)
+        h = self.body(images)
+        logit = self.to_logit(h).squeeze(1) + (self.projection(labels) * h).sum(dim=1)
+        return logit, self.to_class(h)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, gaussian_noise, mlp, pack_images
+from genmodels.models.layers import IMAGE_PIXELS, IMAGE_SHAPE, gaussian_noise, mlp
 
 
 @dataclass
@@ -19,7 +19,6 @@ class GANConfig:
     d_hidden: tuple[int, ...] = (1024, 512, 256)
     negative_slope: float = 0.2
     dropout: float = 0.3
-    pack: int = 1  # D judges runs of this many images at once (PacGAN); a G that repeats itself is then caught
 
 
 class Generator(nn.Module):
@@ -60,15 +59,13 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image [N, 1, 28, 28] in [-1, 1] -> real/fake logit [N]; with `config.pack` > 1, one logit per run of that
-    many images, repeated for each of them."""
+    """image [N, 1, 28, 28] in [-1, 1] -> real/fake logit [N]."""
 
     def __init__(self, config: GANConfig):
         super().__init__()
         self.config = config
-        self.body = mlp([IMAGE_PIXELS * config.pack, *config.d_hidden], config.negative_slope, config.dropout)
+        self.body = mlp([IMAGE_PIXELS, *config.d_hidden], config.negative_slope, config.dropout)
         self.to_logit = nn.Linear(config.d_hidden[-1], 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        packed = pack_images(images, self.config.pack).flatten(1)
-        return self.to_logit(self.body(packed)).squeeze(1).repeat_interleave(self.config.pack)
+        return self.to_logit(self.body(images.reshape(len(images), -1))).squeeze(1)

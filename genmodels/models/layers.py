@@ -1,4 +1,4 @@
-"""Building blocks shared by the networks: MLP stacks, a fast CPU dropout, the noise helper, label checks, packing."""
+"""Building blocks shared by the networks: MLP stacks, a fast CPU dropout, the noise helper, label checks."""
 
 from __future__ import annotations
 
@@ -63,19 +63,3 @@ def check_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"labels must lie in 0..{num_classes - 1}")
     return labels.long()
-
-
-def pack_images(images: torch.Tensor, pack: int) -> torch.Tensor:
-    """images [N, 1, 28, 28] -> [N // pack, pack, 28, 28]: each run of `pack` consecutive images becomes one input
-    of that many channels, so a discriminator judges them together (PacGAN, Lin et al. 2018)."""
-    if len(images) % pack:
-        raise ValueError(f"{len(images)} images do not split into groups of {pack}")
-    return images.reshape(len(images) // pack, pack, *images.shape[2:])
-
-
-def group_labels(labels: torch.Tensor, pack: int) -> torch.Tensor:
-    """The class of each run of `pack` consecutive labels: [N] -> [N // pack]; each run must share one class."""
-    groups = labels.view(-1, pack)
-    if pack > 1 and not bool((groups == groups[:, :1]).all()):
-        raise ValueError(f"each group of {pack} packed images must share one class")
-    return groups[:, 0]

@@ -53,10 +53,6 @@ class AdversarialTask(BaseTask):
         self.average = weight_average(self.generator, recipe.ema_decay) if recipe.ema_decay else None
         if self.average is not None:  # saved under the generator's own tensor names, as a checkpoint holds them
             self.modules["generator_ema"] = self.average.module
-        self.pack = config.pack
-        group = self.pack * (2 if recipe.mode_seeking else 1)  # mode-seeking pairs are two whole groups
-        if self.pack > 1 and recipe.batch_size % group:
-            raise ValueError(f"batch size {recipe.batch_size} must be a multiple of {group} (D's packs of {self.pack})")
         self.fixed_noise = grid_noise(config.latent_dim, device)
         self.fixed_labels = grid_labels(config.num_classes, device) if self.conditional else None
 
@@ -79,29 +75,22 @@ class AdversarialTask(BaseTask):
         objective = self.recipe.objective
         z = gaussian_noise(n, self.config.latent_dim, self.rng, self.device)
         fake_labels = self._fake_labels(n) if self.conditional else None
-        if self.pack > 1:
-            images, labels = self._real_packs(images, labels)
         with self.autocast():
             fake = self.generator(z, *self._conditions(fake_labels))
             # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
             both_labels = torch.cat([labels, fake_labels]) if self.conditional else None
             logits, classes = self._critic(torch.cat([images.to(fake.dtype), fake.detach()]), both_labels)
-        n_real = len(images)
-        d_real, d_fake = logits.float().split([n_real, n])
+        d_real, d_fake = logits.float().split(n)
         loss_d_real, loss_d_fake = discriminator_losses(d_real, d_fake, self.recipe.label_smoothing, objective)
         loss_d = loss_d_real + loss_d_fake
         out = {}
         if objective == "wgan-gp":
             out["gradient_penalty"] = gradient_penalty(
-                lambda x: self._critic(x, labels)[0].float(),
-                images,
-                fake.detach()[:n_real].float(),
-                self.rng,
-                self.pack,
+                lambda x: self._critic(x, labels)[0].float(), images, fake.detach().float(), self.rng
             )
             loss_d = loss_d + out["gradient_penalty"]
         if classes is not None:
-            out["loss_d_class"] = F.cross_entropy(classes.float()[:n_real], labels)
+            out["loss_d_class"] = F.cross_entropy(classes.float()[:n], labels)
             loss_d = loss_d + self.config.aux_weight * out["loss_d_class"]
         opt_d = self.optimizers["discriminator"]
         opt_d.zero_grad(set_to_none=True)
@@ -111,30 +100,13 @@ class AdversarialTask(BaseTask):
         return out, fake, fake_labels, z
 
     def _fake_labels(self, n: int) -> torch.Tensor:
-        """Random classes for n fakes, one per run of `pack` (D's packs share a class); with the mode-seeking term,
-        fake i and fake n // 2 + i share theirs (the pairs it compares)."""
-        drawn = torch.randint(0, self.config.num_classes, (n // self.pack,), generator=self.rng, device=self.device)
-        drawn = drawn.repeat_interleave(self.pack)
+        """Random classes for n fakes; with the mode-seeking term, fake i and fake n // 2 + i share theirs (the pairs
+        it compares)."""
+        drawn = torch.randint(0, self.config.num_classes, (n,), generator=self.rng, device=self.device)
         if not self.recipe.mode_seeking:
             return drawn
         half = n // 2
         return torch.cat([drawn[half : 2 * half], drawn[half:]])  # the first half repeats the start of the second
-
-    def _real_packs(
-        self, images: torch.Tensor, labels: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The real batch as D's packs: sorted by class, each class cut to whole packs (a conditional D judges a
-        pack of one class); an unconditional batch only loses its ragged tail."""
-        if labels is None:
-            keep = len(images) - len(images) % self.pack
-            return images[:keep], None
-        order = torch.argsort(labels, stable=True)
-        ordered = labels[order]
-        counts = torch.bincount(ordered, minlength=self.config.num_classes)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(len(ordered), device=labels.device) - starts[ordered]  # place within its class
-        kept = order[rank < (counts - counts % self.pack)[ordered]]
-        return images[kept], labels[kept]
 
     @staticmethod
     def _mode_seeking(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
