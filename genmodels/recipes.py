@@ -131,8 +131,8 @@ _DCGAN = dict(
     ema_decay=0.999,
     model={"g_channels": (128, 64), "d_channels": (64, 128), "aux_weight": 2.0},
 )
-# MNIST: 50 epochs (FID 13.9 after 30). Fashion: the mode-seeking term, and G refines at 28x28 (a 6-epoch pilot:
-# FID 180 against 251 without); 44 epochs fill the 45 minutes (a 38-epoch run: FID 34.7); docs/model_zoo.md
+# MNIST: 50 epochs (FID 13.9 after 30). Fashion: the mode-seeking term, G refines at 28x28, and 44 epochs fill the
+# 45-minute budget, each of these measured better than without (docs/model_zoo.md)
 DCGAN = {
     "mnist": Recipe(**{**_DCGAN, "epochs": 50}),
     "fashion": Recipe(

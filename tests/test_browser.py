@@ -180,6 +180,7 @@ def test_gan_vs_vae_draws_its_samples_inline_without_a_chart_library(page):
     settle(page)
     no_exception(page)
     images = page.locator('[data-testid="stMain"] figure img')
+    images.nth(39).wait_for()  # a loaded machine can go quiet before the last gallery is drawn
     assert images.count() >= 40  # four models' galleries and strips
     sizes = images.evaluate_all("imgs => imgs.map(i => [i.complete, i.naturalWidth])")
     assert all(done and width == 56 for done, width in sizes), sizes  # decoded, at twice the 28-pixel size
