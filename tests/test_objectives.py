@@ -78,6 +78,31 @@ def test_with_mode_seeking_the_fakes_come_in_pairs_of_one_class(n):
     assert math.isfinite(float(losses["loss_mode_seeking"]))
 
 
+@pytest.mark.parametrize("kind", ["cgan", "dcgan"])
+def test_the_twin_class_head_learns_the_fakes_classes_and_g_is_paid_for_fooling_it(kind, monkeypatch):
+    from genmodels.kinds import KINDS
+    from genmodels.recipes import Recipe
+    from train.tasks import adversarial
+
+    small = {"cgan": dict(g_hidden=(8,), d_hidden=(8,)), "dcgan": dict(g_channels=(8, 4), d_channels=(4, 8))}[kind]
+    recipe = Recipe(epochs=1, batch_size=8, lr=1e-3, precision="fp32")
+    cpu = torch.device("cpu")
+    plain = adversarial.AdversarialTask(kind, KINDS[kind].config_cls(**small), recipe, cpu, total_steps=1)
+    config = KINDS[kind].config_cls(**small, twin_class_head=True, aux_weight=1.5)
+    task = adversarial.AdversarialTask(kind, config, recipe, cpu, total_steps=1)
+    images, labels = torch.rand(8, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (8,))
+    assert plain.discriminator(images, labels)[1].shape == (8, 10)
+    assert task.discriminator(images, labels)[1].shape == (8, 20)  # the main head's logits, then the twin's
+    twin_before = task.discriminator.to_class.weight[10:].clone()
+    # without the adversarial term, G's loss is aux_weight * (main head's CE - twin head's CE) on its fakes
+    monkeypatch.setattr(adversarial, "generator_loss", lambda logits, objective: logits.sum() * 0)
+    losses = task.step(images, labels)
+    assert not torch.equal(task.discriminator.to_class.weight[10:], twin_before)  # D trains the twin head
+    assert float(losses["loss_d_twin"]) > 0 and float(losses["loss_g_twin"]) > 0
+    assert float(losses["loss_g"]) == pytest.approx(1.5 * float(losses["loss_g_class"] - losses["loss_g_twin"]))
+    assert not {"loss_d_twin", "loss_g_twin"} & plain.step(images, labels).keys()
+
+
 @pytest.mark.parametrize("objective", ["lsgan", "hinge", "wgan-gp"])
 def test_each_objective_trains_and_is_recorded(objective, synthetic_data, tmp_path):
     import json

@@ -26,6 +26,13 @@ class CGANConfig:
     negative_slope: float = 0.2
     dropout: float = 0.3
     aux_weight: float = 1.0
+    twin_class_head: bool = False  # TAC-GAN: D's second class head, trained on fakes; see AdversarialTask
+
+
+def class_heads(features: int, config) -> nn.Linear:
+    """A conditional D's class head: num_classes logits, or, with `config.twin_class_head`, the main head's and
+    the twin's side by side in one layer (one matmul for both)."""
+    return nn.Linear(features, config.num_classes * (2 if config.twin_class_head else 1))
 
 
 class EmbeddingConditionedGenerator(nn.Module):
@@ -79,7 +86,8 @@ class CondGenerator(EmbeddingConditionedGenerator):
 
 
 class CondDiscriminator(nn.Module):
-    """(image [N, 1, 28, 28], labels [N]) -> (real/fake logit [N], class logits [N, num_classes])."""
+    """(image [N, 1, 28, 28], labels [N]) -> (real/fake logit [N], class logits [N, num_classes]; with the twin
+    head, [N, 2 * num_classes]: the main head's, then the twin's)."""
 
     def __init__(self, config: CGANConfig):
         super().__init__()
@@ -87,7 +95,7 @@ class CondDiscriminator(nn.Module):
         self.body = mlp([IMAGE_PIXELS, *config.d_hidden], config.negative_slope, config.dropout)
         self.to_logit = nn.Linear(config.d_hidden[-1], 1)
         self.projection = nn.Embedding(config.num_classes, config.d_hidden[-1])
-        self.to_class = nn.Linear(config.d_hidden[-1], config.num_classes)
+        self.to_class = class_heads(config.d_hidden[-1], config)
         nn.init.normal_(self.projection.weight, std=0.02)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genmodels.models.cgan import EmbeddingConditionedGenerator
+from genmodels.models.cgan import EmbeddingConditionedGenerator, class_heads
 
 BASE = 7  # G starts from 7x7 feature maps; two stride-2 steps reach 28x28
 
@@ -24,6 +24,7 @@ class DCGANConfig:
     d_channels: tuple[int, ...] = (32, 64)
     negative_slope: float = 0.2
     aux_weight: float = 1.0
+    twin_class_head: bool = False  # TAC-GAN: D's second class head, trained on fakes; see AdversarialTask
     refine_channels: int = 0  # > 0: G upsamples to this many maps at 28x28 and ends in a 3x3 convolution
 
 
@@ -67,7 +68,8 @@ class DCGenerator(EmbeddingConditionedGenerator):
 
 
 class DCDiscriminator(nn.Module):
-    """(image [N, 1, 28, 28] in [-1, 1], labels [N]) -> (real/fake logit [N], class logits [N, num_classes]).
+    """(image [N, 1, 28, 28] in [-1, 1], labels [N]) -> (real/fake logit [N], class logits [N, num_classes]; with
+    the twin head, [N, 2 * num_classes]: the main head's, then the twin's).
 
     No normalisation of its own: the recipe's `spectral_norm` adds it to every layer. Measured on MNIST, spectral
     norm here also bounded the features of the class head, which then let G pass it with speckled images (class
@@ -89,7 +91,7 @@ class DCDiscriminator(nn.Module):
         self.to_logit = nn.Linear(features, 1)
         self.projection = nn.Embedding(config.num_classes, features)
         nn.init.normal_(self.projection.weight, std=0.02)  # as the MLP cgan's: a small class term at the start
-        self.to_class = nn.Linear(features, config.num_classes)
+        self.to_class = class_heads(features, config)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(images)

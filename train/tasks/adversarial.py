@@ -3,6 +3,10 @@
 A conditional kind's generator and discriminator take class labels, and its discriminator also returns class
 logits (projection + auxiliary class head); everything else is one step, pytorch/examples style: D on
 `fake.detach()`, then G through a frozen D.
+
+With `twin_class_head` (TAC-GAN, Gong et al. 2019), D's second head learns to tell the fakes' classes, and G's
+class term is the main head's cross-entropy minus the twin's: the main head alone pays G for images at the clear
+core of their class (each class drawn more alike than the real one); the twin's term cancels that pull.
 """
 
 from __future__ import annotations
@@ -90,14 +94,26 @@ class AdversarialTask(BaseTask):
             )
             loss_d = loss_d + out["gradient_penalty"]
         if classes is not None:
-            out["loss_d_class"] = F.cross_entropy(classes.float()[:n], labels)
+            main, twin = self._class_heads(classes)
+            out["loss_d_class"] = F.cross_entropy(main[:n], labels)
             loss_d = loss_d + self.config.aux_weight * out["loss_d_class"]
+            if twin is not None:
+                out["loss_d_twin"] = F.cross_entropy(twin[n:], fake_labels)
+                loss_d = loss_d + self.config.aux_weight * out["loss_d_twin"]
         opt_d = self.optimizers["discriminator"]
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         out.update(loss_d=loss_d, d_real=torch.sigmoid(d_real).mean(), d_fake=torch.sigmoid(d_fake).mean())
         return out, fake, fake_labels, z
+
+    def _class_heads(self, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's class logits in fp32, split into the main head's and the twin head's (None without one)."""
+        classes = classes.float()
+        if not self.config.twin_class_head:
+            return classes, None
+        main, twin = classes.chunk(2, dim=1)
+        return main, twin
 
     def _fake_labels(self, n: int) -> torch.Tensor:
         """Random classes for n fakes; with the mode-seeking term, fake i and fake n // 2 + i share theirs (the pairs
@@ -126,8 +142,13 @@ class AdversarialTask(BaseTask):
             losses["loss_mode_seeking"] = self._mode_seeking(fake, z)
             loss_g = loss_g + self.recipe.mode_seeking * losses["loss_mode_seeking"]
         if class_fake is not None:
-            losses["loss_g_class"] = F.cross_entropy(class_fake.float(), fake_labels)
-            loss_g = loss_g + self.config.aux_weight * losses["loss_g_class"]
+            main, twin = self._class_heads(class_fake)
+            losses["loss_g_class"] = F.cross_entropy(main, fake_labels)
+            class_term = losses["loss_g_class"]
+            if twin is not None:
+                losses["loss_g_twin"] = F.cross_entropy(twin, fake_labels)
+                class_term = class_term - losses["loss_g_twin"]
+            loss_g = loss_g + self.config.aux_weight * class_term
         opt_g = self.optimizers["generator"]
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -141,6 +162,8 @@ class AdversarialTask(BaseTask):
             "loss_g",
             "loss_d_class",
             "loss_g_class",
+            "loss_d_twin",
+            "loss_g_twin",
             "loss_mode_seeking",
             "gradient_penalty",
             "d_real",
