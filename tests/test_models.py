@@ -111,6 +111,12 @@ def test_bad_configs_are_refused():
         config_from_dict(GANConfig, {"latent_dim": 2.5})
     with pytest.raises(ValueError, match="unknown model kind"):
         build_model("diffusion")
+    from genmodels.models.dcgan import DCGANConfig
+
+    assert config_from_dict(DCGANConfig, {"twin_class_head": True}).twin_class_head is True
+    for not_a_switch in (1, "yes", None):
+        with pytest.raises(ValueError, match="twin_class_head must be true or false"):
+            config_from_dict(DCGANConfig, {"twin_class_head": not_a_switch})
 
 
 def test_dropout_drops_at_its_rate_and_keeps_the_mean():

@@ -50,7 +50,12 @@ def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in value):
                 raise ValueError(f"{config_cls.__name__}.{key} must be a list of positive integers")
             value = tuple(value)
-        elif isinstance(default, bool) or not isinstance(value, (int, float)) or isinstance(value, bool):
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{config_cls.__name__}.{key} must be true or false, got {value!r}")
+            kwargs[key] = value
+            continue
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ValueError(f"{config_cls.__name__}.{key} must be a number, got {value!r}")
         elif isinstance(default, int) and not float(value).is_integer():
             raise ValueError(f"{config_cls.__name__}.{key} must be an integer, got {value!r}")
