@@ -22,6 +22,7 @@ from genmodels.models import (
     count_parameters,
     vae_loss,
 )
+from genmodels.models.dcgan import DCGANConfig
 
 
 def test_gan_shapes_and_range():
@@ -111,8 +112,6 @@ def test_bad_configs_are_refused():
         config_from_dict(GANConfig, {"latent_dim": 2.5})
     with pytest.raises(ValueError, match="unknown model kind"):
         build_model("diffusion")
-    from genmodels.models.dcgan import DCGANConfig
-
     assert config_from_dict(DCGANConfig, {"twin_class_head": True}).twin_class_head is True
     for not_a_switch in (1, "yes", None):
         with pytest.raises(ValueError, match="twin_class_head must be true or false"):

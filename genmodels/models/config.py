@@ -54,7 +54,7 @@ def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
             if not isinstance(value, bool):
                 raise ValueError(f"{config_cls.__name__}.{key} must be true or false, got {value!r}")
             kwargs[key] = value
-            continue
+            continue  # a switch has no range to check
         elif not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ValueError(f"{config_cls.__name__}.{key} must be a number, got {value!r}")
         elif isinstance(default, int) and not float(value).is_integer():
