@@ -1,4 +1,4 @@
-"""The MLP GANs: one task for the unconditional GAN (report 001) and the conditional one (report 000).
+"""The GANs: one task for the unconditional GAN (report 001), the conditional one (report 000) and the dcgan.
 
 A conditional kind's generator and discriminator take class labels, and its discriminator also returns class
 logits (projection + auxiliary class head); everything else is one step, pytorch/examples style: D on
@@ -112,8 +112,7 @@ class AdversarialTask(BaseTask):
         classes = classes.float()
         if not self.config.twin_class_head:
             return classes, None
-        main, twin = classes.chunk(2, dim=1)
-        return main, twin
+        return classes.chunk(2, dim=1)
 
     def _fake_labels(self, n: int) -> torch.Tensor:
         """Random classes for n fakes; with the mode-seeking term, fake i and fake n // 2 + i share theirs (the pairs
