@@ -118,6 +118,32 @@ def test_bad_configs_are_refused():
             config_from_dict(DCGANConfig, {"twin_class_head": not_a_switch})
 
 
+def test_the_dcgan_class_norm_starts_as_batch_norm_and_survives_a_synchronised_norm():
+    """class_norm: zero-initialised modulations give plain batch norm's images, and moved ones change them; the
+    plain norm inside can be swapped for a synchronised one (multi-process training) without losing them."""
+    from genmodels.models.dcgan import ClassBatchNorm2d, DCGenerator
+    from train.distributed import _sync_batch_norm
+
+    config = dict(latent_dim=8, embed_dim=4, g_channels=(8, 4), refine_channels=4)
+    plain, modulated = DCGenerator(DCGANConfig(**config)), DCGenerator(DCGANConfig(**config, class_norm=True))
+    weights = plain.state_dict()  # the same weights under the wrapped norms' names, modulations left at zero
+    state = modulated.state_dict()
+    modulated.load_state_dict(
+        {k: v if "modulation" in k else weights[k.replace(".norm.", ".")] for k, v in state.items()}
+    )
+    norms = [m for m in modulated.modules() if isinstance(m, ClassBatchNorm2d)]
+    assert len(norms) == 3
+    z, labels = torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 4, 5])
+    torch.testing.assert_close(modulated(z, labels), plain(z, labels))
+    for norm in norms:
+        torch.nn.init.normal_(norm.modulation.weight)
+    assert not torch.allclose(modulated(z, labels), plain(z, labels))
+    before = modulated.eval()(z, labels)
+    _sync_batch_norm(modulated, on_gpu=False)
+    assert all(type(norm.norm) is not torch.nn.BatchNorm2d for norm in norms)
+    torch.testing.assert_close(modulated(z, labels), before)
+
+
 def test_dropout_drops_at_its_rate_and_keeps_the_mean():
     """The CPU dropout keeps ~1-p of the units, scales them by 1/(1-p), passes gradients only where kept."""
     from genmodels.models import Dropout

@@ -26,6 +26,24 @@ class DCGANConfig:
     aux_weight: float = 1.0
     twin_class_head: bool = False  # TAC-GAN: D's second class head, trained on fakes; see AdversarialTask
     refine_channels: int = 0  # > 0: G upsamples to this many maps at 28x28 and ends in a 3x3 convolution
+    class_norm: bool = False  # G's batch norms take a per-class gain and shift from the class embedding
+
+
+class ClassBatchNorm2d(nn.Module):
+    """Batch norm whose gain and shift also depend on the class (conditional batch norm, de Vries et al. 2017, as
+    in the projection cGAN's generator): (maps [N, C, H, W], class embeddings [N, embed_dim]) -> [N, C, H, W].
+
+    It holds a plain `norm` rather than being one, so multi-process training can swap in a synchronised one."""
+
+    def __init__(self, channels: int, embed_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels)
+        self.modulation = nn.Linear(embed_dim, 2 * channels, bias=False)
+        nn.init.zeros_(self.modulation.weight)  # starts as plain batch norm
+
+    def forward(self, maps: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        gain, shift = self.modulation(embeddings)[:, :, None, None].chunk(2, dim=1)
+        return self.norm(maps) * (1 + gain) + shift
 
 
 class DCGenerator(EmbeddingConditionedGenerator):
@@ -39,32 +57,39 @@ class DCGenerator(EmbeddingConditionedGenerator):
         self.project = nn.Sequential(
             nn.Linear(config.latent_dim + config.embed_dim, wide * BASE * BASE, bias=False),
             nn.Unflatten(1, (wide, BASE, BASE)),
-            nn.BatchNorm2d(wide),
+            self._norm(wide),
             nn.ReLU(inplace=True),
         )
         self.upsample = nn.Sequential(
             nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1, bias=False),  # 7 -> 14
-            nn.BatchNorm2d(narrow),
+            self._norm(narrow),
             nn.ReLU(inplace=True),
             *self._to_pixels(narrow, config.refine_channels),  # 14 -> 28
         )
 
-    @staticmethod
-    def _to_pixels(narrow: int, refine: int) -> list[nn.Module]:
+    def _norm(self, channels: int) -> nn.Module:
+        if self.config.class_norm:
+            return ClassBatchNorm2d(channels, self.config.embed_dim)
+        return nn.BatchNorm2d(channels)
+
+    def _to_pixels(self, narrow: int, refine: int) -> list[nn.Module]:
         """14x14 maps -> 28x28 pixels before tanh: one transposed convolution, or, with `refine` maps, one to them
         and a 3x3 convolution over full-resolution neighbourhoods (textures a single upsampling cannot draw)."""
         if not refine:
             return [nn.ConvTranspose2d(narrow, 1, 4, stride=2, padding=1)]
         return [
             nn.ConvTranspose2d(narrow, refine, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(refine),
+            self._norm(refine),
             nn.ReLU(inplace=True),
             nn.Conv2d(refine, 1, 3, padding=1),
         ]
 
     def forward_embedded(self, z: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         """(z [N, latent_dim], class embeddings [N, embed_dim]) -> image [N, 1, 28, 28] in [-1, 1]."""
-        return torch.tanh(self.upsample(self.project(torch.cat([z, embeddings], dim=1))))
+        h = torch.cat([z, embeddings], dim=1)
+        for layer in (*self.project, *self.upsample):
+            h = layer(h, embeddings) if isinstance(layer, ClassBatchNorm2d) else layer(h)
+        return torch.tanh(h)
 
 
 class DCDiscriminator(nn.Module):
