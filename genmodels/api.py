@@ -17,6 +17,7 @@ from genmodels.kinds import KINDS, generator_kinds
 from genmodels.kinds import kind as kind_spec
 from genmodels.models import Classifier, CondGenerator, Generator, Mapper
 from genmodels.models.conv_vae import ConvVAE
+from genmodels.models.critic import SampleCritic
 from genmodels.models.dcgan import DCGenerator
 from genmodels.models.vae import GaussianVAE
 
@@ -87,7 +88,8 @@ class Samples:
 
 @dataclass
 class GenerativeModel:
-    """A loaded generator ready to sample, with the label mapper of a kind that is labelled by one (when shipped)."""
+    """A loaded generator ready to sample, with the label mapper of a kind that is labelled by one and the sampling
+    critic of a kind that is screened by one (each when shipped)."""
 
     kind: str
     dataset: str
@@ -95,6 +97,8 @@ class GenerativeModel:
     meta: dict[str, Any]
     mapper: Mapper | None = None
     mapper_meta: dict[str, Any] | None = field(default=None)
+    critic: SampleCritic | None = None
+    critic_meta: dict[str, Any] | None = field(default=None)
 
     @property
     def latent_dim(self) -> int:
@@ -116,13 +120,18 @@ class GenerativeModel:
         """The same generator without its label mapper: a new object sharing the module; this one is unchanged."""
         return dataclasses.replace(self, mapper=None, mapper_meta=None)
 
+    def without_critic(self) -> GenerativeModel:
+        """The same generator drawing without its critic's rejection sampling; this one is unchanged."""
+        return dataclasses.replace(self, critic=None, critic_meta=None)
+
     @torch.no_grad()
     def latents(
         self, labels: torch.Tensor | None, n: int, seed: int, temperature: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(latents [n, L] on the model's device, labels [n] or None); same seed, same latents.
 
-        A generator whose decoder takes labels gets labels drawn from the seed when none are asked for.
+        A generator whose decoder takes labels gets labels drawn from the seed when none are asked for. With a
+        critic, each latent is the first of its candidates that rejection sampling keeps (`screened_latents`).
         """
         generator = seeded_generator(seed)
         temperature = check_temperature(temperature)
@@ -130,6 +139,12 @@ class GenerativeModel:
             raise ValueError(
                 f"the {self.dataset} {self.kind} has no label mapper checkpoint; sample it without a label"
             )
+        if self.critic is not None:
+            drawn = labels is None
+            if drawn:  # the critic judges each draw as a member of its class: every draw gets one
+                labels = torch.randint(0, self.num_classes, (n,), generator=generator)
+            z = screened_latents(self.module, self.critic, labels.to(self.device), generator, temperature)
+            return z, (None if drawn and not self.module.takes_labels else labels)
         source = self.mapper if labels is not None and self.mapper is not None else self.module
         z = source.latents(n, None if labels is None else labels.to(self.device), generator, temperature)
         if labels is None and self.module.takes_labels:
@@ -152,6 +167,44 @@ class GenerativeModel:
         count = n if labels is None else len(labels)
         z, labels = self.latents(labels, count, seed, temperature)
         return Samples(self.decode(z, labels), labels, z.cpu())
+
+
+SCREEN_CANDIDATES = 2  # draws per latent still wanted in each round of rejection sampling
+SCREEN_ROUNDS = 8  # after this many rounds a latent still without a kept draw takes its class's likeliest candidate
+
+
+@torch.no_grad()
+def screened_latents(
+    module: nn.Module, critic: SampleCritic, labels: torch.Tensor, generator: torch.Generator, temperature: float
+) -> torch.Tensor:
+    """Latents [N, L] of classes `labels` [N] by discriminator rejection sampling: each round draws
+    SCREEN_CANDIDATES candidates per latent still wanted, keeps each with the critic's `acceptance` of its image,
+    and hands each class's kept candidates, in order, to the latents of that class still wanted."""
+    device, labels = labels.device, labels.cpu()  # the bookkeeping runs on the CPU, where the uniforms are drawn
+    wanted = torch.arange(len(labels))
+    out = torch.empty(len(labels), module.latent_dim)
+    for round_ in range(SCREEN_ROUNDS):
+        tried = labels[wanted].repeat(SCREEN_CANDIDATES)
+        z = module.latents(len(tried), tried.to(device), generator, temperature)
+        accept = critic.acceptance(module.decode(z, tried.to(device)), tried).cpu()
+        z = z.cpu()
+        kept = torch.rand(len(tried), generator=generator) < accept
+        last = round_ == SCREEN_ROUNDS - 1
+        filled = torch.zeros(len(wanted), dtype=torch.bool)
+        for c in labels[wanted].unique():
+            slots = (labels[wanted] == c).nonzero().squeeze(1)
+            of_class = (tried == c).nonzero().squeeze(1)
+            # the kept ones in draw order; in the last round, the likeliest ones rather than loop on
+            picks = (
+                of_class[accept[of_class].argsort(descending=True, stable=True)] if last else of_class[kept[of_class]]
+            )
+            picks = picks[: len(slots)]
+            out[wanted[slots[: len(picks)]]] = z[picks]
+            filled[slots[: len(picks)]] = True
+        wanted = wanted[~filled]
+        if not len(wanted):
+            break
+    return out.to(device)
 
 
 def load_generator(
@@ -177,7 +230,15 @@ def load_generator(
             mapper, mapper_meta = load_model(mapper_file, kind=labeller, dataset=dataset, device=device)
             if mapper_meta.get("generator_sha256") not in (None, meta["weights_sha256"]):
                 raise CheckpointError(mapper_file, f"was trained for another generator than {path}")
-    return GenerativeModel(kind, dataset, module, meta, mapper, mapper_meta)
+    critic = critic_meta = None
+    screener = KINDS[kind].screened_by
+    if screener is not None:
+        critic_file = path.with_name(f"{screener}.safetensors")
+        if critic_file.exists():
+            critic, critic_meta = load_model(critic_file, kind=screener, dataset=dataset, device=device)
+            if critic_meta.get("generator_sha256") != meta["weights_sha256"]:
+                raise CheckpointError(critic_file, f"was trained for another generator than {path}")
+    return GenerativeModel(kind, dataset, module, meta, mapper, mapper_meta, critic, critic_meta)
 
 
 def load_classifier(

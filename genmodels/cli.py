@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="images per row of the .png grid; default 10, or N (one class per row) with --label all",
     )
+    sample.add_argument(
+        "--without-critic",
+        action="store_true",
+        help="draw without the sampling critic's rejection sampling (dcgan, conv_vae: the raw generator)",
+    )
     sample.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
 
     evaluate = commands.add_parser(
@@ -169,6 +174,10 @@ def run_sample(args: argparse.Namespace) -> int:
     model = load_generator(args.model, args.dataset, checkpoint=args.checkpoint, device=_device(args.device))
     if args.label is not None and not model.supports_labels:
         raise UsageError(f"the {args.dataset} {args.model} has no label mapper; sample it without --label")
+    if args.without_critic:
+        if model.critic is None:
+            raise UsageError(f"the {args.dataset} {args.model} has no sampling critic to draw without")
+        model = model.without_critic()
     samples = model.sample(args.n, label=args.label, seed=args.seed, temperature=args.temperature)
     if out.suffix.lower() == ".npy":
         buffer = npy_bytes(unit_to_uint8(samples.images).numpy())
@@ -179,7 +188,10 @@ def run_sample(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise OSError(f"cannot write {out}: {exc.strerror or exc}") from None
     what = "unconditional" if args.label is None else ("every class" if args.label == "all" else f"class {args.label}")
-    print(f"wrote {len(samples.images)} {args.dataset} {args.model} images ({what}, seed {args.seed}) to {out}")
+    screened = ", screened by its critic" if model.critic is not None else ""
+    print(
+        f"wrote {len(samples.images)} {args.dataset} {args.model} images ({what}, seed {args.seed}{screened}) to {out}"
+    )
     return 0
 
 
@@ -229,6 +241,7 @@ REAL_ROWS = (
 def format_table(result: dict[str, Any], kinds: Sequence[str]) -> str:
     """A readable table of an evaluate_dataset result: real-data numbers, then one column per generator."""
     from genmodels.datasets import dataset_info
+    from genmodels.evaluation import WITHOUT_CRITIC
 
     classes = dataset_info(result["dataset"]).classes
     lines = [f"{result['dataset']}: {result['samples']} samples per measure, seed {result['seed']}", ""]
@@ -239,11 +252,18 @@ def format_table(result: dict[str, Any], kinds: Sequence[str]) -> str:
             value = _cell(result.get(key), key, fmt, classes)
         if value is not None:
             lines.append(f"{title:<36}{value}")
-    lines += ["", f"{'':<30}" + "".join(f"{kind:>12}" for kind in kinds)]
+    columns = {}  # header -> key prefix: each generator, then its draws without its critic where measured
+    for kind in kinds:
+        columns[kind] = kind
+        if any(key.startswith(f"{kind}_{WITHOUT_CRITIC}_") for key in result):
+            columns[f"{kind} raw"] = f"{kind}_{WITHOUT_CRITIC}"
+    lines += ["", f"{'':<30}" + "".join(f"{header:>14}" for header in columns)]
     for title, key, fmt in TABLE_ROWS:
-        cells = [_cell(result.get(f"{kind}_{key}"), key, fmt) for kind in kinds]
+        cells = [_cell(result.get(f"{prefix}_{key}"), key, fmt) for prefix in columns.values()]
         if any(cell is not None for cell in cells):
-            lines.append(f"{title:<30}" + "".join(f"{'-' if cell is None else cell:>12}" for cell in cells))
+            lines.append(f"{title:<30}" + "".join(f"{'-' if cell is None else cell:>14}" for cell in cells))
+    if len(columns) > len(kinds):
+        lines += ["", "raw: the same generator drawn without its critic's rejection sampling"]
     return "\n".join(lines)
 
 

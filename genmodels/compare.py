@@ -75,9 +75,13 @@ def model_scores(model: GenerativeModel, classifier: Classifier, per_class: int,
 
 
 def fingerprint(model: GenerativeModel) -> str:
-    """The weights a model's numbers were measured on: its checkpoint's hash (and its label mapper's)."""
-    mapper = (model.mapper_meta or {}).get("weights_sha256", "") if model.mapper is not None else ""
-    return f"{model.meta.get('weights_sha256', '')}{'+' + mapper if mapper else ''}"
+    """The weights a model's numbers were measured on: its checkpoint's hash (and its label mapper's or critic's)."""
+    companions = [
+        (meta or {}).get("weights_sha256", "")
+        for network, meta in ((model.mapper, model.mapper_meta), (model.critic, model.critic_meta))
+        if network is not None
+    ]
+    return "+".join([model.meta.get("weights_sha256", ""), *filter(None, companions)])
 
 
 @dataclass

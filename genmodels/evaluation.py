@@ -27,6 +27,7 @@ DEFAULT_SAMPLES = 10_000
 MIN_SAMPLES = 100  # ten per class at least, and enough rows for k-NN balls
 EVAL_SEED = 0
 SMALL_SET = 100  # report 001's S0 (real) and S1 (generated) test sets
+WITHOUT_CRITIC = "without_critic"  # key infix of a screened generator's measures drawn without its critic
 MEMORISATION_SAMPLES = 1_000  # generated and test images compared with all 60,000 training images
 SMOOTHNESS_PATHS = 100
 SMOOTHNESS_STEPS = 16
@@ -359,6 +360,13 @@ def evaluate_dataset(
             result[f"{kind}_error"] = str(exc)
             continue
         result.update({f"{kind}_{key}": value for key, value in evaluate_generator(model, real, n, seed).items()})
+        if model.critic is not None:  # what the critic's rejection sampling changes: the same measures without it
+            raw = model.without_critic()
+            if raw.supports_labels:
+                measures = conditional_metrics(raw, real.classifier, n // raw.num_classes, seed, real.crosscheck)
+                result.update({f"{kind}_{WITHOUT_CRITIC}_{key}": value for key, value in measures.items()})
+            measures = unconditional_metrics(raw, real.classifier, n, real.class_mix, seed, real)
+            result.update({f"{kind}_{WITHOUT_CRITIC}_{key}": value for key, value in measures.items()})
     return result
 
 

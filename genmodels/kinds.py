@@ -51,6 +51,15 @@ _VAE_CHARTS = (
     Chart("Test negative ELBO (per epoch)", ("test_neg_elbo", "test_recon", "test_kl"), "nats"),
     _SAMPLE_ACCURACY,
 )
+_SAMPLING_CRITIC_CHARTS = (
+    Chart("Loss (binary cross-entropy, real vs drawn)", ("loss",), "loss"),
+    Chart(
+        "Critic's verdicts and the share of draws rejection sampling keeps (per epoch)",
+        ("d_real", "d_fake", "test_accuracy", "acceptance_rate"),
+        "fraction",
+        share=True,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class Kind:
     generates: bool = False  # served as a generator on the pages, the API and `evaluate`
     conditional: bool = False  # its generator takes class labels itself
     labelled_by: str | None = None  # the kind that maps labels to its latents (the gan's mapper)
+    screened_by: str | None = None  # the kind whose critic screens its draws (rejection sampling)
     needs: tuple[str, ...] = ()  # kinds whose checkpoints its training reads, so they train first
     loss_key: str | None = None  # the generator's loss in its log, compared across generators
     compiles: bool = False  # its step is torch.compile'd (measured faster; the GAN steps were not)
@@ -152,7 +162,7 @@ KINDS: dict[str, Kind] = {
             task="train.tasks.adversarial:AdversarialTask",
             recipes=recipes.DCGAN,
             charts=_CONDITIONAL_GAN_CHARTS,
-            generates=True, conditional=True, needs=("classifier",), loss_key="loss_g",
+            generates=True, conditional=True, needs=("classifier",), loss_key="loss_g", screened_by="dcgan_critic",
         ),
         Kind(
             "conv_vae", "Convolutional VAE", "Convolutional VAE (encoder + decoder)",
@@ -162,6 +172,19 @@ KINDS: dict[str, Kind] = {
             recipes=recipes.CONV_VAE,
             charts=_VAE_CHARTS,
             generates=True, conditional=True, needs=("classifier",), loss_key="loss", encodes=True,
+            screened_by="conv_vae_critic",
+        ),
+        *(
+            Kind(
+                f"{screened}_critic", f"Sampling critic of the {title}", "Critic (rejection sampling)",
+                config="genmodels.models.critic:SampleCriticConfig",
+                module="genmodels.models.critic:SampleCritic",
+                task="train.tasks.critic:CriticTask",
+                recipes=recipes.CRITIC,
+                charts=_SAMPLING_CRITIC_CHARTS,
+                needs=(screened,),
+            )
+            for screened, title in (("dcgan", "conv GAN"), ("conv_vae", "conv VAE"))
         ),
         Kind(
             "mapper", "Label mapper for the GAN", "Label-to-latent mapper",
@@ -232,6 +255,11 @@ def judge_kind() -> str:
 def labelling_kinds() -> dict[str, str]:
     """{labeller kind: the generator kind it labels}, e.g. the mapper of the gan."""
     return {k.labelled_by: name for name, k in KINDS.items() if k.labelled_by}
+
+
+def screening_kinds() -> dict[str, str]:
+    """{critic kind: the generator kind whose draws it screens}, e.g. the dcgan's sampling critic."""
+    return {k.screened_by: name for name, k in KINDS.items() if k.screened_by}
 
 
 def draws_samples(name: str) -> bool:

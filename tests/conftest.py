@@ -44,6 +44,8 @@ TINY_CONFIGS = {
     "dcgan": {"latent_dim": 8, "embed_dim": 4, "g_channels": [4, 2], "d_channels": [2, 4], "refine_channels": 2},
     "conv_vae": {"latent_dim": 4, "channels": [2, 4], "hidden": 8, "refine_channels": 2},
     "classifier": {"channels": [2, 4], "hidden": 8},
+    "dcgan_critic": {"channels": [2, 4]},
+    "conv_vae_critic": {"channels": [2, 4]},
 }
 
 
@@ -52,18 +54,18 @@ def tiny_checkpoints(tmp_path_factory):
     """A checkpoints folder with tiny randomly initialised models of every kind for both datasets."""
     import torch as _torch
 
-    from genmodels.checkpoint import save_model
-    from genmodels.kinds import build_model
+    from genmodels.checkpoint import read_metadata, save_model
+    from genmodels.kinds import build_model, labelling_kinds, screening_kinds
 
     root = tmp_path_factory.mktemp("tiny_checkpoints")
     _torch.manual_seed(0)
     for dataset in ("mnist", "fashion"):
         for kind, config in TINY_CONFIGS.items():
             extra = {}
-            if kind == "mapper":
-                from genmodels.checkpoint import read_metadata
-
-                extra["generator_sha256"] = read_metadata(root / dataset / "gan.safetensors")["weights_sha256"]
+            companion_of = {**labelling_kinds(), **screening_kinds()}
+            if kind in companion_of:  # saved after its generator (dict order): it records which weights it serves
+                generator = root / dataset / f"{companion_of[kind]}.safetensors"
+                extra["generator_sha256"] = read_metadata(generator)["weights_sha256"]
             save_model(root / dataset / f"{kind}.safetensors", build_model(kind, config), kind, dataset, **extra)
     return root
 

@@ -73,6 +73,15 @@ def test_every_generator_kind_samples_by_class(tiny, tmp_path, capsys, kind):
     assert code == 0 and "wrote 10" in stdout and np.load(out).shape == (10, 28, 28)
 
 
+def test_a_screened_generator_samples_through_its_critic_unless_told_otherwise(tiny, tmp_path, capsys):
+    out = tmp_path / "x.npy"
+    argv = ("sample", "--dataset", "mnist", "--model", "dcgan", "--label", "2", "--n", "3", "--out", str(out))
+    code, stdout, _ = run(capsys, *argv)
+    assert code == 0 and "screened by its critic" in stdout
+    code, stdout, _ = run(capsys, *argv, "--without-critic")
+    assert code == 0 and "wrote 3" in stdout and "screened by its critic" not in stdout
+
+
 def test_sample_label_all_is_n_per_class_in_class_order(tiny, tmp_path, capsys):
     out = tmp_path / "all.npy"
     code, _, _ = run(
@@ -161,6 +170,7 @@ def test_sample_from_a_given_checkpoint(tiny, tmp_path, capsys):
         (["--dataset", "mnist", "--model", "cgan", "--out", "OUT/x.jpg"], 2, "unknown extension"),
         (["--dataset", "mnist", "--model", "cgan", "--out", "OUT/missing/x.png"], 2, "does not exist"),
         (["--dataset", "mnist", "--model", "cgan", "--out", "OUT"], 2, "unknown extension"),
+        (["--dataset", "mnist", "--model", "cgan", "--without-critic", "--out", "OUT/x.png"], 2, "no sampling critic"),
         (
             ["--dataset", "mnist", "--model", "cgan", "--checkpoint", "OUT/none.safetensors", "--out", "OUT/x.png"],
             2,

@@ -159,3 +159,16 @@ def test_only_kinds_with_a_checkpoint_are_offered_and_a_broken_one_says_why(tmp_
         assert "The cgan model for MNIST is unavailable" in at.error[0].value
         at = ok(at.selectbox(key="sample_kind").set_value("vae").run())
         assert len(gallery(at)[0]) == 10
+
+
+@pytest.mark.parametrize("kind", ["dcgan", "conv_vae"])
+def test_a_critic_screens_the_draws_until_switched_off(kind):
+    """A generator shipped with a sampling critic draws through its rejection sampling by default; switched off,
+    the page shows the raw draws of the same seed. Generators without one offer no switch."""
+    at = ok(open_page("fashion").selectbox(key="sample_kind").set_value(kind).run())
+    assert at.toggle(key="sample_screened").value is True
+    screened = gallery(at)[0]
+    at = ok(at.toggle(key="sample_screened").set_value(False).run())
+    assert gallery(at)[0] != screened and len(gallery(at)[0]) == len(screened)
+    at = ok(at.selectbox(key="sample_kind").set_value("cgan").run())
+    assert all(toggle.key != "sample_screened" for toggle in at.toggle)

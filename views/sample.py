@@ -113,12 +113,12 @@ def cached_gallery(
     offsets: tuple[float, ...],
     first_only: bool,
     classify: bool,
+    screened: bool,
 ) -> Gallery:
     """A generated, classified batch; the same request is answered from the cache."""
     classifier = common.classifier(dataset) if classify else None
-    return generate_gallery(
-        common.generator(kind, dataset, checkpoint), classifier, label, n, seed, temperature, offsets, first_only
-    )
+    model = screening(common.generator(kind, dataset, checkpoint), screened)
+    return generate_gallery(model, classifier, label, n, seed, temperature, offsets, first_only)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -131,10 +131,17 @@ def cached_strip(
     steps: int,
     temperature: float,
     classify: bool,
+    screened: bool,
 ):
     """Interpolation images and, when the classifier is available, their class probabilities."""
-    images = interpolation_strip(common.generator(kind, dataset, checkpoint), *labels, *seeds, steps, temperature)
+    model = screening(common.generator(kind, dataset, checkpoint), screened)
+    images = interpolation_strip(model, *labels, *seeds, steps, temperature)
     return images, predict(common.classifier(dataset), images) if classify else None
+
+
+def screening(model, screened: bool):
+    """The model drawing with its critic's rejection sampling, or without it when the page switched that off."""
+    return model if screened or model.critic is None else model.without_critic()
 
 
 def user_checkpoints(kind: str, dataset: str) -> dict[str, str]:
@@ -216,6 +223,13 @@ classifier = common.try_classifier(dataset)
 if model is None:
     preview_slot.empty()
     common.stop_page()
+screened = model.critic is not None and left.toggle(
+    "Critic's rejection sampling",
+    value=True,
+    key="sample_screened",
+    help="A critic trained on real images against this generator's draws keeps each draw with a probability that "
+    "rises with how real it finds it (discriminator rejection sampling): switch it off to see the raw draws.",
+)
 if mode != "Unconditional" and not model.supports_labels:
     st.warning("This GAN checkpoint has no label mapper beside it, so it can only sample unconditionally.")
     mode = "Unconditional"
@@ -241,6 +255,7 @@ try:
             offsets,
             scope == "First image",
             classifier is not None,
+            screened,
         )
 except ValueError as exc:
     preview_slot.empty()
@@ -300,7 +315,7 @@ else:
 try:
     with st.spinner("Interpolating..."):
         strip, strip_probs = cached_strip(
-            kind, dataset, checkpoint, labels, seeds, int(steps), float(temperature), classifier is not None
+            kind, dataset, checkpoint, labels, seeds, int(steps), float(temperature), classifier is not None, screened
         )
 except ValueError as exc:
     st.error(f"Cannot interpolate with these settings: {exc}")

@@ -348,6 +348,8 @@ def show_evaluation(log: TrainingLog) -> None:
         ):
             # like with like: a GAN run without a label mapper meets the shipped GAN without its mapper
             shipped_model = shipped_model.without_mapper()
+        if run_model is not None and shipped_model is not None and run_model.critic is None:
+            shipped_model = shipped_model.without_critic()  # ...and a run's raw draws the shipped model's raw draws
         if classifier is not None and run_model is not None:
             with st.spinner("Sampling and classifying..."):
                 rows = {f"this run ({log.run.name})": evaluation_row(run_model, classifier)}

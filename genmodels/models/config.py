@@ -15,7 +15,11 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 MAX_WIDTH = 65_536  # any size field above this is a typo, and would fail later as an allocation of terabytes
-FLOAT_RANGES = {"negative_slope": (0.0, 1.0), "dropout": (0.0, 0.99)}  # other float fields are loss weights: >= 0
+FLOAT_RANGES = {  # other float fields are loss weights: >= 0
+    "negative_slope": (0.0, 1.0),
+    "dropout": (0.0, 0.99),
+    "ceiling_quantile": (0.01, 1.0),
+}
 OPTIONAL_SIZES = {"refine_channels"}  # size fields where 0 leaves the layer out
 
 
