@@ -131,7 +131,7 @@ class GenerativeModel:
         """(latents [n, L] on the model's device, labels [n] or None); same seed, same latents.
 
         A generator whose decoder takes labels gets labels drawn from the seed when none are asked for. With a
-        critic, each latent is the first of its candidates that rejection sampling keeps (`screened_latents`).
+        critic, every latent is one its rejection sampling kept (`screened_latents`).
         """
         generator = seeded_generator(seed)
         temperature = check_temperature(temperature)

@@ -55,7 +55,7 @@ _SAMPLING_CRITIC_CHARTS = (
     Chart("Loss (binary cross-entropy, real vs drawn)", ("loss",), "loss"),
     Chart(
         "Critic's verdicts and the share of draws rejection sampling keeps (per epoch)",
-        ("d_real", "d_fake", "test_accuracy", "acceptance_rate"),
+        ("p_real", "p_drawn", "test_accuracy", "acceptance_rate"),
         "fraction",
         share=True,
     ),

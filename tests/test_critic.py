@@ -117,3 +117,25 @@ def test_the_conv_vae_s_screened_unconditional_draws_carry_no_labels(tmp_path):
     drawn = model.sample(5, None, seed=0)
     assert drawn.labels is None and drawn.images.shape == (5, 1, 28, 28)
     assert model.sample(5, 2, seed=0).labels.tolist() == [2] * 5
+
+
+def test_the_critic_task_learns_then_caps_each_class_at_its_80th_percentile():
+    from genmodels.recipes import Recipe
+    from train.tasks.critic import CriticTask
+
+    torch.manual_seed(0)
+    generator = build_model("dcgan", TINY_CONFIGS["dcgan"])
+    config = SampleCriticConfig(channels=(2, 4))
+    recipe = Recipe(epochs=1, batch_size=20, lr=1e-3)
+    task = CriticTask("dcgan_critic", config, recipe, torch.device("cpu"), 10, generator)
+    real, labels = torch.rand(20, 1, 28, 28) * 2 - 1, torch.arange(10).repeat(2)
+    losses = task.step(real, labels)
+    assert set(losses) == {"loss", "p_real", "p_drawn"} and torch.isfinite(losses["loss"])
+    checks = task.evaluate(real, labels)
+    assert 0 <= checks["test_accuracy"] <= 1 and 0 < checks["acceptance_rate"] <= 1
+    assert not task.critic.ceilings.any()  # set only once training ends
+    task.finalize()
+    fresh = torch.arange(10).repeat_interleave(500)
+    images = generator.decode(generator.latents(len(fresh), fresh, torch.Generator().manual_seed(7)), fresh)
+    always_kept = (task.critic.acceptance(images, fresh) == 1).float().mean()
+    assert 0.15 < always_kept < 0.25  # the draws at or above their class's 80th percentile

@@ -80,3 +80,12 @@ def test_consumers_list_the_registry():
 def test_unknown_kind_names_the_choices():
     with pytest.raises(ValueError, match="choose one of: cgan"):
         kinds.kind("diffusion")
+
+
+def test_every_sampling_critic_is_a_kind_that_trains_after_the_generator_it_screens():
+    from genmodels.kinds import screening_kinds
+
+    assert screening_kinds() == {"dcgan_critic": "dcgan", "conv_vae_critic": "conv_vae"}
+    for critic, generator in screening_kinds().items():
+        assert KINDS[critic].needs == (generator,) and not KINDS[critic].generates
+        assert training_order().index(critic) > training_order().index(generator)

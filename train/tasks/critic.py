@@ -78,10 +78,11 @@ class CriticTask(BaseTask):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        # not d_real / d_fake: a critic that wins is what this task wants, not the GAN failure those keys flag
         return {
             "loss": loss.detach(),
-            "d_real": torch.sigmoid(real.detach()).mean(),
-            "d_fake": torch.sigmoid(drawn.detach()).mean(),
+            "p_real": torch.sigmoid(real.detach()).mean(),
+            "p_drawn": torch.sigmoid(drawn.detach()).mean(),
         }
 
     @torch.no_grad()
