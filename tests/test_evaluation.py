@@ -13,7 +13,7 @@ from genmodels import evaluation, metrics
 from genmodels.api import load_classifier, load_generator, predict
 from genmodels.checkpoint import checkpoint_path, read_metadata, shipped_generators
 from genmodels.data import DataMissingError, to_unit
-from genmodels.kinds import KINDS, generator_kinds
+from genmodels.kinds import KINDS, generator_kinds, screening_kinds
 from genmodels.summary import load_summary
 
 
@@ -101,8 +101,13 @@ def test_evaluate_dataset_and_write_on_tiny_models(synthetic_data, tiny_root):
     )
     assert again["vae_fid"] == result["vae_fid"] and again["vae_class_accuracy"] == result["vae_class_accuracy"]
 
+    for kind in screening_kinds().values():  # a screened generator is measured with and without its critic
+        assert math.isfinite(result[f"{kind}_without_critic_fid"]) and f"{kind}_without_critic_seconds" not in result
+
     written = evaluation.write_evaluation(result, tiny_root)
-    assert {p.stem for p in written} == set(KINDS)
+    assert {p.stem for p in written} == set(KINDS) - set(screening_kinds())  # a critic's numbers are its generator's
+    screened = read_metadata(checkpoint_path("dcgan", "mnist", tiny_root))["evaluation"]
+    assert screened["without_critic_fid"] == result["dcgan_without_critic_fid"]
     meta = read_metadata(checkpoint_path("gan", "mnist", tiny_root))
     assert meta["evaluation"]["fid"] == result["gan_fid"] and meta["evaluation"]["samples"] == 100
     assert (
