@@ -222,23 +222,25 @@ def load_generator(
     device = torch.device(device) if device is not None else default_device()
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(kind, dataset, root)
     module, meta = load_model(path, kind=kind, dataset=dataset, device=device)
-    mapper = mapper_meta = None
-    labeller = KINDS[kind].labelled_by
-    if labeller is not None:
-        mapper_file = path.with_name(f"{labeller}.safetensors")
-        if mapper_file.exists():
-            mapper, mapper_meta = load_model(mapper_file, kind=labeller, dataset=dataset, device=device)
-            if mapper_meta.get("generator_sha256") not in (None, meta["weights_sha256"]):
-                raise CheckpointError(mapper_file, f"was trained for another generator than {path}")
-    critic = critic_meta = None
-    screener = KINDS[kind].screened_by
-    if screener is not None:
-        critic_file = path.with_name(f"{screener}.safetensors")
-        if critic_file.exists():
-            critic, critic_meta = load_model(critic_file, kind=screener, dataset=dataset, device=device)
-            if critic_meta.get("generator_sha256") != meta["weights_sha256"]:
-                raise CheckpointError(critic_file, f"was trained for another generator than {path}")
+    # an older mapper may not name its generator; a critic always does
+    mapper, mapper_meta = _companion(path, KINDS[kind].labelled_by, dataset, device, meta, unrecorded_ok=True)
+    critic, critic_meta = _companion(path, KINDS[kind].screened_by, dataset, device, meta, unrecorded_ok=False)
     return GenerativeModel(kind, dataset, module, meta, mapper, mapper_meta, critic, critic_meta)
+
+
+def _companion(
+    path: Path, kind: str | None, dataset: str, device: torch.device, meta: dict[str, Any], unrecorded_ok: bool
+) -> tuple[nn.Module | None, dict[str, Any] | None]:
+    """The network of kind `kind` beside the generator file `path` (its mapper or critic) and its metadata, or
+    (None, None) when there is none; CheckpointError when it was trained for other generator weights."""
+    companion_file = path.with_name(f"{kind}.safetensors") if kind is not None else None
+    if companion_file is None or not companion_file.exists():
+        return None, None
+    module, companion_meta = load_model(companion_file, kind=kind, dataset=dataset, device=device)
+    recorded = companion_meta.get("generator_sha256")
+    if recorded != meta["weights_sha256"] and not (recorded is None and unrecorded_ok):
+        raise CheckpointError(companion_file, f"was trained for another generator than {path}")
+    return module, companion_meta
 
 
 def load_classifier(

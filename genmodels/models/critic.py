@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genmodels.models.layers import check_labels
-
-BASE = 7  # two stride-2 convolutions take 28x28 images to 7x7 maps
+from genmodels.models.layers import STRIDED_SIDE, check_labels, strided_features
 
 
 @dataclass
@@ -35,15 +33,8 @@ class SampleCritic(nn.Module):
     def __init__(self, config: SampleCriticConfig):
         super().__init__()
         self.config = config
-        narrow, wide = config.channels
-        self.body = nn.Sequential(
-            nn.Conv2d(1, narrow, 4, stride=2, padding=1),  # 28 -> 14
-            nn.LeakyReLU(config.negative_slope, inplace=True),
-            nn.Conv2d(narrow, wide, 4, stride=2, padding=1),  # 14 -> 7
-            nn.LeakyReLU(config.negative_slope, inplace=True),
-            nn.Flatten(),
-        )
-        features = wide * BASE * BASE
+        self.body = strided_features(config.channels, config.negative_slope)
+        features = config.channels[1] * STRIDED_SIDE * STRIDED_SIDE
         self.to_logit = nn.Linear(features, 1)
         self.projection = nn.Embedding(config.num_classes, features)
         nn.init.normal_(self.projection.weight, std=0.02)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from genmodels.models.cgan import EmbeddingConditionedGenerator, class_heads
+from genmodels.models.layers import STRIDED_SIDE, strided_features
 
 BASE = 7  # G starts from 7x7 feature maps; two stride-2 steps reach 28x28
 
@@ -104,15 +105,8 @@ class DCDiscriminator(nn.Module):
     def __init__(self, config: DCGANConfig):
         super().__init__()
         self.config = config
-        narrow, wide = config.d_channels
-        self.body = nn.Sequential(
-            nn.Conv2d(1, narrow, 4, stride=2, padding=1),  # 28 -> 14
-            nn.LeakyReLU(config.negative_slope, inplace=True),
-            nn.Conv2d(narrow, wide, 4, stride=2, padding=1),  # 14 -> 7
-            nn.LeakyReLU(config.negative_slope, inplace=True),
-            nn.Flatten(),
-        )
-        features = wide * BASE * BASE
+        self.body = strided_features(config.d_channels, config.negative_slope)
+        features = config.d_channels[1] * STRIDED_SIDE * STRIDED_SIDE
         self.to_logit = nn.Linear(features, 1)
         self.projection = nn.Embedding(config.num_classes, features)
         nn.init.normal_(self.projection.weight, std=0.02)  # as the MLP cgan's: a small class term at the start

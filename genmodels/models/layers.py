@@ -50,6 +50,22 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+STRIDED_SIDE = 7  # two stride-2 convolutions take 28x28 images to 7x7 maps
+
+
+def strided_features(channels: tuple[int, ...], negative_slope: float) -> nn.Sequential:
+    """images [N, 1, 28, 28] -> features [N, wide * 7 * 7]: two 4x4 stride-2 convolutions (28 -> 14 -> 7) of
+    `channels` = (narrow, wide) maps, each followed by a leaky ReLU; the body of the conv discriminators."""
+    narrow, wide = channels
+    return nn.Sequential(
+        nn.Conv2d(1, narrow, 4, stride=2, padding=1),
+        nn.LeakyReLU(negative_slope, inplace=True),
+        nn.Conv2d(narrow, wide, 4, stride=2, padding=1),
+        nn.LeakyReLU(negative_slope, inplace=True),
+        nn.Flatten(),
+    )
+
+
 def gaussian_noise(n: int, dim: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """Standard normal noise [n, dim] on `device`, drawn from `generator` (on its own device) when given."""
     return torch.randn(n, dim, generator=generator, device=generator.device if generator is not None else device).to(
