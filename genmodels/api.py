@@ -24,6 +24,7 @@ from genmodels.models.vae import GaussianVAE
 MAX_SAMPLES = 10_000
 MAX_SEED = 2**63 - 1
 TEMPERATURE_RANGE = (0.05, 3.0)
+STRICTNESS_RANGE = (0.25, 8.0)  # the power of the critic's density ratio in rejection sampling (1: the exact rule)
 PREDICT_BATCH = 500  # images per classifier / encoder pass: its conv activations stay near 100 MB, not 400
 
 
@@ -46,16 +47,21 @@ def check_count(n: Any, limit: int = MAX_SAMPLES) -> int:
     return n
 
 
+def check_strictness(strictness: Any) -> float:
+    """A rejection-sampling strictness in STRICTNESS_RANGE; ValueError otherwise."""
+    return _number_in(strictness, "strictness", STRICTNESS_RANGE)
+
+
 def check_temperature(temperature: Any) -> float:
     """A truncation / temperature factor in TEMPERATURE_RANGE; ValueError otherwise."""
-    low, high = TEMPERATURE_RANGE
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not low <= float(temperature) <= high
-    ):
-        raise ValueError(f"temperature must be a number between {low} and {high}, got {temperature!r}")
-    return float(temperature)
+    return _number_in(temperature, "temperature", TEMPERATURE_RANGE)
+
+
+def _number_in(value: Any, name: str, bounds: tuple[float, float]) -> float:
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= float(value) <= high:
+        raise ValueError(f"{name} must be a number between {low} and {high}, got {value!r}")
+    return float(value)
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -99,6 +105,7 @@ class GenerativeModel:
     mapper_meta: dict[str, Any] | None = field(default=None)
     critic: SampleCritic | None = None
     critic_meta: dict[str, Any] | None = field(default=None)
+    strictness: float = 1.0  # the power of the critic's density ratio in its rejection sampling
 
     @property
     def latent_dim(self) -> int:
@@ -124,6 +131,14 @@ class GenerativeModel:
         """The same generator drawing without its critic's rejection sampling; this one is unchanged."""
         return dataclasses.replace(self, critic=None, critic_meta=None)
 
+    def with_strictness(self, strictness: float) -> GenerativeModel:
+        """The same generator whose critic keeps each draw with probability (density ratio) ** strictness, capped at
+        1; this one is unchanged. ValueError outside STRICTNESS_RANGE or for a generator without a critic."""
+        strictness = check_strictness(strictness)
+        if self.critic is None:
+            raise ValueError(f"the {self.dataset} {self.kind} has no sampling critic to make stricter")
+        return dataclasses.replace(self, strictness=strictness)
+
     @torch.no_grad()
     def latents(
         self, labels: torch.Tensor | None, n: int, seed: int, temperature: float = 1.0
@@ -143,7 +158,9 @@ class GenerativeModel:
             drawn = labels is None
             if drawn:  # the critic judges each draw as a member of its class: every draw gets one
                 labels = torch.randint(0, self.num_classes, (n,), generator=generator)
-            z = screened_latents(self.module, self.critic, labels.to(self.device), generator, temperature)
+            z = screened_latents(
+                self.module, self.critic, labels.to(self.device), generator, temperature, self.strictness
+            )
             return z, (None if drawn and not self.module.takes_labels else labels)
         source = self.mapper if labels is not None and self.mapper is not None else self.module
         z = source.latents(n, None if labels is None else labels.to(self.device), generator, temperature)
@@ -175,18 +192,24 @@ SCREEN_ROUNDS = 8  # after this many rounds a latent still without a kept draw t
 
 @torch.no_grad()
 def screened_latents(
-    module: nn.Module, critic: SampleCritic, labels: torch.Tensor, generator: torch.Generator, temperature: float
+    module: nn.Module,
+    critic: SampleCritic,
+    labels: torch.Tensor,
+    generator: torch.Generator,
+    temperature: float,
+    strictness: float = 1.0,
 ) -> torch.Tensor:
     """Latents [N, L] of classes `labels` [N] by discriminator rejection sampling: each round draws
-    SCREEN_CANDIDATES candidates per latent still wanted, keeps each with the critic's `acceptance` of its image,
-    and hands each class's kept candidates, in order, to the latents of that class still wanted."""
+    SCREEN_CANDIDATES candidates per latent still wanted, keeps each with the critic's `acceptance` of its image
+    (at `strictness`), and hands each class's kept candidates, in order, to the latents of that class still
+    wanted."""
     device, labels = labels.device, labels.cpu()  # the bookkeeping runs on the CPU, where the uniforms are drawn
     wanted = torch.arange(len(labels))
     out = torch.empty(len(labels), module.latent_dim)
     for round_ in range(SCREEN_ROUNDS):
         tried = labels[wanted].repeat(SCREEN_CANDIDATES)
         z = module.latents(len(tried), tried.to(device), generator, temperature)
-        accept = critic.acceptance(module.decode(z, tried.to(device)), tried).cpu()
+        accept = critic.acceptance(module.decode(z, tried.to(device)), tried, strictness).cpu()
         z = z.cpu()
         kept = torch.rand(len(tried), generator=generator) < accept
         last = round_ == SCREEN_ROUNDS - 1

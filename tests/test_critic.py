@@ -17,6 +17,14 @@ def test_keep_probability_is_the_density_ratio_capped_at_the_ceiling():
     assert torch.allclose(kept, torch.tensor([torch.exp(torch.tensor(-3.5)), torch.exp(torch.tensor(-1.5)), 1, 1]))
 
 
+def test_strictness_raises_the_density_ratio_to_its_power():
+    logits, ceilings = torch.tensor([-3.0, -1.0, 0.5, 2.0]), torch.full((4,), 0.5)
+    exact = keep_probability(logits, ceilings)
+    assert torch.allclose(keep_probability(logits, ceilings, 2.0), exact**2)
+    assert torch.allclose(keep_probability(logits, ceilings, 0.5), exact.sqrt())
+    assert keep_probability(logits, ceilings, 4.0)[2:].tolist() == [1.0, 1.0]  # at or above the ceiling: kept
+
+
 def test_ceilings_are_each_class_s_quantile():
     logits = torch.cat([torch.arange(100.0), 1000 + torch.arange(100.0)])
     labels = torch.cat([torch.zeros(100), torch.ones(100)]).long()
@@ -48,7 +56,7 @@ class BrightCritic:
     def __init__(self, none=False):
         self.none = none
 
-    def acceptance(self, images, labels):
+    def acceptance(self, images, labels, strictness=1.0):
         bright = images.mean(dim=(1, 2, 3)) > 0.5
         return torch.zeros(len(images)) if self.none else bright.float()
 
@@ -95,6 +103,15 @@ def test_the_critic_beside_a_generator_screens_its_draws(tmp_path):
     assert not torch.equal(screened.images, raw.sample(8, 3, seed=0).images)
     assert torch.equal(model.without_critic().sample(8, 3, seed=0).images, raw.sample(8, 3, seed=0).images)
     assert model.critic is not None  # without_critic leaves the model itself as it was
+    strict = model.with_strictness(4.0)
+    assert strict.strictness == 4.0 and model.strictness == 1.0
+    assert not torch.equal(strict.sample(8, 3, seed=0).images, screened.images)
+    assert torch.equal(model.with_strictness(1).sample(8, 3, seed=0).images, screened.images)
+    for bad in (0.1, 9, float("nan"), True, "2"):
+        with pytest.raises(ValueError, match="strictness must be"):
+            model.with_strictness(bad)
+    with pytest.raises(ValueError, match="no sampling critic"):
+        raw.with_strictness(2.0)
     unlabelled = model.sample(6, None, seed=0)
     assert len(unlabelled.labels) == 6  # the dcgan decodes with a class: drawn from the seed
 

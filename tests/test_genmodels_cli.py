@@ -80,6 +80,8 @@ def test_a_screened_generator_samples_through_its_critic_unless_told_otherwise(t
     assert code == 0 and "screened by its critic" in stdout
     code, stdout, _ = run(capsys, *argv, "--without-critic")
     assert code == 0 and "wrote 3" in stdout and "screened by its critic" not in stdout
+    code, stdout, _ = run(capsys, *argv, "--strictness", "4")
+    assert code == 0 and "screened by its critic at strictness 4" in stdout
 
 
 def test_sample_label_all_is_n_per_class_in_class_order(tiny, tmp_path, capsys):
@@ -171,6 +173,9 @@ def test_sample_from_a_given_checkpoint(tiny, tmp_path, capsys):
         (["--dataset", "mnist", "--model", "cgan", "--out", "OUT/missing/x.png"], 2, "does not exist"),
         (["--dataset", "mnist", "--model", "cgan", "--out", "OUT"], 2, "unknown extension"),
         (["--dataset", "mnist", "--model", "cgan", "--without-critic", "--out", "OUT/x.png"], 2, "no sampling critic"),
+        (["--dataset", "mnist", "--model", "cgan", "--strictness", "2", "--out", "OUT/x.png"], 2, "no sampling critic"),
+        (["--dataset", "mnist", "--model", "dcgan", "--strictness", "0"], 2, "strictness must be"),
+        (["--dataset", "mnist", "--model", "dcgan", "--strictness", "2", "--without-critic"], 2, "switches it off"),
         (
             ["--dataset", "mnist", "--model", "cgan", "--checkpoint", "OUT/none.safetensors", "--out", "OUT/x.png"],
             2,

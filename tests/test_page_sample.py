@@ -168,7 +168,13 @@ def test_a_critic_screens_the_draws_until_switched_off(kind):
     at = ok(open_page("fashion").selectbox(key="sample_kind").set_value(kind).run())
     assert at.toggle(key="sample_screened").value is True
     screened = gallery(at)[0]
+    assert at.select_slider(key="sample_strictness").value == 1.0
+    at = ok(at.select_slider(key="sample_strictness").set_value(4.0).run())
+    assert gallery(at)[0] != screened and len(gallery(at)[0]) == len(screened)
+    at = ok(at.select_slider(key="sample_strictness").set_value(1.0).run())
+    assert gallery(at)[0] == screened
     at = ok(at.toggle(key="sample_screened").set_value(False).run())
     assert gallery(at)[0] != screened and len(gallery(at)[0]) == len(screened)
+    assert all(slider.key != "sample_strictness" for slider in at.select_slider)
     at = ok(at.selectbox(key="sample_kind").set_value("cgan").run())
     assert all(toggle.key != "sample_screened" for toggle in at.toggle)

@@ -23,6 +23,7 @@ from views import common
 PREVIEW_SEND_S = 0.4
 MODES = ("One class", "Every class", "Unconditional")
 EDITABLE_DIMS = 4
+STRICTNESS_CHOICES = (1.0, 2.0, 4.0)  # the critic's density ratio to these powers (docs/model_zoo.md measured them)
 DEFAULTS = {
     "sample_kind": default_kind(),
     "sample_mode": "One class",
@@ -30,6 +31,7 @@ DEFAULTS = {
     "sample_n": DEFAULT_COUNT,
     "sample_seed": DEFAULT_SEED,
     "sample_temperature": DEFAULT_TEMPERATURE,
+    "sample_strictness": STRICTNESS_CHOICES[0],
     "sample_edit_scope": "First image",
     **{f"sample_dz{i}": 0.0 for i in range(EDITABLE_DIMS)},
 }
@@ -113,11 +115,11 @@ def cached_gallery(
     offsets: tuple[float, ...],
     first_only: bool,
     classify: bool,
-    screened: bool,
+    strictness: float | None,
 ) -> Gallery:
     """A generated, classified batch; the same request is answered from the cache."""
     classifier = common.classifier(dataset) if classify else None
-    model = screening(common.generator(kind, dataset, checkpoint), screened)
+    model = screening(common.generator(kind, dataset, checkpoint), strictness)
     return generate_gallery(model, classifier, label, n, seed, temperature, offsets, first_only)
 
 
@@ -131,17 +133,20 @@ def cached_strip(
     steps: int,
     temperature: float,
     classify: bool,
-    screened: bool,
+    strictness: float | None,
 ):
     """Interpolation images and, when the classifier is available, their class probabilities."""
-    model = screening(common.generator(kind, dataset, checkpoint), screened)
+    model = screening(common.generator(kind, dataset, checkpoint), strictness)
     images = interpolation_strip(model, *labels, *seeds, steps, temperature)
     return images, predict(common.classifier(dataset), images) if classify else None
 
 
-def screening(model, screened: bool):
-    """The model drawing with its critic's rejection sampling, or without it when the page switched that off."""
-    return model if screened or model.critic is None else model.without_critic()
+def screening(model, strictness: float | None):
+    """The model drawing with its critic's rejection sampling at `strictness`, or without it (None: the page switched
+    that off)."""
+    if model.critic is None:
+        return model
+    return model.without_critic() if strictness is None else model.with_strictness(strictness)
 
 
 def user_checkpoints(kind: str, dataset: str) -> dict[str, str]:
@@ -230,6 +235,21 @@ screened = model.critic is not None and left.toggle(
     help="A critic trained on real images against this generator's draws keeps each draw with a probability that "
     "rises with how real it finds it (discriminator rejection sampling): switch it off to see the raw draws.",
 )
+strictness = (
+    float(
+        left.select_slider(
+            "Critic's strictness",
+            STRICTNESS_CHOICES,
+            format_func=lambda a: f"{a:g}" + (" (exact)" if a == 1.0 else ""),
+            key="sample_strictness",
+            help="Each draw is kept with probability (the critic's density ratio) to this power. 1 aims at the real "
+            "images' spread; 2 and 4 keep only the draws the critic finds likeliest: more typical images (the "
+            "classifier agrees more often), less variety.",
+        )
+    )
+    if screened
+    else None
+)
 if mode != "Unconditional" and not model.supports_labels:
     st.warning("This GAN checkpoint has no label mapper beside it, so it can only sample unconditionally.")
     mode = "Unconditional"
@@ -255,7 +275,7 @@ try:
             offsets,
             scope == "First image",
             classifier is not None,
-            screened,
+            strictness,
         )
 except ValueError as exc:
     preview_slot.empty()
@@ -315,7 +335,7 @@ else:
 try:
     with st.spinner("Interpolating..."):
         strip, strip_probs = cached_strip(
-            kind, dataset, checkpoint, labels, seeds, int(steps), float(temperature), classifier is not None, screened
+            kind, dataset, checkpoint, labels, seeds, int(steps), float(temperature), classifier is not None, strictness
         )
 except ValueError as exc:
     st.error(f"Cannot interpolate with these settings: {exc}")

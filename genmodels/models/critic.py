@@ -45,12 +45,12 @@ class SampleCritic(nn.Module):
         return self.to_logit(h).squeeze(1) + (self.projection(labels) * h).sum(dim=1)
 
     @torch.no_grad()
-    def acceptance(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def acceptance(self, images: torch.Tensor, labels: torch.Tensor, strictness: float = 1.0) -> torch.Tensor:
         """Images [N, 1, 28, 28] in [0, 1] of classes `labels` [N] -> the probability [N] of keeping each."""
         device = self.ceilings.device
         labels = check_labels(labels, self.config.num_classes).to(device)
         logits = self(images.to(device, torch.float32) * 2.0 - 1.0, labels).float()
-        return keep_probability(logits, self.ceilings[labels])
+        return keep_probability(logits, self.ceilings[labels], strictness)
 
     @torch.no_grad()
     def set_ceilings(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -58,10 +58,11 @@ class SampleCritic(nn.Module):
         self.ceilings.copy_(class_ceilings(logits, labels, self.config.num_classes, self.config.ceiling_quantile))
 
 
-def keep_probability(logits: torch.Tensor, ceilings: torch.Tensor) -> torch.Tensor:
-    """exp(logit - ceiling), capped at 1: the estimated density ratio rescaled so that draws at or above their
-    class's ceiling are always kept."""
-    return torch.exp((logits - ceilings).clamp(max=0.0))
+def keep_probability(logits: torch.Tensor, ceilings: torch.Tensor, strictness: float = 1.0) -> torch.Tensor:
+    """exp(strictness (logit - ceiling)), capped at 1: the estimated density ratio (to the power `strictness`)
+    rescaled so that draws at or above their class's ceiling are always kept. Strictness 1 aims at the data's
+    density; above 1 favours the draws the critic finds likeliest, trading variety for typical images."""
+    return torch.exp((strictness * (logits - ceilings)).clamp(max=0.0))
 
 
 def class_ceilings(logits: torch.Tensor, labels: torch.Tensor, num_classes: int, quantile: float) -> torch.Tensor:
