@@ -33,6 +33,7 @@ FULL = {
     "sample_repeats": 50,
     "page_repeats": 5,
     "first_visit_pages": None,  # every page
+    "first_visit_datasets": None,  # both datasets
     "ceiling_batches": (256, 1024, 4096),
     "ceiling_repeats": 3,
     "invert_repeats": 10,
@@ -47,6 +48,7 @@ QUICK = {
     "sample_repeats": 5,
     "page_repeats": 1,
     "first_visit_pages": ("data",),
+    "first_visit_datasets": ("mnist",),  # each visit waits for a fresh server's preload (about 30 s on 2 cores)
     "ceiling_batches": (32, 64),
     "ceiling_repeats": 1,
     "invert_repeats": 2,
@@ -161,7 +163,9 @@ def measure(
         else:
             from bench import app
 
-            results["app"] = app.measure(settings["page_repeats"], log, settings["first_visit_pages"])
+            results["app"] = app.measure(
+                settings["page_repeats"], log, settings["first_visit_pages"], settings["first_visit_datasets"]
+            )
     if "invert" in args.sections:
         if device.type != "cpu":
             results["invert"] = {"skipped": "inversion is measured on the CPU runs only"}

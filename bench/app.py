@@ -53,15 +53,20 @@ SETTLED_JS = """quiet => new Promise(resolve => {
 })"""
 
 
-def measure(repeats: int, log: Callable[[str], None], visit_pages: tuple[str, ...] | None = None) -> dict[str, Any]:
+def measure(
+    repeats: int,
+    log: Callable[[str], None],
+    visit_pages: tuple[str, ...] | None = None,
+    visit_datasets: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """First page served (HTTP, and rendered in Chromium when Playwright is there), each page's cold first visit
-    (`visit_pages`: all when None), warm page p50s and peak RSS."""
+    (`visit_pages`, `visit_datasets`: all when None), warm page p50s and peak RSS."""
     out: dict[str, Any] = first_page()
     log(
         f"app first page: {out['first_page_s']} s, its samples {out.get('first_samples_s', '-')} s "
         f"({out['first_page_measure']})"
     )
-    visits = first_visits(visit_pages)
+    visits = first_visits(visit_pages, visit_datasets)
     if visits:
         out.update(visits)
         log(

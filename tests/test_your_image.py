@@ -89,6 +89,20 @@ def test_nearest_neighbours_match_a_brute_force_search(mnist):
     assert index.unit_images(found["pixels"].rows).shape == (5, 1, 28, 28)
 
 
+def test_the_index_s_inference_copy_folds_batch_norm_and_keeps_the_features(mnist):
+    from genmodels.neighbors import _inference_copy
+
+    classifier, summary = mnist
+    images = unit_images(summary.subset_images[:64]) * 2 - 1
+    fast = _inference_copy(classifier)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in classifier.modules())  # the shared one is untouched
+    with torch.no_grad():
+        expected = classifier.features(images)
+        got = fast.features(images.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
 def test_vae_view_and_the_ellipse_on_both_planes():
     vae = api.load_generator("vae", "mnist", device="cpu")
     summary = load_summary("mnist", prefer_full=False)
