@@ -163,8 +163,9 @@ def test_only_kinds_with_a_checkpoint_are_offered_and_a_broken_one_says_why(tmp_
 
 @pytest.mark.parametrize("kind", ["dcgan", "conv_vae"])
 def test_a_critic_screens_the_draws_until_switched_off(kind):
-    """A generator shipped with a sampling critic draws through its rejection sampling by default; switched off,
-    the page shows the raw draws of the same seed. Generators without one offer no switch."""
+    """A generator shipped with a sampling critic draws through its rejection sampling by default, at strictness 1;
+    a stricter critic keeps other draws; switched off, the page shows the raw draws of the same seed and no
+    strictness. Generators without one offer no switch."""
     at = ok(open_page("fashion").selectbox(key="sample_kind").set_value(kind).run())
     assert at.toggle(key="sample_screened").value is True
     screened = gallery(at)[0]
