@@ -4,11 +4,14 @@ the VAE's encoding on the latent map, each GAN's inversion, and the nearest trai
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.logger import get_logger
 from streamlit_drawable_canvas import st_canvas
 
 from genmodels.checkpoint import CheckpointError
@@ -24,6 +27,7 @@ KEPT_INVERSIONS = 24
 ENCODING_KEY = "your_image_encoding"  # {dataset: (mu, draws)} for the Latent space page to draw
 SELECT_KEY = "your_image_select"  # tells the Latent space page to decode at the encoding
 PROJECTION_KEY = "latent_projection"  # shared with the Latent space page
+log = get_logger(__name__)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -49,6 +53,25 @@ def neighbour_index(dataset: str):
     from genmodels.your_image import neighbour_pool
 
     return build_index(common.classifier(dataset), *neighbour_pool(dataset))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def start_indexing(dataset: str) -> threading.Thread | None:
+    """Start, once per server and dataset, building the neighbour index in the background when the page opens, so
+    that it is ready, or under way, by the time a visitor has drawn or uploaded an image; None when
+    GENMODELS_PRELOAD is "0" (the page tests measure the page themselves)."""
+    if os.environ.get(common.PRELOAD_ENV, "1") == "0":
+        return None
+
+    def run() -> None:
+        try:
+            neighbour_index(dataset)  # a visitor's call for the same index waits for this one (a per-key lock)
+        except Exception:  # noqa: BLE001 - the page shows the real error when the visitor's call retries it
+            log.debug("indexing %s in the background failed", dataset, exc_info=True)
+
+    thread = threading.Thread(target=run, name=f"genmodels-index-{dataset}", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -291,6 +314,7 @@ def neighbour_section(dataset: str, pixels: np.ndarray) -> None:
 
 dataset = common.current_dataset()
 names = common.class_names(dataset)
+start_indexing(dataset)
 st.title("Your image")
 st.caption(
     "Draw a digit or a garment, or upload a picture: the page prepares it the way the dataset's images were "
