@@ -16,6 +16,8 @@ import streamlit as st
 from genmodels.datasets import DATASETS, dataset_info
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from genmodels import api
     from genmodels.compare import Baseline
     from genmodels.latent import LatentMap
@@ -159,8 +161,6 @@ def try_classifier(dataset: str):
 def start_preload() -> threading.Thread | None:
     """Start, once per server, the thread that loads every model and computes what pages show by default
     (views.shared.preload); None when GENMODELS_PRELOAD is "0"."""
-    if os.environ.get(PRELOAD_ENV, "1") == "0":
-        return None
 
     def run() -> None:
         time.sleep(PRELOAD_DELAY_S)
@@ -168,7 +168,15 @@ def start_preload() -> threading.Thread | None:
 
         preload()
 
-    thread = threading.Thread(target=run, name="genmodels-preload", daemon=True)
+    return start_background("genmodels-preload", run)
+
+
+def start_background(name: str, target: Callable[[], None]) -> threading.Thread | None:
+    """Run `target` in a daemon thread called `name`; None, starting nothing, when GENMODELS_PRELOAD is "0" (the
+    page tests measure and clear caches themselves)."""
+    if os.environ.get(PRELOAD_ENV, "1") == "0":
+        return None
+    thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     return thread
 

@@ -4,7 +4,6 @@ the VAE's encoding on the latent map, each GAN's inversion, and the nearest trai
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 
 import numpy as np
@@ -60,8 +59,6 @@ def start_indexing(dataset: str) -> threading.Thread | None:
     """Start, once per server and dataset, building the neighbour index in the background when the page opens, so
     that it is ready, or under way, by the time a visitor has drawn or uploaded an image; None when
     GENMODELS_PRELOAD is "0" (the page tests measure the page themselves)."""
-    if os.environ.get(common.PRELOAD_ENV, "1") == "0":
-        return None
 
     def run() -> None:
         try:
@@ -69,9 +66,7 @@ def start_indexing(dataset: str) -> threading.Thread | None:
         except Exception:  # noqa: BLE001 - the page shows the real error when the visitor's call retries it
             log.debug("indexing %s in the background failed", dataset, exc_info=True)
 
-    thread = threading.Thread(target=run, name=f"genmodels-index-{dataset}", daemon=True)
-    thread.start()
-    return thread
+    return common.start_background(f"genmodels-index-{dataset}", run)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
