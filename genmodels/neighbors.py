@@ -7,8 +7,12 @@ pixels would hold 188 MB per dataset in the app); its candidates are then re-ran
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +21,7 @@ from torch import nn
 
 from genmodels.api import PREDICT_BATCH, seeded_generator
 from genmodels.models import Classifier
+from genmodels.paths import atomic_write_bytes
 
 COMPONENTS = 48
 CANDIDATES = 64  # searched in the PCA space, then re-ranked exactly: the true top 8 sit well inside them
@@ -24,6 +29,7 @@ PCA_FIT_ROWS = 10_000  # the axes fitted on a fixed random subset: same axes, a 
 SPACES = ("pixels", "features")
 CHUNK = 5_000  # images per pass while indexing: 16 MB of float pixels at a time
 INDEX_BATCH = 250  # images per pass while indexing: faster than 100 or 500 on the 2-core EPYC (docs/benchmark.md)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,6 +96,42 @@ def _inference_copy(classifier: Classifier) -> Classifier:
     return fast.to(memory_format=torch.channels_last)
 
 
+def features_key(classifier: Classifier, images: torch.Tensor) -> str:
+    """A digest of everything the index's features depend on: the classifier's weights, the images, and how the
+    features are computed on this machine (torch's version, bf16 or not)."""
+    digest = hashlib.sha256()
+    for name, tensor in classifier.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(images.contiguous().numpy().tobytes())
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    digest.update(f"{torch.__version__} bf16={native_bf16} batch={INDEX_BATCH}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _cached_features(classifier: Classifier, images: torch.Tensor, cache: Path) -> np.ndarray:
+    """`_index_features`, read from `cache` when an earlier run stored them; computed and stored otherwise."""
+    # the classifier's pass is ~90% of an index's build (10-30 s on a 2-core CPU), and a server restart repeats it
+    path = Path(cache) / f"index-features-{features_key(classifier, images)}.npy"
+    try:
+        features = np.load(path, allow_pickle=False)
+        if features.ndim == 2 and len(features) == len(images) and features.dtype == np.float32:
+            return features
+        log.warning("ignoring %s: it holds %s %s, not one float32 row per image", path, features.shape, features.dtype)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as error:
+        log.warning("ignoring the unreadable cache file %s: %s", path, error)
+    features = _index_features(classifier, images)
+    buffer = io.BytesIO()
+    np.save(buffer, features, allow_pickle=False)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as error:  # a read-only checkout still answers; it only computes them again next time
+        log.warning("could not keep the index's features in %s: %s", path, error)
+    return features
+
+
 def _fit_search(chunks: Callable[[], Iterator[np.ndarray]], subset: np.ndarray) -> tuple[Any, Any]:
     """A PCA fitted on the rows `subset` of the row chunks [n, D] and a NearestNeighbors over every row in its space.
 
@@ -110,15 +152,21 @@ def _fit_search(chunks: Callable[[], Iterator[np.ndarray]], subset: np.ndarray) 
 
 
 def build_index(
-    classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, source: str, seed: int = 0
+    classifier: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    source: str,
+    seed: int = 0,
+    cache: Path | None = None,
 ) -> NeighbourIndex:
-    """Index uint8 images [N, 28, 28] with labels [N] by pixels and by `classifier`'s features."""
+    """Index uint8 images [N, 28, 28] with labels [N] by pixels and by `classifier`'s features; with a `cache`
+    folder, the features of the same classifier and images are read from there instead of computed again."""
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != torch.uint8 or len(images) != len(labels):
         raise ValueError(f"need uint8 images [N, 28, 28] with one label each, got {tuple(images.shape)} {images.dtype}")
     if len(images) < 2:
         raise ValueError("need at least 2 images to index")
     subset = np.sort(torch.randperm(len(images), generator=seeded_generator(seed))[:PCA_FIT_ROWS].numpy())
-    features = _index_features(classifier, images)
+    features = _index_features(classifier, images) if cache is None else _cached_features(classifier, images, cache)
     searches = {
         "pixels": _fit_search(
             lambda: (_unit(chunk).reshape(len(chunk), -1).numpy() for chunk in images.split(CHUNK)), subset

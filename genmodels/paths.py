@@ -38,6 +38,15 @@ def runs_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else REPO_ROOT / "runs"
 
 
+def cache_dir(root: str | os.PathLike | None = None) -> Path:
+    """Data derived from the datasets and checkpoints, kept between server starts: argument, else $GENMODELS_CACHE,
+    else the repo's .cache/."""
+    if root is not None:
+        return Path(root)
+    env = os.environ.get("GENMODELS_CACHE")
+    return Path(env) if env else REPO_ROOT / ".cache"
+
+
 def _umask() -> int:
     """The process's file-creation mask, read without setting it (os.umask would, racing other threads' files)."""
     try:

@@ -1,7 +1,10 @@
 # --- reliability fixtures (issue #6): synthetic IDX datasets and tiny random checkpoints ---
+import atexit as _atexit
 import json as _json
 import os as _os
+import shutil as _shutil
 import struct as _struct
+import tempfile as _tempfile
 import time as _time
 
 import pytest as _pytest
@@ -9,6 +12,11 @@ import pytest as _pytest
 # The app's background preload (views.shared.preload) would race the page tests that swap checkpoint folders and
 # clear the caches, and eat the CPU they time; the load test turns it back on for the server it starts.
 _os.environ.setdefault("GENMODELS_PRELOAD", "0")
+# One cache of derived data (the neighbour index's features) for the whole run and the servers and benchmarks it
+# starts: built once per dataset instead of once per process, empty at the start so every run starts cold
+if "GENMODELS_CACHE" not in _os.environ:
+    _os.environ["GENMODELS_CACHE"] = _tempfile.mkdtemp(prefix="genmodels-test-cache-")
+    _atexit.register(_shutil.rmtree, _os.environ["GENMODELS_CACHE"], ignore_errors=True)
 
 
 def write_idx_dataset(root, folder="MNIST", n_train=600, n_test=200, seed=0):

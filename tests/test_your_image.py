@@ -103,6 +103,34 @@ def test_the_index_s_inference_copy_folds_batch_norm_and_keeps_the_features(mnis
     assert torch.allclose(got, expected, atol=1e-4)
 
 
+def test_the_index_keeps_its_features_in_the_cache_and_reads_them_back(mnist, tmp_path, monkeypatch):
+    from genmodels import neighbors
+
+    classifier, summary = mnist
+    images, labels = summary.subset_images[:300], summary.subset_labels[:300]
+    first = build_index(classifier, images, labels, "bundled test images", cache=tmp_path)
+    stored = list(tmp_path.glob("index-features-*.npy"))
+    assert len(stored) == 1 and neighbors.features_key(classifier, images) in stored[0].name
+
+    def not_again(*args):
+        raise AssertionError("the features were computed again")
+
+    monkeypatch.setattr(neighbors, "_index_features", not_again)
+    again = build_index(classifier, images, labels, "bundled test images", cache=tmp_path)
+    query = unit_images(images[7:8]).flip(-1)
+    for space in neighbors.SPACES:
+        assert (
+            nearest(again, classifier, query)[space].rows.tolist()
+            == nearest(first, classifier, query)[space].rows.tolist()
+        )
+    # other images are another key; a damaged file is computed again (and rewritten), not trusted
+    assert neighbors.features_key(classifier, images[:299]) != neighbors.features_key(classifier, images)
+    monkeypatch.undo()
+    stored[0].write_bytes(b"not an array")
+    build_index(classifier, images, labels, "bundled test images", cache=tmp_path)
+    assert np.load(stored[0]).shape[0] == len(images)
+
+
 def test_vae_view_and_the_ellipse_on_both_planes():
     vae = api.load_generator("vae", "mnist", device="cpu")
     summary = load_summary("mnist", prefer_full=False)

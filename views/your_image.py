@@ -49,9 +49,10 @@ def encode(dataset: str, pixels: np.ndarray):
 def neighbour_index(dataset: str):
     """The nearest-neighbour index of the dataset's training images."""
     from genmodels.neighbors import build_index
+    from genmodels.paths import cache_dir
     from genmodels.your_image import neighbour_pool
 
-    return build_index(common.classifier(dataset), *neighbour_pool(dataset))
+    return build_index(common.classifier(dataset), *neighbour_pool(dataset), cache=cache_dir())
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
