@@ -48,6 +48,19 @@ def test_cgan_shapes():
         generator.decode(generator.latents(2))
 
 
+def test_cgan_batch_norm_normalises_g_over_the_batch_in_training_and_decodes_one_image_in_eval():
+    config = CGANConfig(g_hidden=(16, 32), g_batch_norm=True)
+    generator = CondGenerator(config)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in generator.modules()) == 2
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in CondGenerator(CGANConfig(g_hidden=(16, 32))).modules())
+    hidden = generator.body[:2](torch.randn(64, config.latent_dim + config.embed_dim) * 5 + 3)
+    assert hidden.mean(0).abs().max() < 1e-5 and (hidden.std(0, unbiased=False) - 1).abs().max() < 1e-3
+    generator.eval()  # the running statistics: one image at a time decodes
+    image = generator.decode(generator.latents(1), torch.tensor([4]))
+    assert image.shape == (1, 1, 28, 28) and torch.isfinite(image).all()
+    assert config_from_dict(CGANConfig, config_to_dict(config)).g_batch_norm is True
+
+
 def test_mapper_keeps_noise_and_shapes():
     mapper = Mapper(MapperConfig())
     z = mapper.latents(2, torch.tensor([1, 2]), torch.Generator().manual_seed(0))

@@ -26,6 +26,7 @@ class CGANConfig:
     negative_slope: float = 0.2
     dropout: float = 0.3
     aux_weight: float = 1.0
+    g_batch_norm: bool = False  # BatchNorm1d after each of G's hidden Linear layers
     twin_class_head: bool = False  # TAC-GAN: D's second class head, trained on fakes; see AdversarialTask
 
 
@@ -76,7 +77,11 @@ class CondGenerator(EmbeddingConditionedGenerator):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.num_classes, config.embed_dim)
-        self.body = mlp([config.latent_dim + config.embed_dim, *config.g_hidden], config.negative_slope)
+        self.body = mlp(
+            [config.latent_dim + config.embed_dim, *config.g_hidden],
+            config.negative_slope,
+            batch_norm=config.g_batch_norm,
+        )
         self.to_pixels = nn.Linear(config.g_hidden[-1], IMAGE_PIXELS)
 
     def forward_embedded(self, z: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:

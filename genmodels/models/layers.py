@@ -10,12 +10,15 @@ IMAGE_SHAPE = (1, 28, 28)
 IMAGE_PIXELS = 28 * 28
 
 
-def mlp(sizes: list[int], negative_slope: float, dropout: float = 0.0) -> nn.Sequential:
-    """Linear + LeakyReLU (+ Dropout) for each consecutive pair in `sizes`."""
+def mlp(sizes: list[int], negative_slope: float, dropout: float = 0.0, batch_norm: bool = False) -> nn.Sequential:
+    """Linear (+ BatchNorm1d) + LeakyReLU (+ Dropout) for each consecutive pair in `sizes`."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=False):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(fan_out))
         # in place: Linear's backward does not need its output, and LeakyReLU's backward can use its own
-        layers += [nn.Linear(fan_in, fan_out), nn.LeakyReLU(negative_slope, inplace=True)]
+        layers.append(nn.LeakyReLU(negative_slope, inplace=True))
         if dropout > 0:
             layers.append(Dropout(dropout))
     return nn.Sequential(*layers)
