@@ -45,7 +45,10 @@ def encode(dataset: str, pixels: np.ndarray):
     return vae_view(common.generator("vae", dataset), pixels)
 
 
-@st.cache_resource(show_spinner="Indexing the training images (once per server, 10-30 s)...", max_entries=2)
+@st.cache_resource(
+    show_spinner="Indexing the training images (10-30 s the first time, a few seconds on a restarted server)...",
+    max_entries=2,
+)
 def neighbour_index(dataset: str):
     """The nearest-neighbour index of the dataset's training images."""
     from genmodels.neighbors import build_index
