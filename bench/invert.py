@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 from bench.timing import percentile
 
@@ -76,7 +76,10 @@ def page_render_times(repeats: int, log: Callable[[str], None]) -> dict[str, Any
 
     out: dict[str, Any] = {}
     # a server's very first input: no index features kept by an earlier run (genmodels.neighbors' cache)
-    with tempfile.TemporaryDirectory(prefix="genmodels-cold-cache-") as cold, _environment("GENMODELS_CACHE", cold):
+    with (
+        tempfile.TemporaryDirectory(prefix="genmodels-cold-cache-") as cold,
+        mock.patch.dict(os.environ, {"GENMODELS_CACHE": cold}),
+    ):
         for dataset in DATASETS:
             out[dataset] = _page_times(dataset, repeats)
             log(
@@ -85,20 +88,6 @@ def page_render_times(repeats: int, log: Callable[[str], None]) -> dict[str, Any
             )
     out["p50_s"] = max(out[d]["p50_s"] for d in DATASETS)
     return out
-
-
-@contextlib.contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    """The environment variable `name` set to `value` inside the block, as it was before it."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
 
 
 def _page_times(dataset: str, repeats: int) -> dict[str, float]:
