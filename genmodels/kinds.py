@@ -40,7 +40,16 @@ _SAMPLE_ACCURACY = Chart(
 _CONDITIONAL_GAN_CHARTS = (
     Chart(
         "Losses: discriminator vs generator",
-        ("loss_d", "loss_g", "loss_d_class", "loss_g_class", "loss_d_twin", "loss_g_twin", "loss_mode_seeking"),
+        (
+            "loss_d",
+            "loss_g",
+            "loss_d_class",
+            "loss_g_class",
+            "loss_d_twin",
+            "loss_g_twin",
+            "loss_mode_seeking",
+            "r1_penalty",
+        ),
         "loss",
     ),
     _GAN_OUTPUTS,

@@ -153,6 +153,17 @@ OPTIONS = (
         step=0.05,
     ),
     Option(
+        "r1",
+        "R1 penalty",
+        "adversarial",
+        "Weight of a penalty on D's slope at real images (R1): a steadier D, so training settles instead of circling.",
+        "float",
+        low=0.0,
+        high=100.0,
+        step=0.5,
+        recipe_field="r1_weight",
+    ),
+    Option(
         "mode_seeking",
         "Mode-seeking weight",
         "adversarial",
@@ -203,6 +214,7 @@ class TrainingOptions:
     d_steps: int | None = None
     lr_d: float | None = None
     label_smoothing: float | None = None
+    r1: float | None = None
     mode_seeking: float | None = None
     beta: float | None = None
     kl_warmup: int | None = None

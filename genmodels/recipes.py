@@ -33,6 +33,7 @@ class Recipe:
     d_steps: int = 1  # GANs: discriminator updates per generator update (each on fresh fakes)
     lr_d: float | None = None  # GANs: the discriminator's own learning rate (None: lr)
     spectral_norm: bool = False  # GANs: spectral normalisation on every layer of the discriminator
+    r1_weight: float = 0.0  # GANs: weight (gamma) of the R1 penalty on D's gradient at real images (0 = off)
     mode_seeking: float = 0.0  # conditional GANs: weight of the mode-seeking term (pairs of fakes of one class)
     beta: float = 1.0  # VAEs: weight of the KL term (beta-VAE)
     kl_warmup_steps: int = 0  # VAEs: ramp the KL weight linearly from 0 to beta over this many steps

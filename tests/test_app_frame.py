@@ -280,10 +280,28 @@ def test_changed_gan_fields_reach_the_training_command(runs_root, monkeypatch):
     next(c for c in at.sidebar.checkbox if c.label == "Spectral norm in D").check()
     at = submit(
         at,
-        **{"GAN objective": "hinge", "D steps per G step": 2, "D learning rate": "1e-3", "Mode-seeking weight": 1.5},
+        **{
+            "GAN objective": "hinge",
+            "D steps per G step": 2,
+            "D learning rate": "1e-3",
+            "Mode-seeking weight": 1.5,
+            "R1 penalty": 2.0,
+        },
     )
     assert calls == [
-        ["--objective", "hinge", "--spectral-norm", "--d-steps", "2", "--lr-d", "0.001", "--mode-seeking", "1.5"]
+        [
+            "--objective",
+            "hinge",
+            "--spectral-norm",
+            "--d-steps",
+            "2",
+            "--lr-d",
+            "0.001",
+            "--r1",
+            "2.0",
+            "--mode-seeking",
+            "1.5",
+        ]
     ]
 
 
@@ -306,6 +324,7 @@ def test_bad_launcher_options_get_one_clear_message(runs_root):
         ("gan", {"lr_d": "2"}, "D learning rate must be between"),
         ("gan", {"label_smoothing": 0.5}, "Label smoothing must be in [0, 0.5)"),
         ("cgan", {"mode_seeking": 11}, "Mode-seeking weight must be between 0 and 10"),
+        ("dcgan", {"r1": 101}, "R1 penalty must be between 0 and 100"),
         ("vae", {"beta": "nan"}, "Beta (KL weight) must be between 0 and 100"),
         ("vae", {"beta": -1}, "Beta (KL weight) must be between 0 and 100"),
         ("vae", {"kl_warmup": 2.5}, "KL warm-up steps must be a whole number"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from train.cli import main
-from train.losses import discriminator_losses, generator_loss, gradient_penalty, mode_seeking_loss
+from train.losses import discriminator_losses, generator_loss, gradient_penalty, mode_seeking_loss, r1_penalty
 
 
 @pytest.mark.parametrize("objective", ["bce", "lsgan", "hinge", "wgan-gp"])
@@ -34,6 +34,14 @@ def test_the_gradient_penalty_is_zero_for_a_unit_slope_critic():
     assert gradient_penalty(steep, real, fake, torch.Generator().manual_seed(0)).item() == pytest.approx(40.0)
 
 
+def test_r1_is_half_the_squared_slope_of_d_at_the_real_images():
+    real = torch.rand(4, 1, 28, 28, requires_grad=True)
+    steep = 3 * real.flatten(1)[:, 0] - 2 * real.flatten(1)[:, 5]
+    assert r1_penalty(steep, real).item() == pytest.approx(0.5 * (9 + 4))
+    flat = real.flatten(1)[:, 0] * 0
+    assert r1_penalty(flat, real).item() == 0.0
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -45,6 +53,8 @@ def test_the_gradient_penalty_is_zero_for_a_unit_slope_critic():
         (["all", "--spectral-norm"], "--spectral-norm is for the GANs"),
         (["cgan", "--mode-seeking", "-1"], "--mode-seeking must be between 0 and 10"),
         (["vae", "--mode-seeking", "1"], "--mode-seeking is for the GANs"),
+        (["cgan", "--r1", "-1"], "--r1 must be between 0 and 100"),
+        (["classifier", "--r1", "1"], "--r1 is for the GANs"),
     ],
 )
 def test_bad_objective_flags_get_one_line(flags, message, tmp_path, capsys):
@@ -130,21 +140,25 @@ def test_each_objective_trains_and_is_recorded(objective, synthetic_data, tmp_pa
             "--lr-d",
             "4e-4",
             "--spectral-norm",
+            "--r1",
+            "2.5",
             "--model-config",
             '{"g_hidden": [32], "d_hidden": [32]}',
         ]
     )
     assert code == 0
     recipe = json.loads((run / "config.json").read_text())["recipe"]
-    assert (recipe["objective"], recipe["d_steps"], recipe["lr_d"], recipe["spectral_norm"]) == (
+    assert (recipe["objective"], recipe["d_steps"], recipe["lr_d"], recipe["spectral_norm"], recipe["r1_weight"]) == (
         objective,
         2,
         4e-4,
         True,
+        2.5,
     )
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss_d"]) and math.isfinite(r["loss_g"]) for r in steps if r["type"] == "step")
     assert ("gradient_penalty" in steps[0]) == (objective == "wgan-gp")
+    assert all(r["r1_penalty"] > 0 for r in steps if r["type"] == "step")
 
 
 def test_a_beta_vae_with_warm_up_records_its_recipe(synthetic_data, tmp_path):

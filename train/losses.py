@@ -51,6 +51,14 @@ def gradient_penalty(
     return GRADIENT_PENALTY_WEIGHT * (gradients.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
 
 
+def r1_penalty(d_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): half the mean squared norm of D's gradient at the real images `real` (which
+    require grad), `d_real` D's logits on them; it keeps D flat on the data, so training settles instead of
+    circling."""
+    (gradients,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+    return 0.5 * gradients.flatten(1).pow(2).sum(dim=1).mean()
+
+
 def mode_seeking_loss(
     images_a: torch.Tensor, images_b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 1e-5
 ) -> torch.Tensor:

@@ -22,7 +22,7 @@ from genmodels.kinds import KINDS
 from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.ema import weight_average
-from train.losses import discriminator_losses, generator_loss, gradient_penalty, mode_seeking_loss
+from train.losses import discriminator_losses, generator_loss, gradient_penalty, mode_seeking_loss, r1_penalty
 from train.optim import make_adam
 from train.tasks.base import EVAL_SEED, BaseTask, grid_labels, grid_noise
 
@@ -79,11 +79,12 @@ class AdversarialTask(BaseTask):
         objective = self.recipe.objective
         z = gaussian_noise(n, self.config.latent_dim, self.rng, self.device)
         fake_labels = self._fake_labels(n) if self.conditional else None
+        real = images.detach().requires_grad_(True) if self.recipe.r1_weight else images
         with self.autocast():
             fake = self.generator(z, *self._conditions(fake_labels))
             # one D pass over real and fake: larger matmuls and no gradient accumulation across two passes
             both_labels = torch.cat([labels, fake_labels]) if self.conditional else None
-            logits, classes = self._critic(torch.cat([images.to(fake.dtype), fake.detach()]), both_labels)
+            logits, classes = self._critic(torch.cat([real.to(fake.dtype), fake.detach()]), both_labels)
         d_real, d_fake = logits.float().split(n)
         loss_d_real, loss_d_fake = discriminator_losses(d_real, d_fake, self.recipe.label_smoothing, objective)
         loss_d = loss_d_real + loss_d_fake
@@ -93,6 +94,9 @@ class AdversarialTask(BaseTask):
                 lambda x: self._critic(x, labels)[0].float(), images, fake.detach().float(), self.rng
             )
             loss_d = loss_d + out["gradient_penalty"]
+        if self.recipe.r1_weight:
+            out["r1_penalty"] = r1_penalty(d_real, real)
+            loss_d = loss_d + self.recipe.r1_weight * out["r1_penalty"]
         if classes is not None:
             main, twin = self._class_heads(classes)
             out["loss_d_class"] = F.cross_entropy(main[:n], labels)
@@ -165,6 +169,7 @@ class AdversarialTask(BaseTask):
             "loss_g_twin",
             "loss_mode_seeking",
             "gradient_penalty",
+            "r1_penalty",
             "d_real",
             "d_fake",
         )
