@@ -37,21 +37,21 @@ _SAMPLE_ACCURACY = Chart(
     share=True,
 )
 
+# every loss and penalty a GAN step can log, in the order logs print them; a log charts the ones it holds
+GAN_LOSS_KEYS = (
+    "loss_d",
+    "loss_g",
+    "loss_d_class",
+    "loss_g_class",
+    "loss_d_twin",
+    "loss_g_twin",
+    "loss_mode_seeking",
+    "gradient_penalty",
+    "r1_penalty",
+)
+_GAN_LOSSES = Chart("Losses: discriminator vs generator", GAN_LOSS_KEYS, "loss")
 _CONDITIONAL_GAN_CHARTS = (
-    Chart(
-        "Losses: discriminator vs generator",
-        (
-            "loss_d",
-            "loss_g",
-            "loss_d_class",
-            "loss_g_class",
-            "loss_d_twin",
-            "loss_g_twin",
-            "loss_mode_seeking",
-            "r1_penalty",
-        ),
-        "loss",
-    ),
+    _GAN_LOSSES,
     _GAN_OUTPUTS,
     _SAMPLE_ACCURACY,
 )
@@ -142,7 +142,7 @@ KINDS: dict[str, Kind] = {
             task="train.tasks.adversarial:AdversarialTask",
             recipes=recipes.GAN,
             charts=(
-                Chart("Losses: discriminator vs generator", ("loss_d", "loss_g"), "BCE loss"),
+                _GAN_LOSSES,
                 _GAN_OUTPUTS,
                 Chart(
                     "Sample quality judged by the classifier (per epoch)",

@@ -183,7 +183,8 @@ def test_log_helpers_series_smoothing_csv_and_grids(tmp_path):
     assert smooth([1.0, 2.0, 4.0], 0.5) == pytest.approx([1.0, 5 / 3, 3.0]), "bias-corrected, as TensorBoard smooths"
     with pytest.raises(ValueError):
         smooth([1.0], 1.0)
-    assert [chart.keys for chart, _ in charts_for("gan", GAN_RECORDS)][0] == ("loss_d", "loss_g")
+    losses_chart, losses = charts_for("gan", GAN_RECORDS)[0]
+    assert "r1_penalty" in losses_chart.keys and [s.key for s in losses] == ["loss_d", "loss_g"], "only what it logged"
     header, first = metrics_csv(GAN_RECORDS).splitlines()[:2]
     assert header.startswith("type,step,epoch,") and first.startswith("step,1,0.1,")
     for name in ("epoch_010.png", "epoch_002.png", "notes.txt"):

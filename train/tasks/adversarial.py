@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genmodels import scoring
-from genmodels.kinds import KINDS
+from genmodels.kinds import GAN_LOSS_KEYS, KINDS
 from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.ema import weight_average
@@ -160,19 +160,7 @@ class AdversarialTask(BaseTask):
         if self.average is not None:
             self.average.update_parameters(self.generator)
         losses["loss_g"] = loss_g
-        order = (
-            "loss_d",
-            "loss_g",
-            "loss_d_class",
-            "loss_g_class",
-            "loss_d_twin",
-            "loss_g_twin",
-            "loss_mode_seeking",
-            "gradient_penalty",
-            "r1_penalty",
-            "d_real",
-            "d_fake",
-        )
+        order = (*GAN_LOSS_KEYS, "d_real", "d_fake")
         return {name: losses[name].detach() for name in order if name in losses}  # the order logs print them in
 
     def load_state(self, tensors, meta):
