@@ -1,10 +1,12 @@
 """Data page: counts, class balance, previews, mean images and histogram render for both datasets; widgets change
 them."""
 
+import base64
 import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -43,7 +45,13 @@ def test_renders_counts_and_charts_offline(no_full_data, dataset, title):
     assert "bundled with the app" in at.caption[0].value
     balance = chart(at, "class_balance")
     assert [bar["name"] for bar in balance["data"]] == ["train", "test"] and sum(balance["data"][1]["y"]) == 10_000
-    assert len(chart(at, "class_means")["data"]) == 10, "one mean image per class"
+    means = chart(at, "class_means")
+    names = [a["text"] for a in means["layout"]["annotations"]]
+    assert len(means["data"]) == 1 and len(names) == 10 and len(set(names)) == 10, "a mean image per class, named"
+    z = means["data"][0]["z"]  # plotly sends arrays base64-encoded
+    z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
+    tiles = z[~np.isnan(z)]
+    assert len(tiles) == 10 * 28 * 28 and 0 <= tiles.min() and tiles.max() <= 1
     assert at.get("image"), "the preview grid"
     if dataset == "fashion":
         assert "9 = Ankle boot" in at.caption[1].value

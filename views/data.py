@@ -3,7 +3,7 @@ histogram."""
 
 from __future__ import annotations
 
-import plotly.express as px
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -36,22 +36,44 @@ def class_balance_chart(data: DataOverview) -> go.Figure:
     return figure
 
 
+MEANS_PER_ROW = 5
+MEANS_GAP = 4  # blank pixels between two mean images
+
+
 def mean_images_chart(data: DataOverview) -> go.Figure:
-    """The mean training image of each class as a grayscale heatmap."""
-    figure = px.imshow(
-        data.class_means,
-        facet_col=0,
-        facet_col_wrap=5,
-        color_continuous_scale="gray",
-        zmin=0,
-        zmax=1,
-        labels=dict(color="mean intensity"),
+    """The mean training image of each class, tiled into one grayscale heatmap (one trace and one pair of axes is
+    much less for the browser to lay out than a subplot per class); hover names the class and the intensity."""
+    count, size = len(data.class_means), data.class_means.shape[-1]
+    rows, step = -(-count // MEANS_PER_ROW), size + MEANS_GAP
+    z = np.full((rows * step - MEANS_GAP, MEANS_PER_ROW * step - MEANS_GAP), np.nan)
+    names = np.full(z.shape, "", dtype=object)
+    for c, mean in enumerate(data.class_means):
+        top, left = (c // MEANS_PER_ROW) * step, (c % MEANS_PER_ROW) * step
+        z[top : top + size, left : left + size] = mean
+        names[top : top + size, left : left + size] = data.classes[c]
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            text=names,
+            zmin=0,
+            zmax=1,
+            colorscale="gray",
+            showscale=False,
+            hoverongaps=False,
+            hovertemplate="%{text}: mean intensity %{z:.2f}<extra></extra>",
+        )
     )
-    for annotation in figure.layout.annotations:  # facet titles read "facet_col=3": show the class name instead
-        annotation.text = data.classes[int(annotation.text.split("=")[1])]
-    figure.update_xaxes(showticklabels=False)
-    figure.update_yaxes(showticklabels=False)
-    figure.update_layout(height=380, margin=dict(t=30, b=10, l=10, r=10), coloraxis_showscale=False)
+    for c, name in enumerate(data.classes):
+        figure.add_annotation(
+            x=(c % MEANS_PER_ROW) * step + (size - 1) / 2,
+            y=(c // MEANS_PER_ROW) * step - 1,
+            text=name,
+            showarrow=False,
+            yanchor="bottom",
+        )
+    figure.update_xaxes(visible=False, constrain="domain")
+    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    figure.update_layout(height=380, margin=dict(t=30, b=10, l=10, r=10), plot_bgcolor="white")
     return figure
 
 
