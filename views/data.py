@@ -3,7 +3,6 @@ histogram."""
 
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -41,36 +40,27 @@ MEANS_GAP = 4  # blank pixels between two mean images
 
 
 def mean_images_chart(data: DataOverview) -> go.Figure:
-    """The mean training image of each class, tiled into one grayscale heatmap (one trace and one pair of axes is
-    much less for the browser to lay out than a subplot per class); hover names the class and the intensity."""
-    count, size = len(data.class_means), data.class_means.shape[-1]
-    rows, step = -(-count // MEANS_PER_ROW), size + MEANS_GAP
-    z = np.full((rows * step - MEANS_GAP, MEANS_PER_ROW * step - MEANS_GAP), np.nan)
-    names = np.full(z.shape, "", dtype=object)
-    for c, mean in enumerate(data.class_means):
-        top, left = (c // MEANS_PER_ROW) * step, (c % MEANS_PER_ROW) * step
-        z[top : top + size, left : left + size] = mean
-        names[top : top + size, left : left + size] = data.classes[c]
-    figure = go.Figure(
-        go.Heatmap(
-            z=z,
-            text=names,
-            zmin=0,
-            zmax=1,
-            colorscale="gray",
-            showscale=False,
-            hoverongaps=False,
-            hovertemplate="%{text}: mean intensity %{z:.2f}<extra></extra>",
+    """The mean training image of each class, tiled on one pair of axes (much less for the browser to lay out than
+    a subplot per class): a grayscale heatmap per class, named for the hover."""
+    size = data.class_means.shape[-1]
+    step = size + MEANS_GAP
+    figure = go.Figure()
+    for c, (mean, name) in enumerate(zip(data.class_means, data.classes, strict=True)):
+        left, top = (c % MEANS_PER_ROW) * step, (c // MEANS_PER_ROW) * step
+        figure.add_trace(
+            go.Heatmap(
+                z=mean,
+                x0=left,
+                y0=top,
+                name=name,
+                zmin=0,
+                zmax=1,
+                colorscale="gray",
+                showscale=False,
+                hovertemplate="%{fullData.name}: mean intensity %{z:.2f}<extra></extra>",
+            )
         )
-    )
-    for c, name in enumerate(data.classes):
-        figure.add_annotation(
-            x=(c % MEANS_PER_ROW) * step + (size - 1) / 2,
-            y=(c // MEANS_PER_ROW) * step - 1,
-            text=name,
-            showarrow=False,
-            yanchor="bottom",
-        )
+        figure.add_annotation(x=left + (size - 1) / 2, y=top - 1, text=name, showarrow=False, yanchor="bottom")
     figure.update_xaxes(visible=False, constrain="domain")
     figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
     figure.update_layout(height=380, margin=dict(t=30, b=10, l=10, r=10), plot_bgcolor="white")
