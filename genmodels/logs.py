@@ -3,6 +3,7 @@ CSV."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +14,21 @@ import pandas as pd
 from genmodels.cards import ExperimentCard, make_card
 from genmodels.datasets import dataset_info
 from genmodels.kinds import KINDS, Chart
+from genmodels.launch import OPTIONS
 from genmodels.paths import checkpoint_file
+from genmodels.recipes import Recipe
 from genmodels.runs import GRID_PATTERN, RunFolder, RunInfo, ShippedLogs, list_runs, read_json, studies_dir
 
 SUMMARY_RECORD_TYPES = ("epoch", "final")  # once per epoch (or at a --max-steps stop)
+# the recipe fields every run shows, before the launcher's options for its kind (launch.OPTIONS)
+BASIC_SETTINGS = {
+    "epochs": "Epochs",
+    "batch_size": "Batch size",
+    "lr": "Learning rate",
+    "schedule": "Schedule",
+    "seed": "Seed",
+    "ema_decay": "EMA of G's weights",
+}
 
 
 @dataclass
@@ -219,3 +231,31 @@ def metrics_csv(records: list[dict[str, Any]]) -> str:
     leading = ["type", "step", "epoch"]
     columns = leading + sorted({k for r in records for k in r} - set(leading))
     return pd.DataFrame.from_records(records, columns=columns).to_csv(index=False, lineterminator="\n")
+
+
+def _shown(value: Any) -> str:
+    """A recipe value as the settings table shows it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "same as G's"  # the only optional option: lr_d
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def run_settings(log: TrainingLog) -> dict[str, str]:
+    """What a log's run was trained with, from its recorded recipe: the basics, then each launcher option that
+    applies to its kind (objective, D steps, penalties... for a GAN; beta and KL warm-up for a VAE), title -> value.
+    An option a log predates is shown at the Recipe default, which is how such runs trained; a basic field it lacks
+    is left out; EMA only where the run used one."""
+    recipe = log.config.get("recipe") if isinstance(log.config.get("recipe"), dict) else {}
+    spec = KINDS.get(log.kind)
+    shown = {title: _shown(recipe[name]) for name, title in BASIC_SETTINGS.items() if name in recipe}
+    if not recipe.get("ema_decay"):
+        shown.pop(BASIC_SETTINGS["ema_decay"], None)
+    defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}
+    for option in OPTIONS if spec is not None else ():
+        if getattr(spec, option.family):
+            shown[option.title] = _shown(recipe.get(option.field, defaults[option.field]))
+    return shown

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from genmodels.kinds import generator_kinds
+from genmodels.kinds import KINDS, generator_kinds
 from genmodels.paths import REPO_ROOT
 
 PAGE = str(REPO_ROOT / "views" / "training.py")
@@ -89,6 +89,12 @@ def test_the_shipped_logs_of_the_convolutional_kinds_render(shipped_logs_dir, ru
         titles = [c["layout"]["title"]["text"] for c in charts(at)]
         assert any(("KL" if kind == "conv_vae" else "D(x)") in t for t in titles), (kind, titles)
         assert at.get("image"), f"{kind}: its per-epoch sample grids"
+        table = next(d.value for d in at.dataframe if list(d.value.columns) == ["setting", "value"])
+        settings = dict(table.itertuples(index=False))
+        assert settings["Epochs"] == str(KINDS[kind].recipe(dataset).epochs), "the recipe the run trained with"
+        assert ("Beta (KL weight)" if kind == "conv_vae" else "GAN objective") in settings
+        if kind == "dcgan":
+            assert settings["Mode-seeking weight"] == ("1" if dataset == "fashion" else "0")
 
 
 @pytest.mark.checkpoints
@@ -296,6 +302,35 @@ def test_two_logs_compare_on_shared_axes_with_one_grid_slider(shipped_logs_dir, 
     slider.set_value(first).run()
     captions = [image.captions[0] for image in at.get("image")[-2:]]
     assert captions == [f"after epoch {first}"] * 2, "one grid per log, both at the chosen epoch"
+    table = next(d.value for d in at.dataframe if d.value.index.name == "setting")
+    assert len(table.columns) == 2, "a column per log"
+    assert table.index[0] == "Learning rate" and table.loc["GAN objective"].tolist() == ["bce", "bce"]
+
+
+def test_run_settings_fill_options_a_log_predates_with_the_recipe_defaults(tmp_path):
+    from genmodels.logs import TrainingLog, run_settings
+
+    def log(kind, recipe):
+        return TrainingLog("x", kind, "mnist", tmp_path / "m.jsonl", {"recipe": recipe}, tmp_path, None)
+
+    old_gan = run_settings(log("gan", {"epochs": 3, "lr": 2e-4, "label_smoothing": 0.1}))
+    assert old_gan == {
+        "Epochs": "3",
+        "Learning rate": "0.0002",
+        "GAN objective": "bce",
+        "Spectral norm in D": "off",
+        "D steps per G step": "1",
+        "D learning rate": "same as G's",
+        "Label smoothing": "0.1",
+        "R1 penalty": "0",
+        "Mode-seeking weight": "0",
+    }
+    vae = run_settings(log("vae", {"epochs": 2, "beta": 4.0, "ema_decay": 0.0, "objective": "bce"}))
+    assert vae == {"Epochs": "2", "Beta (KL weight)": "4", "KL warm-up steps": "0"}, "no GAN fields, no EMA off"
+    assert (
+        run_settings(log("classifier", {})) == {}
+        and run_settings(log("gan", {"r1_weight": 2.5}))["R1 penalty"] == "2.5"
+    )
 
 
 def test_an_opened_card_is_a_log_like_any_other(runs_root, tmp_path):

@@ -34,6 +34,7 @@ from genmodels.logs import (
     metrics_csv,
     parent_key,
     run_log,
+    run_settings,
     shipped_logs,
     smooth,
     study_logs,
@@ -176,6 +177,25 @@ def show_status(log: TrainingLog) -> None:
         )
     else:
         show_ended(log.run)
+
+
+def show_settings(log: TrainingLog) -> None:
+    """The settings the run trained with (its recorded recipe), folded away."""
+    settings = run_settings(log)
+    if not settings:
+        return
+    with st.expander("Training settings (the run's recipe)"):
+        st.dataframe(
+            pd.DataFrame({"setting": list(settings), "value": list(settings.values())}),
+            hide_index=True,
+        )
+
+
+def settings_comparison(logs: list[TrainingLog]) -> pd.DataFrame:
+    """The logs' settings side by side, a column per log, the settings that differ first."""
+    table = pd.DataFrame({log.label: run_settings(log) for log in logs}).fillna("-")
+    differs = table.nunique(axis=1) > 1
+    return pd.concat([table[differs], table[~differs]]).rename_axis("setting")
 
 
 def show_alerts(alerts: list[Alert]) -> None:
@@ -417,7 +437,12 @@ def overlay_figure(chart: Chart, logs: list[TrainingLog], smoothing: float) -> g
 
 
 def show_comparison(logs: list[TrainingLog], smoothing: float) -> None:
-    """Two to four logs: their curves overlaid chart by chart, and their grids at one epoch under one slider."""
+    """Two to four logs: their settings side by side, their curves overlaid chart by chart, and their grids at one
+    epoch under one slider."""
+    table = settings_comparison(logs)
+    differing = int((table.nunique(axis=1) > 1).sum())
+    with st.expander(f"Training settings: {differing} of {len(table)} differ" if differing else "Training settings"):
+        st.dataframe(table)
     charts = {chart.title: chart for log in logs for chart in KINDS[log.kind].charts if log.kind in KINDS}
     columns = st.columns(2)
     drawn = 0
@@ -489,6 +514,7 @@ smoothing = smooth_col.slider(
 log = logs[key]
 if not log.active:
     show_status(log)
+show_settings(log)
 st.fragment(live_view, run_every=REFRESH_S if log.active else None)(log, smoothing)
 st.subheader("Architecture")
 show_architecture(log)
