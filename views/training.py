@@ -191,11 +191,11 @@ def show_settings(log: TrainingLog) -> None:
         )
 
 
-def settings_comparison(logs: list[TrainingLog]) -> pd.DataFrame:
-    """The logs' settings side by side, a column per log, the settings that differ first."""
+def settings_comparison(logs: list[TrainingLog]) -> tuple[pd.DataFrame, int]:
+    """The logs' settings side by side, a column per log, the settings that differ first; and how many differ."""
     table = pd.DataFrame({log.label: run_settings(log) for log in logs}).fillna("-")
     differs = table.nunique(axis=1) > 1
-    return pd.concat([table[differs], table[~differs]]).rename_axis("setting")
+    return pd.concat([table[differs], table[~differs]]).rename_axis("setting"), int(differs.sum())
 
 
 def show_alerts(alerts: list[Alert]) -> None:
@@ -439,10 +439,12 @@ def overlay_figure(chart: Chart, logs: list[TrainingLog], smoothing: float) -> g
 def show_comparison(logs: list[TrainingLog], smoothing: float) -> None:
     """Two to four logs: their settings side by side, their curves overlaid chart by chart, and their grids at one
     epoch under one slider."""
-    table = settings_comparison(logs)
-    differing = int((table.nunique(axis=1) > 1).sum())
-    with st.expander(f"Training settings: {differing} of {len(table)} differ" if differing else "Training settings"):
-        st.dataframe(table)
+    table, differing = settings_comparison(logs)
+    if not table.empty:
+        with st.expander(
+            f"Training settings: {differing} of {len(table)} differ" if differing else "Training settings"
+        ):
+            st.dataframe(table)
     charts = {chart.title: chart for log in logs for chart in KINDS[log.kind].charts if log.kind in KINDS}
     columns = st.columns(2)
     drawn = 0
