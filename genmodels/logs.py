@@ -237,8 +237,6 @@ def _shown(value: Any) -> str:
     """A recipe value as the settings table shows it."""
     if isinstance(value, bool):
         return "on" if value else "off"
-    if value is None:
-        return "same as G's"  # the only optional option: lr_d
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -257,5 +255,6 @@ def run_settings(log: TrainingLog) -> dict[str, str]:
     defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}
     for option in OPTIONS if spec is not None else ():
         if getattr(spec, option.family):
-            shown[option.title] = _shown(recipe.get(option.field, defaults[option.field]))
+            value = recipe.get(option.field, defaults[option.field])
+            shown[option.title] = option.placeholder if value is None else _shown(value)  # None: lr_d, "same as G's"
     return shown

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from genmodels.api import PREDICT_BATCH, seeded_generator
+from genmodels.checkpoint import weights_sha256
 from genmodels.models import Classifier
 from genmodels.paths import atomic_write_bytes
 
@@ -99,10 +100,7 @@ def _inference_copy(classifier: Classifier) -> Classifier:
 def features_key(classifier: Classifier, images: torch.Tensor) -> str:
     """A digest of everything the index's features depend on: the classifier's weights, the images, and how the
     features are computed on this machine (torch's version, bf16 or not)."""
-    digest = hashlib.sha256()
-    for name, tensor in classifier.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest = hashlib.sha256(weights_sha256(classifier.state_dict()).encode())
     digest.update(images.contiguous().numpy().tobytes())
     native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     digest.update(f"{torch.__version__} bf16={native_bf16} batch={INDEX_BATCH}".encode())

@@ -9,20 +9,22 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def data_dir(root: str | os.PathLike | None = None) -> Path:
-    """The dataset folder in torchvision's layout: argument, else $GENMODELS_DATA, else ./data."""
+def _configured(root: str | os.PathLike | None, variable: str, default: Path) -> Path:
+    """A folder the caller names, else the one the environment variable names, else the default."""
     if root is not None:
         return Path(root)
-    env = os.environ.get("GENMODELS_DATA")
-    return Path(env) if env else Path("data")
+    env = os.environ.get(variable)
+    return Path(env) if env else default
+
+
+def data_dir(root: str | os.PathLike | None = None) -> Path:
+    """The dataset folder in torchvision's layout: argument, else $GENMODELS_DATA, else ./data."""
+    return _configured(root, "GENMODELS_DATA", Path("data"))
 
 
 def checkpoints_dir(root: str | os.PathLike | None = None) -> Path:
     """The checkpoint folder: argument, else $GENMODELS_CHECKPOINTS, else the repo's checkpoints/."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("GENMODELS_CHECKPOINTS")
-    return Path(env) if env else REPO_ROOT / "checkpoints"
+    return _configured(root, "GENMODELS_CHECKPOINTS", REPO_ROOT / "checkpoints")
 
 
 def checkpoint_file(kind: str, dataset: str, root: str | os.PathLike | None = None) -> Path:
@@ -32,19 +34,13 @@ def checkpoint_file(kind: str, dataset: str, root: str | os.PathLike | None = No
 
 def runs_dir(root: str | os.PathLike | None = None) -> Path:
     """The folder of user training runs: argument, else $GENMODELS_RUNS, else the repo's runs/."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("GENMODELS_RUNS")
-    return Path(env) if env else REPO_ROOT / "runs"
+    return _configured(root, "GENMODELS_RUNS", REPO_ROOT / "runs")
 
 
 def cache_dir(root: str | os.PathLike | None = None) -> Path:
     """Data derived from the datasets and checkpoints, kept between server starts: argument, else $GENMODELS_CACHE,
     else the repo's .cache/."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("GENMODELS_CACHE")
-    return Path(env) if env else REPO_ROOT / ".cache"
+    return _configured(root, "GENMODELS_CACHE", REPO_ROOT / ".cache")
 
 
 def _umask() -> int:

@@ -89,8 +89,8 @@ def test_the_shipped_logs_of_the_convolutional_kinds_render(shipped_logs_dir, ru
         titles = [c["layout"]["title"]["text"] for c in charts(at)]
         assert any(("KL" if kind == "conv_vae" else "D(x)") in t for t in titles), (kind, titles)
         assert at.get("image"), f"{kind}: its per-epoch sample grids"
-        table = next(d.value for d in at.dataframe if list(d.value.columns) == ["setting", "value"])
-        settings = dict(table.itertuples(index=False))
+        table = next(t.value for t in at.table if list(t.value.columns) == ["value"])
+        settings = table["value"].to_dict()
         assert settings["Epochs"] == str(KINDS[kind].recipe(dataset).epochs), "the recipe the run trained with"
         assert ("Beta (KL weight)" if kind == "conv_vae" else "GAN objective") in settings
         if kind == "dcgan":
@@ -302,7 +302,7 @@ def test_two_logs_compare_on_shared_axes_with_one_grid_slider(shipped_logs_dir, 
     slider.set_value(first).run()
     captions = [image.captions[0] for image in at.get("image")[-2:]]
     assert captions == [f"after epoch {first}"] * 2, "one grid per log, both at the chosen epoch"
-    table = next(d.value for d in at.dataframe if d.value.index.name == "setting")
+    table = next(t.value for t in at.table if len(t.value.columns) == 2)
     assert len(table.columns) == 2, "a column per log"
     assert table.index[0] == "Learning rate" and table.loc["GAN objective"].tolist() == ["bce", "bce"]
 

@@ -185,10 +185,8 @@ def show_settings(log: TrainingLog) -> None:
     if not settings:
         return
     with st.expander("Training settings (the run's recipe)"):
-        st.dataframe(
-            pd.DataFrame({"setting": list(settings), "value": list(settings.values())}),
-            hide_index=True,
-        )
+        # a plain table: every row in view at once, no inner scroll
+        st.table(pd.DataFrame({"value": list(settings.values())}, index=pd.Index(list(settings), name="setting")))
 
 
 def settings_comparison(logs: list[TrainingLog]) -> tuple[pd.DataFrame, int]:
@@ -444,7 +442,7 @@ def show_comparison(logs: list[TrainingLog], smoothing: float) -> None:
         with st.expander(
             f"Training settings: {differing} of {len(table)} differ" if differing else "Training settings"
         ):
-            st.dataframe(table)
+            st.table(table)
     charts = {chart.title: chart for log in logs for chart in KINDS[log.kind].charts if log.kind in KINDS}
     columns = st.columns(2)
     drawn = 0
