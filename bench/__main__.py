@@ -33,7 +33,8 @@ FULL = {
     "sample_repeats": 50,
     "page_repeats": 5,
     "first_visit_pages": None,  # every page
-    "first_visit_datasets": None,  # both datasets
+    "app_datasets": None,  # both datasets: first visits and warm renders
+    "app_preload": True,  # each first visit waits for its fresh server's background preload (about 30 s on 2 cores)
     "ceiling_batches": (256, 1024, 4096),
     "ceiling_repeats": 3,
     "invert_repeats": 10,
@@ -45,10 +46,11 @@ QUICK = {
     "seconds": 0.2,
     "quality_budget_s": 1.0,
     "check_images": 1_280,
-    "sample_repeats": 5,
+    "sample_repeats": 2,
     "page_repeats": 1,
     "first_visit_pages": ("data",),
-    "first_visit_datasets": ("mnist",),  # each visit waits for a fresh server's preload (about 30 s on 2 cores)
+    "app_datasets": ("mnist",),
+    "app_preload": False,  # a smoke test: the visit's server loads what the page needs, no more
     "ceiling_batches": (32, 64),
     "ceiling_repeats": 1,
     "invert_repeats": 2,
@@ -164,7 +166,11 @@ def measure(
             from bench import app
 
             results["app"] = app.measure(
-                settings["page_repeats"], log, settings["first_visit_pages"], settings["first_visit_datasets"]
+                settings["page_repeats"],
+                log,
+                settings["first_visit_pages"],
+                settings["app_datasets"],
+                preload=settings["app_preload"],
             )
     if "invert" in args.sections:
         if device.type != "cpu":

@@ -57,16 +57,18 @@ def measure(
     repeats: int,
     log: Callable[[str], None],
     visit_pages: tuple[str, ...] | None = None,
-    visit_datasets: tuple[str, ...] | None = None,
+    datasets: tuple[str, ...] | None = None,
+    preload: bool = True,
 ) -> dict[str, Any]:
     """First page served (HTTP, and rendered in Chromium when Playwright is there), each page's cold first visit
-    (`visit_pages`, `visit_datasets`: all when None), warm page p50s and peak RSS."""
+    (`visit_pages`: all when None), warm page p50s and peak RSS, on `datasets` (names; all when None). `preload`:
+    each first visit's server runs its background preload and the visit waits for its end."""
     out: dict[str, Any] = first_page()
     log(
         f"app first page: {out['first_page_s']} s, its samples {out.get('first_samples_s', '-')} s "
         f"({out['first_page_measure']})"
     )
-    visits = first_visits(visit_pages, visit_datasets)
+    visits = first_visits(visit_pages, datasets, preload)
     if visits:
         out.update(visits)
         log(
@@ -74,7 +76,8 @@ def measure(
             f"slowest {visits['first_visit_max_s']} s: {visits['first_visit_s']}"
         )
     probe = subprocess.run(
-        [sys.executable, "-m", "bench.app_probe", "--repeats", str(repeats)],
+        [sys.executable, "-m", "bench.app_probe", "--repeats", str(repeats)]
+        + (["--datasets", ",".join(datasets)] if datasets else []),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -135,11 +138,14 @@ def first_page() -> dict[str, Any]:
             _stop(server)
 
 
-def first_visits(pages: tuple[str, ...] | None = None, datasets: tuple[str, ...] | None = None) -> dict[str, Any]:
+def first_visits(
+    pages: tuple[str, ...] | None = None, datasets: tuple[str, ...] | None = None, preload: bool = True
+) -> dict[str, Any]:
     """Seconds from a click on each page's link until that page settles in Chromium, on a warm server: a fresh
     `streamlit run` per page and dataset, where one other page was opened first (the server's imports and that
     page's models are loaded) but this page never ran in the process. Empty without Playwright and Chromium.
-    `pages` / `datasets` (names) narrow it down while working on one page."""
+    `pages` / `datasets` (names) narrow it down while working on one page; `preload`: the server runs its background
+    preload and the visit waits for its end."""
     from genmodels.datasets import DATASETS
     from views import PAGES
 
@@ -156,7 +162,7 @@ def first_visits(pages: tuple[str, ...] | None = None, datasets: tuple[str, ...]
             for dataset in DATASETS.values():
                 if datasets is not None and dataset.name not in datasets:
                     continue
-                with _server() as (url, log, started):
+                with _server(preload) as (url, log, started):
                     context = browser.new_context(viewport={"width": 1280, "height": 900})
                     try:
                         page = context.new_page()
@@ -164,7 +170,8 @@ def first_visits(pages: tuple[str, ...] | None = None, datasets: tuple[str, ...]
                         _settle(page, None)
                         if dataset.name != next(iter(DATASETS)):
                             _pick_dataset(page, dataset.title)
-                        ready.append(_wait_for_preload(log) - started)
+                        if preload:
+                            ready.append(_wait_for_preload(log) - started)
                         times[view.name][dataset.name] = _visit(page, view.title)
                     finally:
                         context.close()
@@ -174,10 +181,15 @@ def first_visits(pages: tuple[str, ...] | None = None, datasets: tuple[str, ...]
         "first_visit_p50_s": round(percentile(flat, 50), 2),
         "first_visit_max_s": max(flat),
         "slowest_first_visit": max(times, key=lambda p: max(times[p].values())),
-        "server_ready_p50_s": round(percentile(ready, 50), 1),
+        **({"server_ready_p50_s": round(percentile(ready, 50), 1)} if ready else {}),
         "first_visit_measure": "click on the page's link until it settled (script done, no spinner, images decoded); "
-        "fresh server per page and dataset, one other page opened first and the server's background preload done "
-        "(server_ready_p50_s: from streamlit run until the server logged the end of its preload)",
+        "fresh server per page and dataset, one other page opened first and "
+        + (
+            "the server's background preload done (server_ready_p50_s: from streamlit run until the server logged "
+            "the end of its preload)"
+            if preload
+            else "no background preload"
+        ),
     }
 
 
@@ -220,13 +232,17 @@ def _wait_for_preload(log: Path) -> float:
 
 
 @contextlib.contextmanager
-def _server() -> Iterator[tuple[str, Path, float]]:
-    """`streamlit run app.py` on a free port, answering; yields (its URL, its log file, when it was started)."""
+def _server(preload: bool = True) -> Iterator[tuple[str, Path, float]]:
+    """`streamlit run app.py` on a free port, answering, with its background preload or without; yields (its URL, its
+    log file, when it was started)."""
+    from views.common import PRELOAD_ENV
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
     log = tempfile.NamedTemporaryFile(prefix="bench-app-", suffix=".log", delete=False)
     started = time.perf_counter()
-    server = subprocess.Popen(streamlit_command(port), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, **({} if preload else {PRELOAD_ENV: "0"})}
+    server = subprocess.Popen(streamlit_command(port), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         _wait_for_http(url, started)
         yield url, Path(log.name), started

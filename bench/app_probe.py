@@ -1,4 +1,4 @@
-"""Run in its own process by bench.app: warm AppTest renders of every page on both datasets, an upload through the
+"""Run in its own process by bench.app: warm AppTest renders of every page on each dataset, an upload through the
 Your image page on each, the server's background preload, then the peak RSS.
 
 Prints one JSON object: {"pages": {page: {dataset: [seconds, ...]}}, "errors": [...], "peak_rss_mb": float}.
@@ -27,19 +27,18 @@ def page_files() -> list[str]:
     return [str(view.path.relative_to(REPO_ROOT)) for view in PAGES]
 
 
-def render_times(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
-    """Seconds per warm render of each page and dataset (the first render of each is the cold one, not kept)."""
+def render_times(repeats: int, datasets: list[str]) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+    """Seconds per warm render of each page on each of `datasets` (the first render of each is the cold one, not
+    kept)."""
     from streamlit.testing.v1 import AppTest
 
     # as in a server, app.py runs before anything has loaded PyTorch (it sets the process's malloc thresholds first)
     AppTest.from_file(str(ENTRY_POINT), default_timeout=TIMEOUT_S).run()
-    from genmodels.datasets import DATASETS
-
     times: dict[str, dict[str, list[float]]] = {}
     errors: list[str] = []
     for page in page_files():
         times[page] = {}
-        for dataset in DATASETS:
+        for dataset in datasets:
             app = AppTest.from_file(str(ENTRY_POINT), default_timeout=TIMEOUT_S)
             app.session_state["dataset"] = dataset
             app.switch_page(page)
@@ -55,14 +54,13 @@ def render_times(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[
     return times, errors
 
 
-def your_image_inputs(errors: list[str]) -> None:
+def your_image_inputs(errors: list[str], datasets: list[str]) -> None:
     """One upload through the Your image page per dataset: its models, UMAP map and neighbour index stay loaded."""
     from streamlit.testing.v1 import AppTest
 
     from bench.invert import _targets, _upload_png
-    from genmodels.datasets import DATASETS
 
-    for dataset in DATASETS:
+    for dataset in datasets:
         app = AppTest.from_file(str(ENTRY_POINT), default_timeout=TIMEOUT_S)
         app.session_state["dataset"] = dataset
         app.session_state["your_image_mode"] = "Upload"
@@ -101,12 +99,16 @@ def peak_rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.app_probe")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--datasets", default=None, help="comma-separated dataset names (default: all)")
     args = parser.parse_args()
+    from genmodels.datasets import DATASETS
+
+    datasets = args.datasets.split(",") if args.datasets else list(DATASETS)
     from views.common import PRELOAD_ENV
 
     os.environ[PRELOAD_ENV] = "0"  # the renders are timed without the preload running beside them; it runs below
-    times, errors = render_times(args.repeats)
-    your_image_inputs(errors)
+    times, errors = render_times(args.repeats, datasets)
+    your_image_inputs(errors, datasets)
     run_preload()
     json.dump({"pages": times, "errors": errors, "peak_rss_mb": round(peak_rss_mb(), 1)}, sys.stdout)
 

@@ -50,8 +50,8 @@ def test_a_run_started_from_the_sidebar_is_followed_live(page, runs):
     settle(page)
     sidebar, main = page.locator('[data-testid="stSidebar"]'), page.locator('[data-testid="stMain"]')
     sidebar.get_by_text("Train a model").click()
-    sidebar.get_by_role("spinbutton", name="Batch size", exact=True).fill("32")
-    # two whole epochs (3,750 steps): long enough on a quiet machine for several of the page's 10 s refreshes
+    sidebar.get_by_role("spinbutton", name="Batch size", exact=True).fill("128")
+    # two whole epochs (938 steps, about 30 s on two cores): the page's 10 s refreshes see the curves grow
     sidebar.get_by_role("spinbutton", name="Epochs", exact=True).fill("2")
     sidebar.get_by_role("spinbutton", name="Epochs", exact=True).press("Tab")
     sidebar.get_by_role("button", name="Start training").click()

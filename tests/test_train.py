@@ -10,6 +10,7 @@ import time
 import pytest
 
 from genmodels.checkpoint import load_model
+from genmodels.kinds import training_order
 from genmodels.paths import REPO_ROOT
 from genmodels.runs import read_metrics, run_info
 from train.cli import main
@@ -35,10 +36,24 @@ def run_train(args, data, timeout=240, **kwargs):
     )
 
 
-def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path):
+def train_here(args, capsys) -> tuple[int, str, str]:
+    """`python -m train ARGS` in this process (GENMODELS_DATA set by the test): exit code, stdout, stderr. For tests
+    of what a run does, where a process of its own would only add seconds."""
+    capsys.readouterr()
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path, monkeypatch):
     """`train all` on synthetic data: every kind trains, its run folder is complete, checkpoints are published."""
+    from train.tasks import critic
+
+    # the critics' acceptance ceilings from 20 draws per class, not 2,000 through the recipe-sized generators
+    monkeypatch.setattr(critic, "CEILING_DRAWS_PER_CLASS", 20)
+    monkeypatch.setenv("GENMODELS_DATA", str(synthetic_data))
     target = tmp_path / "checkpoints"
-    result = run_train(
+    code = main(
         [
             "all",
             "--dataset",
@@ -55,11 +70,10 @@ def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path):
             str(target),
             "--log-every",
             "2",
-        ],
-        synthetic_data,
+        ]
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    for kind in ("classifier", "gan", "mapper", "cgan", "vae"):
+    assert code == 0
+    for kind in training_order():
         run_dir = tmp_path / "runs" / kind
         config = json.loads((run_dir / "config.json").read_text())
         assert config["kind"] == kind and config["dataset"] == "mnist" and config["recipe"]["seed"] == 0
@@ -431,9 +445,10 @@ def test_bad_folders_and_model_configs_are_refused_before_any_work(flags, messag
     assert sorted(p.name for p in tmp_path.rglob("*")) == before, "a refused command wrote nothing"
 
 
-def test_resume_continues_with_the_run_s_own_recipe_and_refuses_changes(synthetic_data, tmp_path):
+def test_resume_continues_with_the_run_s_own_recipe_and_refuses_changes(synthetic_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GENMODELS_DATA", str(synthetic_data))
     run_dir = tmp_path / "run"
-    first = run_train(
+    code, _, err = train_here(
         [
             "gan",
             "--dataset",
@@ -455,37 +470,36 @@ def test_resume_continues_with_the_run_s_own_recipe_and_refuses_changes(syntheti
             "--log-every",
             "2",
         ],
-        synthetic_data,
+        capsys,
     )
-    assert first.returncode == 0, first.stderr[-2000:]
+    assert code == 0, err[-2000:]
     status_before = (run_dir / "status.json").read_text()
-    refused = run_train(
+    code, _, err = train_here(
         ["gan", "--dataset", "mnist", "--max-steps", "8", "--batch-size", "64", "--resume", "--run-dir", str(run_dir)],
-        synthetic_data,
+        capsys,
     )
-    assert refused.returncode == 2 and "--batch-size would change it" in refused.stderr
+    assert code == 2 and "--batch-size would change it" in err
     assert (run_dir / "status.json").read_text() == status_before, "a refused resume leaves the run's status alone"
-    again = run_train(
+    code, out, err = train_here(
         ["gan", "--dataset", "mnist", "--max-steps", "4", "--resume", "--run-dir", str(run_dir), "--device", "cpu"],
-        synthetic_data,
+        capsys,
     )
-    assert again.returncode == 0 and "(4 steps" in again.stdout, (
-        again.stdout + again.stderr
-    )  # at the limit: no extra step
-    resumed = run_train(
+    assert code == 0 and "(4 steps" in out, out + err  # at the limit: no extra step
+    code, _, err = train_here(
         ["gan", "--dataset", "mnist", "--max-steps", "8", "--resume", "--run-dir", str(run_dir), "--device", "cpu"],
-        synthetic_data,
+        capsys,
     )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert code == 0, err[-2000:]
     recipe = json.loads((run_dir / "config.json").read_text())["recipe"]
     assert (recipe["batch_size"], recipe["lr"], recipe["seed"], recipe["model"]["latent_dim"]) == (40, 0.001, 3, 16)
     _, meta = load_model(run_dir / "gan.safetensors", kind="gan", dataset="mnist")
     assert meta["steps_trained"] == 8
 
 
-def test_a_resumed_run_logs_on_multiples_of_log_every(synthetic_data, tmp_path):
+def test_a_resumed_run_logs_on_multiples_of_log_every(synthetic_data, tmp_path, monkeypatch, capsys):
     """Stopped at step 12 and resumed, a --log-every 5 run logs at 15, 20... (and at the 18-step epoch's end), not 17,
     23..."""
+    monkeypatch.setenv("GENMODELS_DATA", str(synthetic_data))
     run_dir = tmp_path / "run"
     common = [
         "vae",
@@ -502,10 +516,10 @@ def test_a_resumed_run_logs_on_multiples_of_log_every(synthetic_data, tmp_path):
         "--model-config",
         TINY["vae"],
     ]
-    first = run_train([*common, "--max-steps", "12"], synthetic_data)
-    assert first.returncode == 0, first.stderr[-2000:]
-    resumed = run_train([*common, "--max-steps", "30", "--resume"], synthetic_data)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    code, _, err = train_here([*common, "--max-steps", "12"], capsys)
+    assert code == 0, err[-2000:]
+    code, _, err = train_here([*common, "--max-steps", "30", "--resume"], capsys)
+    assert code == 0, err[-2000:]
     steps = [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "step"]
     assert steps == [5, 10, 12, 15, 18, 20, 25, 30]
 
@@ -565,11 +579,12 @@ def test_a_stopped_all_publishes_nothing(synthetic_data, tmp_path):
     assert not (tmp_path / "runs" / "gan").exists() and not target.exists()
 
 
-def test_resume_from_another_model_s_state_is_one_clear_error(synthetic_data, tmp_path):
+def test_resume_from_another_model_s_state_is_one_clear_error(synthetic_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GENMODELS_DATA", str(synthetic_data))
     runs = {}
     for name, latent in (("a", 16), ("b", 8)):
         runs[name] = tmp_path / name
-        result = run_train(
+        code, _, err = train_here(
             [
                 "gan",
                 "--dataset",
@@ -585,16 +600,16 @@ def test_resume_from_another_model_s_state_is_one_clear_error(synthetic_data, tm
                 "--model-config",
                 f'{{"latent_dim": {latent}, "g_hidden": [16], "d_hidden": [16]}}',
             ],
-            synthetic_data,
+            capsys,
         )
-        assert result.returncode == 0, result.stderr[-2000:]
+        assert code == 0, err[-2000:]
     (runs["a"] / "state.safetensors").write_bytes((runs["b"] / "state.safetensors").read_bytes())
-    result = run_train(
+    code, _, err = train_here(
         ["gan", "--dataset", "mnist", "--max-steps", "4", "--resume", "--device", "cpu", "--run-dir", str(runs["a"])],
-        synthetic_data,
+        capsys,
     )
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "does not hold this run's gan state" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert code == 1 and "Traceback" not in err
+    assert "does not hold this run's gan state" in err and len(err.strip().splitlines()) == 1
 
 
 def test_ctrl_c_before_training_starts_is_one_line(tmp_path):
