@@ -51,7 +51,7 @@ def test_a_run_started_from_the_sidebar_is_followed_live(page, runs):
     sidebar, main = page.locator('[data-testid="stSidebar"]'), page.locator('[data-testid="stMain"]')
     sidebar.get_by_text("Train a model").click()
     sidebar.get_by_role("spinbutton", name="Batch size", exact=True).fill("128")
-    # two whole epochs (938 steps, about 30 s on two cores): the page's 10 s refreshes see the curves grow
+    # two whole epochs (936 steps, about 30 s on two cores): the page's 10 s refreshes see the curves grow
     sidebar.get_by_role("spinbutton", name="Epochs", exact=True).fill("2")
     sidebar.get_by_role("spinbutton", name="Epochs", exact=True).press("Tab")
     sidebar.get_by_role("button", name="Start training").click()
@@ -63,6 +63,9 @@ def test_a_run_started_from_the_sidebar_is_followed_live(page, runs):
             .flatMap(gd => (gd.data || []).map(t => (t.x || []).length)))"""
     )
     page.wait_for_function(CURVE_POINTS, arg=points, timeout=120_000)  # ... and more of them
+    # the run's settings and layers, written after the page first showed it, are there without a click too
+    main.get_by_text("Built from").first.wait_for(timeout=30_000)
+    assert main.get_by_text("The run is starting").count() == 0
     shot(page, "training-lab-live-curves")
     main.get_by_text("samples after epoch 1").wait_for(timeout=240_000)  # the first epoch's grid, mid-run
     main.get_by_text("finished").first.wait_for(timeout=240_000)

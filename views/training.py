@@ -248,9 +248,12 @@ def show_grids(log: TrainingLog) -> None:
 def live_view(log: TrainingLog, smoothing: float) -> None:
     """Charts, grids and CSV of a log; while its run is active this part re-runs by itself."""
     if log.active:
-        log = run_log(run_info(log.run.path))
-        if not log.active:  # it just ended: a full rerun shows the outcome and stops the timer
+        fresh = run_log(run_info(log.run.path))
+        # it just ended (a full rerun shows the outcome and stops the timer), or it wrote its config after the page
+        # ran (a full rerun shows its settings and architecture, which sit outside this fragment)
+        if not fresh.active or ("model" in fresh.config and "model" not in log.config):
             st.rerun()
+        log = fresh
         show_status(log)
     records = records_of(log)
     alerts = health.alerts(records)
