@@ -301,11 +301,11 @@ def show_architecture(log: TrainingLog) -> None:
             st.caption(" · ".join(f"{k}: {v}" for k, v in facts.items() if v is not None))
             if isinstance(meta.get("metrics"), dict) and meta["metrics"]:
                 with st.expander("Metrics stored with the checkpoint (its last epoch-end check)"):
-                    st.dataframe(
+                    metrics = meta["metrics"]
+                    st.table(
                         pd.DataFrame(
-                            {"metric": list(meta["metrics"]), "value": [str(v) for v in meta["metrics"].values()]}
-                        ),
-                        hide_index=True,
+                            {"value": [str(v) for v in metrics.values()]}, index=pd.Index(list(metrics), name="metric")
+                        )
                     )
     elif log.shipped:
         st.error(
@@ -328,9 +328,9 @@ def show_architecture(log: TrainingLog) -> None:
     st.caption(f"Built from {source}.")
     for table in tables:
         st.markdown(f"**{table.title}**: {table.parameters:,} trainable parameters")
-        st.dataframe(
-            table.rows, hide_index=True, column_config={"parameters": st.column_config.NumberColumn(format="%d")}
-        )
+        # a plain table: every layer in view, and no data-grid script for the page's first visit to load
+        rows = pd.DataFrame(table.rows).set_index("layer")
+        st.table(rows.assign(parameters=rows["parameters"].map("{:,}".format)))
 
 
 EVALUATION_PER_CLASS = 100
