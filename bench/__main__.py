@@ -53,7 +53,7 @@ QUICK = {
     "app_preload": False,  # a smoke test: the visit's server loads what the page needs, no more
     "ceiling_batches": (32, 64),
     "ceiling_repeats": 1,
-    "invert_repeats": 2,
+    "invert_repeats": 1,
     "scale_steps": 12,
 }
 

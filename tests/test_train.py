@@ -45,7 +45,7 @@ def train_here(args, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path, monkeypatch):
+def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path, monkeypatch, capsys):
     """`train all` on synthetic data: every kind trains, its run folder is complete, checkpoints are published."""
     from train.tasks import critic
 
@@ -53,7 +53,7 @@ def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path, monkeypa
     monkeypatch.setattr(critic, "CEILING_DRAWS_PER_CLASS", 20)
     monkeypatch.setenv("GENMODELS_DATA", str(synthetic_data))
     target = tmp_path / "checkpoints"
-    code = main(
+    code, _, err = train_here(
         [
             "all",
             "--dataset",
@@ -70,9 +70,10 @@ def test_all_trains_and_publishes_every_model(synthetic_data, tmp_path, monkeypa
             str(target),
             "--log-every",
             "2",
-        ]
+        ],
+        capsys,
     )
-    assert code == 0
+    assert code == 0, err[-2000:]
     for kind in training_order():
         run_dir = tmp_path / "runs" / kind
         config = json.loads((run_dir / "config.json").read_text())
