@@ -50,7 +50,7 @@ QUICK = {
     "page_repeats": 1,
     "first_visit_pages": ("data",),
     "app_datasets": ("mnist",),
-    "app_preload": False,  # a smoke test: the visit's server loads what the page needs, no more
+    "app_preload": False,  # a smoke test: the visit's server and the render probe load what the pages need, no more
     "ceiling_batches": (32, 64),
     "ceiling_repeats": 1,
     "invert_repeats": 1,

@@ -62,7 +62,8 @@ def measure(
 ) -> dict[str, Any]:
     """First page served (HTTP, and rendered in Chromium when Playwright is there), each page's cold first visit
     (`visit_pages`: all when None), warm page p50s and peak RSS, on `datasets` (names; all when None). `preload`:
-    each first visit's server runs its background preload and the visit waits for its end."""
+    each first visit's server runs its background preload and the visit waits for its end, and the peak RSS
+    includes it (without: what the pages loaded)."""
     out: dict[str, Any] = first_page()
     log(
         f"app first page: {out['first_page_s']} s, its samples {out.get('first_samples_s', '-')} s "
@@ -77,7 +78,8 @@ def measure(
         )
     probe = subprocess.run(
         [sys.executable, "-m", "bench.app_probe", "--repeats", str(repeats)]
-        + (["--datasets", ",".join(datasets)] if datasets else []),
+        + (["--datasets", ",".join(datasets)] if datasets else [])
+        + ([] if preload else ["--no-preload"]),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -96,6 +98,7 @@ def measure(
         slowest_page=max(pages, key=pages.get),
         page_errors=result["errors"],
         peak_rss_mb=result["peak_rss_mb"],
+        peak_rss_preloaded=preload,
         render_repeats=repeats,
     )
     log(f"app pages warm p50: {pages}; peak RSS {result['peak_rss_mb']} MB")

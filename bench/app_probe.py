@@ -1,5 +1,5 @@
 """Run in its own process by bench.app: warm AppTest renders of every page on each dataset, an upload through the
-Your image page on each, the server's background preload, then the peak RSS.
+Your image page on each, the server's background preload (unless --no-preload), then the peak RSS.
 
 Prints one JSON object: {"pages": {page: {dataset: [seconds, ...]}}, "errors": [...], "peak_rss_mb": float}.
 """
@@ -100,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.app_probe")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--datasets", default=None, help="comma-separated dataset names (default: all)")
+    parser.add_argument("--no-preload", action="store_true", help="peak RSS of the pages alone, without the preload")
     args = parser.parse_args()
     from genmodels.datasets import DATASETS
 
@@ -109,7 +110,8 @@ def main() -> None:
     os.environ[PRELOAD_ENV] = "0"  # the renders are timed without the preload running beside them; it runs below
     times, errors = render_times(args.repeats, datasets)
     your_image_inputs(errors, datasets)
-    run_preload()
+    if not args.no_preload:
+        run_preload()
     json.dump({"pages": times, "errors": errors, "peak_rss_mb": round(peak_rss_mb(), 1)}, sys.stdout)
 
 

@@ -45,6 +45,8 @@ GAN_LOSS_KEYS = (
     "loss_g_class",
     "loss_d_twin",
     "loss_g_twin",
+    "loss_d_info",
+    "loss_g_info",
     "loss_mode_seeking",
     "gradient_penalty",
     "r1_penalty",

@@ -113,6 +113,30 @@ def test_the_twin_class_head_learns_the_fakes_classes_and_g_is_paid_for_fooling_
     assert not {"loss_d_twin", "loss_g_twin"} & plain.step(images, labels).keys()
 
 
+@pytest.mark.parametrize("kind", ["cgan", "dcgan"])
+def test_the_latent_read_back_trains_d_to_recover_z_and_pays_g_for_showing_it(kind, monkeypatch):
+    from genmodels.kinds import KINDS
+    from genmodels.recipes import Recipe
+    from train.tasks import adversarial
+
+    small = {"cgan": dict(g_hidden=(8,), d_hidden=(8,)), "dcgan": dict(g_channels=(8, 4), d_channels=(4, 8))}[kind]
+    recipe = Recipe(epochs=1, batch_size=8, lr=1e-3, precision="fp32")
+    config = KINDS[kind].config_cls(**small, info_dims=3, info_weight=0.5)
+    task = adversarial.AdversarialTask(kind, config, recipe, torch.device("cpu"), total_steps=1)
+    images, labels = torch.rand(8, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (8,))
+    assert task.discriminator(images, labels)[1].shape == (8, 13)  # the class logits, then the 3 read-backs
+    read_back_before = task.discriminator.to_class.weight[10:].clone()
+    # without the adversarial and class terms, G's loss is info_weight * the read-back's squared error
+    monkeypatch.setattr(adversarial, "generator_loss", lambda logits, objective: logits.sum() * 0)
+    monkeypatch.setattr(adversarial.F, "cross_entropy", lambda logits, target: logits.sum() * 0)
+    losses = task.step(images, labels)
+    assert not torch.equal(task.discriminator.to_class.weight[10:], read_back_before)  # D learns to read z back
+    assert float(losses["loss_d_info"]) > 0 and float(losses["loss_g_info"]) > 0
+    assert float(losses["loss_g"]) == pytest.approx(0.5 * float(losses["loss_g_info"]))
+    with pytest.raises(ValueError, match="info_dims .* cannot exceed latent_dim"):
+        KINDS[kind].config_cls(**small, info_dims=KINDS[kind].config_cls().latent_dim + 1)
+
+
 @pytest.mark.parametrize("objective", ["lsgan", "hinge", "wgan-gp"])
 def test_each_objective_trains_and_is_recorded(objective, synthetic_data, tmp_path):
     import json

@@ -28,12 +28,18 @@ class CGANConfig:
     aux_weight: float = 1.0
     g_batch_norm: bool = False  # BatchNorm1d after each of G's hidden Linear layers
     twin_class_head: bool = False  # TAC-GAN: D's second class head, trained on fakes; see AdversarialTask
+    info_dims: int = 0  # > 0: D's head also reads back the first info_dims of a fake's z (InfoGAN); see AdversarialTask
+    info_weight: float = 1.0  # weight of that read-back's squared error in D's and G's losses
+
+    def __post_init__(self):
+        if self.info_dims > self.latent_dim:
+            raise ValueError(f"CGANConfig.info_dims ({self.info_dims}) cannot exceed latent_dim ({self.latent_dim})")
 
 
 def class_heads(features: int, config) -> nn.Linear:
     """A conditional D's class head: num_classes logits, or, with `config.twin_class_head`, the main head's and
-    the twin's side by side in one layer (one matmul for both)."""
-    return nn.Linear(features, config.num_classes * (2 if config.twin_class_head else 1))
+    the twin's side by side in one layer (one matmul for all), then `config.info_dims` latent read-backs."""
+    return nn.Linear(features, config.num_classes * (2 if config.twin_class_head else 1) + config.info_dims)
 
 
 class EmbeddingConditionedGenerator(nn.Module):
@@ -92,7 +98,7 @@ class CondGenerator(EmbeddingConditionedGenerator):
 
 class CondDiscriminator(nn.Module):
     """(image [N, 1, 28, 28], labels [N]) -> (real/fake logit [N], class logits [N, num_classes]; with the twin
-    head, [N, 2 * num_classes]: the main head's, then the twin's)."""
+    head, [N, 2 * num_classes]: the main head's, then the twin's; then info_dims latent read-backs)."""
 
     def __init__(self, config: CGANConfig):
         super().__init__()

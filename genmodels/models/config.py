@@ -20,7 +20,7 @@ FLOAT_RANGES = {  # other float fields are loss weights: >= 0
     "dropout": (0.0, 0.99),
     "ceiling_quantile": (0.01, 1.0),
 }
-OPTIONAL_SIZES = {"refine_channels"}  # size fields where 0 leaves the layer out
+OPTIONAL_SIZES = {"refine_channels", "info_dims"}  # size fields where 0 leaves the layer out
 
 
 def _check_range(name: str, key: str, value: Any) -> None:

@@ -26,8 +26,14 @@ class DCGANConfig:
     negative_slope: float = 0.2
     aux_weight: float = 1.0
     twin_class_head: bool = False  # TAC-GAN: D's second class head, trained on fakes; see AdversarialTask
+    info_dims: int = 0  # > 0: D's head also reads back the first info_dims of a fake's z (InfoGAN); see AdversarialTask
+    info_weight: float = 1.0  # weight of that read-back's squared error in D's and G's losses
     refine_channels: int = 0  # > 0: G upsamples to this many maps at 28x28 and ends in a 3x3 convolution
     class_norm: bool = False  # G's batch norms take a per-class gain and shift from the class embedding
+
+    def __post_init__(self):
+        if self.info_dims > self.latent_dim:
+            raise ValueError(f"DCGANConfig.info_dims ({self.info_dims}) cannot exceed latent_dim ({self.latent_dim})")
 
 
 class ClassBatchNorm2d(nn.Module):

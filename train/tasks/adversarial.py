@@ -7,6 +7,10 @@ logits (projection + auxiliary class head); everything else is one step, pytorch
 With `twin_class_head` (TAC-GAN, Gong et al. 2019), D's second head learns to tell the fakes' classes, and G's
 class term is the main head's cross-entropy minus the twin's: the main head alone pays G for images at the clear
 core of their class (each class drawn more alike than the real one); the twin's term cancels that pull.
+
+With `info_dims` (InfoGAN's latent read-back, Chen et al. 2016), D's head also estimates the first info_dims of
+each fake's z, and D and G both pay `info_weight` times its squared error: a G that draws one garment whatever z
+says cannot be read back, so the term pays G for letting z show in the image.
 """
 
 from __future__ import annotations
@@ -98,12 +102,15 @@ class AdversarialTask(BaseTask):
             out["r1_penalty"] = r1_penalty(d_real, real)
             loss_d = loss_d + self.recipe.r1_weight * out["r1_penalty"]
         if classes is not None:
-            main, twin = self._class_heads(classes)
+            main, twin, info = self._class_heads(classes)
             out["loss_d_class"] = F.cross_entropy(main[:n], labels)
             loss_d = loss_d + self.config.aux_weight * out["loss_d_class"]
             if twin is not None:
                 out["loss_d_twin"] = F.cross_entropy(twin[n:], fake_labels)
                 loss_d = loss_d + self.config.aux_weight * out["loss_d_twin"]
+            if info is not None:
+                out["loss_d_info"] = self._info_loss(info[n:], z)
+                loss_d = loss_d + self.config.info_weight * out["loss_d_info"]
         opt_d = self.optimizers["discriminator"]
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -111,12 +118,16 @@ class AdversarialTask(BaseTask):
         out.update(loss_d=loss_d, d_real=torch.sigmoid(d_real).mean(), d_fake=torch.sigmoid(d_fake).mean())
         return out, fake, fake_labels, z
 
-    def _class_heads(self, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D's class logits in fp32, split into the main head's and the twin head's (None without one)."""
-        classes = classes.float()
-        if not self.config.twin_class_head:
-            return classes, None
-        return classes.chunk(2, dim=1)
+    def _class_heads(self, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """D's class head outputs in fp32, split into the main head's logits, the twin head's and the latent
+        read-backs (None for a head the config has not)."""
+        k, info_dims = self.config.num_classes, self.config.info_dims
+        heads = classes.float().split([k, k if self.config.twin_class_head else 0, info_dims], dim=1)
+        return heads[0], heads[1] if self.config.twin_class_head else None, heads[2] if info_dims else None
+
+    def _info_loss(self, read_back: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of D's read-back [N, info_dims] of the fakes' latents z [N, latent_dim]."""
+        return F.mse_loss(read_back, z[:, : self.config.info_dims].float())
 
     def _fake_labels(self, n: int) -> torch.Tensor:
         """Random classes for n fakes; with the mode-seeking term, fake i and fake n // 2 + i share theirs (the pairs
@@ -145,7 +156,10 @@ class AdversarialTask(BaseTask):
             losses["loss_mode_seeking"] = self._mode_seeking(fake, z)
             loss_g = loss_g + self.recipe.mode_seeking * losses["loss_mode_seeking"]
         if class_fake is not None:
-            main, twin = self._class_heads(class_fake)
+            main, twin, info = self._class_heads(class_fake)
+            if info is not None:
+                losses["loss_g_info"] = self._info_loss(info, z)
+                loss_g = loss_g + self.config.info_weight * losses["loss_g_info"]
             losses["loss_g_class"] = F.cross_entropy(main, fake_labels)
             class_term = losses["loss_g_class"]
             if twin is not None:
