@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from train.cli import main
-from train.losses import discriminator_losses, generator_loss, gradient_penalty, mode_seeking_loss, r1_penalty
+from train.losses import (
+    discriminator_losses,
+    generator_loss,
+    gradient_penalty,
+    margin_cross_entropy,
+    mode_seeking_loss,
+    r1_penalty,
+)
 
 
 @pytest.mark.parametrize("objective", ["bce", "lsgan", "hinge", "wgan-gp"])
@@ -135,6 +142,43 @@ def test_the_latent_read_back_trains_d_to_recover_z_and_pays_g_for_showing_it(ki
     assert float(losses["loss_g"]) == pytest.approx(0.5 * float(losses["loss_g_info"]))
     with pytest.raises(ValueError, match="info_dims .* cannot exceed latent_dim"):
         KINDS[kind].config_cls(**small, info_dims=KINDS[kind].config_cls().latent_dim + 1)
+
+
+def test_the_class_margin_spares_fakes_already_read_as_their_class():
+    logits = torch.tensor([[6.0, 0.0, 0.0], [0.0, 2.0, 0.0]])  # the first is its class, the second is not
+    labels = torch.tensor([0, 0])
+    each = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    assert each[0] < 0.1 < 1.0 < each[1]
+    assert margin_cross_entropy(logits, labels, 0.0) == pytest.approx(float(each.mean()))
+    assert margin_cross_entropy(logits, labels, 1.0) == pytest.approx(float(each[1] - 1.0) / 2)  # the first adds 0
+
+
+@pytest.mark.parametrize("kind", ["cgan", "dcgan"])
+def test_a_wide_class_margin_leaves_g_only_the_adversarial_term(kind, monkeypatch):
+    from genmodels.kinds import KINDS
+    from genmodels.recipes import Recipe
+    from train.tasks import adversarial
+
+    small = {"cgan": dict(g_hidden=(8,), d_hidden=(8,)), "dcgan": dict(g_channels=(8, 4), d_channels=(4, 8))}[kind]
+    recipe = Recipe(epochs=1, batch_size=8, lr=1e-3, precision="fp32")
+    images, labels = torch.rand(8, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (8,))
+    adversarial_terms = []
+    real_generator_loss = adversarial.generator_loss
+    monkeypatch.setattr(
+        adversarial,
+        "generator_loss",
+        lambda *a: adversarial_terms.append(real_generator_loss(*a)) or adversarial_terms[-1],
+    )
+    for margin, class_share in ((0.0, 1.0), (100.0, 0.0)):  # 100 nats: no fake's cross-entropy reaches it
+        config = KINDS[kind].config_cls(**small, aux_weight=2.0, class_margin=margin)
+        losses = adversarial.AdversarialTask(kind, config, recipe, torch.device("cpu"), total_steps=1).step(
+            images, labels
+        )
+        assert float(losses["loss_g_class"]) > 0  # still logged as the plain cross-entropy
+        expected = float(adversarial_terms[-1].detach()) + class_share * 2.0 * float(losses["loss_g_class"])
+        assert float(losses["loss_g"]) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="class_margin must be >= 0"):
+        KINDS[kind].config_cls(**small, class_margin=-0.1)
 
 
 @pytest.mark.parametrize("objective", ["lsgan", "hinge", "wgan-gp"])

@@ -66,3 +66,9 @@ def mode_seeking_loss(
     latent distance), so G is penalised when two latents give the same image."""
     ratio = (images_a - images_b).abs().mean() / (z_a - z_b).abs().mean()
     return 1.0 / (ratio + eps)
+
+
+def margin_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean over the batch of max(0, cross-entropy - margin): logits [N, C], labels [N]; a sample read as its class
+    with probability above exp(-margin) adds nothing."""
+    return F.relu(F.cross_entropy(logits, labels, reduction="none") - margin).mean()

@@ -30,10 +30,13 @@ class CGANConfig:
     twin_class_head: bool = False  # TAC-GAN: D's second class head, trained on fakes; see AdversarialTask
     info_dims: int = 0  # > 0: D's head also reads back the first info_dims of a fake's z (InfoGAN); see AdversarialTask
     info_weight: float = 1.0  # weight of that read-back's squared error in D's and G's losses
+    class_margin: float = 0.0  # > 0: G's class term spares fakes read as their class (see AdversarialTask)
 
     def __post_init__(self):
         if self.info_dims > self.latent_dim:
             raise ValueError(f"CGANConfig.info_dims ({self.info_dims}) cannot exceed latent_dim ({self.latent_dim})")
+        if self.class_margin < 0:
+            raise ValueError(f"CGANConfig.class_margin must be >= 0 (a cross-entropy in nats), got {self.class_margin}")
 
 
 def class_heads(features: int, config) -> nn.Linear:

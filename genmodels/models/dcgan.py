@@ -28,12 +28,17 @@ class DCGANConfig:
     twin_class_head: bool = False  # TAC-GAN: D's second class head, trained on fakes; see AdversarialTask
     info_dims: int = 0  # > 0: D's head also reads back the first info_dims of a fake's z (InfoGAN); see AdversarialTask
     info_weight: float = 1.0  # weight of that read-back's squared error in D's and G's losses
+    class_margin: float = 0.0  # > 0: G's class term spares fakes read as their class (see AdversarialTask)
     refine_channels: int = 0  # > 0: G upsamples to this many maps at 28x28 and ends in a 3x3 convolution
     class_norm: bool = False  # G's batch norms take a per-class gain and shift from the class embedding
 
     def __post_init__(self):
         if self.info_dims > self.latent_dim:
             raise ValueError(f"DCGANConfig.info_dims ({self.info_dims}) cannot exceed latent_dim ({self.latent_dim})")
+        if self.class_margin < 0:
+            raise ValueError(
+                f"DCGANConfig.class_margin must be >= 0 (a cross-entropy in nats), got {self.class_margin}"
+            )
 
 
 class ClassBatchNorm2d(nn.Module):

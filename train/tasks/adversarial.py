@@ -11,6 +11,10 @@ core of their class (each class drawn more alike than the real one); the twin's 
 With `info_dims` (InfoGAN's latent read-back, Chen et al. 2016), D's head also estimates the first info_dims of
 each fake's z, and D and G both pay `info_weight` times its squared error: a G that draws one garment whatever z
 says cannot be read back, so the term pays G for letting z show in the image.
+
+With `class_margin` m > 0, G's class term counts only the fakes that D's main head reads as their class with
+probability below exp(-m): a fake already clearly of its class is left to the adversarial term instead of being
+pulled further to the class core.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from genmodels.kinds import GAN_LOSS_KEYS, KINDS
 from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.ema import weight_average
-from train.losses import discriminator_losses, generator_loss, gradient_penalty, mode_seeking_loss, r1_penalty
+from train.losses import (
+    discriminator_losses,
+    generator_loss,
+    gradient_penalty,
+    margin_cross_entropy,
+    mode_seeking_loss,
+    r1_penalty,
+)
 from train.optim import make_adam
 from train.tasks.base import EVAL_SEED, BaseTask, grid_labels, grid_noise
 
@@ -162,6 +173,8 @@ class AdversarialTask(BaseTask):
                 loss_g = loss_g + self.config.info_weight * losses["loss_g_info"]
             losses["loss_g_class"] = F.cross_entropy(main, fake_labels)
             class_term = losses["loss_g_class"]
+            if self.config.class_margin:
+                class_term = margin_cross_entropy(main, fake_labels, self.config.class_margin)
             if twin is not None:
                 losses["loss_g_twin"] = F.cross_entropy(twin, fake_labels)
                 class_term = class_term - losses["loss_g_twin"]
