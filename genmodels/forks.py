@@ -8,12 +8,14 @@ count always start anew: a fork's log begins at step 0.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genmodels.checkpoint import CheckpointError, load_tensors
+from genmodels.kinds import KINDS
 from genmodels.runs import RunFolder, read_json
 
 STATE_PREFIX = "module."  # a state file names each network's tensors module.<network>.<tensor>
@@ -64,15 +66,23 @@ def check_compatible(source: ForkSource, kind: str, dataset: str, model: dict[st
         differences.append(f"it was trained on {source.dataset}, not {dataset}")
     if model is not None and source.kind == kind:
         model = json.loads(json.dumps(model))  # as the parent's config was stored: tuples become lists
-        changed = sorted(k for k in {*model, *source.model} if model.get(k) != source.model.get(k))
+        parent = _with_defaults(kind, source.model)
+        changed = sorted(k for k in {*model, *parent} if model.get(k) != parent.get(k))
         if changed:
-            shown = ", ".join(f"{k} {source.model.get(k)!r} -> {model.get(k)!r}" for k in changed)
+            shown = ", ".join(f"{k} {parent.get(k)!r} -> {model.get(k)!r}" for k in changed)
             differences.append(f"its architecture differs ({shown})")
     if differences:
         raise ValueError(
             f"cannot start from {source.path}: {'; '.join(differences)}. A fork keeps its parent's kind, dataset "
             "and architecture and changes only how it trains (objective, learning rates, beta, ...)"
         )
+
+
+def _with_defaults(kind: str, model: dict[str, Any]) -> dict[str, Any]:
+    """A parent's stored model config with the fields it predates at their defaults: what its module was built with
+    (a checkpoint saved before a field existed loads with that field's default)."""
+    defaults = json.loads(json.dumps(dataclasses.asdict(KINDS[kind].config_cls())))
+    return {**defaults, **model}
 
 
 def network_tensors(source: ForkSource) -> dict[str | None, dict[str, Any]]:

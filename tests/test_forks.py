@@ -85,6 +85,16 @@ def test_a_fork_of_a_model_checkpoint_loads_the_served_network_and_starts_the_ot
     assert recorded["whole_state"] is False and recorded["fresh_networks"] == ["discriminator"]
 
 
+def test_a_parent_saved_before_a_config_field_existed_forks_with_its_default(parent, synthetic_data, tmp_path):
+    config_file = parent / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["model"]["negative_slope"]  # as a run written before the field was added
+    config_file.write_text(json.dumps(config))
+    assert _train("gan", synthetic_data, tmp_path / "fork", "--init-from", str(parent)) == 0
+    with pytest.raises(ValueError, match=r"negative_slope 0\.2 -> 0\.1"):  # a changed value is still refused
+        check_compatible(fork_source(parent), "gan", "mnist", {**config["model"], "negative_slope": 0.1})
+
+
 @pytest.mark.parametrize(
     ("kind", "config", "message"),
     [
