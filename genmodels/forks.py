@@ -8,9 +8,8 @@ count always start anew: a fork's log begins at step 0.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,7 @@ def check_compatible(source: ForkSource, kind: str, dataset: str, model: dict[st
 def _with_defaults(kind: str, model: dict[str, Any]) -> dict[str, Any]:
     """A parent's stored model config with the fields it predates at their defaults: what its module was built with
     (a checkpoint saved before a field existed loads with that field's default)."""
-    defaults = json.loads(json.dumps(dataclasses.asdict(KINDS[kind].config_cls())))
+    defaults = json.loads(json.dumps(asdict(KINDS[kind].config_cls())))
     return {**defaults, **model}
 
 
