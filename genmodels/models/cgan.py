@@ -33,10 +33,16 @@ class CGANConfig:
     class_margin: float = 0.0  # > 0: G's class term spares fakes read as their class (see AdversarialTask)
 
     def __post_init__(self):
-        if self.info_dims > self.latent_dim:
-            raise ValueError(f"CGANConfig.info_dims ({self.info_dims}) cannot exceed latent_dim ({self.latent_dim})")
-        if self.class_margin < 0:
-            raise ValueError(f"CGANConfig.class_margin must be >= 0 (a cross-entropy in nats), got {self.class_margin}")
+        check_class_terms(self)
+
+
+def check_class_terms(config) -> None:
+    """ValueError for a conditional GAN config whose read-back is wider than z or whose class margin is negative."""
+    name = type(config).__name__
+    if config.info_dims > config.latent_dim:
+        raise ValueError(f"{name}.info_dims ({config.info_dims}) cannot exceed latent_dim ({config.latent_dim})")
+    if config.class_margin < 0:
+        raise ValueError(f"{name}.class_margin must be >= 0 (a cross-entropy in nats), got {config.class_margin}")
 
 
 def class_heads(features: int, config) -> nn.Linear:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genmodels.models.cgan import EmbeddingConditionedGenerator, class_heads
+from genmodels.models.cgan import EmbeddingConditionedGenerator, check_class_terms, class_heads
 from genmodels.models.layers import STRIDED_SIDE, strided_features
 
 BASE = 7  # G starts from 7x7 feature maps; two stride-2 steps reach 28x28
@@ -33,12 +33,7 @@ class DCGANConfig:
     class_norm: bool = False  # G's batch norms take a per-class gain and shift from the class embedding
 
     def __post_init__(self):
-        if self.info_dims > self.latent_dim:
-            raise ValueError(f"DCGANConfig.info_dims ({self.info_dims}) cannot exceed latent_dim ({self.latent_dim})")
-        if self.class_margin < 0:
-            raise ValueError(
-                f"DCGANConfig.class_margin must be >= 0 (a cross-entropy in nats), got {self.class_margin}"
-            )
+        check_class_terms(self)
 
 
 class ClassBatchNorm2d(nn.Module):
