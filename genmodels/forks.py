@@ -9,12 +9,13 @@ count always start anew: a fork's log begins at step 0.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genmodels.checkpoint import CheckpointError, load_tensors
 from genmodels.kinds import KINDS
+from genmodels.models.config import config_to_dict
 from genmodels.runs import RunFolder, read_json
 
 STATE_PREFIX = "module."  # a state file names each network's tensors module.<network>.<tensor>
@@ -64,7 +65,7 @@ def check_compatible(source: ForkSource, kind: str, dataset: str, model: dict[st
     if source.dataset != dataset:
         differences.append(f"it was trained on {source.dataset}, not {dataset}")
     if model is not None and source.kind == kind:
-        model = json.loads(json.dumps(model))  # as the parent's config was stored: tuples become lists
+        model = _as_stored(model)
         parent = _with_defaults(kind, source.model)
         changed = sorted(k for k in {*model, *parent} if model.get(k) != parent.get(k))
         if changed:
@@ -80,8 +81,12 @@ def check_compatible(source: ForkSource, kind: str, dataset: str, model: dict[st
 def _with_defaults(kind: str, model: dict[str, Any]) -> dict[str, Any]:
     """A parent's stored model config with the fields it predates at their defaults: what its module was built with
     (a checkpoint saved before a field existed loads with that field's default)."""
-    defaults = json.loads(json.dumps(asdict(KINDS[kind].config_cls())))
-    return {**defaults, **model}
+    return {**_as_stored(config_to_dict(KINDS[kind].config_cls())), **model}
+
+
+def _as_stored(model: dict[str, Any]) -> dict[str, Any]:
+    """A model config as a run's config.json stores it (tuples become lists), so it compares with a parent's."""
+    return json.loads(json.dumps(model))
 
 
 def network_tensors(source: ForkSource) -> dict[str | None, dict[str, Any]]:

@@ -98,17 +98,15 @@ def test_a_parent_saved_before_a_config_field_existed_forks_with_its_default(par
 @pytest.mark.parametrize("dataset", ["mnist", "fashion"])
 def test_every_shipped_checkpoint_can_be_forked_with_its_own_architecture(dataset):
     """The launcher offers each shipped checkpoint as a start; the run rebuilds its config as loading does."""
-    import dataclasses
-
     from genmodels.kinds import KINDS
-    from genmodels.models.config import config_from_dict
+    from genmodels.models.config import config_from_dict, config_to_dict
     from genmodels.paths import checkpoint_file
 
     shipped = [kind for kind in KINDS if checkpoint_file(kind, dataset).is_file()]
     assert {"cgan", "dcgan", "conv_vae"} <= set(shipped)
     for kind in shipped:
         source = fork_source(checkpoint_file(kind, dataset))
-        config = dataclasses.asdict(config_from_dict(KINDS[kind].config_cls, source.model))
+        config = config_to_dict(config_from_dict(KINDS[kind].config_cls, source.model))
         check_compatible(source, kind, dataset, config)
 
 
