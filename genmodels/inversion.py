@@ -50,6 +50,17 @@ def _openmp() -> ctypes.CDLL | None:
     return ctypes.CDLL(str(libraries[0])) if libraries else None
 
 
+@functools.cache
+def _mkl() -> ctypes.CDLL | None:
+    """The MKL linked into PyTorch's CPU library (it runs fp32 matmuls), or None where the build has none."""
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    if not torch.backends.mkl.is_available() or not library.exists():
+        return None
+    runtime = ctypes.CDLL(str(library))  # already loaded by `import torch`: this returns the same copy
+    # MKL_Set_Num_Threads_Local takes the count by value; the lower-case symbol is the Fortran one (a pointer)
+    return runtime if hasattr(runtime, "MKL_Set_Num_Threads_Local") else None
+
+
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """Run the block's PyTorch CPU ops on the calling thread alone; other threads (sessions) keep their setting.
@@ -57,18 +68,22 @@ def one_thread() -> Iterator[None]:
     An inversion is ~2,000 small ops. Splitting each across two cores gains little, and while the cores are busy
     (a training run, other sessions) every hand-off waits for a descheduled thread: on the shared 2-core machine an
     inversion took 20-26 s with two threads and 1.7-2.0 s with one (0.28 s of CPU against 4.6-5.0 s).
-    OpenMP keeps the thread count per thread, unlike torch.set_num_threads, which also changes the process default.
+    OpenMP and MKL keep a thread count per thread, unlike torch.set_num_threads, which changes the process default.
+    MKL needs its own call: once torch.set_num_threads has run (a training run in the same process does), MKL's
+    matmuls follow that count and no longer the OpenMP one.
     """
-    runtime = _openmp()
-    if runtime is None:
-        yield
-        return
-    previous = runtime.omp_get_max_threads()
-    runtime.omp_set_num_threads(1)
+    openmp, mkl = _openmp(), _mkl()
+    previous = openmp.omp_get_max_threads() if openmp is not None else None
+    if openmp is not None:
+        openmp.omp_set_num_threads(1)
+    previous_mkl = mkl.MKL_Set_Num_Threads_Local(1) if mkl is not None else None  # 0: the process-wide count
     try:
         yield
     finally:
-        runtime.omp_set_num_threads(previous)
+        if openmp is not None:
+            openmp.omp_set_num_threads(previous)
+        if mkl is not None:
+            mkl.MKL_Set_Num_Threads_Local(previous_mkl)
 
 
 def gan_kinds() -> tuple[str, ...]:
