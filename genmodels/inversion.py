@@ -27,6 +27,7 @@ LEARNING_RATE = 0.1
 FEATURE_WEIGHT = 0.5  # the classifier's view keeps the shape of the digit when pixels alone would settle for a blur
 PRIOR_WEIGHT = 0.002  # small: enough to keep latents off the tails where the generator makes noise
 PROGRESS_EVERY = 5
+TORCH_LIBRARIES = Path(torch.__file__).parent / "lib"  # the shared libraries PyTorch's wheel ships
 
 
 @dataclass
@@ -46,14 +47,14 @@ class Inversion:
 @functools.cache
 def _openmp() -> ctypes.CDLL | None:
     """The OpenMP runtime PyTorch runs its CPU ops on (the libgomp its wheel ships), or None where there is none."""
-    libraries = sorted((Path(torch.__file__).parent / "lib").glob("libgomp*.so*"))
+    libraries = sorted(TORCH_LIBRARIES.glob("libgomp*.so*"))
     return ctypes.CDLL(str(libraries[0])) if libraries else None
 
 
 @functools.cache
 def _mkl() -> ctypes.CDLL | None:
     """The MKL linked into PyTorch's CPU library (it runs fp32 matmuls), or None where the build has none."""
-    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    library = TORCH_LIBRARIES / "libtorch_cpu.so"
     if not torch.backends.mkl.is_available() or not library.exists():
         return None
     runtime = ctypes.CDLL(str(library))  # already loaded by `import torch`: this returns the same copy
@@ -73,17 +74,13 @@ def one_thread() -> Iterator[None]:
     matmuls follow that count and no longer the OpenMP one.
     """
     openmp, mkl = _openmp(), _mkl()
-    previous = openmp.omp_get_max_threads() if openmp is not None else None
-    if openmp is not None:
-        openmp.omp_set_num_threads(1)
-    previous_mkl = mkl.MKL_Set_Num_Threads_Local(1) if mkl is not None else None  # 0: the process-wide count
-    try:
-        yield
-    finally:
+    with contextlib.ExitStack() as restore:
         if openmp is not None:
-            openmp.omp_set_num_threads(previous)
-        if mkl is not None:
-            mkl.MKL_Set_Num_Threads_Local(previous_mkl)
+            restore.callback(openmp.omp_set_num_threads, openmp.omp_get_max_threads())
+            openmp.omp_set_num_threads(1)
+        if mkl is not None:  # it returns the previous thread-local count (0: the process-wide one)
+            restore.callback(mkl.MKL_Set_Num_Threads_Local, mkl.MKL_Set_Num_Threads_Local(1))
+        yield
 
 
 def gan_kinds() -> tuple[str, ...]:
