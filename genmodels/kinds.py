@@ -48,6 +48,7 @@ GAN_LOSS_KEYS = (
     "loss_d_info",
     "loss_g_info",
     "loss_mode_seeking",
+    "loss_coverage",
     "gradient_penalty",
     "r1_penalty",
 )

@@ -174,6 +174,17 @@ OPTIONS = (
         step=0.5,
     ),
     Option(
+        "coverage",
+        "Coverage weight",
+        "adversarial",
+        "Weight of a term that pulls, for each real image, G's nearest fake of its class towards it (against "
+        "collapse: G pays for the images it draws nothing near).",
+        "float",
+        low=0.0,
+        high=100.0,
+        step=1.0,
+    ),
+    Option(
         "beta",
         "Beta (KL weight)",
         "encodes",
@@ -216,6 +227,7 @@ class TrainingOptions:
     label_smoothing: float | None = None
     r1: float | None = None
     mode_seeking: float | None = None
+    coverage: float | None = None
     beta: float | None = None
     kl_warmup: int | None = None
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the model config, e.g. {"latent_dim": 2}

@@ -285,6 +285,7 @@ def test_changed_gan_fields_reach_the_training_command(runs_root, monkeypatch):
             "D steps per G step": 2,
             "D learning rate": "1e-3",
             "Mode-seeking weight": 1.5,
+            "Coverage weight": 5.0,
             "R1 penalty": 2.0,
         },
     )
@@ -301,6 +302,8 @@ def test_changed_gan_fields_reach_the_training_command(runs_root, monkeypatch):
             "2.0",
             "--mode-seeking",
             "1.5",
+            "--coverage",
+            "5.0",
         ]
     ]
 
@@ -325,6 +328,7 @@ def test_bad_launcher_options_get_one_clear_message(runs_root):
         ("gan", {"label_smoothing": 0.5}, "Label smoothing must be in [0, 0.5)"),
         ("cgan", {"mode_seeking": 11}, "Mode-seeking weight must be between 0 and 10"),
         ("dcgan", {"r1": 101}, "R1 penalty must be between 0 and 100"),
+        ("gan", {"coverage": -1}, "Coverage weight must be between 0 and 100"),
         ("vae", {"beta": "nan"}, "Beta (KL weight) must be between 0 and 100"),
         ("vae", {"beta": -1}, "Beta (KL weight) must be between 0 and 100"),
         ("vae", {"kl_warmup": 2.5}, "KL warm-up steps must be a whole number"),

@@ -7,6 +7,7 @@ import torch
 
 from train.cli import main
 from train.losses import (
+    coverage_loss,
     discriminator_losses,
     generator_loss,
     gradient_penalty,
@@ -61,6 +62,8 @@ def test_r1_is_half_the_squared_slope_of_d_at_the_real_images():
         (["cgan", "--mode-seeking", "-1"], "--mode-seeking must be between 0 and 10"),
         (["vae", "--mode-seeking", "1"], "--mode-seeking is for the GANs"),
         (["cgan", "--r1", "-1"], "--r1 must be between 0 and 100"),
+        (["dcgan", "--coverage", "101"], "--coverage must be between 0 and 100"),
+        (["conv_vae", "--coverage", "1"], "--coverage is for the GANs"),
         (["classifier", "--r1", "1"], "--r1 is for the GANs"),
     ],
 )
@@ -77,6 +80,34 @@ def test_the_mode_seeking_term_falls_as_two_latents_images_move_apart():
     assert mode_seeking_loss(same, apart, z_a, z_b) == pytest.approx(2.0, rel=1e-3)  # ratio 0.5 / 1
     assert mode_seeking_loss(same, same, z_a, z_b) > 1e4  # one image for two latents: a large penalty
     assert mode_seeking_loss(same, 2 * apart, z_a, z_b) < mode_seeking_loss(same, apart, z_a, z_b)
+
+
+def test_the_coverage_term_is_each_real_images_distance_to_its_nearest_fake_of_its_class():
+    real = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])  # a black and a white image
+    fake = torch.stack([torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.5), torch.ones(1, 2, 2)]).requires_grad_(True)
+    assert coverage_loss(real, fake).item() == pytest.approx(0.0)  # each real image has its copy among the fakes
+    # the white fake is of another class than the white image: its nearest fake of its class is the grey one
+    loss = coverage_loss(real, fake, torch.tensor([0, 1]), torch.tensor([0, 1, 0]))
+    assert loss.item() == pytest.approx(0.25 / 2)  # (0 + 0.5^2) / 2 real images
+    loss.backward()
+    assert fake.grad[0].abs().sum() == 0 and fake.grad[2].abs().sum() == 0  # only the nearest fake is pulled
+    assert (fake.grad[1] < 0).all()  # the grey fake, towards the white image
+    lonely = coverage_loss(real, fake, torch.tensor([0, 2]), torch.tensor([0, 1, 0]))  # no fake of class 2
+    assert lonely.item() == pytest.approx(0.0)
+    nobody = coverage_loss(real, fake, torch.tensor([3, 2]), torch.tensor([0, 1, 0]))
+    assert nobody == 0 and nobody.requires_grad
+
+
+@pytest.mark.parametrize("kind", ["cgan", "gan"])
+def test_with_the_coverage_term_g_is_paid_for_drawing_near_every_real_image(kind):
+    from genmodels.kinds import KINDS
+    from genmodels.recipes import Recipe
+    from train.tasks.adversarial import AdversarialTask
+
+    config = KINDS[kind].config_cls(g_hidden=(8,), d_hidden=(8,))
+    task = AdversarialTask(kind, config, Recipe(epochs=1, batch_size=16, lr=1e-3, coverage=1.0), torch.device("cpu"), 1)
+    losses = task.step(torch.rand(16, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (16,)))
+    assert 0 < float(losses["loss_coverage"]) < 4  # images in [-1, 1]: a per-pixel squared distance under 4
 
 
 @pytest.mark.parametrize("n", [16, 15])

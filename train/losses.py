@@ -68,6 +68,24 @@ def mode_seeking_loss(
     return 1.0 / (ratio + eps)
 
 
+def coverage_loss(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    real_labels: torch.Tensor | None = None,
+    fake_labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """IMLE's term (Li and Malik 2018): the mean over real images [N, ...] of the per-pixel squared distance to
+    their nearest fake [M, ...], of the same class when labels [N], [M] are given; G pays for every real image it
+    leaves without a fake nearby, the variety a GAN's loss alone does not ask for. A real image with no fake of its
+    class in the batch adds nothing."""
+    distances = torch.cdist(real.flatten(1), fake.flatten(1)).pow(2) / real[0].numel()
+    if real_labels is not None:
+        distances = distances.masked_fill(real_labels[:, None] != fake_labels[None, :], float("inf"))
+    nearest = distances.min(dim=1).values
+    covered = torch.isfinite(nearest)
+    return nearest[covered].mean() if covered.any() else fake.sum() * 0.0
+
+
 def margin_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """Mean over the batch of max(0, cross-entropy - margin): logits [N, C], labels [N]; a sample read as its class
     with probability above exp(-margin) adds nothing."""

@@ -15,6 +15,10 @@ says cannot be read back, so the term pays G for letting z show in the image.
 With `class_margin` m > 0, G's class term counts only the fakes that D's main head reads as their class with
 probability below exp(-m): a fake already clearly of its class is left to the adversarial term instead of being
 pulled further to the class core.
+
+With the recipe's `coverage` weight, each real image of the batch pulls G's nearest fake of its class towards it
+(IMLE's term, `train.losses.coverage_loss`): G pays for the real images it draws nothing near, the variety that
+D's verdict alone does not ask for.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from genmodels.models.layers import gaussian_noise
 from genmodels.recipes import Recipe
 from train.ema import weight_average
 from train.losses import (
+    coverage_loss,
     discriminator_losses,
     generator_loss,
     gradient_penalty,
@@ -166,6 +171,10 @@ class AdversarialTask(BaseTask):
         if self.recipe.mode_seeking:
             losses["loss_mode_seeking"] = self._mode_seeking(fake, z)
             loss_g = loss_g + self.recipe.mode_seeking * losses["loss_mode_seeking"]
+        if self.recipe.coverage:
+            condition = (labels, fake_labels) if self.conditional else ()
+            losses["loss_coverage"] = coverage_loss(images.float(), fake.float(), *condition)
+            loss_g = loss_g + self.recipe.coverage * losses["loss_coverage"]
         if class_fake is not None:
             main, twin, info = self._class_heads(class_fake)
             if info is not None:
