@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
+        "--temperature",
+        type=_finite_float,
+        default=1.0,
+        help="scale of every generator's latent noise (the Sample page's temperature); default 1.0, what --write "
+        "stores",
+    )
+    evaluate.add_argument(
         "--write",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -260,7 +267,10 @@ def format_table(result: dict[str, Any], kinds: Sequence[str]) -> str:
     from genmodels.evaluation import WITHOUT_CRITIC
 
     classes = dataset_info(result["dataset"]).classes
-    lines = [f"{result['dataset']}: {result['samples']} samples per measure, seed {result['seed']}", ""]
+    lines = [f"{result['dataset']}: {result['samples']} samples per measure, seed {result['seed']}"]
+    if result.get("temperature", 1.0) != 1.0:
+        lines[0] += f", generators drawn at temperature {result['temperature']}"
+    lines.append("")
     for title, key, fmt in REAL_ROWS:
         if key is None:
             value = f"{result['real_precision']:.3f} / {result['real_recall']:.3f}"
@@ -306,21 +316,33 @@ def _check_report(path: Path) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Measure the shipped checkpoints and print them; store them in the checkpoints only with --write."""
     from genmodels import compare, evaluation
-    from genmodels.api import check_seed
+    from genmodels.api import check_seed, check_temperature
     from genmodels.kinds import generator_kinds
     from genmodels.preview import read_preview, write_preview
 
     try:
         evaluation.check_samples(args.n)
         check_seed(args.seed)
+        check_temperature(args.temperature)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.write and args.temperature != 1.0:
+        raise UsageError(
+            "--write stores the numbers every page shows, drawn at temperature 1.0; measure other temperatures "
+            "without it"
+        )
     if args.report is not None:
         _check_report(args.report)
     evaluation.require_data(args.dataset, args.data)
     progress = None if args.json else (lambda message: print(f"... {message}", file=sys.stderr, flush=True))
     result = evaluation.evaluate_dataset(
-        args.dataset, n=args.n, seed=args.seed, data_root=args.data, device=_device(args.device), progress=progress
+        args.dataset,
+        n=args.n,
+        seed=args.seed,
+        data_root=args.data,
+        device=_device(args.device),
+        progress=progress,
+        temperature=args.temperature,
     )
     failed = [kind for kind in generator_kinds() if f"{kind}_error" in result]
     if args.write:

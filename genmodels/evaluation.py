@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmodels import metrics, scoring
-from genmodels.api import GenerativeModel, load_classifier, load_generator
+from genmodels.api import GenerativeModel, check_temperature, load_classifier, load_generator
 from genmodels.checkpoint import CheckpointError, checkpoint_path, read_metadata, shipped_generators, update_metadata
 from genmodels.data import DataMissingError, load_split, to_unit
 from genmodels.datasets import dataset_info, missing_files
@@ -217,10 +217,11 @@ def conditional_metrics(
     per_class: int,
     seed: int = EVAL_SEED,
     crosscheck: PixelMLP | None = None,
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
     """Class accuracy and confidence (overall, per class, and by the cross-check) of per_class samples of every
-    class."""
-    samples = scoring.draw(model, per_class, seed)
+    class, drawn at `temperature`."""
+    samples = scoring.draw(model, per_class, seed, temperature)
     scores = scoring.score(classifier, samples.images, samples.labels, model.num_classes)
     out: dict[str, Any] = {
         "class_accuracy": scores.accuracy,
@@ -232,7 +233,7 @@ def conditional_metrics(
         out["class_accuracy_crosscheck"] = metrics.class_accuracy(
             crosscheck_probs(crosscheck, samples.images), samples.labels
         )
-    small = scoring.draw(model, SMALL_SET // model.num_classes, seed + 1)
+    small = scoring.draw(model, SMALL_SET // model.num_classes, seed + 1, temperature)
     out["s1_accuracy"] = scoring.score(classifier, small.images, small.labels, model.num_classes).accuracy
     return out
 
@@ -244,10 +245,11 @@ def unconditional_metrics(
     class_mix: torch.Tensor,
     seed: int = EVAL_SEED,
     real: RealData | None = None,
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
-    """Classifier score and class coverage of n unconditional samples; with the real data also FID, precision / recall,
-    memorisation."""
-    samples = model.sample(n, seed=seed + 2)
+    """Classifier score and class coverage of n unconditional samples drawn at `temperature`; with the real data also
+    FID, precision / recall, memorisation."""
+    samples = model.sample(n, seed=seed + 2, temperature=temperature)
     reference = None if real is None else real.reference
     scores = scoring.score(classifier, samples.images, None, len(class_mix), reference, class_mix)
     out: dict[str, Any] = {
@@ -307,16 +309,17 @@ def vae_test_neg_elbo(vae: GaussianVAE, images: torch.Tensor, seed: int = EVAL_S
 
 
 def evaluate_generator(
-    model: GenerativeModel, real: RealData, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED
+    model: GenerativeModel, real: RealData, n: int = DEFAULT_SAMPLES, seed: int = EVAL_SEED, temperature: float = 1.0
 ) -> dict[str, Any]:
     """Every measure of one generator: class accuracy (if it takes labels), FID, score, coverage, precision / recall,
-    memorisation, smoothness."""
+    memorisation (of draws at `temperature`), smoothness."""
     n = check_samples(n)
     started, cpu_started = time.perf_counter(), time.process_time()
     out: dict[str, Any] = {}
     if model.supports_labels:
-        out.update(conditional_metrics(model, real.classifier, n // model.num_classes, seed, real.crosscheck))
-    out.update(unconditional_metrics(model, real.classifier, n, real.class_mix, seed, real))
+        per_class = n // model.num_classes
+        out.update(conditional_metrics(model, real.classifier, per_class, seed, real.crosscheck, temperature))
+    out.update(unconditional_metrics(model, real.classifier, n, real.class_mix, seed, real, temperature))
     out.update(smoothness_metrics(model, real.classifier, seed=seed))
     if KINDS[model.kind].encodes:  # a model with an encoder has a likelihood bound
         out.update(vae_test_neg_elbo(model.module, to_unit(real.test_images), seed))
@@ -335,11 +338,13 @@ def evaluate_dataset(
     checkpoints_root: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     progress: Callable[[str], None] | None = None,
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
     """Evaluate the shipped classifier and generators of a dataset -> one flat dict (`<kind>_<measure>` keys); `kinds`:
-    the generators with a checkpoint for it unless given."""
+    the generators with a checkpoint for it unless given; the generators draw at `temperature`."""
     dataset_info(dataset)
     n = check_samples(n)
+    temperature = check_temperature(temperature)
     report = progress or (lambda message: None)
     started, cpu_started = time.perf_counter(), time.process_time()
     report(f"{dataset}: real data, classifier and cross-check")
@@ -348,6 +353,7 @@ def evaluate_dataset(
         "dataset": dataset,
         "samples": n,
         "seed": seed,
+        "temperature": temperature,
         **real.real,
         "reference_seconds": round(time.perf_counter() - started, 2),
         "reference_cpu_seconds": round(time.process_time() - cpu_started, 2),
@@ -359,13 +365,15 @@ def evaluate_dataset(
         except CheckpointError as exc:  # one broken file: the other models are still measured and reported
             result[f"{kind}_error"] = str(exc)
             continue
-        result.update({f"{kind}_{key}": value for key, value in evaluate_generator(model, real, n, seed).items()})
+        measured = evaluate_generator(model, real, n, seed, temperature)
+        result.update({f"{kind}_{key}": value for key, value in measured.items()})
         if model.critic is not None:  # what the critic's rejection sampling changes: the same measures without it
             raw = model.without_critic()
             if raw.supports_labels:
-                measures = conditional_metrics(raw, real.classifier, n // raw.num_classes, seed, real.crosscheck)
+                per_class = n // raw.num_classes
+                measures = conditional_metrics(raw, real.classifier, per_class, seed, real.crosscheck, temperature)
                 result.update({f"{kind}_{WITHOUT_CRITIC}_{key}": value for key, value in measures.items()})
-            measures = unconditional_metrics(raw, real.classifier, n, real.class_mix, seed, real)
+            measures = unconditional_metrics(raw, real.classifier, n, real.class_mix, seed, real, temperature)
             result.update({f"{kind}_{WITHOUT_CRITIC}_{key}": value for key, value in measures.items()})
     return result
 
@@ -428,8 +436,11 @@ def write_evaluation(
 
     Only `evaluate --write` calls this. A checkpoint that already holds the same numbers (timings aside, within float
     noise: see `same_within_noise`) is left byte for byte as it was, so measuring unchanged models on another CPU
-    does not rewrite multi-megabyte files.
+    does not rewrite multi-megabyte files. ValueError for numbers drawn at another temperature than 1.0: the stored
+    numbers are the ones every page's default sampler gives.
     """
+    if result.get("temperature", 1.0) != 1.0:
+        raise ValueError(f"numbers drawn at temperature {result['temperature']} are not stored; 1.0 is")
     abs_tol = noise_tolerance(result["samples"], dataset_info(result["dataset"]).num_classes)
     written = []
     for kind in kinds:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genmodels import cli
+from genmodels import cli, evaluation
 from genmodels.api import load_generator
 from genmodels.checkpoint import load_tensors, read_metadata
 from genmodels.data import unit_to_uint8
@@ -339,9 +339,31 @@ def test_evaluate_no_write_is_still_accepted(synthetic_data, tiny_copy, capsys, 
     assert checkpoint_files(tiny_copy) == before
 
 
+def test_evaluate_at_a_temperature_draws_hotter_and_stores_nothing(synthetic_data, tiny_copy, capsys):
+    before = checkpoint_files(tiny_copy)
+    common = ("evaluate", "--dataset", "mnist", "--data", str(synthetic_data), "--n", "100", "--json")
+    code, stdout, _ = run(capsys, *common)
+    default = json.loads(stdout)
+    code, stdout, _ = run(capsys, *common, "--temperature", "2")
+    hot = json.loads(stdout)
+    assert code == 0 and default["temperature"] == 1.0 and hot["temperature"] == 2.0
+    assert hot["classifier_test_accuracy"] == default["classifier_test_accuracy"]  # the real data: as before
+    for kind in ("cgan", "gan", "vae"):
+        assert hot[f"{kind}_fid"] != default[f"{kind}_fid"], kind  # every generator drew other images
+    assert "drawn at temperature 2.0" in cli.format_table(hot, generator_kinds()).splitlines()[0]
+    code, _, err = run(capsys, *common, "--temperature", "1.3", "--write")
+    assert code == 2 and "--write stores the numbers every page shows" in err and err.count("\n") == 1
+    assert checkpoint_files(tiny_copy) == before
+    with pytest.raises(ValueError, match="not stored"):
+        evaluation.write_evaluation(hot, tiny_copy)
+    assert checkpoint_files(tiny_copy) == before
+
+
 def test_evaluate_refuses_bad_input_and_missing_data(tmp_path, capsys):
     code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--n", "5", "--data", str(tmp_path))
     assert code == 2 and "between 100 and 10000" in err
+    code, _, err = run(capsys, "evaluate", "--dataset", "mnist", "--temperature", "9", "--data", str(tmp_path))
+    assert code == 2 and "temperature must be a number between" in err
     code, _, err = run(capsys, "evaluate", "--dataset", "fashion", "--data", str(tmp_path))
     assert code == 1 and err.startswith("error: evaluation needs the real Fashion-MNIST files") and err.count("\n") == 1
 
