@@ -324,12 +324,14 @@ def test_run_settings_fill_options_a_log_predates_with_the_recipe_defaults(tmp_p
         "Label smoothing": "0.1",
         "R1 penalty": "0",
         "Mode-seeking weight": "0",
+        "Coverage weight": "0",
     }
     vae = run_settings(log("vae", {"epochs": 2, "beta": 4.0, "ema_decay": 0.0, "objective": "bce"}))
     assert vae == {"Epochs": "2", "Beta (KL weight)": "4", "KL warm-up steps": "0"}, "no GAN fields, no EMA off"
     assert (
         run_settings(log("classifier", {})) == {}
         and run_settings(log("gan", {"r1_weight": 2.5}))["R1 penalty"] == "2.5"
+        and run_settings(log("cgan", {"coverage": 20.0}))["Coverage weight"] == "20"
     )
 
 
