@@ -177,8 +177,8 @@ OPTIONS = (
         "coverage",
         "Coverage weight",
         "adversarial",
-        "Weight of a term that pulls, for each real image, G's nearest fake of its class towards it (against "
-        "collapse: G pays for the images it draws nothing near).",
+        "Weight of a term that pulls, for each real image, G's nearest fake (of its class, in a conditional GAN) "
+        "towards it: G pays for the images it draws nothing near (against collapse).",
         "float",
         low=0.0,
         high=100.0,

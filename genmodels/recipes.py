@@ -35,7 +35,7 @@ class Recipe:
     spectral_norm: bool = False  # GANs: spectral normalisation on every layer of the discriminator
     r1_weight: float = 0.0  # GANs: weight (gamma) of the R1 penalty on D's gradient at real images (0 = off)
     mode_seeking: float = 0.0  # conditional GANs: weight of the mode-seeking term (pairs of fakes of one class)
-    coverage: float = 0.0  # GANs: weight of the coverage term (each real image pulls its nearest fake of its class)
+    coverage: float = 0.0  # GANs: weight of the coverage term (each real image pulls G's nearest fake of its class)
     beta: float = 1.0  # VAEs: weight of the KL term (beta-VAE)
     kl_warmup_steps: int = 0  # VAEs: ramp the KL weight linearly from 0 to beta over this many steps
     precision: str = (
